@@ -1,0 +1,232 @@
+//! `router.toml`: the validated configuration and how to load it.
+//!
+//! Parsing happens in two passes (see `parse.rs`): serde reads a spanned raw form
+//! (syntax, unknown keys, types), then validation checks meaning and collects every
+//! error with its line and column, so one `routerd check` shows all of them.
+
+mod diagnostic;
+mod parse;
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+pub use diagnostic::{ConfigError, Diagnostic};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub hostname: Option<String>,
+    pub wan: Wan,
+    pub lan: Lan,
+    pub dhcp: Option<Dhcp>,
+    pub forwards: Vec<Forward>,
+}
+
+/// How a NIC is found among the links of the system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NicSelector {
+    /// The NIC whose (permanent or current) MAC address is this one.
+    Mac(MacAddr),
+    /// The NIC with this interface name.
+    Name(String),
+    /// The one NIC that is neither loopback nor the WAN.
+    NotWan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wan {
+    pub nic: NicSelector,
+    /// The MAC the WAN must carry (the hoster's virtual MAC), if any.
+    pub mac: Option<MacAddr>,
+    pub address: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub dns: Vec<Ipv4Addr>,
+}
+
+impl Wan {
+    /// True when the gateway lies outside the WAN prefix and must be reached on-link
+    /// (the usual failover `/32` case).
+    pub fn gateway_on_link(&self) -> bool {
+        !self.address.contains(&self.gateway)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lan {
+    pub nic: NicSelector,
+    pub address: Ipv4Net,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dhcp {
+    pub range_start: Ipv4Addr,
+    pub range_end: Ipv4Addr,
+    pub lease_time: Duration,
+    pub dns: Vec<Ipv4Addr>,
+    pub domain: Option<String>,
+    pub hosts: Vec<DhcpHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpHost {
+    pub mac: MacAddr,
+    pub address: Ipv4Addr,
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+    Both,
+}
+
+impl Protocol {
+    /// The transport protocols this selects, as nft names them.
+    pub fn transports(self) -> &'static [&'static str] {
+        match self {
+            Protocol::Tcp => &["tcp"],
+            Protocol::Udp => &["udp"],
+            Protocol::Both => &["tcp", "udp"],
+        }
+    }
+}
+
+/// An inclusive port range; a single port is `first == last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn len(self) -> u32 {
+        u32::from(self.last) - u32::from(self.first) + 1
+    }
+
+    pub fn is_single(self) -> bool {
+        self.first == self.last
+    }
+
+    pub fn overlaps(self, other: PortRange) -> bool {
+        self.first <= other.last && other.first <= self.last
+    }
+}
+
+impl fmt::Display for PortRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_single() {
+            write!(f, "{}", self.first)
+        } else {
+            write!(f, "{}-{}", self.first, self.last)
+        }
+    }
+}
+
+/// A port forward (PAT) from the WAN address to a LAN host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    pub protocol: Protocol,
+    pub ports: PortRange,
+    pub to: Ipv4Addr,
+    /// Same length as `ports`: port `ports.first + i` maps to `to_ports.first + i`.
+    pub to_ports: PortRange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacAddr(pub [u8; 6]);
+
+impl FromStr for MacAddr {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let mut bytes = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for byte in bytes.iter_mut() {
+            let part = parts.next().ok_or(())?;
+            if part.len() != 2 {
+                return Err(());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| ())?;
+        }
+        if parts.next().is_some() {
+            return Err(());
+        }
+        Ok(MacAddr(bytes))
+    }
+}
+
+impl fmt::Display for MacAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            b[0], b[1], b[2], b[3], b[4], b[5]
+        )
+    }
+}
+
+impl MacAddr {
+    pub fn is_multicast(self) -> bool {
+        self.0[0] & 1 == 1
+    }
+}
+
+impl Config {
+    /// Parses and validates `text`; `origin` names the file in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        parse::parse(text, origin)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, &origin),
+            Err(e) => Err(ConfigError::unreadable(origin, &e)),
+        }
+    }
+
+    /// The resolvers handed to DHCP clients: `dhcp.dns`, else `wan.dns`.
+    pub fn dhcp_dns(&self) -> &[Ipv4Addr] {
+        match &self.dhcp {
+            Some(d) if !d.dns.is_empty() => &d.dns,
+            _ => &self.wan.dns,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_parses_both_separators_and_rejects_junk() {
+        assert_eq!(
+            "02:00:00:00:00:1a".parse::<MacAddr>(),
+            Ok(MacAddr([2, 0, 0, 0, 0, 0x1a]))
+        );
+        assert_eq!(
+            "02-00-00-00-00-1A".parse::<MacAddr>(),
+            Ok(MacAddr([2, 0, 0, 0, 0, 0x1a]))
+        );
+        for bad in ["", "02:00:00:00:00", "02:00:00:00:00:00:00", "zz:00:00:00:00:00", "2:0:0:0:0:0"] {
+            assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn port_ranges_overlap_only_when_they_share_a_port() {
+        let r = |first, last| PortRange { first, last };
+        assert!(r(80, 80).overlaps(r(80, 80)));
+        assert!(r(8000, 8010).overlaps(r(8010, 8020)));
+        assert!(!r(8000, 8010).overlaps(r(8011, 8020)));
+        assert_eq!(r(8000, 8010).len(), 11);
+        assert_eq!(r(8000, 8010).to_string(), "8000-8010");
+        assert_eq!(r(80, 80).to_string(), "80");
+    }
+}

@@ -1,0 +1,455 @@
+//! From TOML text to a validated [`Config`], collecting every error with its position.
+
+use std::net::Ipv4Addr;
+use std::ops::Range;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    Config, ConfigError, Dhcp, DhcpHost, Diagnostic, Forward, Lan, MacAddr, NicSelector,
+    PortRange, Protocol, Wan,
+};
+
+type S<T> = Spanned<T>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    hostname: Option<S<String>>,
+    wan: S<RawWan>,
+    lan: S<RawLan>,
+    dhcp: Option<S<RawDhcp>>,
+    #[serde(default)]
+    forward: Vec<S<RawForward>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWan {
+    mac: Option<S<String>>,
+    interface: Option<S<String>>,
+    address: Option<S<String>>,
+    gateway: Option<S<String>>,
+    #[serde(default)]
+    dns: Vec<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLan {
+    mac: Option<S<String>>,
+    interface: Option<S<String>>,
+    address: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDhcp {
+    range: Option<S<String>>,
+    lease_time: Option<S<toml::Value>>,
+    #[serde(default)]
+    dns: Vec<S<String>>,
+    domain: Option<S<String>>,
+    #[serde(default)]
+    host: Vec<S<RawHost>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    mac: Option<S<String>>,
+    address: Option<S<String>>,
+    hostname: Option<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    protocol: Option<S<String>>,
+    port: Option<S<toml::Value>>,
+    to: Option<S<String>>,
+    to_port: Option<S<toml::Value>>,
+}
+
+const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(12 * 3600);
+
+pub(super) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim_end().replace('\n', " ");
+            return Err(ConfigError {
+                origin: origin.to_string(),
+                diagnostics: vec![Diagnostic::at(text, span, message)],
+                unreadable: None,
+            });
+        }
+    };
+    let mut v = Validator { text, diagnostics: Vec::new() };
+    let config = v.config(raw);
+    match config {
+        Some(config) if v.diagnostics.is_empty() => Ok(config),
+        _ => Err(ConfigError {
+            origin: origin.to_string(),
+            diagnostics: v.diagnostics,
+            unreadable: None,
+        }),
+    }
+}
+
+/// Walks the raw config; every check that fails records a diagnostic and the walk goes
+/// on, so the user sees all errors at once. Returns `None` where a value is unusable.
+struct Validator<'t> {
+    text: &'t str,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Range<usize>, message: String) {
+        self.diagnostics.push(Diagnostic::at(self.text, span, message));
+    }
+
+    fn required<'v, T>(&mut self, value: &'v Option<S<T>>, table: &S<impl Sized>, key: &str) -> Option<&'v S<T>> {
+        if value.is_none() {
+            self.error(table.span(), format!("missing key `{key}`"));
+        }
+        value.as_ref()
+    }
+
+    fn mac(&mut self, key: &str, s: &S<String>) -> Option<MacAddr> {
+        match s.get_ref().parse::<MacAddr>() {
+            Ok(mac) if mac.is_multicast() => {
+                self.error(s.span(), format!("{key}: {mac} is a multicast MAC; a NIC needs a unicast MAC (first byte even), like 02:00:00:00:00:10"));
+                None
+            }
+            Ok(mac) => Some(mac),
+            Err(()) => {
+                self.error(s.span(), format!("{key}: expected a MAC address like 02:00:00:00:00:10, found {:?}", s.get_ref()));
+                None
+            }
+        }
+    }
+
+    fn ip(&mut self, key: &str, s: &S<String>) -> Option<Ipv4Addr> {
+        match s.get_ref().parse::<Ipv4Addr>() {
+            Ok(ip) => Some(ip),
+            Err(_) => {
+                self.error(s.span(), format!("{key}: expected an IPv4 address like 203.0.113.254, found {:?}", s.get_ref()));
+                None
+            }
+        }
+    }
+
+    fn cidr(&mut self, key: &str, s: &S<String>) -> Option<Ipv4Net> {
+        match s.get_ref().parse::<Ipv4Net>() {
+            Ok(net) => Some(net),
+            Err(_) => {
+                self.error(s.span(), format!("{key}: expected an IPv4 address with prefix length like 203.0.113.10/32, found {:?}", s.get_ref()));
+                None
+            }
+        }
+    }
+
+    fn interface(&mut self, key: &str, s: &S<String>) -> Option<String> {
+        let name = s.get_ref();
+        // The kernel's rules: 1 to 15 bytes, no '/', ':' or whitespace.
+        let valid = !name.is_empty()
+            && name.len() <= 15
+            && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+        if valid {
+            Some(name.clone())
+        } else {
+            self.error(s.span(), format!("{key}: {name:?} is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)"));
+            None
+        }
+    }
+
+    fn hostname(&mut self, key: &str, s: &S<String>) -> Option<String> {
+        let name = s.get_ref();
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        };
+        if name.len() <= 253 && name.split('.').all(label_ok) {
+            Some(name.clone())
+        } else {
+            self.error(s.span(), format!("{key}: {name:?} is not a valid host name (letters, digits and '-', dot-separated)"));
+            None
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let hostname = raw.hostname.as_ref().and_then(|h| self.hostname("hostname", h));
+        let wan = self.wan(&raw.wan);
+        let lan = self.lan(&raw.lan, wan.as_ref());
+        let dhcp = match &raw.dhcp {
+            Some(d) => lan.as_ref().and_then(|lan| self.dhcp(d, lan)),
+            None => None,
+        };
+        let forwards = match (&wan, &lan) {
+            (Some(wan), Some(lan)) => self.forwards(&raw.forward, wan, lan),
+            _ => Vec::new(),
+        };
+        Some(Config { hostname, wan: wan?, lan: lan?, dhcp, forwards })
+    }
+
+    fn wan(&mut self, table: &S<RawWan>) -> Option<Wan> {
+        let raw = table.get_ref();
+        let mac = raw.mac.as_ref().and_then(|m| self.mac("wan.mac", m));
+        let interface = raw.interface.as_ref().and_then(|i| self.interface("wan.interface", i));
+        let nic = match (&raw.interface, &raw.mac) {
+            (Some(_), _) => NicSelector::Name(interface?),
+            (None, Some(_)) => NicSelector::Mac(mac?),
+            (None, None) => {
+                self.error(table.span(), "[wan] needs `mac` (the hoster's virtual MAC, which selects the NIC) or `interface`".into());
+                return None;
+            }
+        };
+        let address = self
+            .required(&raw.address, table, "address` (the failover IP with its prefix, like \"203.0.113.10/32\"")
+            .and_then(|a| self.cidr("wan.address", a));
+        let gateway = self
+            .required(&raw.gateway, table, "gateway` (the hoster's gateway, like \"203.0.113.254\"")
+            .and_then(|g| self.ip("wan.gateway", g));
+        if let (Some(address), Some(gateway), Some(g)) = (address, gateway, &raw.gateway) {
+            if address.addr() == gateway {
+                self.error(g.span(), format!("wan.gateway: {gateway} is the WAN address itself"));
+            }
+            if gateway.is_unspecified() || gateway.is_broadcast() || gateway.is_multicast() {
+                self.error(g.span(), format!("wan.gateway: {gateway} cannot be a gateway"));
+            }
+        }
+        let dns = raw.dns.iter().filter_map(|d| self.ip("wan.dns", d)).collect::<Vec<_>>();
+        if dns.len() != raw.dns.len() {
+            return None;
+        }
+        Some(Wan { nic, mac, address: address?, gateway: gateway?, dns })
+    }
+
+    fn lan(&mut self, table: &S<RawLan>, wan: Option<&Wan>) -> Option<Lan> {
+        let raw = table.get_ref();
+        let mac = raw.mac.as_ref().and_then(|m| self.mac("lan.mac", m));
+        let interface = raw.interface.as_ref().and_then(|i| self.interface("lan.interface", i));
+        let nic = match (&raw.interface, &raw.mac) {
+            (Some(_), _) => NicSelector::Name(interface?),
+            (None, Some(_)) => NicSelector::Mac(mac?),
+            (None, None) => NicSelector::NotWan,
+        };
+        let a = self.required(&raw.address, table, "address` (the router's LAN address with prefix, like \"172.16.0.1/16\"")?;
+        let address = self.cidr("lan.address", a)?;
+        if address.prefix_len() > 30 {
+            self.error(a.span(), format!("lan.address: /{} leaves no room for guests; use a prefix of /30 or shorter", address.prefix_len()));
+        } else if address.addr() == address.network() || address.addr() == address.broadcast() {
+            self.error(a.span(), format!("lan.address: {} is the network or broadcast address of {}", address.addr(), address.trunc()));
+        }
+        if let Some(wan) = wan {
+            if wan.address.trunc().contains(&address.network()) || address.trunc().contains(&wan.address.network()) {
+                self.error(a.span(), format!("lan.address: {} overlaps the WAN prefix {}", address.trunc(), wan.address.trunc()));
+            }
+            if let (NicSelector::Name(l), NicSelector::Name(w)) = (&nic, &wan.nic) {
+                if l == w {
+                    self.error(a.span(), format!("lan.interface: {l} is also the WAN interface"));
+                }
+            }
+            if let (NicSelector::Mac(l), Some(w)) = (&nic, wan.mac) {
+                if *l == w {
+                    self.error(table.span(), format!("lan.mac: {l} is also the WAN MAC"));
+                }
+            }
+        }
+        Some(Lan { nic, address })
+    }
+
+    /// A LAN host address: inside the LAN prefix, not its network/broadcast address,
+    /// not the router itself.
+    fn lan_host(&mut self, key: &str, s: &S<String>, lan: &Lan) -> Option<Ipv4Addr> {
+        let ip = self.ip(key, s)?;
+        let net = lan.address.trunc();
+        if !net.contains(&ip) {
+            self.error(s.span(), format!("{key}: {ip} is outside the LAN {net}"));
+            None
+        } else if ip == net.network() || ip == net.broadcast() {
+            self.error(s.span(), format!("{key}: {ip} is the network or broadcast address of the LAN {net}"));
+            None
+        } else if ip == lan.address.addr() {
+            self.error(s.span(), format!("{key}: {ip} is the router's own LAN address"));
+            None
+        } else {
+            Some(ip)
+        }
+    }
+
+    fn dhcp(&mut self, table: &S<RawDhcp>, lan: &Lan) -> Option<Dhcp> {
+        let raw = table.get_ref();
+        let range = self.required(&raw.range, table, "range` (like \"172.16.10.100-172.16.10.250\"")?;
+        let (range_start, range_end) = self.dhcp_range(range, lan)?;
+        let lease_time = match &raw.lease_time {
+            None => DEFAULT_LEASE_TIME,
+            Some(v) => self.duration("dhcp.lease_time", v)?,
+        };
+        let dns = raw.dns.iter().filter_map(|d| self.ip("dhcp.dns", d)).collect::<Vec<_>>();
+        let domain = raw.domain.as_ref().and_then(|d| self.hostname("dhcp.domain", d));
+        let mut hosts: Vec<DhcpHost> = Vec::new();
+        for h in &raw.host {
+            let rh = h.get_ref();
+            let mac = self.required(&rh.mac, h, "mac").and_then(|m| self.mac("dhcp.host.mac", m));
+            let address = self
+                .required(&rh.address, h, "address")
+                .and_then(|a| self.lan_host("dhcp.host.address", a, lan));
+            let hostname = rh.hostname.as_ref().and_then(|n| self.hostname("dhcp.host.hostname", n));
+            let (Some(mac), Some(address)) = (mac, address) else { continue };
+            if let Some(other) = hosts.iter().find(|o| o.mac == mac) {
+                self.error(h.span(), format!("dhcp.host: MAC {mac} already has a reservation ({})", other.address));
+            } else if let Some(other) = hosts.iter().find(|o| o.address == address) {
+                self.error(h.span(), format!("dhcp.host: {address} is already reserved for {}", other.mac));
+            } else {
+                hosts.push(DhcpHost { mac, address, hostname });
+            }
+        }
+        Some(Dhcp { range_start, range_end, lease_time, dns, domain, hosts })
+    }
+
+    fn dhcp_range(&mut self, s: &S<String>, lan: &Lan) -> Option<(Ipv4Addr, Ipv4Addr)> {
+        let Some((a, b)) = s.get_ref().split_once('-') else {
+            self.error(s.span(), format!("dhcp.range: expected \"first-last\" like \"172.16.10.100-172.16.10.250\", found {:?}", s.get_ref()));
+            return None;
+        };
+        let (Ok(first), Ok(last)) = (a.trim().parse::<Ipv4Addr>(), b.trim().parse::<Ipv4Addr>()) else {
+            self.error(s.span(), format!("dhcp.range: expected two IPv4 addresses like \"172.16.10.100-172.16.10.250\", found {:?}", s.get_ref()));
+            return None;
+        };
+        let net = lan.address.trunc();
+        if first > last {
+            self.error(s.span(), format!("dhcp.range: {first} comes after {last}"));
+            return None;
+        }
+        for ip in [first, last] {
+            if !net.contains(&ip) || ip == net.network() || ip == net.broadcast() {
+                self.error(s.span(), format!("dhcp.range: {ip} is outside the usable addresses of the LAN {net}"));
+                return None;
+            }
+        }
+        let router = lan.address.addr();
+        if first <= router && router <= last {
+            self.error(s.span(), format!("dhcp.range: contains the router's own address {router}"));
+            return None;
+        }
+        Some((first, last))
+    }
+
+    /// `"12h"`, `"30m"`, `"90s"`, `"1d"`, or an integer number of seconds.
+    fn duration(&mut self, key: &str, v: &S<toml::Value>) -> Option<Duration> {
+        let secs = match v.get_ref() {
+            toml::Value::Integer(n) => u64::try_from(*n).ok(),
+            toml::Value::String(s) => {
+                let s = s.trim();
+                let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+                let factor = match unit {
+                    "" | "s" => Some(1),
+                    "m" => Some(60),
+                    "h" => Some(3600),
+                    "d" => Some(86400),
+                    _ => None,
+                };
+                number.parse::<u64>().ok().zip(factor).and_then(|(n, f)| n.checked_mul(f))
+            }
+            _ => None,
+        };
+        match secs {
+            Some(secs) if (60..=u64::from(u32::MAX)).contains(&secs) => Some(Duration::from_secs(secs)),
+            Some(_) => {
+                self.error(v.span(), format!("{key}: must be between 1 minute and 136 years"));
+                None
+            }
+            None => {
+                self.error(v.span(), format!("{key}: expected a duration like \"12h\", \"30m\", \"1d\" or a number of seconds"));
+                None
+            }
+        }
+    }
+
+    fn port_range(&mut self, key: &str, v: &S<toml::Value>) -> Option<PortRange> {
+        let port = |n: i64| u16::try_from(n).ok().filter(|p| *p != 0);
+        let parsed = match v.get_ref() {
+            toml::Value::Integer(n) => port(*n).map(|p| PortRange { first: p, last: p }),
+            toml::Value::String(s) => match s.split_once('-') {
+                Some((a, b)) => a.trim().parse::<i64>().ok().and_then(port).zip(b.trim().parse::<i64>().ok().and_then(port)).map(|(first, last)| PortRange { first, last }),
+                None => s.trim().parse::<i64>().ok().and_then(port).map(|p| PortRange { first: p, last: p }),
+            },
+            _ => None,
+        };
+        match parsed {
+            Some(r) if r.first <= r.last => Some(r),
+            Some(r) => {
+                self.error(v.span(), format!("{key}: range {}-{} is reversed", r.first, r.last));
+                None
+            }
+            None => {
+                self.error(v.span(), format!("{key}: expected a port 1-65535 or a range like \"8000-8010\""));
+                None
+            }
+        }
+    }
+
+    fn forwards(&mut self, raws: &[S<RawForward>], wan: &Wan, lan: &Lan) -> Vec<Forward> {
+        let mut forwards: Vec<Forward> = Vec::new();
+        for table in raws {
+            let raw = table.get_ref();
+            let protocol = match raw.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
+                None | Some((_, "tcp")) => Some(Protocol::Tcp),
+                Some((_, "udp")) => Some(Protocol::Udp),
+                Some((_, "both")) => Some(Protocol::Both),
+                Some((p, other)) => {
+                    self.error(p.span(), format!("forward.protocol: expected \"tcp\", \"udp\" or \"both\", found {other:?}"));
+                    None
+                }
+            };
+            let ports = self.required(&raw.port, table, "port").and_then(|p| self.port_range("forward.port", p));
+            let to = self.required(&raw.to, table, "to` (the LAN host, like \"172.16.10.205\"").and_then(|t| self.lan_host("forward.to", t, lan));
+            let to_ports = match (&raw.to_port, ports) {
+                (None, ports) => ports,
+                (Some(tp), Some(ports)) => {
+                    let to_ports = self.port_range("forward.to_port", tp);
+                    match to_ports {
+                        Some(t) if t.is_single() && !ports.is_single() => {
+                            // "to_port = 9000" for "8000-8010": a shifted range of the same length.
+                            let last = u32::from(t.first) + ports.len() - 1;
+                            match u16::try_from(last) {
+                                Ok(last) => Some(PortRange { first: t.first, last }),
+                                Err(_) => {
+                                    self.error(tp.span(), format!("forward.to_port: {} + {} ports runs past 65535", t.first, ports.len()));
+                                    None
+                                }
+                            }
+                        }
+                        Some(t) if t.len() != ports.len() => {
+                            self.error(tp.span(), format!("forward.to_port: {t} has {} ports but port {ports} has {}; ranges map one to one", t.len(), ports.len()));
+                            None
+                        }
+                        other => other,
+                    }
+                }
+                (Some(_), None) => None,
+            };
+            let (Some(protocol), Some(ports), Some(to), Some(to_ports)) = (protocol, ports, to, to_ports) else {
+                continue;
+            };
+            let clash = forwards.iter().find(|f| {
+                f.ports.overlaps(ports) && f.protocol.transports().iter().any(|t| protocol.transports().contains(t))
+            });
+            if let Some(f) = clash {
+                self.error(table.span(), format!("forward: port {ports} overlaps the forward of port {} to {} on {}", f.ports, f.to, wan.address.addr()));
+                continue;
+            }
+            forwards.push(Forward { protocol, ports, to, to_ports });
+        }
+        forwards
+    }
+}

@@ -1,0 +1,132 @@
+//! The long-running router: apply the config, then follow SIGHUP reloads.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use rtnetlink::Handle;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::{Config, ConfigError};
+use crate::firewall::{self, Features, Interfaces};
+use crate::net::{self, Applied};
+use crate::plan;
+
+/// How long to wait before trying again when the NICs are not there yet.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// Applies configs to this system (its network namespace).
+pub struct Router {
+    handle: Handle,
+    /// Probed once, on the first WAN NIC seen.
+    flowtable: Option<bool>,
+}
+
+impl Router {
+    pub fn new() -> anyhow::Result<Router> {
+        Ok(Router { handle: net::connect()?, flowtable: None })
+    }
+
+    /// Makes links, addresses, routes, sysctls and the ruleset match `config`.
+    pub async fn apply(&mut self, config: &Config) -> anyhow::Result<Applied> {
+        let plan = plan::plan(config);
+        let applied = net::apply(&self.handle, &plan).await?;
+        let flowtable = *self.flowtable.get_or_insert_with(|| {
+            let supported = firewall::flowtable_supported(&applied.wan.name);
+            if supported {
+                tracing::info!("flowtable fast path enabled for established flows");
+            } else {
+                tracing::warn!("this kernel has no nftables flowtable support: established flows take the normal forwarding path");
+            }
+            supported
+        });
+        let ifs = Interfaces { wan: &applied.wan.name, lan: &applied.lan.name };
+        let batch = firewall::ruleset(config, &ifs, Features { flowtable });
+        firewall::apply(&batch).context("applying the nftables ruleset")?;
+        Ok(applied)
+    }
+}
+
+pub fn report_config_error(err: &ConfigError) {
+    for line in err.to_string().lines() {
+        tracing::error!("{line}");
+    }
+}
+
+pub async fn run(path: PathBuf) -> anyhow::Result<()> {
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            report_config_error(&e);
+            anyhow::bail!("{}: invalid config, nothing applied", path.display());
+        }
+    };
+    let mut router = Router::new()?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+
+    let mut running: Option<Config> = None;
+    let mut pending = Some(config);
+    let mut generation = 0u64;
+    loop {
+        if let Some(config) = pending.take() {
+            match router.apply(&config).await {
+                Ok(applied) => {
+                    generation += 1;
+                    log_applied(&config, &applied, generation, running.is_none());
+                    running = Some(config);
+                }
+                Err(e) if running.is_none() => {
+                    tracing::error!("cannot apply the config yet, retrying in {}s: {e:#}", RETRY.as_secs());
+                    pending = Some(config);
+                }
+                Err(e) => {
+                    tracing::error!("the new config could not be applied: {e:#}; going back to generation {generation}");
+                    if let Some(previous) = &running {
+                        if let Err(e) = router.apply(previous).await {
+                            tracing::error!("restoring generation {generation} failed: {e:#}");
+                        }
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = hup.recv() => pending = reload(&path, generation),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tokio::time::sleep(RETRY), if pending.is_some() => {}
+        }
+    }
+    tracing::info!("routerd stopping; the network stays configured");
+    Ok(())
+}
+
+fn reload(path: &Path, generation: u64) -> Option<Config> {
+    tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
+    match Config::load(path) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            report_config_error(&e);
+            tracing::error!("config rejected, keeping generation {generation}");
+            None
+        }
+    }
+}
+
+fn log_applied(config: &Config, applied: &Applied, generation: u64, first: bool) {
+    let summary = format!(
+        "wan {} {} via {}, lan {} {}, {} forwards",
+        applied.wan.name,
+        config.wan.address,
+        config.wan.gateway,
+        applied.lan.name,
+        config.lan.address,
+        config.forwards.len()
+    );
+    if first {
+        tracing::info!(generation, "routerd ready: {summary}");
+    } else {
+        tracing::info!(generation, "config applied: {summary}");
+    }
+}

@@ -1,0 +1,336 @@
+//! The nftables ruleset as a pure function of the config and the resolved NIC names.
+//!
+//! One table, `inet routerd`, holds everything routerd owns. The batch first deletes
+//! and re-creates that table, so `nft` applies the whole ruleset in one transaction:
+//! either all of it is in place or none of it changed. Connection tracking (and with
+//! it every NAT binding of established connections) lives outside the table and
+//! survives the replacement.
+
+use std::borrow::Cow;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use nftables::batch::Batch;
+use nftables::expr::{
+    Expression, Map, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, SetItem, CT,
+};
+use nftables::schema::{Chain, FlowTable, NfListObject, Nftables, Rule, Table};
+use nftables::stmt::{Counter, Flow, Match, NATFamily, Operator, SetOp, Statement, NAT};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+
+use crate::config::{Config, Forward};
+
+pub const TABLE: &str = "routerd";
+pub const FLOWTABLE: &str = "fastpath";
+const FAMILY: NfFamily = NfFamily::INet;
+const LOOPBACK: (Ipv4Addr, u8) = (Ipv4Addr::new(127, 0, 0, 0), 8);
+
+/// What the ruleset needs to know besides the config.
+#[derive(Debug, Clone)]
+pub struct Interfaces<'a> {
+    pub wan: &'a str,
+    pub lan: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Features {
+    /// Offload established flows to a flowtable (needs kernel support).
+    pub flowtable: bool,
+}
+
+/// The complete batch that replaces routerd's table.
+pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftables<'static> {
+    let mut batch = Batch::new();
+    let table = Table { family: FAMILY, name: TABLE.into(), handle: None };
+    // "add" succeeds whether or not the table exists, so the "delete" after it never
+    // fails; the fresh table is then built in the same transaction.
+    batch.add(NfListObject::Table(table.clone()));
+    batch.delete(NfListObject::Table(table.clone()));
+    batch.add(NfListObject::Table(table));
+
+    let (wan, lan) = (ifs.wan.to_string(), ifs.lan.to_string());
+    if features.flowtable {
+        batch.add(NfListObject::FlowTable(FlowTable {
+            family: FAMILY,
+            table: TABLE.into(),
+            name: FLOWTABLE.into(),
+            handle: None,
+            hook: Some(NfHook::Ingress),
+            prio: Some(0),
+            dev: Some(Cow::Owned(vec![wan.clone().into(), lan.clone().into()])),
+        }));
+    }
+    for (name, kind, hook, prio, policy) in [
+        ("prerouting", NfChainType::NAT, NfHook::Prerouting, -100, NfChainPolicy::Accept),
+        ("input", NfChainType::Filter, NfHook::Input, 0, NfChainPolicy::Drop),
+        ("forward", NfChainType::Filter, NfHook::Forward, 0, NfChainPolicy::Drop),
+        ("postrouting", NfChainType::NAT, NfHook::Postrouting, 100, NfChainPolicy::Accept),
+    ] {
+        batch.add(NfListObject::Chain(Chain {
+            family: FAMILY,
+            table: TABLE.into(),
+            name: name.into(),
+            _type: Some(kind),
+            hook: Some(hook),
+            prio: Some(prio),
+            policy: Some(policy),
+            ..Chain::default()
+        }));
+    }
+
+    let wan_ip = config.wan.address.addr();
+    let lan_net = config.lan.address.trunc();
+    let lan_ip = config.lan.address.addr();
+    let mut rules = Vec::new();
+
+    // prerouting: port forwards, from anywhere to the public address (so LAN guests
+    // reach them through the public address too: hairpin).
+    for f in &config.forwards {
+        for transport in f.protocol.transports() {
+            rules.push(forward_dnat(f, transport, wan_ip));
+        }
+    }
+
+    // input: default deny, the router offers nothing to the WAN.
+    rules.extend([
+        rule("input", vec![ct_state(&["established", "related"]), accept()], None),
+        rule("input", vec![ct_state(&["invalid"]), drop()], None),
+        rule("input", vec![m(meta(MetaKey::Iifname), Operator::EQ, s("lo")), accept()], None),
+        rule("input", spoofed_from_wan(&wan, lan_net, wan_ip), Some("spoofed source on the WAN")),
+        rule("input", spoofed_from_lan(&lan, lan_net), Some("spoofed source on the LAN")),
+        rule(
+            "input",
+            vec![
+                m(meta(MetaKey::L4proto), Operator::EQ, s("icmp")),
+                m(
+                    payload("icmp", "type"),
+                    Operator::EQ,
+                    set(["echo-request", "destination-unreachable", "time-exceeded", "parameter-problem"].map(s)),
+                ),
+                accept(),
+            ],
+            None,
+        ),
+        rule(
+            "input",
+            vec![m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)), m(payload("udp", "dport"), Operator::EQ, num(67)), accept()],
+            Some("DHCP from the LAN"),
+        ),
+    ]);
+
+    // forward: LAN to the internet, established flows, and the port forwards.
+    if features.flowtable {
+        rules.push(rule(
+            "forward",
+            vec![
+                m(meta(MetaKey::L4proto), Operator::EQ, set([s("tcp"), s("udp")])),
+                Statement::Flow(Flow { op: SetOp::Add, flowtable: format!("@{FLOWTABLE}").into() }),
+            ],
+            None,
+        ));
+    }
+    rules.extend([
+        rule("forward", vec![ct_state(&["established", "related"]), accept()], None),
+        rule("forward", vec![ct_state(&["invalid"]), drop()], None),
+        rule("forward", spoofed_from_wan(&wan, lan_net, wan_ip), Some("spoofed source on the WAN")),
+        rule("forward", spoofed_from_lan(&lan, lan_net), Some("spoofed source on the LAN")),
+        rule(
+            "forward",
+            vec![m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)), m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)), accept()],
+            Some("LAN to the internet"),
+        ),
+        rule("forward", vec![m(ct("status"), Operator::IN, s("dnat")), accept()], Some("port forwards")),
+    ]);
+
+    // postrouting: the LAN leaves with the failover IP, and hairpinned forwards leave
+    // with the router's LAN address so the reply comes back through the router.
+    rules.extend([
+        rule(
+            "postrouting",
+            vec![
+                m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)),
+                m(payload("ip", "saddr"), Operator::EQ, prefix(net(lan_net))),
+                snat(wan_ip),
+            ],
+            Some("LAN to the internet as the failover IP"),
+        ),
+        rule(
+            "postrouting",
+            vec![
+                m(meta(MetaKey::Oifname), Operator::EQ, s(&lan)),
+                m(payload("ip", "saddr"), Operator::EQ, prefix(net(lan_net))),
+                m(ct("status"), Operator::IN, s("dnat")),
+                snat(lan_ip),
+            ],
+            Some("hairpin: LAN to a forward through the public address"),
+        ),
+    ]);
+
+    for r in rules {
+        batch.add(NfListObject::Rule(r));
+    }
+    batch.to_nftables()
+}
+
+/// A minimal batch that only checks whether the kernel accepts a flowtable on `dev`.
+pub fn flowtable_probe(dev: &str) -> (Nftables<'static>, Nftables<'static>) {
+    let table = Table { family: FAMILY, name: "routerd_probe".into(), handle: None };
+    let mut add = Batch::new();
+    add.add(NfListObject::Table(table.clone()));
+    add.add(NfListObject::FlowTable(FlowTable {
+        family: FAMILY,
+        table: "routerd_probe".into(),
+        name: "probe".into(),
+        handle: None,
+        hook: Some(NfHook::Ingress),
+        prio: Some(0),
+        dev: Some(Cow::Owned(vec![dev.to_string().into()])),
+    }));
+    let mut delete = Batch::new();
+    delete.add(NfListObject::Table(table.clone()));
+    delete.delete(NfListObject::Table(table));
+    (add.to_nftables(), delete.to_nftables())
+}
+
+fn forward_dnat(f: &Forward, transport: &'static str, wan_ip: Ipv4Addr) -> Rule<'static> {
+    let dport = payload(transport, "dport");
+    let port = if f.to_ports == f.ports {
+        None // the destination port stays as it is
+    } else if f.ports.is_single() {
+        Some(num(u32::from(f.to_ports.first)))
+    } else {
+        // A shifted range maps one to one: dport map { 8000 : 9000, 8001 : 9001, ... }
+        let items = (0..f.ports.len())
+            .map(|i| {
+                let from = u32::from(f.ports.first) + i;
+                let to = u32::from(f.to_ports.first) + i;
+                SetItem::Mapping(num(from), num(to))
+            })
+            .collect();
+        Some(Expression::Named(NamedExpression::Map(Box::new(Map {
+            key: dport.clone(),
+            data: Expression::Named(NamedExpression::Set(items)),
+        }))))
+    };
+    let comment = format!("forward {transport} {} to {}:{}", f.ports, f.to, f.to_ports);
+    rule(
+        "prerouting",
+        vec![
+            m(payload("ip", "daddr"), Operator::EQ, s(&wan_ip.to_string())),
+            m(dport, Operator::EQ, ports(f.ports)),
+            Statement::Counter(Counter::Anonymous(None)),
+            Statement::DNAT(Some(NAT {
+                addr: Some(s(&f.to.to_string())),
+                family: Some(NATFamily::IP),
+                port,
+                flags: None,
+            })),
+        ],
+        Some(&comment),
+    )
+}
+
+fn spoofed_from_wan(wan: &str, lan_net: Ipv4Net, wan_ip: Ipv4Addr) -> Vec<Statement<'static>> {
+    vec![
+        m(meta(MetaKey::Iifname), Operator::EQ, s(wan)),
+        m(
+            payload("ip", "saddr"),
+            Operator::EQ,
+            set([
+                prefix(net(lan_net)),
+                prefix(LOOPBACK),
+                s(&wan_ip.to_string()),
+            ]),
+        ),
+        Statement::Counter(Counter::Anonymous(None)),
+        drop(),
+    ]
+}
+
+fn spoofed_from_lan(lan: &str, lan_net: Ipv4Net) -> Vec<Statement<'static>> {
+    vec![
+        m(meta(MetaKey::Iifname), Operator::EQ, s(lan)),
+        m(meta(MetaKey::Nfproto), Operator::EQ, s("ipv4")),
+        // 0.0.0.0 is a DHCP client that has no address yet.
+        m(payload("ip", "saddr"), Operator::NEQ, set([s("0.0.0.0"), prefix(net(lan_net))])),
+        Statement::Counter(Counter::Anonymous(None)),
+        drop(),
+    ]
+}
+
+fn rule(chain: &str, expr: Vec<Statement<'static>>, comment: Option<&str>) -> Rule<'static> {
+    Rule {
+        family: FAMILY,
+        table: TABLE.into(),
+        chain: chain.to_string().into(),
+        expr: expr.into(),
+        handle: None,
+        index: None,
+        comment: comment.map(|c| c.to_string().into()),
+    }
+}
+
+fn m(left: Expression<'static>, op: Operator, right: Expression<'static>) -> Statement<'static> {
+    Statement::Match(Match { left, right, op })
+}
+
+fn s(v: &str) -> Expression<'static> {
+    Expression::String(v.to_string().into())
+}
+
+fn num(v: u32) -> Expression<'static> {
+    Expression::Number(v)
+}
+
+fn set<I: IntoIterator<Item = Expression<'static>>>(items: I) -> Expression<'static> {
+    Expression::Named(NamedExpression::Set(items.into_iter().map(SetItem::Element).collect()))
+}
+
+fn ports(r: crate::config::PortRange) -> Expression<'static> {
+    if r.is_single() {
+        num(u32::from(r.first))
+    } else {
+        Expression::Range(Box::new(nftables::expr::Range {
+            range: [num(u32::from(r.first)), num(u32::from(r.last))],
+        }))
+    }
+}
+
+fn net(n: Ipv4Net) -> (Ipv4Addr, u8) {
+    (n.network(), n.prefix_len())
+}
+
+fn prefix((addr, len): (Ipv4Addr, u8)) -> Expression<'static> {
+    Expression::Named(NamedExpression::Prefix(Prefix { addr: Box::new(s(&addr.to_string())), len: u32::from(len) }))
+}
+
+fn meta(key: MetaKey) -> Expression<'static> {
+    Expression::Named(NamedExpression::Meta(Meta { key }))
+}
+
+fn payload(protocol: &str, field: &str) -> Expression<'static> {
+    Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField {
+        protocol: protocol.to_string().into(),
+        field: field.to_string().into(),
+    })))
+}
+
+fn ct(key: &str) -> Expression<'static> {
+    Expression::Named(NamedExpression::CT(CT { key: key.to_string().into(), family: None, dir: None }))
+}
+
+fn ct_state(states: &[&str]) -> Statement<'static> {
+    m(ct("state"), Operator::IN, Expression::List(states.iter().map(|st| s(st)).collect()))
+}
+
+fn snat(to: Ipv4Addr) -> Statement<'static> {
+    Statement::SNAT(Some(NAT { addr: Some(s(&to.to_string())), family: Some(NATFamily::IP), port: None, flags: None }))
+}
+
+fn accept() -> Statement<'static> {
+    Statement::Accept(None)
+}
+
+fn drop() -> Statement<'static> {
+    Statement::Drop(None)
+}

@@ -1,0 +1,12 @@
+//! routerd: `router.toml` in, a configured router out.
+//!
+//! `config` parses and validates; `plan` and `firewall::ruleset` turn a config into
+//! the desired state as pure functions; `net` and `firewall::apply` make the kernel
+//! match it; `daemon` runs the whole and follows reloads.
+
+pub mod config;
+pub mod daemon;
+pub mod firewall;
+pub mod logging;
+pub mod net;
+pub mod plan;

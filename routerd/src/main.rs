@@ -1,0 +1,120 @@
+//! The routerd command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use routerd::config::Config;
+use routerd::daemon::{self, Router};
+use routerd::firewall::{self, Features, Interfaces};
+use routerd::plan;
+
+const USAGE: &str = "usage:
+  routerd check FILE                 validate a config: prints `ok` or every error
+  routerd run --config FILE          run the router (SIGHUP reloads the config)
+  routerd apply --config FILE        apply the config once and exit
+  routerd render --config FILE [--wan NAME] [--lan NAME] [--flowtable]
+                                     print the network plan and the nftables ruleset";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["check", file] => check(file),
+        ["run", "--config", file] => daemon_main(PathBuf::from(file), false),
+        ["apply", "--config", file] => daemon_main(PathBuf::from(file), true),
+        ["render", "--config", file, rest @ ..] => render(file, rest),
+        ["--help" | "-h" | "help"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check(file: &str) -> ExitCode {
+    match Config::load(file.as_ref()) {
+        Ok(_) => {
+            println!("ok");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn daemon_main(path: PathBuf, once: bool) -> ExitCode {
+    routerd::logging::init();
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        if once {
+            let config = Config::load(&path).map_err(|e| {
+                daemon::report_config_error(&e);
+                anyhow::anyhow!("{}: invalid config, nothing applied", path.display())
+            })?;
+            let applied = Router::new()?.apply(&config).await?;
+            tracing::info!(wan = %applied.wan.name, lan = %applied.lan.name, "config applied");
+            Ok(())
+        } else {
+            daemon::run(path).await
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn render(file: &str, rest: &[&str]) -> ExitCode {
+    let config = match Config::load(file.as_ref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut wan, mut lan, mut flowtable) = ("wan", "lan", false);
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        match (*arg, it.clone().next()) {
+            ("--wan", Some(v)) => {
+                wan = v;
+                it.next();
+            }
+            ("--lan", Some(v)) => {
+                lan = v;
+                it.next();
+            }
+            ("--flowtable", _) => flowtable = true,
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    print!("{}", plan::plan(&config));
+    let batch = firewall::ruleset(&config, &Interfaces { wan, lan }, Features { flowtable });
+    match serde_json::to_string_pretty(&batch) {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot serialize the ruleset: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

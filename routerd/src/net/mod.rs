@@ -1,0 +1,95 @@
+//! Applies a [`NetPlan`] to the kernel over netlink: links, addresses, routes, sysctls.
+//! Every step compares with what is there first, so applying twice changes nothing.
+
+mod addrs;
+mod links;
+mod routes;
+mod sysctl;
+
+use std::net::Ipv4Addr;
+
+use rtnetlink::Handle;
+
+pub use links::Nic;
+
+use crate::plan::{NetPlan, Role, RoutePlan};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("no single {role} NIC: looked for {wanted}, found {matches} matching; NICs present: {present}")]
+    NicNotFound { role: Role, wanted: String, matches: usize, present: String },
+    #[error("netlink: {what}: {source}")]
+    Netlink { what: String, source: rtnetlink::Error },
+    #[error("sysctl {path}: {source}")]
+    Sysctl { path: String, source: std::io::Error },
+    #[error("cannot open a netlink socket: {0}")]
+    Connect(std::io::Error),
+}
+
+impl NetError {
+    fn netlink(what: &str, source: rtnetlink::Error) -> NetError {
+        NetError::Netlink { what: what.to_string(), source }
+    }
+}
+
+/// The NICs a plan was applied to.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub wan: Nic,
+    pub lan: Nic,
+}
+
+/// Opens a netlink connection served by the current tokio runtime.
+pub fn connect() -> Result<Handle, NetError> {
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(NetError::Connect)?;
+    tokio::spawn(connection);
+    Ok(handle)
+}
+
+pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError> {
+    let nics = links::list(handle).await?;
+    let wan = links::select(&nics, &plan.wan, None)?.clone();
+    let lan = links::select(&nics, &plan.lan, Some(&wan))?.clone();
+    if wan.index == lan.index {
+        return Err(NetError::NicNotFound {
+            role: Role::Lan,
+            wanted: format!("{} (other than the WAN {})", plan.lan.select, wan.name),
+            matches: 0,
+            present: wan.name.clone(),
+        });
+    }
+    links::configure(handle, &wan, &plan.wan).await?;
+    links::configure(handle, &lan, &plan.lan).await?;
+    addrs::ensure(handle, &wan, plan.wan.address).await?;
+    addrs::ensure(handle, &lan, plan.lan.address).await?;
+
+    let index = |role| match role {
+        Role::Wan => wan.index,
+        Role::Lan => lan.index,
+    };
+    let want: Vec<routes::Route> = plan
+        .routes
+        .iter()
+        .map(|r| match *r {
+            RoutePlan::OnLinkHost { role, dst } => routes::Route {
+                dst,
+                prefix_len: 32,
+                gateway: None,
+                oif: index(role),
+                on_link: false,
+                scope_link: true,
+            },
+            RoutePlan::Default { role, gateway, on_link } => routes::Route {
+                dst: Ipv4Addr::UNSPECIFIED,
+                prefix_len: 0,
+                gateway: Some(gateway),
+                oif: index(role),
+                on_link,
+                scope_link: false,
+            },
+        })
+        .collect();
+    routes::ensure(handle, &want, &[wan.index, lan.index]).await?;
+    sysctl::ensure(&plan.sysctls, &wan.name, &lan.name)?;
+    Ok(Applied { wan, lan })
+}

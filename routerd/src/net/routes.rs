@@ -1,0 +1,102 @@
+//! Routes: the on-link host route to an off-prefix gateway, then the default route.
+
+use std::net::Ipv4Addr;
+
+use futures::TryStreamExt;
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope};
+use netlink_packet_route::AddressFamily;
+use rtnetlink::{Handle, RouteMessageBuilder};
+
+use super::NetError;
+
+/// A route as routerd owns it: main table, protocol `static`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub dst: Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub oif: u32,
+    pub on_link: bool,
+    pub scope_link: bool,
+}
+
+impl Route {
+    fn message(&self) -> RouteMessage {
+        let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(self.dst, self.prefix_len)
+            .output_interface(self.oif)
+            .protocol(RouteProtocol::Static);
+        if let Some(gw) = self.gateway {
+            b = b.gateway(gw);
+        }
+        if self.on_link {
+            b = b.onlink();
+        }
+        if self.scope_link {
+            b = b.scope(RouteScope::Link);
+        }
+        b.build()
+    }
+
+    fn from_message(msg: &RouteMessage) -> Option<Route> {
+        let h = &msg.header;
+        let table = msg.attributes.iter().find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        });
+        let in_main = table.unwrap_or(u32::from(h.table)) == u32::from(RouteHeader::RT_TABLE_MAIN);
+        if h.address_family != AddressFamily::Inet || h.protocol != RouteProtocol::Static || !in_main {
+            return None;
+        }
+        let mut route = Route {
+            dst: Ipv4Addr::UNSPECIFIED,
+            prefix_len: h.destination_prefix_length,
+            gateway: None,
+            oif: 0,
+            on_link: h.flags.contains(RouteFlags::Onlink),
+            scope_link: h.scope == RouteScope::Link,
+        };
+        for a in &msg.attributes {
+            match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => route.dst = *ip,
+                RouteAttribute::Gateway(RouteAddress::Inet(ip)) => route.gateway = Some(*ip),
+                RouteAttribute::Oif(i) => route.oif = *i,
+                _ => {}
+            }
+        }
+        Some(route)
+    }
+}
+
+/// Makes routerd's routes on `nics` exactly `want`: missing ones are added (replacing
+/// any same-destination route), stale ones from an earlier config removed.
+pub async fn ensure(handle: &Handle, want: &[Route], nics: &[u32]) -> Result<(), NetError> {
+    let mut present = Vec::new();
+    let mut stream = handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+    while let Some(msg) = stream.try_next().await.map_err(|e| NetError::netlink("listing routes", e))? {
+        if let Some(route) = Route::from_message(&msg) {
+            if nics.contains(&route.oif) {
+                present.push((route, msg));
+            }
+        }
+    }
+    for (route, msg) in &present {
+        if !want.contains(route) {
+            handle.route().del(msg.clone()).execute().await.map_err(|e| NetError::netlink(&format!("removing stale route {route:?}"), e))?;
+            tracing::info!(dst = %route.dst, prefix = route.prefix_len, "stale route removed");
+        }
+    }
+    for route in want {
+        if !present.iter().any(|(p, _)| p == route) {
+            handle
+                .route()
+                .add(route.message())
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| NetError::netlink(&format!("adding route to {}/{} via {:?}", route.dst, route.prefix_len, route.gateway), e))?;
+            tracing::info!(dst = %route.dst, prefix = route.prefix_len, gateway = ?route.gateway, "route set");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The network plan: what the links, addresses, routes and sysctls must look like, as a
+//! pure function of the config. `net::apply` makes the kernel match it.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+
+use crate::config::{Config, MacAddr, NicSelector};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Wan,
+    Lan,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Wan => "wan",
+            Role::Lan => "lan",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkPlan {
+    pub role: Role,
+    pub select: NicSelector,
+    /// The MAC to set on the NIC when it differs (the hoster's virtual MAC).
+    pub mac: Option<MacAddr>,
+    /// The only IPv4 address the NIC keeps.
+    pub address: Ipv4Net,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutePlan {
+    /// A link-scope host route, so an off-prefix gateway is reachable by ARP.
+    OnLinkHost { role: Role, dst: Ipv4Addr },
+    Default { role: Role, gateway: Ipv4Addr, on_link: bool },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sysctl {
+    /// `None`: a global key; `Some(role)`: the key of that NIC (`net.ipv4.conf.<nic>.*`).
+    pub nic: Option<Role>,
+    pub key: &'static str,
+    pub value: &'static str,
+}
+
+impl Sysctl {
+    /// The path under `/proc/sys`, with the NIC's resolved name.
+    pub fn path(&self, wan: &str, lan: &str) -> String {
+        let nic = match self.nic {
+            Some(Role::Wan) => wan,
+            Some(Role::Lan) => lan,
+            None => return format!("/proc/sys/{}", self.key.replace('.', "/")),
+        };
+        format!("/proc/sys/net/ipv4/conf/{nic}/{}", self.key)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetPlan {
+    pub wan: LinkPlan,
+    pub lan: LinkPlan,
+    pub routes: Vec<RoutePlan>,
+    pub sysctls: Vec<Sysctl>,
+}
+
+pub fn plan(config: &Config) -> NetPlan {
+    let wan = LinkPlan {
+        role: Role::Wan,
+        select: config.wan.nic.clone(),
+        mac: config.wan.mac,
+        address: config.wan.address,
+    };
+    let lan = LinkPlan {
+        role: Role::Lan,
+        select: config.lan.nic.clone(),
+        mac: None,
+        address: config.lan.address,
+    };
+    let gateway = config.wan.gateway;
+    let on_link = config.wan.gateway_on_link();
+    let mut routes = Vec::new();
+    if on_link {
+        routes.push(RoutePlan::OnLinkHost { role: Role::Wan, dst: gateway });
+    }
+    routes.push(RoutePlan::Default { role: Role::Wan, gateway, on_link });
+
+    let global = |key, value| Sysctl { nic: None, key, value };
+    let per_nic = |nic, key, value| Sysctl { nic: Some(nic), key, value };
+    let sysctls = vec![
+        global("net.ipv4.ip_forward", "1"),
+        // Strict reverse-path filtering: "all" raises every NIC to at least this.
+        global("net.ipv4.conf.all.rp_filter", "1"),
+        global("net.ipv4.conf.default.rp_filter", "1"),
+        // Hairpinned forwards go out the NIC they came in on: that is no reason to
+        // tell guests to bypass the router. Redirects are on if "all" or the NIC says so.
+        global("net.ipv4.conf.all.send_redirects", "0"),
+        per_nic(Role::Wan, "send_redirects", "0"),
+        per_nic(Role::Lan, "send_redirects", "0"),
+        global("net.ipv4.conf.all.accept_redirects", "0"),
+        per_nic(Role::Wan, "accept_redirects", "0"),
+    ];
+    NetPlan { wan, lan, routes, sysctls }
+}
+
+impl fmt::Display for NicSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NicSelector::Mac(mac) => write!(f, "the NIC with MAC {mac}"),
+            NicSelector::Name(name) => write!(f, "the NIC named {name}"),
+            NicSelector::NotWan => f.write_str("the one NIC that is not the WAN"),
+        }
+    }
+}
+
+impl fmt::Display for NetPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for link in [&self.wan, &self.lan] {
+            write!(f, "link {}: {}", link.role, link.select)?;
+            if let Some(mac) = link.mac {
+                write!(f, ", MAC set to {mac}")?;
+            }
+            writeln!(f, ", address {}, up", link.address)?;
+        }
+        for route in &self.routes {
+            match route {
+                RoutePlan::OnLinkHost { role, dst } => writeln!(f, "route {dst}/32 dev {role} scope link")?,
+                RoutePlan::Default { role, gateway, on_link } => {
+                    writeln!(f, "route default via {gateway} dev {role}{}", if *on_link { " onlink" } else { "" })?
+                }
+            }
+        }
+        for s in &self.sysctls {
+            match s.nic {
+                Some(role) => writeln!(f, "sysctl net.ipv4.conf.<{role}>.{} = {}", s.key, s.value)?,
+                None => writeln!(f, "sysctl {} = {}", s.key, s.value)?,
+            }
+        }
+        Ok(())
+    }
+}
