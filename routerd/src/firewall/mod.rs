@@ -4,17 +4,49 @@ mod render;
 
 pub use render::{flowtable_probe, ruleset, Features, Interfaces, FLOWTABLE, TABLE};
 
-use nftables::helper::{self, NftablesError};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
 use nftables::schema::Nftables;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NftError {
+    #[error("cannot run {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("{program} rejected the ruleset: {stderr}")]
+    Rejected { program: String, stderr: String },
+    #[error("cannot serialize the ruleset: {0}")]
+    Json(#[from] serde_json::Error),
+}
 
 /// The `nft` binary: `$ROUTERD_NFT` or `nft` on the PATH.
 fn program() -> String {
     std::env::var("ROUTERD_NFT").unwrap_or_else(|_| "nft".to_string())
 }
 
-/// Applies a batch in one `nft` transaction: all of it or nothing.
-pub fn apply(batch: &Nftables) -> Result<(), NftablesError> {
-    helper::apply_ruleset_with_args(batch, Some(program().as_str()), helper::DEFAULT_ARGS)
+/// Applies a batch in one `nft -j -f -` transaction: all of it or nothing.
+/// (nftables' own helper lets nft's stderr through; here it becomes the error.)
+pub fn apply(batch: &Nftables) -> Result<(), NftError> {
+    let json = serde_json::to_vec(batch)?;
+    let program = program();
+    let spawn_err = |source| NftError::Spawn { program: program.clone(), source };
+    let mut child = Command::new(&program)
+        .args(["-j", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_err)?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&json).map_err(spawn_err)?;
+    }
+    let out = child.wait_with_output().map_err(spawn_err)?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().replace('\n', " ");
+        Err(NftError::Rejected { program, stderr })
+    }
 }
 
 /// Whether the kernel offers flowtables (the image's kernel does; some hosts do not).
@@ -23,7 +55,7 @@ pub fn flowtable_supported(dev: &str) -> bool {
     let supported = apply(&add).is_ok();
     // The probe table is removed whether or not the flowtable could be added.
     if let Err(e) = apply(&delete) {
-        tracing::warn!(error = %e, "could not remove the flowtable probe table");
+        tracing::warn!("could not remove the flowtable probe table: {e}");
     }
     supported
 }

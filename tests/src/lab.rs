@@ -1,0 +1,255 @@
+//! The lab of design.md, in network namespaces:
+//!
+//! ```text
+//!  inet 198.51.100.1 ── hoster 198.51.100.254 / vmbr0 203.0.113.254 (MAC filter on the router's port)
+//!                                          │
+//!                                  router: wan ─ routerd ─ lan
+//!                                                           │
+//!                                      lanbr: vmbr1 ── guest 172.16.10.50, web 172.16.10.205
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::netns::{run, veth, Netns};
+
+pub const VIRTUAL_MAC: &str = "02:00:00:00:00:10";
+pub const FAILOVER_IP: &str = "203.0.113.10";
+pub const INET_IP: &str = "198.51.100.1";
+pub const GUEST_IP: &str = "172.16.10.50";
+pub const WEB_IP: &str = "172.16.10.205";
+pub const ROUTER_LAN_IP: &str = "172.16.0.1";
+
+/// The lab's config: failover /32 with an on-link gateway, NIC chosen by name so that
+/// routerd has to set the virtual MAC, and forwards of each kind to `web`.
+pub const CONFIG: &str = r#"hostname = "router"
+
+[wan]
+interface = "wan"
+mac = "02:00:00:00:00:10"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+dns = ["198.51.100.53"]
+
+[lan]
+interface = "lan"
+address = "172.16.0.1/16"
+
+[[forward]]
+protocol = "tcp"
+port = 80
+to = "172.16.10.205"
+to_port = 8080
+
+[[forward]]
+protocol = "udp"
+port = 5353
+to = "172.16.10.205"
+
+[[forward]]
+protocol = "both"
+port = "8000-8003"
+to = "172.16.10.205"
+to_port = 9000
+"#;
+
+/// Where the routerd binary is: `$ROUTERD_BIN`, else the workspace's debug build
+/// (`tests/run` builds it first).
+pub fn routerd_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("ROUTERD_BIN") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/routerd");
+    assert!(p.exists(), "{} is missing: run `cargo build -p routerd` (tests/run does) or set ROUTERD_BIN", p.display());
+    p
+}
+
+pub struct Options {
+    /// The MAC the router's WAN veth starts with (None: a random one).
+    pub wan_mac: Option<&'static str>,
+}
+
+pub struct Lab {
+    routerd: Option<Child>,
+    pub dir: PathBuf,
+    pub inet: Netns,
+    pub hoster: Netns,
+    pub router: Netns,
+    pub lanbr: Netns,
+    pub guest: Netns,
+    pub web: Netns,
+}
+
+impl Lab {
+    pub fn new(opts: Options) -> Lab {
+        let p = crate::netns::unique_prefix();
+        let dir = std::env::temp_dir().join(format!("{p}-lab"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let ns = |role: &str| Netns::new(&format!("{p}-{role}"));
+        let lab = Lab {
+            routerd: None,
+            dir,
+            inet: ns("inet"),
+            hoster: ns("hoster"),
+            router: ns("router"),
+            lanbr: ns("lanbr"),
+            guest: ns("guest"),
+            web: ns("web"),
+        };
+
+        // internet host <-> hoster
+        veth(&lab.inet, "eth0", &lab.hoster, "up0", None);
+        lab.inet.ip(&["addr", "add", "198.51.100.1/24", "dev", "eth0"]);
+        lab.inet.ip(&["route", "add", "default", "via", "198.51.100.254"]);
+        lab.hoster.ip(&["addr", "add", "198.51.100.254/24", "dev", "up0"]);
+        lab.hoster.sysctl("net.ipv4.ip_forward", "1");
+
+        // hoster's bridge (vmbr0) with the router's WAN port and the failover route
+        lab.hoster.ip(&["link", "add", "vmbr0", "type", "bridge"]);
+        lab.hoster.ip(&["link", "set", "vmbr0", "up"]);
+        veth(&lab.router, "wan", &lab.hoster, "p-router", opts.wan_mac);
+        lab.hoster.ip(&["link", "set", "p-router", "master", "vmbr0"]);
+        lab.hoster.ip(&["addr", "add", "203.0.113.254/32", "dev", "vmbr0"]);
+        lab.hoster.ip(&["route", "add", "203.0.113.10/32", "dev", "vmbr0"]);
+        // Hosters drop every frame from a server port whose source MAC is not the
+        // virtual MAC they issued for the failover IP.
+        lab.hoster.sh(&format!(
+            "nft -f - <<'EOF'
+table bridge hoster {{
+  chain input {{
+    type filter hook input priority 0;
+    iifname \"p-router\" ether saddr != {VIRTUAL_MAC} counter drop
+    iifname \"p-router\" counter accept
+  }}
+  chain forward {{
+    type filter hook forward priority 0;
+    iifname \"p-router\" ether saddr != {VIRTUAL_MAC} counter drop
+    iifname \"p-router\" counter accept
+  }}
+}}
+EOF"
+        ));
+
+        // LAN bridge (vmbr1) with the router and two guests
+        lab.lanbr.ip(&["link", "add", "vmbr1", "type", "bridge"]);
+        lab.lanbr.ip(&["link", "set", "vmbr1", "up"]);
+        veth(&lab.router, "lan", &lab.lanbr, "p-router", None);
+        lab.lanbr.ip(&["link", "set", "p-router", "master", "vmbr1"]);
+        for (guest, port, ip) in [(&lab.guest, "p-guest", GUEST_IP), (&lab.web, "p-web", WEB_IP)] {
+            veth(guest, "eth0", &lab.lanbr, port, None);
+            lab.lanbr.ip(&["link", "set", port, "master", "vmbr1"]);
+            guest.ip(&["addr", "add", &format!("{ip}/16"), "dev", "eth0"]);
+            guest.ip(&["route", "add", "default", "via", ROUTER_LAN_IP]);
+        }
+        lab
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("router.toml")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("routerd.log")
+    }
+
+    /// Writes the config the way an operator's tooling should: temp file + rename.
+    pub fn write_config(&self, text: &str) {
+        let tmp = self.dir.join("router.toml.tmp");
+        std::fs::write(&tmp, text).unwrap_or_else(|e| panic!("{}: {e}", tmp.display()));
+        std::fs::rename(&tmp, self.config_path()).unwrap_or_else(|e| panic!("rename: {e}"));
+    }
+
+    /// Starts `routerd run` in the router namespace and waits until it is ready.
+    pub fn start_routerd(&mut self, config: &str) {
+        self.write_config(config);
+        let log = std::fs::File::create(self.log_path()).unwrap_or_else(|e| panic!("log: {e}"));
+        let child = self
+            .router
+            .command(routerd_bin().to_str().unwrap_or("routerd"))
+            .args(["run", "--config"])
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap_or_else(|e| panic!("{e}")))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start routerd: {e}"));
+        self.routerd = Some(child);
+        self.wait_log("routerd ready", 1);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until `needle` appears `count` times in routerd's log.
+    pub fn wait_log(&mut self, needle: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.log().matches(needle).count() >= count {
+                return;
+            }
+            if let Some(status) = self.routerd.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("routerd exited ({status}) before logging {needle:?}:\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                panic!("routerd did not log {needle:?} {count} time(s) within 30s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn routerd_alive(&mut self) -> bool {
+        self.routerd.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Replaces the config file and sends SIGHUP to routerd.
+    pub fn reload(&mut self, config: &str) {
+        self.write_config(config);
+        let pid = self.routerd.as_ref().map(|c| c.id()).unwrap_or_else(|| panic!("routerd is not running"));
+        run(Command::new("kill").args(["-HUP", &pid.to_string()]));
+    }
+
+    /// Everything a user could see of the router's network state.
+    pub fn router_state(&self) -> String {
+        self.router.sh(
+            "ip -d link show; ip addr show; ip route show table all; nft list ruleset; \
+             for k in ip_forward conf/all/rp_filter conf/all/send_redirects conf/wan/send_redirects conf/lan/send_redirects; do \
+               echo $k=$(cat /proc/sys/net/ipv4/$k); done",
+        )
+    }
+
+    /// Packets the hoster's MAC filter passed and dropped from the router's port.
+    pub fn hoster_filter_counts(&self) -> (u64, u64) {
+        let listing = self.hoster.sh("nft list table bridge hoster");
+        let (mut passed, mut dropped) = (0, 0);
+        for line in listing.lines() {
+            let packets = line
+                .split_whitespace()
+                .skip_while(|w| *w != "packets")
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            if line.contains(" drop") {
+                dropped += packets;
+            } else if line.contains(" accept") {
+                passed += packets;
+            }
+        }
+        (passed, dropped)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.routerd.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- routerd log ---\n{}", self.log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        // The namespaces are removed by their own Drop.
+    }
+}

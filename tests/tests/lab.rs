@@ -1,0 +1,186 @@
+//! routerd in the namespace lab: what a hoster's customer would see.
+//! Needs root (network namespaces) and `nft`; run through `tests/run`.
+
+use tests::lab::{Lab, Options, CONFIG, FAILOVER_IP, GUEST_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
+use tests::traffic::{tcp_connect, tcp_echo, tcp_exchange, udp_echo, EchoServer};
+
+fn lab_with_routerd() -> Lab {
+    let mut lab = Lab::new(Options { wan_mac: None });
+    lab.start_routerd(CONFIG);
+    lab
+}
+
+#[test]
+fn lan_guest_reaches_the_internet_with_the_failover_ip_as_source() {
+    let lab = lab_with_routerd();
+    let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
+    let echo = tcp_echo(&lab.guest, "198.51.100.1:7000", "hello internet").expect("guest -> internet over NAT");
+    assert_eq!(echo, "hello internet");
+    assert_eq!(server.last_peer_ip().as_deref(), Some(FAILOVER_IP), "the internet host must see the failover IP");
+
+    let udp = EchoServer::udp(&lab.inet, "198.51.100.1:7001");
+    assert_eq!(udp_echo(&lab.guest, "198.51.100.1:7001", "dns-ish").expect("udp over NAT"), "dns-ish");
+    assert_eq!(udp.last_peer_ip().as_deref(), Some(FAILOVER_IP));
+}
+
+#[test]
+fn hoster_mac_filter_passes_the_router_because_it_uses_the_virtual_mac() {
+    let mut lab = Lab::new(Options { wan_mac: None });
+    // Control: before routerd sets the virtual MAC, the hoster drops the router's frames.
+    lab.router.ip(&["addr", "add", "203.0.113.10/32", "dev", "wan"]);
+    lab.router.ip(&["route", "add", "203.0.113.254/32", "dev", "wan"]);
+    let _ = tcp_echo(&lab.router, "203.0.113.254:9", "x");
+    let (_, dropped_before) = lab.hoster_filter_counts();
+    assert!(dropped_before > 0, "the lab's MAC filter must drop frames from a wrong MAC");
+    lab.router.ip(&["addr", "flush", "dev", "wan"]);
+
+    lab.start_routerd(CONFIG);
+    let mac = lab.router.sh("cat /sys/class/net/wan/address");
+    assert_eq!(mac.trim(), VIRTUAL_MAC);
+    let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
+    assert_eq!(tcp_echo(&lab.guest, "198.51.100.1:7000", "via vmbr0").expect("NAT through the filter"), "via vmbr0");
+    assert_eq!(server.peers().len(), 1);
+    let (passed, dropped_after) = lab.hoster_filter_counts();
+    assert!(passed > 0, "frames with the virtual MAC reached the hoster");
+    assert_eq!(dropped_after, dropped_before, "no frame with a wrong MAC after routerd configured the WAN");
+}
+
+#[test]
+fn wan_nic_selected_by_mac_when_no_interface_is_named() {
+    let mut lab = Lab::new(Options { wan_mac: Some(VIRTUAL_MAC) });
+    let config = CONFIG.replace("interface = \"wan\"\n", "").replace("interface = \"lan\"\n", "");
+    lab.start_routerd(&config);
+    assert!(lab.log().contains("wan wan 203.0.113.10/32 via 203.0.113.254, lan lan"), "{}", lab.log());
+    let _server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
+    assert_eq!(tcp_echo(&lab.guest, "198.51.100.1:7000", "by mac").expect("NAT"), "by mac");
+    // The off-prefix gateway is reached through an on-link route.
+    let routes = lab.router.sh("ip route show");
+    assert!(routes.contains("default via 203.0.113.254 dev wan proto static onlink"), "{routes}");
+    assert!(routes.contains("203.0.113.254 dev wan proto static scope link"), "{routes}");
+}
+
+#[test]
+fn tcp_and_udp_forwards_work_from_the_internet_with_port_translation() {
+    let lab = lab_with_routerd();
+    let web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
+    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:80", "GET /").expect("tcp forward 80 -> 8080"), "GET /");
+    assert_eq!(web.last_peer_ip().as_deref(), Some(INET_IP), "the guest sees the real client address");
+
+    let dns = EchoServer::udp(&lab.web, "0.0.0.0:5353");
+    assert_eq!(udp_echo(&lab.inet, "203.0.113.10:5353", "query").expect("udp forward 5353"), "query");
+    assert_eq!(dns.last_peer_ip().as_deref(), Some(INET_IP));
+}
+
+#[test]
+fn port_range_forward_maps_one_to_one_for_tcp_and_udp() {
+    let lab = lab_with_routerd();
+    let t9002 = EchoServer::tcp(&lab.web, "0.0.0.0:9002");
+    let t9000 = EchoServer::tcp(&lab.web, "0.0.0.0:9000");
+    let u9003 = EchoServer::udp(&lab.web, "0.0.0.0:9003");
+    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:8002", "p8002").expect("8002 -> 9002"), "p8002");
+    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:8000", "p8000").expect("8000 -> 9000"), "p8000");
+    assert_eq!(udp_echo(&lab.inet, "203.0.113.10:8003", "u8003").expect("udp 8003 -> 9003"), "u8003");
+    assert_eq!((t9002.peers().len(), t9000.peers().len(), u9003.peers().len()), (1, 1, 1));
+    // Outside the range nothing is forwarded.
+    let _t9004 = EchoServer::tcp(&lab.web, "0.0.0.0:9004");
+    assert!(tcp_connect(&lab.inet, "203.0.113.10:8004").is_err(), "port 8004 is not forwarded");
+}
+
+#[test]
+fn lan_guest_reaches_a_forward_through_the_public_address() {
+    let lab = lab_with_routerd();
+    let web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
+    let echo = tcp_echo(&lab.guest, "203.0.113.10:80", "hairpin").expect("guest -> public address -> web");
+    assert_eq!(echo, "hairpin");
+    // Hairpin NAT: the reply must come back through the router, so web sees the router.
+    assert_eq!(web.last_peer_ip().as_deref(), Some(ROUTER_LAN_IP));
+}
+
+#[test]
+fn unsolicited_connections_from_the_internet_fail() {
+    let lab = lab_with_routerd();
+    // Services that must stay unreachable: one on the router, one on a guest.
+    let _router_ssh = EchoServer::tcp(&lab.router, "0.0.0.0:22");
+    let _guest_svc = EchoServer::tcp(&lab.guest, "0.0.0.0:7000");
+    let _guest_udp = EchoServer::udp(&lab.guest, "0.0.0.0:7001");
+    // The hoster network routes the LAN prefix to the router, as an attacker next door could.
+    lab.hoster.ip(&["route", "add", "172.16.0.0/16", "via", FAILOVER_IP, "dev", "vmbr0", "onlink"]);
+
+    assert!(tcp_connect(&lab.inet, "203.0.113.10:22").is_err(), "router's port 22 reached from the internet");
+    assert!(tcp_connect(&lab.inet, &format!("{GUEST_IP}:7000")).is_err(), "LAN guest reached from the internet");
+    assert!(udp_echo(&lab.inet, &format!("{GUEST_IP}:7001"), "x").is_err(), "LAN guest reached over UDP");
+    // A packet from the WAN with a spoofed LAN source does not reach the guest.
+    let dns = EchoServer::udp(&lab.web, "0.0.0.0:5353");
+    lab.inet.ip(&["addr", "add", "172.16.99.99/32", "dev", "eth0"]);
+    lab.inet
+        .enter(|| std::net::UdpSocket::bind("172.16.99.99:0").and_then(|s| s.send_to(b"spoof", "203.0.113.10:5353")))
+        .expect("send spoofed datagram");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(dns.peers().is_empty(), "a spoofed LAN source got through: {:?}", dns.peers());
+    // Control: the same path works for what is meant to be reachable.
+    let _web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
+    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:80", "allowed").expect("forward still works"), "allowed");
+    // Ping of the router is allowed.
+    let ping = lab.inet.command("ping").args(["-c", "1", "-W", "2", FAILOVER_IP]).output().expect("ping");
+    assert!(ping.status.success(), "the router answers ping: {}", String::from_utf8_lossy(&ping.stdout));
+}
+
+#[test]
+fn applying_twice_changes_nothing() {
+    let lab = lab_with_routerd();
+    let before = lab.router_state();
+    let out = lab
+        .router
+        .command(tests::lab::routerd_bin().to_str().unwrap_or("routerd"))
+        .args(["apply", "--config"])
+        .arg(lab.config_path())
+        .output()
+        .expect("routerd apply");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for change in ["address added", "route set", "MAC set", "stale"] {
+        assert!(!stderr.contains(change), "second apply changed something ({change}):\n{stderr}");
+    }
+    assert_eq!(before, lab.router_state());
+}
+
+#[test]
+fn sighup_with_a_changed_forward_keeps_open_connections() {
+    let mut lab = lab_with_routerd();
+    let _web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
+    let _internet = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
+    let mut inbound = tcp_connect(&lab.inet, "203.0.113.10:80").expect("forward");
+    let mut outbound = tcp_connect(&lab.guest, "198.51.100.1:7000").expect("NAT");
+    assert_eq!(tcp_exchange(&mut inbound, "before").expect("inbound before"), "before");
+    assert_eq!(tcp_exchange(&mut outbound, "before").expect("outbound before"), "before");
+
+    // Move the UDP forward and add a new TCP one; the port 80 forward stays.
+    let changed = CONFIG.replace("port = 5353", "port = 5354")
+        + "\n[[forward]]\nprotocol = \"tcp\"\nport = 2222\nto = \"172.16.10.50\"\nto_port = 22\n";
+    lab.reload(&changed);
+    lab.wait_log("config applied", 1);
+
+    assert_eq!(tcp_exchange(&mut inbound, "after").expect("the open forwarded connection survived"), "after");
+    assert_eq!(tcp_exchange(&mut outbound, "after").expect("the open NAT connection survived"), "after");
+    let _ssh = EchoServer::tcp(&lab.guest, "0.0.0.0:22");
+    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:2222", "new").expect("the new forward works"), "new");
+    let _dns = EchoServer::udp(&lab.web, "0.0.0.0:5354");
+    assert_eq!(udp_echo(&lab.inet, "203.0.113.10:5354", "moved").expect("moved udp forward"), "moved");
+    let rules = lab.router.sh("nft list table inet routerd");
+    assert!(!rules.contains("dport 5353"), "the old forward is gone:\n{rules}");
+}
+
+#[test]
+fn sighup_with_a_broken_config_keeps_the_old_rules() {
+    let mut lab = lab_with_routerd();
+    let before = lab.router_state();
+    let broken = CONFIG.replace("to_port = 8080", "to_port = 80800").replace("gateway = ", "gatway = ");
+    lab.reload(&broken);
+    lab.wait_log("config rejected", 1);
+    let log = lab.log();
+    assert!(log.contains("router.toml:7:1: unknown field `gatway`"), "the error names line and column:\n{log}");
+    assert!(lab.routerd_alive(), "routerd keeps running");
+    assert_eq!(before, lab.router_state(), "nothing changed");
+    let _web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
+    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:80", "still").expect("old forward"), "still");
+}
