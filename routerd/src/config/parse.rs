@@ -113,9 +113,10 @@ impl Validator<'_> {
         self.diagnostics.push(Diagnostic::at(self.text, span, message));
     }
 
-    fn required<'v, T>(&mut self, value: &'v Option<S<T>>, table: &S<impl Sized>, key: &str) -> Option<&'v S<T>> {
+    /// `hint` says what the value is, like `the hoster's gateway, like "203.0.113.254"`.
+    fn required<'v, T>(&mut self, value: &'v Option<S<T>>, table: &S<impl Sized>, key: &str, hint: &str) -> Option<&'v S<T>> {
         if value.is_none() {
-            self.error(table.span(), format!("missing key `{key}`"));
+            self.error(table.span(), format!("missing key `{key}` ({hint})"));
         }
         value.as_ref()
     }
@@ -193,9 +194,9 @@ impl Validator<'_> {
             Some(d) => lan.as_ref().and_then(|lan| self.dhcp(d, lan)),
             None => None,
         };
-        let forwards = match (&wan, &lan) {
-            (Some(wan), Some(lan)) => self.forwards(&raw.forward, wan, lan),
-            _ => Vec::new(),
+        let forwards = match &lan {
+            Some(lan) => self.forwards(&raw.forward, lan),
+            None => Vec::new(),
         };
         Some(Config { hostname, wan: wan?, lan: lan?, dhcp, forwards })
     }
@@ -204,19 +205,20 @@ impl Validator<'_> {
         let raw = table.get_ref();
         let mac = raw.mac.as_ref().and_then(|m| self.mac("wan.mac", m));
         let interface = raw.interface.as_ref().and_then(|i| self.interface("wan.interface", i));
+        // A bad selector is reported but the other keys are still checked.
         let nic = match (&raw.interface, &raw.mac) {
-            (Some(_), _) => NicSelector::Name(interface?),
-            (None, Some(_)) => NicSelector::Mac(mac?),
+            (Some(_), _) => interface.map(NicSelector::Name),
+            (None, Some(_)) => mac.map(NicSelector::Mac),
             (None, None) => {
                 self.error(table.span(), "[wan] needs `mac` (the hoster's virtual MAC, which selects the NIC) or `interface`".into());
-                return None;
+                None
             }
         };
         let address = self
-            .required(&raw.address, table, "address` (the failover IP with its prefix, like \"203.0.113.10/32\"")
+            .required(&raw.address, table, "address", "the failover IP with its prefix, like \"203.0.113.10/32\"")
             .and_then(|a| self.cidr("wan.address", a));
         let gateway = self
-            .required(&raw.gateway, table, "gateway` (the hoster's gateway, like \"203.0.113.254\"")
+            .required(&raw.gateway, table, "gateway", "the hoster's gateway, like \"203.0.113.254\"")
             .and_then(|g| self.ip("wan.gateway", g));
         if let (Some(address), Some(gateway), Some(g)) = (address, gateway, &raw.gateway) {
             if address.addr() == gateway {
@@ -230,7 +232,7 @@ impl Validator<'_> {
         if dns.len() != raw.dns.len() {
             return None;
         }
-        Some(Wan { nic, mac, address: address?, gateway: gateway?, dns })
+        Some(Wan { nic: nic?, mac, address: address?, gateway: gateway?, dns })
     }
 
     fn lan(&mut self, table: &S<RawLan>, wan: Option<&Wan>) -> Option<Lan> {
@@ -238,11 +240,11 @@ impl Validator<'_> {
         let mac = raw.mac.as_ref().and_then(|m| self.mac("lan.mac", m));
         let interface = raw.interface.as_ref().and_then(|i| self.interface("lan.interface", i));
         let nic = match (&raw.interface, &raw.mac) {
-            (Some(_), _) => NicSelector::Name(interface?),
-            (None, Some(_)) => NicSelector::Mac(mac?),
-            (None, None) => NicSelector::NotWan,
+            (Some(_), _) => interface.map(NicSelector::Name),
+            (None, Some(_)) => mac.map(NicSelector::Mac),
+            (None, None) => Some(NicSelector::NotWan),
         };
-        let a = self.required(&raw.address, table, "address` (the router's LAN address with prefix, like \"172.16.0.1/16\"")?;
+        let a = self.required(&raw.address, table, "address", "the router's LAN address with prefix, like \"172.16.0.1/16\"")?;
         let address = self.cidr("lan.address", a)?;
         if address.prefix_len() > 30 {
             self.error(a.span(), format!("lan.address: /{} leaves no room for guests; use a prefix of /30 or shorter", address.prefix_len()));
@@ -253,18 +255,18 @@ impl Validator<'_> {
             if wan.address.trunc().contains(&address.network()) || address.trunc().contains(&wan.address.network()) {
                 self.error(a.span(), format!("lan.address: {} overlaps the WAN prefix {}", address.trunc(), wan.address.trunc()));
             }
-            if let (NicSelector::Name(l), NicSelector::Name(w)) = (&nic, &wan.nic) {
+            if let (Some(NicSelector::Name(l)), NicSelector::Name(w), Some(i)) = (&nic, &wan.nic, &raw.interface) {
                 if l == w {
-                    self.error(a.span(), format!("lan.interface: {l} is also the WAN interface"));
+                    self.error(i.span(), format!("lan.interface: {l} is also the WAN interface"));
                 }
             }
-            if let (NicSelector::Mac(l), Some(w)) = (&nic, wan.mac) {
+            if let (Some(NicSelector::Mac(l)), Some(w), Some(m)) = (&nic, wan.mac, &raw.mac) {
                 if *l == w {
-                    self.error(table.span(), format!("lan.mac: {l} is also the WAN MAC"));
+                    self.error(m.span(), format!("lan.mac: {l} is also the WAN MAC"));
                 }
             }
         }
-        Some(Lan { nic, address })
+        Some(Lan { nic: nic?, address })
     }
 
     /// A LAN host address: inside the LAN prefix, not its network/broadcast address,
@@ -288,20 +290,21 @@ impl Validator<'_> {
 
     fn dhcp(&mut self, table: &S<RawDhcp>, lan: &Lan) -> Option<Dhcp> {
         let raw = table.get_ref();
-        let range = self.required(&raw.range, table, "range` (like \"172.16.10.100-172.16.10.250\"")?;
-        let (range_start, range_end) = self.dhcp_range(range, lan)?;
+        let range = self
+            .required(&raw.range, table, "range", "the addresses to lease, like \"172.16.10.100-172.16.10.250\"")
+            .and_then(|r| self.dhcp_range(r, lan));
         let lease_time = match &raw.lease_time {
-            None => DEFAULT_LEASE_TIME,
-            Some(v) => self.duration("dhcp.lease_time", v)?,
+            None => Some(DEFAULT_LEASE_TIME),
+            Some(v) => self.duration("dhcp.lease_time", v),
         };
         let dns = raw.dns.iter().filter_map(|d| self.ip("dhcp.dns", d)).collect::<Vec<_>>();
         let domain = raw.domain.as_ref().and_then(|d| self.hostname("dhcp.domain", d));
         let mut hosts: Vec<DhcpHost> = Vec::new();
         for h in &raw.host {
             let rh = h.get_ref();
-            let mac = self.required(&rh.mac, h, "mac").and_then(|m| self.mac("dhcp.host.mac", m));
+            let mac = self.required(&rh.mac, h, "mac", "the guest's MAC, like \"52:54:00:12:34:56\"").and_then(|m| self.mac("dhcp.host.mac", m));
             let address = self
-                .required(&rh.address, h, "address")
+                .required(&rh.address, h, "address", "the guest's fixed address, like \"172.16.10.205\"")
                 .and_then(|a| self.lan_host("dhcp.host.address", a, lan));
             let hostname = rh.hostname.as_ref().and_then(|n| self.hostname("dhcp.host.hostname", n));
             let (Some(mac), Some(address)) = (mac, address) else { continue };
@@ -313,7 +316,8 @@ impl Validator<'_> {
                 hosts.push(DhcpHost { mac, address, hostname });
             }
         }
-        Some(Dhcp { range_start, range_end, lease_time, dns, domain, hosts })
+        let (range_start, range_end) = range?;
+        Some(Dhcp { range_start, range_end, lease_time: lease_time?, dns, domain, hosts })
     }
 
     fn dhcp_range(&mut self, s: &S<String>, lan: &Lan) -> Option<(Ipv4Addr, Ipv4Addr)> {
@@ -392,13 +396,13 @@ impl Validator<'_> {
                 None
             }
             None => {
-                self.error(v.span(), format!("{key}: expected a port 1-65535 or a range like \"8000-8010\""));
+                self.error(v.span(), format!("{key}: expected a port 1-65535 or a range like \"8000-8010\", found {}", v.get_ref()));
                 None
             }
         }
     }
 
-    fn forwards(&mut self, raws: &[S<RawForward>], wan: &Wan, lan: &Lan) -> Vec<Forward> {
+    fn forwards(&mut self, raws: &[S<RawForward>], lan: &Lan) -> Vec<Forward> {
         let mut forwards: Vec<Forward> = Vec::new();
         for table in raws {
             let raw = table.get_ref();
@@ -411,8 +415,8 @@ impl Validator<'_> {
                     None
                 }
             };
-            let ports = self.required(&raw.port, table, "port").and_then(|p| self.port_range("forward.port", p));
-            let to = self.required(&raw.to, table, "to` (the LAN host, like \"172.16.10.205\"").and_then(|t| self.lan_host("forward.to", t, lan));
+            let ports = self.required(&raw.port, table, "port", "the public port like 80, or a range like \"8000-8010\"").and_then(|p| self.port_range("forward.port", p));
+            let to = self.required(&raw.to, table, "to", "the LAN host, like \"172.16.10.205\"").and_then(|t| self.lan_host("forward.to", t, lan));
             let to_ports = match (&raw.to_port, ports) {
                 (None, ports) => ports,
                 (Some(tp), Some(ports)) => {
@@ -436,16 +440,21 @@ impl Validator<'_> {
                         other => other,
                     }
                 }
-                (Some(_), None) => None,
+                (Some(tp), None) => {
+                    // Still worth checking on its own, so both mistakes show at once.
+                    self.port_range("forward.to_port", tp);
+                    None
+                }
             };
             let (Some(protocol), Some(ports), Some(to), Some(to_ports)) = (protocol, ports, to, to_ports) else {
                 continue;
             };
-            let clash = forwards.iter().find(|f| {
-                f.ports.overlaps(ports) && f.protocol.transports().iter().any(|t| protocol.transports().contains(t))
+            let clash = forwards.iter().filter(|f| f.ports.overlaps(ports)).find_map(|f| {
+                let shared = f.protocol.transports().iter().find(|t| protocol.transports().contains(t))?;
+                Some((f, shared))
             });
-            if let Some(f) = clash {
-                self.error(table.span(), format!("forward: port {ports} overlaps the forward of port {} to {} on {}", f.ports, f.to, wan.address.addr()));
+            if let Some((f, transport)) = clash {
+                self.error(table.span(), format!("forward: {transport} port {ports} overlaps {transport} port {}, already forwarded to {}; each public port can be forwarded only once per protocol", f.ports, f.to));
                 continue;
             }
             forwards.push(Forward { protocol, ports, to, to_ports });

@@ -1,0 +1,366 @@
+//! `routerd check FILE` as a user sees it: the real binary, a real file, and the exact
+//! output. A good config prints `ok` and exits 0; a bad one exits 1 and prints one
+//! `FILE:LINE:COL: message` per problem on stderr, saying what was expected.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// A complete, valid config. Line numbers matter: the tests below edit it.
+const VALID: &str = r#"hostname = "router"
+
+[wan]
+mac = "02:00:00:00:00:10"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+dns = ["198.51.100.53"]
+
+[lan]
+address = "172.16.0.1/16"
+
+[dhcp]
+range = "172.16.10.100-172.16.10.250"
+lease_time = "12h"
+
+[[dhcp.host]]
+mac = "52:54:00:12:34:56"
+address = "172.16.10.205"
+hostname = "web"
+
+[[forward]]
+protocol = "tcp"
+port = 80
+to = "172.16.10.205"
+to_port = 8080
+"#;
+
+/// A config file in its own temporary directory, removed again on drop.
+struct ConfigFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl ConfigFile {
+    /// `name` must be unique among the tests, which run in parallel.
+    fn new(name: &str, text: &str) -> ConfigFile {
+        let dir = std::env::temp_dir().join(format!("routerd-check-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create the temp dir");
+        let path = dir.join("router.toml");
+        std::fs::write(&path, text).expect("write the config");
+        ConfigFile { dir, path }
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What `routerd check` printed.
+#[derive(Debug)]
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn run_check(file: &ConfigFile) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_routerd"))
+        .arg("check")
+        .arg(&file.path)
+        .output()
+        .expect("run routerd");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Checks `text`, which must be rejected, and returns the diagnostics as
+/// `LINE:COL: message`, after asserting that each one names the file.
+fn errors(name: &str, text: &str) -> Vec<String> {
+    let file = ConfigFile::new(name, text);
+    let out = run_check(&file);
+    assert_eq!(out.code, Some(1), "a bad config exits 1: {out:?}\n--- config:\n{text}");
+    assert_eq!(out.stdout, "", "a bad config prints nothing on stdout: {out:?}");
+    let prefix = format!("{}:", file.path.display());
+    out.stderr
+        .lines()
+        .map(|line| {
+            line.strip_prefix(&prefix)
+                .unwrap_or_else(|| panic!("every error starts with {prefix:?}: {line:?}"))
+                .to_string()
+        })
+        .collect()
+}
+
+/// `text` with `old` (which must occur exactly once) replaced by `new`.
+fn edit(text: &str, old: &str, new: &str) -> String {
+    assert_eq!(text.matches(old).count(), 1, "{old:?} must occur exactly once");
+    text.replacen(old, new, 1)
+}
+
+/// `VALID` plus more TOML at the end.
+fn with(extra: &str) -> String {
+    format!("{VALID}\n{extra}")
+}
+
+/// `LINE:COL` of the first `needle` in `text`, counting from 1.
+fn at(text: &str, needle: &str) -> String {
+    let offset = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in the config"));
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+    format!("{line}:{column}")
+}
+
+// --- A good config ---------------------------------------------------------------------
+
+#[test]
+fn a_valid_config_prints_ok_and_exits_0() {
+    let file = ConfigFile::new("valid", VALID);
+    let out = run_check(&file);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "ok\n");
+    assert_eq!(out.stderr, "");
+}
+
+#[test]
+fn the_same_port_on_tcp_and_on_udp_is_no_overlap() {
+    let text = with("[[forward]]\nprotocol = \"udp\"\nport = 80\nto = \"172.16.10.206\"\n");
+    let file = ConfigFile::new("tcp_and_udp", &text);
+    let out = run_check(&file);
+    assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (Some(0), "ok\n", ""));
+}
+
+// --- Errors from reading the TOML ----------------------------------------------------------
+
+#[test]
+fn an_unknown_key_is_named_with_the_keys_that_are_allowed() {
+    let text = edit(VALID, "gateway = ", "gatway = ");
+    assert_eq!(
+        errors("unknown_key", &text),
+        ["6:1: unknown field `gatway`, expected one of `mac`, `interface`, `address`, `gateway`, `dns`"]
+    );
+}
+
+#[test]
+fn a_toml_syntax_error_points_at_the_spot() {
+    let text = edit(VALID, "[lan]", "[lan");
+    let errors = errors("syntax", &text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("9:5: "), "{errors:?}");
+    assert!(errors[0].contains("expected `]`"), "{errors:?}");
+}
+
+#[test]
+fn an_unterminated_string_is_a_syntax_error() {
+    let text = edit(VALID, r#""203.0.113.254""#, r#""203.0.113.254"#);
+    let errors = errors("unterminated", &text);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("6:"), "on the gateway line: {errors:?}");
+    assert!(errors[0].contains("expected `\"`"), "{errors:?}");
+}
+
+// --- Errors in values ------------------------------------------------------------------------
+
+#[test]
+fn a_bad_mac_shows_the_expected_form() {
+    let text = edit(VALID, r#"mac = "02:00:00:00:00:10""#, r#"mac = "02:00:00:00:10""#);
+    assert_eq!(
+        errors("bad_mac", &text),
+        [r#"4:7: wan.mac: expected a MAC address like 02:00:00:00:00:10, found "02:00:00:00:10""#]
+    );
+}
+
+#[test]
+fn a_multicast_mac_is_refused() {
+    let text = edit(VALID, r#""02:00:00:00:00:10""#, r#""03:00:00:00:00:10""#);
+    assert_eq!(
+        errors("multicast_mac", &text),
+        ["4:7: wan.mac: 03:00:00:00:00:10 is a multicast MAC; a NIC needs a unicast MAC (first byte even), like 02:00:00:00:00:10"]
+    );
+}
+
+#[test]
+fn a_bad_cidr_shows_the_expected_form() {
+    let text = edit(VALID, r#""172.16.0.1/16""#, r#""172.16.0.1/33""#);
+    assert_eq!(
+        errors("bad_cidr", &text),
+        [r#"10:11: lan.address: expected an IPv4 address with prefix length like 203.0.113.10/32, found "172.16.0.1/33""#]
+    );
+}
+
+#[test]
+fn a_wan_address_without_prefix_length_is_refused() {
+    let text = edit(VALID, r#""203.0.113.10/32""#, r#""203.0.113.10""#);
+    assert_eq!(
+        errors("no_prefix", &text),
+        [r#"5:11: wan.address: expected an IPv4 address with prefix length like 203.0.113.10/32, found "203.0.113.10""#]
+    );
+}
+
+#[test]
+fn a_missing_gateway_is_reported_at_the_wan_table() {
+    let text = edit(VALID, "gateway = \"203.0.113.254\"\n", "");
+    assert_eq!(
+        errors("missing_gateway", &text),
+        [r#"3:1: missing key `gateway` (the hoster's gateway, like "203.0.113.254")"#]
+    );
+}
+
+#[test]
+fn a_dhcp_range_outside_the_lan_is_refused() {
+    let text = edit(VALID, "172.16.10.100-172.16.10.250", "172.16.10.100-172.17.0.5");
+    assert_eq!(
+        errors("dhcp_outside", &text),
+        [format!(
+            "{}: dhcp.range: 172.17.0.5 is outside the usable addresses of the LAN 172.16.0.0/16",
+            at(&text, "\"172.16.10.100-")
+        )]
+    );
+}
+
+#[test]
+fn a_forward_to_a_host_outside_the_lan_is_refused() {
+    let text = edit(VALID, r#"to = "172.16.10.205""#, r#"to = "10.0.0.5""#);
+    assert_eq!(
+        errors("forward_outside", &text),
+        ["24:6: forward.to: 10.0.0.5 is outside the LAN 172.16.0.0/16"]
+    );
+}
+
+#[test]
+fn the_same_tcp_port_forwarded_twice_is_refused_at_the_second_forward() {
+    let text = with("[[forward]]\nprotocol = \"tcp\"\nport = 80\nto = \"172.16.10.206\"\n");
+    assert_eq!(
+        errors("tcp_twice", &text),
+        ["27:1: forward: tcp port 80 overlaps tcp port 80, already forwarded to 172.16.10.205; each public port can be forwarded only once per protocol"]
+    );
+}
+
+#[test]
+fn a_tcp_range_overlapping_a_forward_of_both_protocols_is_refused() {
+    let text = with(
+        "[[forward]]\nprotocol = \"both\"\nport = 53\nto = \"172.16.10.53\"\n\n\
+         [[forward]]\nprotocol = \"tcp\"\nport = \"50-60\"\nto = \"172.16.10.54\"\n",
+    );
+    assert_eq!(
+        errors("range_over_both", &text),
+        [format!(
+            "{}: forward: tcp port 50-60 overlaps tcp port 53, already forwarded to 172.16.10.53; each public port can be forwarded only once per protocol",
+            at(&text, "[[forward]]\nprotocol = \"tcp\"\nport = \"50-60\"")
+        )]
+    );
+}
+
+#[test]
+fn a_to_port_range_of_another_length_is_refused() {
+    let text = edit(VALID, "port = 80\n", "port = \"8000-8010\"\n");
+    let text = edit(&text, "to_port = 8080", r#"to_port = "9000-9005""#);
+    assert_eq!(
+        errors("to_port_length", &text),
+        ["25:11: forward.to_port: 9000-9005 has 6 ports but port 8000-8010 has 11; ranges map one to one"]
+    );
+}
+
+#[test]
+fn a_shifted_range_running_past_65535_is_refused() {
+    let text = edit(VALID, "port = 80\n", "port = \"8000-8010\"\n");
+    let text = edit(&text, "to_port = 8080", "to_port = 65530");
+    assert_eq!(
+        errors("past_65535", &text),
+        ["25:11: forward.to_port: 65530 + 11 ports runs past 65535"]
+    );
+}
+
+#[test]
+fn an_unknown_protocol_lists_the_allowed_ones() {
+    let text = edit(VALID, r#"protocol = "tcp""#, r#"protocol = "sctp""#);
+    assert_eq!(
+        errors("bad_protocol", &text),
+        [r#"22:12: forward.protocol: expected "tcp", "udp" or "both", found "sctp""#]
+    );
+}
+
+#[test]
+fn port_0_and_port_70000_are_refused() {
+    for (name, port) in [("port_0", "0"), ("port_70000", "70000"), ("range_70000", "\"1-70000\"")] {
+        let text = edit(VALID, "port = 80\n", &format!("port = {port}\n"));
+        assert_eq!(
+            errors(name, &text),
+            [format!(r#"23:8: forward.port: expected a port 1-65535 or a range like "8000-8010", found {port}"#)]
+        );
+    }
+}
+
+#[test]
+fn a_reversed_port_range_is_refused() {
+    let text = edit(VALID, "port = 80\n", "port = \"90-80\"\n");
+    assert_eq!(errors("reversed", &text), ["23:8: forward.port: range 90-80 is reversed"]);
+}
+
+#[test]
+fn the_lan_on_the_wan_interface_is_reported_at_lan_interface() {
+    let text = edit(VALID, r#"mac = "02:00:00:00:00:10""#, "interface = \"eth0\"");
+    let text = edit(&text, "[lan]\n", "[lan]\ninterface = \"eth0\"\n");
+    assert_eq!(
+        errors("same_interface", &text),
+        [format!("{}: lan.interface: eth0 is also the WAN interface", at(&text, "\"eth0\"\naddress = \"172"))]
+    );
+}
+
+#[test]
+fn the_lan_with_the_wan_mac_is_reported_at_lan_mac() {
+    let text = edit(VALID, "[lan]\n", "[lan]\nmac = \"02:00:00:00:00:10\"\n");
+    assert_eq!(errors("same_mac", &text), ["10:7: lan.mac: 02:00:00:00:00:10 is also the WAN MAC"]);
+}
+
+#[test]
+fn an_unreadable_file_says_so() {
+    let missing = std::env::temp_dir().join(format!("routerd-check-{}-missing/router.toml", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_routerd")).arg("check").arg(&missing).output().expect("run routerd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.starts_with(&format!("{}: cannot read: ", missing.display())), "{stderr}");
+}
+
+// --- Several errors at once ------------------------------------------------------------------
+
+#[test]
+fn three_independent_errors_are_all_reported_one_per_line() {
+    // A bad WAN MAC used to hide every error in the forwards.
+    let text = edit(VALID, r#""02:00:00:00:00:10""#, r#""02:00:00:00:00:1""#);
+    let text = edit(&text, "lease_time = \"12h\"", "lease_time = \"12 hours\"");
+    let text = edit(&text, r#"to = "172.16.10.205""#, r#"to = "172.16.10.2055""#);
+    assert_eq!(
+        errors("three_errors", &text),
+        [
+            r#"4:7: wan.mac: expected a MAC address like 02:00:00:00:00:10, found "02:00:00:00:00:1""#,
+            r#"14:14: dhcp.lease_time: expected a duration like "12h", "30m", "1d" or a number of seconds"#,
+            r#"24:6: forward.to: expected an IPv4 address like 203.0.113.254, found "172.16.10.2055""#,
+        ]
+    );
+}
+
+#[test]
+fn errors_in_every_section_are_reported_together() {
+    let text = edit(VALID, "dns = [\"198.51.100.53\"]", "dns = [\"198.51.100.x\"]");
+    let text = edit(&text, "172.16.10.100-172.16.10.250", "172.16.10.100");
+    let text = edit(&text, "hostname = \"web\"", "hostname = \"-web\"");
+    let text = edit(&text, "port = 80\n", "port = 0\n");
+    let errors = errors("every_section", &text);
+    let positions: Vec<&str> = errors.iter().map(|e| e.split(": ").next().unwrap_or_default()).collect();
+    assert_eq!(positions, ["7:8", "13:9", "19:12", "23:8"], "{errors:#?}");
+}
+
+#[test]
+fn the_position_helper_counts_like_an_editor() {
+    // The helper the tests above rely on: 1-based line and column.
+    assert_eq!(at("a = 1\n[wan]\n", "a"), "1:1");
+    assert_eq!(at("a = 1\n[wan]\n", "[wan]"), "2:1");
+    assert_eq!(at("a = 1\n[wan]\n", "wan"), "2:2");
+    assert_eq!(at(VALID, "gateway"), "6:1");
+    assert_eq!(at(VALID, "[[forward]]"), "21:1");
+}

@@ -1,0 +1,206 @@
+//! Golden tests: every `tests/golden/NAME.toml` renders to the network plan in
+//! `NAME.plan` and the nftables batch in `NAME.nft.json`, byte for byte.
+//!
+//! After an intended change to the output, regenerate and review the diff:
+//!
+//!     UPDATE_GOLDEN=1 cargo test -p routerd --test golden
+//!
+//! The semantic tests at the bottom guard against regenerating a wrong output.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use routerd::config::Config;
+use routerd::firewall::{self, Features, Interfaces};
+use routerd::plan;
+use serde_json::Value;
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn updating() -> bool {
+    std::env::var("UPDATE_GOLDEN").is_ok_and(|v| v == "1")
+}
+
+fn load(path: &Path) -> Config {
+    Config::load(path).unwrap_or_else(|e| panic!("golden input does not validate:\n{e}"))
+}
+
+/// The plan as `routerd render` prints it.
+fn render_plan(config: &Config) -> String {
+    plan::plan(config).to_string()
+}
+
+/// The nftables batch for NICs named `wan` and `lan`, with a flowtable.
+fn render_ruleset(config: &Config) -> String {
+    let batch = firewall::ruleset(config, &Interfaces { wan: "wan", lan: "lan" }, Features { flowtable: true });
+    let json = serde_json::to_string_pretty(&batch).expect("the ruleset serializes");
+    json + "\n"
+}
+
+/// The golden inputs, sorted so the output is stable.
+fn inputs() -> Vec<PathBuf> {
+    let mut tomls: Vec<PathBuf> = fs::read_dir(golden_dir())
+        .expect("tests/golden exists")
+        .map(|entry| entry.expect("readable directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    tomls.sort();
+    tomls
+}
+
+/// Compares `actual` with the file at `path` (or writes it when updating); returns a
+/// description of the mismatch.
+fn compare(path: &Path, actual: &str) -> Option<String> {
+    if updating() {
+        fs::write(path, actual).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        return None;
+    }
+    let expected = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => return Some(format!("{}: cannot read ({e})", path.display())),
+    };
+    if expected == actual {
+        return None;
+    }
+    Some(format!("{}: differs from the rendered output\n{}", path.display(), first_difference(&expected, actual)))
+}
+
+/// The first line where the two texts differ, with a little context.
+fn first_difference(expected: &str, actual: &str) -> String {
+    let (exp, act): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
+    let line = exp.iter().zip(&act).position(|(e, a)| e != a).unwrap_or(exp.len().min(act.len()));
+    let show = |lines: &[&str]| lines.get(line).map_or("<end of file>".to_string(), |l| format!("{l:?}"));
+    let mut hint = format!(
+        "  first difference at line {}:\n    golden:   {}\n    rendered: {}\n  ({} lines golden, {} lines rendered)",
+        line + 1,
+        show(&exp),
+        show(&act),
+        exp.len(),
+        act.len()
+    );
+    if exp.len() == act.len() && line == exp.len() {
+        hint.push_str("\n  (the texts differ only in the final newline)");
+    }
+    hint
+}
+
+#[test]
+fn every_golden_config_renders_to_its_golden_files() {
+    let tomls = inputs();
+    assert!(tomls.len() >= 5, "expected the golden configs in {}, found {tomls:?}", golden_dir().display());
+    let mut failures = Vec::new();
+    for toml in &tomls {
+        let config = load(toml);
+        failures.extend(compare(&toml.with_extension("plan"), &render_plan(&config)));
+        failures.extend(compare(&toml.with_extension("nft.json"), &render_ruleset(&config)));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} golden file(s) out of date:\n\n{}\n\nIf the change is intended, rerun with UPDATE_GOLDEN=1 \
+         (UPDATE_GOLDEN=1 cargo test -p routerd --test golden) and review the diff of tests/golden.",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+#[test]
+fn every_golden_output_has_its_config() {
+    // A golden file whose .toml was renamed or deleted would otherwise rot unnoticed.
+    for entry in fs::read_dir(golden_dir()).expect("tests/golden exists") {
+        let path = entry.expect("readable directory entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let Some(stem) = name.strip_suffix(".plan").or_else(|| name.strip_suffix(".nft.json")) else {
+            continue;
+        };
+        assert!(golden_dir().join(format!("{stem}.toml")).exists(), "{name} has no {stem}.toml next to it");
+    }
+}
+
+// --- What the golden files must say, whatever they look like -------------------------
+
+fn golden_config(name: &str) -> Config {
+    load(&golden_dir().join(format!("{name}.toml")))
+}
+
+fn ruleset_json(config: &Config) -> Value {
+    serde_json::from_str(&render_ruleset(config)).expect("the ruleset is JSON")
+}
+
+/// Every rule of the batch: the `rule` objects of the `add` commands.
+fn rules(batch: &Value) -> Vec<&Value> {
+    batch["nftables"]
+        .as_array()
+        .expect("a batch is {\"nftables\": [...]}")
+        .iter()
+        .filter_map(|cmd| cmd.get("add")?.get("rule"))
+        .collect()
+}
+
+/// The statements of every rule in `chain` that contain a statement named `kind`.
+fn statements<'v>(batch: &'v Value, chain: &str, kind: &str) -> Vec<&'v Value> {
+    rules(batch)
+        .into_iter()
+        .filter(|r| r["chain"] == chain)
+        .flat_map(|r| r["expr"].as_array().expect("a rule has an expr list"))
+        .filter_map(|stmt| stmt.get(kind))
+        .collect()
+}
+
+#[test]
+fn failover_reaches_its_off_prefix_gateway_on_link_and_masquerades_as_the_failover_ip() {
+    let config = golden_config("failover");
+    let plan = render_plan(&config);
+    // 203.0.113.254 is outside 203.0.113.10/32: a host route first, then the default.
+    let on_link = plan.find("route 203.0.113.254/32 dev wan scope link\n");
+    let default = plan.find("route default via 203.0.113.254 dev wan onlink\n");
+    assert!(on_link.is_some() && default.is_some() && on_link < default, "plan:\n{plan}");
+    assert!(plan.contains("link wan: the NIC with MAC 02:00:00:00:00:10, MAC set to 02:00:00:00:00:10, address 203.0.113.10/32, up\n"), "plan:\n{plan}");
+    assert!(plan.contains("sysctl net.ipv4.ip_forward = 1\n"), "plan:\n{plan}");
+
+    let batch = ruleset_json(&config);
+    let snats: Vec<&Value> = statements(&batch, "postrouting", "snat");
+    assert!(
+        snats.iter().any(|s| s["addr"] == "203.0.113.10"),
+        "the LAN must leave as the failover IP 203.0.113.10; snat statements: {snats:?}"
+    );
+    let dnats: Vec<&Value> = statements(&batch, "prerouting", "dnat");
+    // tcp 80, udp 5353, and tcp + udp for 8000-8003: four rules, all to the web guest.
+    assert_eq!(dnats.len(), 4, "dnat statements: {dnats:?}");
+    assert!(dnats.iter().all(|d| d["addr"] == "172.16.10.205"), "dnat statements: {dnats:?}");
+}
+
+#[test]
+fn a_gateway_inside_the_wan_prefix_gets_no_on_link_route() {
+    let plan = render_plan(&golden_config("in_prefix"));
+    assert!(plan.contains("route default via 198.51.100.1 dev wan\n"), "plan:\n{plan}");
+    assert!(!plan.contains("onlink") && !plan.contains("scope link"), "plan:\n{plan}");
+}
+
+#[test]
+fn nics_chosen_by_name_keep_the_virtual_mac_on_the_wan_only() {
+    let plan = render_plan(&golden_config("by_interface"));
+    assert!(plan.contains("link wan: the NIC named ens18, MAC set to 02:00:00:00:00:10, address 203.0.113.10/32, up\n"), "plan:\n{plan}");
+    assert!(plan.contains("link lan: the NIC named ens19, address 192.168.50.1/24, up\n"), "plan:\n{plan}");
+    let batch = ruleset_json(&golden_config("by_interface"));
+    assert!(statements(&batch, "prerouting", "dnat").is_empty(), "no forwards, so no dnat rules");
+}
+
+#[test]
+fn a_shifted_port_range_maps_one_to_one() {
+    let batch = ruleset_json(&golden_config("forwards"));
+    let dnats = statements(&batch, "prerouting", "dnat");
+    // tcp 22, tcp 2222, udp 51820, udp 22, both 5353 (2), tcp 8000-8003, udp 10000-10002, both 6000-6001 (2).
+    assert_eq!(dnats.len(), 10, "dnat statements: {dnats:?}");
+    let to_guest = |ip: &str| dnats.iter().filter(move |d| d["addr"] == ip).copied().collect::<Vec<_>>();
+    // udp 10000-10002 with to_port = 20000: a dport map 10000 -> 20000, 10001 -> 20001, ...
+    let shifted = to_guest("172.16.10.8");
+    assert_eq!(shifted.len(), 1);
+    let map = &shifted[0]["port"]["map"]["data"]["set"];
+    assert_eq!(map, &serde_json::json!([[10000, 20000], [10001, 20001], [10002, 20002]]), "{}", shifted[0]);
+    // tcp 2222 -> 22: a plain port.
+    assert_eq!(to_guest("172.16.10.3")[0]["port"], 22);
+    // tcp 8000-8003 without to_port: the port is left alone.
+    assert!(to_guest("172.16.10.7")[0].get("port").is_none(), "{}", to_guest("172.16.10.7")[0]);
+}
