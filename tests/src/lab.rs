@@ -199,6 +199,11 @@ EOF"
         }
     }
 
+    /// `ip netns exec` execs routerd, so the child's pid is routerd's.
+    pub fn routerd_pid(&self) -> Option<u32> {
+        self.routerd.as_ref().map(Child::id)
+    }
+
     pub fn routerd_alive(&mut self) -> bool {
         self.routerd.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
@@ -206,7 +211,7 @@ EOF"
     /// Replaces the config file and sends SIGHUP to routerd.
     pub fn reload(&mut self, config: &str) {
         self.write_config(config);
-        let pid = self.routerd.as_ref().map(|c| c.id()).unwrap_or_else(|| panic!("routerd is not running"));
+        let pid = self.routerd_pid().unwrap_or_else(|| panic!("routerd is not running"));
         run(Command::new("kill").args(["-HUP", &pid.to_string()]));
     }
 

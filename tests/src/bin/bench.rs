@@ -1,0 +1,149 @@
+//! Benchmarks for routerd in the namespace lab, each against a baseline measured in the
+//! same run (this machine is shared and noisy: ratios, medians). Run via `tests/bench`.
+//!
+//! 1. NAT throughput: iperf3 from a LAN guest to the internet host through the
+//!    routerd-configured router, against plain forwarding (no NAT, no firewall).
+//! 2. Apply time with 1, 100 and 1,000 forwards (`routerd apply`: process start to
+//!    rules in place), against `nft -j -f` loading the same ruleset by itself.
+//! 3. routerd's resident memory as a daemon with 1 and 1,000 forwards.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use routerd::config::Config;
+use routerd::firewall::{self, Features, Interfaces};
+use tests::lab::{routerd_bin, Lab, Options, CONFIG, VIRTUAL_MAC};
+use tests::netns::run;
+
+const ROUNDS: usize = 3;
+const IPERF_SECONDS: &str = "4";
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Gbit/s received by the internet host from a guest, over one iperf3 run.
+fn iperf(lab: &Lab) -> f64 {
+    let mut server = lab
+        .inet
+        .command("iperf3")
+        .args(["-s", "-1", "-B", "198.51.100.1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("iperf3 server");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = run(lab.guest.command("iperf3").args(["-c", "198.51.100.1", "-t", IPERF_SECONDS, "-J"]));
+    let _ = server.wait();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 json");
+    json["end"]["sum_received"]["bits_per_second"].as_f64().expect("bits_per_second") / 1e9
+}
+
+/// The baseline router: same lab, addresses and routes by hand, forwarding only.
+fn plain_forwarding_lab() -> Lab {
+    let lab = Lab::new(Options { wan_mac: Some(VIRTUAL_MAC) });
+    let r = &lab.router;
+    r.ip(&["addr", "add", "203.0.113.10/32", "dev", "wan"]);
+    r.ip(&["addr", "add", "172.16.0.1/16", "dev", "lan"]);
+    r.ip(&["route", "add", "203.0.113.254/32", "dev", "wan", "scope", "link"]);
+    r.ip(&["route", "add", "default", "via", "203.0.113.254", "dev", "wan", "onlink"]);
+    r.sysctl("net.ipv4.ip_forward", "1");
+    // Without NAT the internet side needs a route back to the LAN.
+    lab.hoster.ip(&["route", "add", "172.16.0.0/16", "via", "203.0.113.10", "dev", "vmbr0", "onlink"]);
+    lab
+}
+
+fn nat_throughput() {
+    let mut plain = Vec::new();
+    let mut nat = Vec::new();
+    for _ in 0..ROUNDS {
+        plain.push(iperf(&plain_forwarding_lab()));
+        let mut lab = Lab::new(Options { wan_mac: None });
+        lab.start_routerd(CONFIG);
+        nat.push(iperf(&lab));
+    }
+    let (p, n) = (median(plain.clone()), median(nat.clone()));
+    println!("## NAT throughput (iperf3 guest -> internet host, {IPERF_SECONDS} s, median of {ROUNDS})\n");
+    println!("| path | Gbit/s | ratio |\n|---|---|---|");
+    println!("| plain forwarding, no NAT, no firewall (baseline) | {p:.2} | 1.00 |");
+    println!("| routerd: SNAT + forwards + default-deny firewall | {n:.2} | {:.2} |\n", n / p);
+    eprintln!("samples plain={plain:?} nat={nat:?}");
+}
+
+fn config_with_forwards(n: u16) -> String {
+    let mut c = CONFIG.split("[[forward]]").next().unwrap_or(CONFIG).to_string();
+    for i in 0..n {
+        let proto = ["tcp", "udp", "both"][usize::from(i % 3)];
+        c += &format!("[[forward]]\nprotocol = \"{proto}\"\nport = {}\nto = \"172.16.10.{}\"\nto_port = {}\n\n", 10000 + i, 2 + i % 250, 20000 + i);
+    }
+    c
+}
+
+fn time_it(cmd: &mut Command) -> f64 {
+    let start = Instant::now();
+    run(cmd);
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+fn apply_time() {
+    println!("## Time to apply a config (ms, median of 5; baseline: `nft -j -f` of the same ruleset alone)\n");
+    println!("| forwards | routerd apply | nft alone | ratio |\n|---|---|---|---|");
+    let lab = Lab::new(Options { wan_mac: None });
+    for n in [1u16, 100, 1000] {
+        let text = config_with_forwards(n);
+        lab.write_config(&text);
+        let config = Config::parse(&text, "bench").expect("bench config is valid");
+        let json = serde_json::to_string(&firewall::ruleset(&config, &Interfaces { wan: "wan", lan: "lan" }, Features { flowtable: false }))
+            .expect("json");
+        let json_path = lab.dir.join("ruleset.json");
+        std::fs::write(&json_path, json).expect("write ruleset");
+        let mut routerd = Vec::new();
+        let mut nft = Vec::new();
+        for _ in 0..5 {
+            routerd.push(time_it(lab.router.command(routerd_bin().to_str().unwrap_or("routerd")).args(["apply", "--config"]).arg(lab.config_path()).stderr(Stdio::null())));
+            nft.push(time_it(lab.router.command("nft").args(["-j", "-f"]).arg(&json_path)));
+        }
+        let (r, b) = (median(routerd), median(nft));
+        println!("| {n} | {r:.1} | {b:.1} | {:.2} |", r / b);
+    }
+    println!();
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn memory() {
+    println!("## routerd resident memory as a daemon (VmRSS after ready)\n");
+    println!("| forwards | RSS KiB | ratio to 1 forward |\n|---|---|---|");
+    let mut base = 0.0;
+    for n in [1u16, 1000] {
+        let mut lab = Lab::new(Options { wan_mac: None });
+        lab.start_routerd(&config_with_forwards(n));
+        let rss = rss_kib(lab.routerd_pid().expect("routerd runs"));
+        if n == 1 {
+            base = rss as f64;
+        }
+        println!("| {n} | {rss} | {:.2} |", rss as f64 / base);
+    }
+    println!();
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args().skip(1).collect();
+    let want = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    if want("nat") {
+        nat_throughput();
+    }
+    if want("apply") {
+        apply_time();
+    }
+    if want("memory") {
+        memory();
+    }
+}
