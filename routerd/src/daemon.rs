@@ -11,6 +11,7 @@ use crate::config::{Config, ConfigError};
 use crate::firewall::{self, Features, Interfaces};
 use crate::net::{self, Applied};
 use crate::plan;
+use crate::state::StateDir;
 
 /// How long to wait before trying again when the NICs are not there yet.
 const RETRY: Duration = Duration::from_secs(2);
@@ -53,14 +54,28 @@ pub fn report_config_error(err: &ConfigError) {
     }
 }
 
-pub async fn run(path: PathBuf) -> anyhow::Result<()> {
-    let config = match Config::load(&path) {
-        Ok(c) => c,
-        Err(e) => {
-            report_config_error(&e);
-            anyhow::bail!("{}: invalid config, nothing applied", path.display());
-        }
+/// The config to start with: the given file, or, when it is invalid, the last config
+/// that applied cleanly (kept in the state directory).
+fn initial_config(path: &Path, state: Option<&StateDir>) -> anyhow::Result<(Config, String)> {
+    let err = match Config::load_with_text(path) {
+        Ok(loaded) => return Ok(loaded),
+        Err(e) => e,
     };
+    report_config_error(&err);
+    if let Some(last_good) = state.map(StateDir::last_good).filter(|p| p.exists()) {
+        match Config::load_with_text(&last_good) {
+            Ok(loaded) => {
+                tracing::warn!("{} is invalid: running the last good config {}", path.display(), last_good.display());
+                return Ok(loaded);
+            }
+            Err(e) => report_config_error(&e),
+        }
+    }
+    anyhow::bail!("{}: invalid config, nothing applied", path.display())
+}
+
+pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
+    let config = initial_config(&path, state.as_ref())?;
     let mut router = Router::new()?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -70,16 +85,21 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
     let mut pending = Some(config);
     let mut generation = 0u64;
     loop {
-        if let Some(config) = pending.take() {
+        if let Some((config, text)) = pending.take() {
             match router.apply(&config).await {
                 Ok(applied) => {
                     generation += 1;
                     log_applied(&config, &applied, generation, running.is_none());
+                    if let Some(state) = &state {
+                        if let Err(e) = state.save_last_good(&text) {
+                            tracing::error!("cannot save {}: {e}", state.last_good().display());
+                        }
+                    }
                     running = Some(config);
                 }
                 Err(e) if running.is_none() => {
                     tracing::error!("cannot apply the config yet, retrying in {}s: {e:#}", RETRY.as_secs());
-                    pending = Some(config);
+                    pending = Some((config, text));
                 }
                 Err(e) => {
                     tracing::error!("the new config could not be applied: {e:#}; going back to generation {generation}");
@@ -102,10 +122,10 @@ pub async fn run(path: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn reload(path: &Path, generation: u64) -> Option<Config> {
+fn reload(path: &Path, generation: u64) -> Option<(Config, String)> {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
-    match Config::load(path) {
-        Ok(config) => Some(config),
+    match Config::load_with_text(path) {
+        Ok(loaded) => Some(loaded),
         Err(e) => {
             report_config_error(&e);
             tracing::error!("config rejected, keeping generation {generation}");

@@ -10,3 +10,4 @@ pub mod firewall;
 pub mod logging;
 pub mod net;
 pub mod plan;
+pub mod state;

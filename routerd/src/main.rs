@@ -7,10 +7,13 @@ use routerd::config::Config;
 use routerd::daemon::{self, Router};
 use routerd::firewall::{self, Features, Interfaces};
 use routerd::plan;
+use routerd::state::StateDir;
 
 const USAGE: &str = "usage:
   routerd check FILE                 validate a config: prints `ok` or every error
-  routerd run --config FILE          run the router (SIGHUP reloads the config)
+  routerd run --config FILE [--state DIR]
+                                     run the router (SIGHUP reloads the config); DIR keeps
+                                     the last good config and the DHCP leases
   routerd apply --config FILE        apply the config once and exit
   routerd render --config FILE [--wan NAME] [--lan NAME] [--flowtable]
                                      print the network plan and the nftables ruleset";
@@ -20,8 +23,9 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["check", file] => check(file),
-        ["run", "--config", file] => daemon_main(PathBuf::from(file), false),
-        ["apply", "--config", file] => daemon_main(PathBuf::from(file), true),
+        ["run", "--config", file] => daemon_main(PathBuf::from(file), None, false),
+        ["run", "--config", file, "--state", dir] => daemon_main(PathBuf::from(file), Some(StateDir(dir.into())), false),
+        ["apply", "--config", file] => daemon_main(PathBuf::from(file), None, true),
         ["render", "--config", file, rest @ ..] => render(file, rest),
         ["--help" | "-h" | "help"] => {
             println!("{USAGE}");
@@ -47,7 +51,7 @@ fn check(file: &str) -> ExitCode {
     }
 }
 
-fn daemon_main(path: PathBuf, once: bool) -> ExitCode {
+fn daemon_main(path: PathBuf, state: Option<StateDir>, once: bool) -> ExitCode {
     routerd::logging::init();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -66,7 +70,7 @@ fn daemon_main(path: PathBuf, once: bool) -> ExitCode {
             tracing::info!(wan = %applied.wan.name, lan = %applied.lan.name, "config applied");
             Ok(())
         } else {
-            daemon::run(path).await
+            daemon::run(path, state).await
         }
     });
     match result {

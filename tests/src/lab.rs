@@ -160,22 +160,42 @@ EOF"
         std::fs::rename(&tmp, self.config_path()).unwrap_or_else(|e| panic!("rename: {e}"));
     }
 
-    /// Starts `routerd run` in the router namespace and waits until it is ready.
+    /// The directory routerd keeps its state in (the appliance's state partition).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    /// Starts `routerd run` with `config` in the router namespace, waits until ready.
     pub fn start_routerd(&mut self, config: &str) {
         self.write_config(config);
+        self.spawn_routerd();
+        self.wait_log("routerd ready", 1);
+    }
+
+    /// Starts `routerd run` on the config file as it is (a fresh log each time).
+    pub fn spawn_routerd(&mut self) {
+        std::fs::create_dir_all(self.state_dir()).unwrap_or_else(|e| panic!("state dir: {e}"));
         let log = std::fs::File::create(self.log_path()).unwrap_or_else(|e| panic!("log: {e}"));
         let child = self
             .router
             .command(routerd_bin().to_str().unwrap_or("routerd"))
             .args(["run", "--config"])
             .arg(self.config_path())
+            .arg("--state")
+            .arg(self.state_dir())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap_or_else(|e| panic!("{e}")))
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start routerd: {e}"));
         self.routerd = Some(child);
-        self.wait_log("routerd ready", 1);
+    }
+
+    /// Stops routerd the way init does (SIGTERM) and waits for it to exit.
+    pub fn stop_routerd(&mut self) -> std::process::ExitStatus {
+        let mut child = self.routerd.take().unwrap_or_else(|| panic!("routerd is not running"));
+        run(Command::new("kill").args(["-TERM", &child.id().to_string()]));
+        child.wait().unwrap_or_else(|e| panic!("wait routerd: {e}"))
     }
 
     pub fn log(&self) -> String {

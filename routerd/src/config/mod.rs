@@ -184,9 +184,14 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_text(path).map(|(config, _)| config)
+    }
+
+    /// Like [`Config::load`], also returning the file's text (to keep a copy of it).
+    pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigError> {
         let origin = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, &origin),
+            Ok(text) => Config::parse(&text, &origin).map(|config| (config, text)),
             Err(e) => Err(ConfigError::unreadable(origin, &e)),
         }
     }
