@@ -8,6 +8,7 @@ use rtnetlink::Handle;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::{Config, ConfigError};
+use crate::dhcp::{self, Scope};
 use crate::firewall::{self, Features, Interfaces};
 use crate::net::{self, Applied};
 use crate::plan;
@@ -21,11 +22,43 @@ pub struct Router {
     handle: Handle,
     /// Probed once, on the first WAN NIC seen.
     flowtable: Option<bool>,
+    /// Where leases are kept (the state directory), if anywhere.
+    state: Option<StateDir>,
+    /// The DHCP server, with what it was started for (restarted when that changes).
+    dhcp: Option<(dhcp::Running, Scope, Option<crate::config::Dhcp>, u32)>,
 }
 
 impl Router {
-    pub fn new() -> anyhow::Result<Router> {
-        Ok(Router { handle: net::connect()?, flowtable: None })
+    pub fn new(state: Option<StateDir>) -> anyhow::Result<Router> {
+        Ok(Router { handle: net::connect()?, flowtable: None, state, dhcp: None })
+    }
+
+    /// Starts, restarts or stops the DHCP server to match `config` on `lan`.
+    async fn ensure_dhcp(&mut self, config: &Config, lan: &net::Nic) {
+        let wanted = Scope::from_config(config);
+        let same = match (&self.dhcp, &wanted) {
+            (Some((_, scope, dhcp, index)), Some((new_scope, _))) => {
+                scope == new_scope && dhcp.as_ref() == config.dhcp.as_ref() && *index == lan.index
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        if same {
+            return;
+        }
+        if let Some((running, ..)) = self.dhcp.take() {
+            running.stop().await;
+        }
+        let Some((scope, pool)) = wanted else { return };
+        let dir = self.state.as_ref().map(|s| s.0.clone());
+        match dhcp::server::start(scope.clone(), pool, lan, dir, self.handle.clone()) {
+            Ok(running) => self.dhcp = Some((running, scope, config.dhcp.clone(), lan.index)),
+            Err(e) => tracing::error!("the DHCP server cannot start on {}: {e:#}", lan.name),
+        }
+    }
+
+    pub fn dhcp_counters(&self) -> Option<std::sync::Arc<dhcp::Counters>> {
+        self.dhcp.as_ref().map(|(running, ..)| running.counters.clone())
     }
 
     /// Makes links, addresses, routes, sysctls and the ruleset match `config`.
@@ -44,6 +77,7 @@ impl Router {
         let ifs = Interfaces { wan: &applied.wan.name, lan: &applied.lan.name };
         let batch = firewall::ruleset(config, &ifs, Features { flowtable });
         firewall::apply(&batch).context("applying the nftables ruleset")?;
+        self.ensure_dhcp(config, &applied.lan).await;
         Ok(applied)
     }
 }
@@ -76,7 +110,7 @@ fn initial_config(path: &Path, state: Option<&StateDir>) -> anyhow::Result<(Conf
 
 pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
     let config = initial_config(&path, state.as_ref())?;
-    let mut router = Router::new()?;
+    let mut router = Router::new(state.clone())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

@@ -2,10 +2,11 @@
 //!
 //! `config` parses and validates; `plan` and `firewall::ruleset` turn a config into
 //! the desired state as pure functions; `net` and `firewall::apply` make the kernel
-//! match it; `daemon` runs the whole and follows reloads.
+//! match it; `dhcp` serves the LAN; `daemon` runs the whole and follows reloads.
 
 pub mod config;
 pub mod daemon;
+pub mod dhcp;
 pub mod firewall;
 pub mod logging;
 pub mod net;

@@ -66,7 +66,7 @@ fn daemon_main(path: PathBuf, state: Option<StateDir>, once: bool) -> ExitCode {
                 daemon::report_config_error(&e);
                 anyhow::anyhow!("{}: invalid config, nothing applied", path.display())
             })?;
-            let applied = Router::new()?.apply(&config).await?;
+            let applied = Router::new(None)?.apply(&config).await?;
             tracing::info!(wan = %applied.wan.name, lan = %applied.lan.name, "config applied");
             Ok(())
         } else {

@@ -145,6 +145,28 @@ EOF"
         lab
     }
 
+    /// A new guest on the LAN bridge with no address (for DHCP clients).
+    pub fn add_lan_guest(&self, name: &str, mac: &str) -> Netns {
+        let ns = Netns::new(&format!("{}-{name}", self.prefix()));
+        let port = format!("p-{name}");
+        veth(&ns, "eth0", &self.lanbr, &port, Some(mac));
+        self.lanbr.ip(&["link", "set", &port, "master", "vmbr1"]);
+        ns
+    }
+
+    /// A host on the hoster's WAN segment (vmbr0), next to the router.
+    pub fn add_wan_neighbour(&self, name: &str) -> Netns {
+        let ns = Netns::new(&format!("{}-{name}", self.prefix()));
+        let port = format!("p-{name}");
+        veth(&ns, "eth0", &self.hoster, &port, None);
+        self.hoster.ip(&["link", "set", &port, "master", "vmbr0"]);
+        ns
+    }
+
+    fn prefix(&self) -> &str {
+        self.inet.name.trim_end_matches("-inet")
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("router.toml")
     }

@@ -1,6 +1,7 @@
 //! Test infrastructure for routerd: network namespaces, the hoster lab of design.md,
 //! and real sockets to drive traffic through it. Tests live in `tests/tests/`.
 
+pub mod dhcp_client;
 pub mod lab;
 pub mod netns;
 pub mod traffic;

@@ -1,0 +1,316 @@
+//! The socket loop around the pure handler: receive a batch of requests, handle them,
+//! make the batch's new leases durable with one fsync, then send the replies.
+//! Addresses with no history are ARP-probed first; the requests that wait for a probe
+//! are parked while other clients are served.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dhcproto::v4::{Message, MessageType};
+use dhcproto::{Decodable, Encodable};
+use netlink_packet_route::neighbour::NeighbourState;
+use rtnetlink::Handle;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::oneshot;
+
+use super::arp::ArpSocket;
+use super::handler::{self, Destination, Ignored, Outcome, Reply, Scope, SERVER_PORT};
+use super::pool::{Lease, Pool, Secs};
+use super::store::LeaseStore;
+use crate::net::Nic;
+
+/// How long an ARP probe waits for an answer before the address counts as free.
+pub const PROBE_WAIT: Duration = Duration::from_millis(300);
+/// Probes per request before giving up on it (the client will retry).
+const PROBE_ATTEMPTS: u8 = 3;
+/// Requests handled per batch (and per fsync).
+const BATCH: usize = 256;
+
+/// What the server did, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub received: AtomicU64,
+    pub offers: AtomicU64,
+    pub acks: AtomicU64,
+    pub naks: AtomicU64,
+    pub releases: AtomicU64,
+    pub malformed: AtomicU64,
+    pub ignored: AtomicU64,
+    pub pool_exhausted: AtomicU64,
+    pub probes: AtomicU64,
+    pub probe_conflicts: AtomicU64,
+    pub fsyncs: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn unix_now() -> Secs {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A running DHCP server; dropping the handle (or `stop`) ends it.
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    pub counters: Arc<Counters>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Opens the sockets and the lease store, then serves in a task.
+pub fn start(scope: Scope, mut pool: Pool, lan: &Nic, state_dir: Option<PathBuf>, netlink: Handle) -> anyhow::Result<Running> {
+    let socket = udp_socket(&lan.name)?;
+    let mac = lan.mac.ok_or_else(|| anyhow::anyhow!("{} has no MAC address", lan.name))?;
+    let arp = ArpSocket::open(lan.index, mac)?;
+    let store = match &state_dir {
+        Some(dir) => {
+            let (store, loaded) = LeaseStore::open(dir)?;
+            if let Some(aside) = &loaded.moved_aside {
+                tracing::error!("the lease file was corrupt: moved it to {}; kept {} good records", aside.display(), loaded.leases.len());
+            }
+            if loaded.torn_tail {
+                tracing::warn!("the lease file ended in a partly written record (power cut?): dropped it");
+            }
+            let mut restored = 0;
+            for lease in loaded.leases {
+                if scope.net.contains(&lease.addr) {
+                    pool.restore(lease);
+                    restored += 1;
+                }
+            }
+            tracing::info!(restored, file = %dir.join(super::store::FILE_NAME).display(), "DHCP leases loaded");
+            Some(store)
+        }
+        None => None,
+    };
+    let counters = Arc::new(Counters::default());
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let server = Server {
+        scope,
+        pool,
+        socket,
+        arp,
+        store,
+        netlink,
+        ifindex: lan.index,
+        counters: counters.clone(),
+        probing: HashMap::new(),
+        records: Vec::new(),
+        last_exhausted_log: None,
+    };
+    tracing::info!(nic = %lan.name, "DHCP server listening");
+    let task = tokio::spawn(server.run(stop_rx));
+    Ok(Running { stop: Some(stop_tx), task, counters })
+}
+
+fn udp_socket(device: &str) -> anyhow::Result<UdpSocket> {
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    s.set_broadcast(true)?;
+    // Serve the LAN only: never answer on the WAN.
+    s.bind_device(Some(device.as_bytes()))?;
+    s.set_nonblocking(true)?;
+    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, SERVER_PORT)).into())?;
+    let _ = s.set_recv_buffer_size(4 << 20);
+    Ok(UdpSocket::from_std(s.into())?)
+}
+
+struct Probe {
+    deadline: Instant,
+    waiting: Vec<(Message, u8)>,
+}
+
+struct Server {
+    scope: Scope,
+    pool: Pool,
+    socket: UdpSocket,
+    arp: ArpSocket,
+    store: Option<LeaseStore>,
+    netlink: Handle,
+    ifindex: u32,
+    counters: Arc<Counters>,
+    probing: HashMap<Ipv4Addr, Probe>,
+    /// Lease changes with no reply (releases), written with the next batch.
+    records: Vec<Lease>,
+    last_exhausted_log: Option<Instant>,
+}
+
+impl Server {
+    async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+        let mut buf = vec![0u8; 1500];
+        loop {
+            let next_deadline = self.probing.values().map(|p| p.deadline).min();
+            let mut replies = Vec::new();
+            tokio::select! {
+                _ = &mut stop => break,
+                ready = self.socket.readable() => {
+                    if ready.is_err() {
+                        continue;
+                    }
+                    for _ in 0..BATCH {
+                        match self.socket.try_recv_from(&mut buf) {
+                            Ok((n, _from)) => {
+                                bump(&self.counters.received);
+                                match Message::from_bytes(&buf[..n]) {
+                                    Ok(msg) => self.process(msg, 0, &mut replies),
+                                    Err(_) => bump(&self.counters.malformed),
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                }
+                answered = self.arp.recv_sender() => {
+                    if let Ok(ip) = answered {
+                        if let Some(probe) = self.probing.remove(&ip) {
+                            bump(&self.counters.probe_conflicts);
+                            tracing::warn!(address = %ip, "a host already uses this address: not offering it");
+                            self.pool.quarantine(ip, unix_now());
+                            for (msg, attempts) in probe.waiting {
+                                self.process(msg, attempts, &mut replies);
+                            }
+                        }
+                    }
+                }
+                _ = sleep_until(next_deadline) => {
+                    let now = Instant::now();
+                    let done: Vec<Ipv4Addr> = self.probing.iter().filter(|(_, p)| p.deadline <= now).map(|(a, _)| *a).collect();
+                    for addr in done {
+                        if let Some(probe) = self.probing.remove(&addr) {
+                            self.pool.mark_probed_free(addr);
+                            for (msg, attempts) in probe.waiting {
+                                self.process(msg, attempts, &mut replies);
+                            }
+                        }
+                    }
+                }
+            }
+            if !replies.is_empty() || !self.records.is_empty() {
+                self.commit(&replies);
+                self.send(replies).await;
+            }
+        }
+        tracing::info!("DHCP server stopped");
+    }
+
+    /// Handles one request; replies go to `replies`, probes are started.
+    fn process(&mut self, msg: Message, attempts: u8, replies: &mut Vec<Reply>) {
+        match handler::handle(&mut self.pool, &self.scope, &msg, unix_now()) {
+            Outcome::Reply(reply) => {
+                match reply.kind {
+                    MessageType::Offer => bump(&self.counters.offers),
+                    MessageType::Ack => bump(&self.counters.acks),
+                    MessageType::Nak => bump(&self.counters.naks),
+                    _ => {}
+                }
+                replies.push(reply);
+            }
+            Outcome::Probe(addr) if attempts < PROBE_ATTEMPTS => {
+                if let Some(p) = self.probing.get_mut(&addr) {
+                    p.waiting.push((msg, attempts + 1));
+                    return;
+                }
+                bump(&self.counters.probes);
+                if let Err(e) = self.arp.send_probe(addr) {
+                    tracing::warn!(address = %addr, "ARP probe failed to send: {e}");
+                }
+                self.probing.insert(addr, Probe { deadline: Instant::now() + PROBE_WAIT, waiting: vec![(msg, attempts + 1)] });
+            }
+            Outcome::Probe(_) => bump(&self.counters.ignored),
+            Outcome::Record(lease) => {
+                bump(&self.counters.releases);
+                self.records.push(lease);
+            }
+            Outcome::Ignored(Ignored::Malformed(why)) => {
+                bump(&self.counters.malformed);
+                tracing::debug!("dropped a malformed DHCP packet: {why}");
+            }
+            Outcome::Ignored(Ignored::NoReply(why)) => {
+                bump(&self.counters.ignored);
+                tracing::debug!("no reply: {why}");
+            }
+            Outcome::Ignored(Ignored::PoolExhausted) => {
+                bump(&self.counters.pool_exhausted);
+                let quiet = self.last_exhausted_log.is_some_and(|t| t.elapsed() < Duration::from_secs(60));
+                if !quiet {
+                    self.last_exhausted_log = Some(Instant::now());
+                    tracing::warn!("DHCP pool exhausted: all {} addresses are leased or held; no offer made", self.pool.size());
+                }
+            }
+        }
+    }
+
+    /// Group commit: every lease acknowledged in this batch reaches the disk with one
+    /// fsync before any reply is sent.
+    fn commit(&mut self, replies: &[Reply]) {
+        let records = std::mem::take(&mut self.records);
+        let Some(store) = self.store.as_mut() else { return };
+        let leases: Vec<&Lease> = replies.iter().filter_map(|r| r.persist.as_ref()).chain(&records).collect();
+        if leases.is_empty() {
+            return;
+        }
+        match store.append(leases) {
+            Ok(_) => bump(&self.counters.fsyncs),
+            Err(e) => tracing::error!("cannot write the lease file: {e}"),
+        }
+        let held = self.pool.leases().count();
+        if store.wants_compaction(held) {
+            if let Err(e) = store.compact(self.pool.leases()) {
+                tracing::error!("cannot compact the lease file: {e}");
+            }
+        }
+    }
+
+    async fn send(&self, replies: Vec<Reply>) {
+        for reply in replies {
+            if let Destination::UnicastHw(to, mac) = reply.dest {
+                // The client has no address yet: tell the kernel its MAC so the unicast
+                // reply needs no ARP it could not answer.
+                let add = self
+                    .netlink
+                    .neighbours()
+                    .add(self.ifindex, IpAddr::V4(*to.ip()))
+                    .link_layer_address(&mac.0)
+                    .state(NeighbourState::Reachable)
+                    .replace()
+                    .execute()
+                    .await;
+                if let Err(e) = add {
+                    tracing::debug!("neighbour entry for {}: {e}", to.ip());
+                }
+            }
+            let bytes = match reply.message.to_vec() {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!("cannot encode a DHCP reply: {e}");
+                    continue;
+                }
+            };
+            let to: SocketAddrV4 = reply.dest.socket_addr();
+            if let Err(e) = self.socket.send_to(&bytes, to).await {
+                tracing::debug!("sending a DHCP reply to {to}: {e}");
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
