@@ -4,6 +4,7 @@
 
 use std::process::ExitCode;
 
+use tests::dhcp_client::{Client, Kind};
 use tests::lab::{Lab, Options, CONFIG, FAILOVER_IP, GUEST_IP, INET_IP, WEB_IP};
 use tests::traffic::{tcp_echo, udp_echo, EchoServer};
 
@@ -21,12 +22,19 @@ fn step(what: &str, result: std::io::Result<String>, seen_by: Option<&EchoServer
     }
 }
 
+/// The lab's config plus a DHCP server for the guests.
+fn demo_config() -> String {
+    CONFIG.to_string()
+        + "\n[dhcp]\nrange = \"172.16.10.100-172.16.10.250\"\nlease_time = \"12h\"\ndomain = \"lan\"\n"
+}
+
 fn main() -> ExitCode {
     println!("Building the lab: internet host {INET_IP}, hoster gateway 203.0.113.254 with a MAC filter,");
     println!("router namespace running routerd, LAN guests {GUEST_IP} and {WEB_IP}.\n");
     let mut lab = Lab::new(Options { wan_mac: None });
-    println!("router.toml:\n{}", CONFIG.lines().map(|l| format!("    {l}\n")).collect::<String>());
-    lab.start_routerd(CONFIG);
+    let config = demo_config();
+    println!("router.toml:\n{}", config.lines().map(|l| format!("    {l}\n")).collect::<String>());
+    lab.start_routerd(&config);
     for line in lab.log().lines().filter(|l| l.contains("ready") || l.contains("flowtable")) {
         println!("routerd: {line}");
     }
@@ -37,6 +45,15 @@ fn main() -> ExitCode {
     let dns = EchoServer::udp(&lab.web, "0.0.0.0:5353");
     let mut ok = true;
     println!("What a user sees:");
+    let vm = lab.add_lan_guest("vm", "52:54:00:de:e0:01");
+    let mut dhcp = Client::new(Kind::Udhcpc, &vm, &lab.dir);
+    dhcp.start();
+    let lease = dhcp.wait_bound();
+    println!(
+        "  ok    a new guest (busybox udhcpc) got a lease: {}/{} router {} dns {} for {} s",
+        lease.address, lease.netmask, lease.routers, lease.dns, lease.lease_secs
+    );
+    ok &= step("the leased guest -> internet host through NAT", tcp_echo(&vm, "198.51.100.1:7000", "hi"), Some(&internet));
     ok &= step("guest -> internet host 198.51.100.1:7000 through NAT", tcp_echo(&lab.guest, "198.51.100.1:7000", "hi"), Some(&internet));
     ok &= step(&format!("internet host -> {FAILOVER_IP}:80 -> web:8080 (tcp forward)"), tcp_echo(&lab.inet, "203.0.113.10:80", "GET /"), Some(&web));
     ok &= step(&format!("internet host -> {FAILOVER_IP}:5353 -> web:5353 (udp forward)"), udp_echo(&lab.inet, "203.0.113.10:5353", "q"), Some(&dns));
@@ -45,7 +62,7 @@ fn main() -> ExitCode {
     println!("  {}  internet host -> {FAILOVER_IP}:22 is refused by the default-deny firewall", if blocked { "ok  " } else { "FAIL" });
     ok &= blocked;
     let (passed, dropped) = lab.hoster_filter_counts();
-    println!("  hoster MAC filter: {passed} packets passed from the virtual MAC, {dropped} dropped");
+    println!("  hoster MAC filter: {passed} frames passed with the virtual MAC; {dropped} dropped (sent before routerd set it)");
     println!("\nTearing the lab down.");
     if ok {
         ExitCode::SUCCESS
