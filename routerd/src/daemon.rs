@@ -1,6 +1,8 @@
 //! The long-running router: apply the config, then follow SIGHUP reloads.
 
+use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -13,6 +15,7 @@ use crate::firewall::{self, Features, Interfaces};
 use crate::net::{self, Applied};
 use crate::plan;
 use crate::state::StateDir;
+use crate::status::{self, Shared};
 
 /// How long to wait before trying again when the NICs are not there yet.
 const RETRY: Duration = Duration::from_secs(2);
@@ -26,11 +29,15 @@ pub struct Router {
     state: Option<StateDir>,
     /// The DHCP server, with what it was started for (restarted when that changes).
     dhcp: Option<(dhcp::Running, Scope, Option<crate::config::Dhcp>, u32)>,
+    /// The status page and metrics server.
+    status: Option<status::http::Running>,
+    /// What the status page shows about the daemon.
+    pub shared: Arc<Shared>,
 }
 
 impl Router {
     pub fn new(state: Option<StateDir>) -> anyhow::Result<Router> {
-        Ok(Router { handle: net::connect()?, flowtable: None, state, dhcp: None })
+        Ok(Router { handle: net::connect()?, flowtable: None, state, dhcp: None, status: None, shared: Arc::default() })
     }
 
     /// Starts, restarts or stops the DHCP server to match `config` on `lan`.
@@ -57,8 +64,21 @@ impl Router {
         }
     }
 
-    pub fn dhcp_counters(&self) -> Option<std::sync::Arc<dhcp::Counters>> {
-        self.dhcp.as_ref().map(|(running, ..)| running.counters.clone())
+    /// Starts or moves the status server to the LAN address and configured port.
+    async fn ensure_status(&mut self, config: &Config) {
+        let wanted = config.status.as_ref().map(|st| SocketAddrV4::new(config.lan.address.addr(), st.port));
+        if self.status.as_ref().map(|r| r.addr) == wanted {
+            return;
+        }
+        self.status = None; // closes the old listener
+        let Some(addr) = wanted else { return };
+        match status::http::start(addr, self.shared.clone(), self.handle.clone()).await {
+            Ok(running) => self.status = Some(running),
+            Err(e) => {
+                tracing::error!("the status page cannot listen on {addr}: {e}");
+                self.shared.error(format!("status page on {addr}: {e}"));
+            }
+        }
     }
 
     /// Makes links, addresses, routes, sysctls and the ruleset match `config`.
@@ -78,6 +98,14 @@ impl Router {
         let batch = firewall::ruleset(config, &ifs, Features { flowtable });
         firewall::apply(&batch).context("applying the nftables ruleset")?;
         self.ensure_dhcp(config, &applied.lan).await;
+        self.ensure_status(config).await;
+        let view = self.dhcp.as_ref().map(|(running, ..)| running.view.clone());
+        self.shared.update(|s| {
+            s.config = Some(Arc::new(config.clone()));
+            s.wan = Some(applied.wan.name.clone());
+            s.lan = Some(applied.lan.name.clone());
+            s.dhcp = view;
+        });
         Ok(applied)
     }
 }
@@ -123,6 +151,10 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
             match router.apply(&config).await {
                 Ok(applied) => {
                     generation += 1;
+                    router.shared.update(|s| {
+                        s.generation = generation;
+                        s.last_reload = Some((dhcp::server::unix_now(), true));
+                    });
                     log_applied(&config, &applied, generation, running.is_none());
                     if let Some(state) = &state {
                         if let Err(e) = state.save_last_good(&text) {
@@ -133,10 +165,13 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
                 }
                 Err(e) if running.is_none() => {
                     tracing::error!("cannot apply the config yet, retrying in {}s: {e:#}", RETRY.as_secs());
+                    router.shared.error(format!("cannot apply the config: {e:#}"));
                     pending = Some((config, text));
                 }
                 Err(e) => {
                     tracing::error!("the new config could not be applied: {e:#}; going back to generation {generation}");
+                    router.shared.error(format!("the new config could not be applied: {e:#}"));
+                    router.shared.update(|s| s.last_reload = Some((dhcp::server::unix_now(), false)));
                     if let Some(previous) = &running {
                         if let Err(e) = router.apply(previous).await {
                             tracing::error!("restoring generation {generation} failed: {e:#}");
@@ -146,7 +181,12 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
             }
         }
         tokio::select! {
-            _ = hup.recv() => pending = reload(&path, generation),
+            _ = hup.recv() => {
+                pending = reload(&path, generation, &router.shared);
+                if pending.is_none() {
+                    router.shared.update(|s| s.last_reload = Some((dhcp::server::unix_now(), false)));
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = tokio::time::sleep(RETRY), if pending.is_some() => {}
@@ -156,12 +196,15 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn reload(path: &Path, generation: u64) -> Option<(Config, String)> {
+fn reload(path: &Path, generation: u64, shared: &Shared) -> Option<(Config, String)> {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
     match Config::load_with_text(path) {
         Ok(loaded) => Some(loaded),
         Err(e) => {
             report_config_error(&e);
+            for line in e.to_string().lines() {
+                shared.error(line.to_string());
+            }
             tracing::error!("config rejected, keeping generation {generation}");
             None
         }

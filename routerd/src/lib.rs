@@ -12,3 +12,4 @@ pub mod logging;
 pub mod net;
 pub mod plan;
 pub mod state;
+pub mod status;

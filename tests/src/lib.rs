@@ -2,6 +2,7 @@
 //! and real sockets to drive traffic through it. Tests live in `tests/tests/`.
 
 pub mod dhcp_client;
+pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod traffic;

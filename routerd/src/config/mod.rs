@@ -24,6 +24,13 @@ pub struct Config {
     pub lan: Lan,
     pub dhcp: Option<Dhcp>,
     pub forwards: Vec<Forward>,
+    /// The status page and metrics on the LAN address; `None` when disabled.
+    pub status: Option<Status>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub port: u16,
 }
 
 /// How a NIC is found among the links of the system.

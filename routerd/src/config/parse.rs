@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::{
     Config, ConfigError, Dhcp, DhcpHost, Diagnostic, Forward, Lan, MacAddr, NicSelector,
-    PortRange, Protocol, Wan,
+    PortRange, Protocol, Status, Wan,
 };
 
 type S<T> = Spanned<T>;
@@ -24,6 +24,14 @@ struct RawConfig {
     dhcp: Option<S<RawDhcp>>,
     #[serde(default)]
     forward: Vec<S<RawForward>>,
+    status: Option<S<RawStatus>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatus {
+    enabled: Option<bool>,
+    port: Option<S<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -74,6 +82,7 @@ struct RawForward {
     to_port: Option<S<toml::Value>>,
 }
 
+const DEFAULT_STATUS_PORT: u16 = 80;
 const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(12 * 3600);
 
 pub(super) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -198,7 +207,26 @@ impl Validator<'_> {
             Some(lan) => self.forwards(&raw.forward, lan),
             None => Vec::new(),
         };
-        Some(Config { hostname, wan: wan?, lan: lan?, dhcp, forwards })
+        let status = self.status(raw.status.as_ref());
+        Some(Config { hostname, wan: wan?, lan: lan?, dhcp, forwards, status })
+    }
+
+    fn status(&mut self, table: Option<&S<RawStatus>>) -> Option<Status> {
+        let Some(raw) = table.map(S::get_ref) else { return Some(Status { port: DEFAULT_STATUS_PORT }) };
+        if raw.enabled == Some(false) {
+            return None;
+        }
+        let port = match &raw.port {
+            None => DEFAULT_STATUS_PORT,
+            Some(p) => match u16::try_from(*p.get_ref()) {
+                Ok(port) if port != 0 => port,
+                _ => {
+                    self.error(p.span(), format!("status.port: expected a port 1-65535, found {}", p.get_ref()));
+                    DEFAULT_STATUS_PORT
+                }
+            },
+        };
+        Some(Status { port })
     }
 
     fn wan(&mut self, table: &S<RawWan>) -> Option<Wan> {

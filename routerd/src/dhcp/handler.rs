@@ -114,6 +114,62 @@ pub fn destination(req: &Message, kind: MessageType, yiaddr: Ipv4Addr, mac: MacA
     Destination::UnicastHw(SocketAddrV4::new(yiaddr, CLIENT_PORT), mac)
 }
 
+/// Decodes a datagram into a message. dhcproto 0.15 panics on a few option lengths
+/// (debug assertions, and `len - 1` / `len - 3` underflows in debug builds) and
+/// misreads them in release builds: those packets are refused here, before it sees
+/// them. Everything else is up to `Message::from_bytes`.
+pub fn decode(bytes: &[u8]) -> Result<Message, Ignored> {
+    use dhcproto::Decodable;
+    // Options start after the fixed header and the magic cookie. Consecutive options
+    // with the same code are one option (RFC 3396): dhcproto checks their total length.
+    let mut i = 240;
+    let mut group: Option<(u8, usize)> = None;
+    let check = |group: Option<(u8, usize)>| match group {
+        Some((code, len)) if !option_length_is_safe(code, len) => Err(Ignored::Malformed("bad option length")),
+        _ => Ok(()),
+    };
+    while let Some(&code) = bytes.get(i) {
+        if code == 0 || code == 255 {
+            check(group.take())?;
+            if code == 255 {
+                break;
+            }
+            i += 1;
+            continue;
+        }
+        let Some(&len) = bytes.get(i + 1) else { break };
+        if i + 2 + usize::from(len) > bytes.len() {
+            break; // truncated: dhcproto stops there
+        }
+        group = match group {
+            Some((c, total)) if c == code => Some((c, total + usize::from(len))),
+            other => {
+                check(other)?;
+                Some((code, usize::from(len)))
+            }
+        };
+        i += 2 + usize::from(len);
+    }
+    check(group)?;
+    Message::from_bytes(bytes).map_err(|_| Ignored::Malformed("not a DHCP message"))
+}
+
+/// Whether dhcproto decodes option `code` with a payload of `len` bytes without
+/// tripping over it.
+fn option_length_is_safe(code: u8, len: usize) -> bool {
+    match OptionCode::from(code) {
+        OptionCode::RapidCommit => len == 0,
+        OptionCode::ClientNetworkInterface => len == 3,
+        OptionCode::ClientFQDN => len >= 3,
+        OptionCode::BulkLeaseQueryStatusCode => len >= 1,
+        OptionCode::BulkLeaseQueryBaseTime
+        | OptionCode::BulkLeasQueryStartTimeOfState
+        | OptionCode::BulkLeaseQueryQueryStartTime
+        | OptionCode::BulkLeaseQueryQueryEndTime => len == 4,
+        _ => true,
+    }
+}
+
 /// The facts of a request the handler works with, checked once.
 struct Request<'m> {
     msg: &'m Message,
@@ -236,7 +292,11 @@ fn request(pool: &mut Pool, scope: &Scope, req: &Request, now: Secs) -> Outcome 
         // A REQUEST for an offer we never made (or that went to someone else).
         return nak(scope, req, "no offer of this address to this client");
     }
-    let hostname = req.hostname.clone().or_else(|| pool.binding(&req.client).and_then(|l| l.hostname.clone()));
+    // The name the operator gave the reservation, else the one the client sent.
+    let reserved_name = scope.hostnames.iter().find(|(m, _)| *m == req.mac).map(|(_, n)| n.clone());
+    let hostname = reserved_name
+        .or_else(|| req.hostname.clone())
+        .or_else(|| pool.binding(&req.client).and_then(|l| l.hostname.clone()));
     let lease = pool.bind(req.client.clone(), req.mac, addr, hostname, now + u64::from(scope.lease_time));
     Outcome::Reply(reply(scope, req, MessageType::Ack, addr, Some(lease)))
 }

@@ -232,6 +232,46 @@ fn discover_of_a_fresh_address_asks_for_a_probe_first_then_offers_it() {
     assert_eq!(env.reply(&discover(mac(1))).message.yiaddr(), DYNAMIC[0]);
 }
 
+/// What the server does with a Probe outcome: start the probe, which holds the address.
+fn start_probe(env: &mut Env, msg: &Message) -> Ipv4Addr {
+    match env.handle(msg) {
+        Outcome::Probe(addr) => {
+            env.pool.probe_started(addr);
+            addr
+        }
+        other => panic!("expected a probe, got {other:?}"),
+    }
+}
+
+#[test]
+fn clients_arriving_together_get_different_addresses_probed_at_the_same_time() {
+    let mut env = Env::new();
+    let probes: Vec<Ipv4Addr> = (1..=3).map(|n| start_probe(&mut env, &discover(mac(n)))).collect();
+    assert_eq!(probes, DYNAMIC[..3].to_vec(), "one probe per client, not all on the first address");
+    // Probes end in any order; a waiting client then gets an address already probed
+    // free, with no second probe.
+    env.pool.mark_probed_free(probes[2]);
+    assert_eq!(env.reply(&discover(mac(3))).message.yiaddr(), probes[2]);
+    env.pool.mark_probed_free(probes[0]);
+    env.pool.mark_probed_free(probes[1]);
+    assert_eq!(env.reply(&discover(mac(1))).message.yiaddr(), probes[0]);
+    assert_eq!(env.reply(&discover(mac(2))).message.yiaddr(), probes[1]);
+    // The next new client gets the next fresh address, probed.
+    assert_eq!(env.handle(&discover(mac(4))), Outcome::Probe(DYNAMIC[3]));
+}
+
+#[test]
+fn an_address_whose_probe_is_answered_is_quarantined_and_the_next_one_probed() {
+    let mut env = Env::new();
+    let first = start_probe(&mut env, &discover(mac(1)));
+    env.pool.quarantine(first, env.now); // somebody answered the ARP probe
+    let second = start_probe(&mut env, &discover(mac(1)));
+    assert_ne!(second, first);
+    env.pool.mark_probed_free(second);
+    assert_eq!(env.reply(&discover(mac(1))).message.yiaddr(), second);
+    assert_ne!(env.offer(&discover(mac(2))).message.yiaddr(), first, "still quarantined");
+}
+
 #[test]
 fn offer_without_a_parameter_request_list_carries_every_option() {
     let mut env = Env::new();

@@ -1,7 +1,7 @@
 //! The lease table: which address each client has, had, or was offered, and which
 //! address to give next. Pure: time comes in as `now` (unix seconds).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use crate::config::MacAddr;
@@ -85,7 +85,12 @@ pub struct Pool {
     by_client: HashMap<ClientKey, Ipv4Addr>,
     quarantine: HashMap<Ipv4Addr, Secs>,
     probed_free: HashSet<Ipv4Addr>,
-    /// Next never-used address to try; addresses below it were all used once.
+    /// Addresses being ARP-probed now: offered to nobody else meanwhile, so that
+    /// clients arriving together get different addresses probed at the same time.
+    probing: HashSet<Ipv4Addr>,
+    /// Never-used addresses whose probe found them free: offered first (no new probe).
+    ready: BTreeSet<Ipv4Addr>,
+    /// Next never-used address to try; addresses below it were all used (or probed) once.
     cursor: u32,
 }
 
@@ -100,6 +105,8 @@ impl Pool {
             by_client: HashMap::new(),
             quarantine: HashMap::new(),
             probed_free: HashSet::new(),
+            probing: HashSet::new(),
+            ready: BTreeSet::new(),
             cursor: u32::from(first),
         }
     }
@@ -157,7 +164,8 @@ impl Pool {
 
     /// Picks the address to offer: the reservation; else the client's previous
     /// address if free; else the requested one if it has no other owner; else a
-    /// never-used address; else the one that expired longest ago.
+    /// never-used address (one already probed free first, none being probed); else
+    /// the one that expired longest ago.
     pub fn choose(&self, client: &ClientKey, mac: MacAddr, requested: Option<Ipv4Addr>, now: Secs) -> Option<Choice> {
         if let Some(addr) = self.reservation(mac) {
             return Some(Choice { addr, probe: false });
@@ -174,8 +182,14 @@ impl Pool {
                 return Some(Choice { addr: req, probe: !known(req) });
             }
         }
+        if let Some(addr) = self.ready.iter().copied().find(|a| self.available_to(*a, client, mac, now)) {
+            return Some(Choice { addr, probe: false });
+        }
         let fresh = (self.cursor..=self.last).chain(self.first..self.cursor).map(Ipv4Addr::from).find(|a| {
-            !self.by_addr.contains_key(a) && !self.reserved_addrs.contains_key(a) && !self.quarantined(*a, now)
+            !self.by_addr.contains_key(a)
+                && !self.reserved_addrs.contains_key(a)
+                && !self.quarantined(*a, now)
+                && !self.probing.contains(a)
         });
         if let Some(addr) = fresh {
             return Some(Choice { addr, probe: !known(addr) });
@@ -187,15 +201,23 @@ impl Pool {
             .map(|l| Choice { addr: l.addr, probe: false })
     }
 
-    fn put(&mut self, lease: Lease) {
-        let addr = lease.addr;
-        let a = u32::from(addr);
-        if a == self.cursor && self.cursor < self.last {
+    /// Moves the cursor past `addr` and the used or probing addresses after it.
+    fn advance_cursor(&mut self, addr: Ipv4Addr) {
+        if u32::from(addr) == self.cursor && self.cursor < self.last {
             self.cursor += 1;
-            while self.cursor < self.last && self.by_addr.contains_key(&Ipv4Addr::from(self.cursor)) {
+            while self.cursor < self.last && {
+                let next = Ipv4Addr::from(self.cursor);
+                self.by_addr.contains_key(&next) || self.probing.contains(&next)
+            } {
                 self.cursor += 1;
             }
         }
+    }
+
+    fn put(&mut self, lease: Lease) {
+        let addr = lease.addr;
+        self.ready.remove(&addr);
+        self.advance_cursor(addr);
         if let Some(old) = self.by_addr.get(&addr) {
             if old.client != lease.client && self.by_client.get(&old.client) == Some(&addr) {
                 self.by_client.remove(&old.client);
@@ -243,11 +265,23 @@ impl Pool {
             }
         }
         self.probed_free.remove(&addr);
+        self.probing.remove(&addr);
+        self.ready.remove(&addr);
         self.quarantine.insert(addr, now + QUARANTINE);
     }
 
+    /// An ARP probe of `addr` started: hold it until `mark_probed_free` or `quarantine`.
+    pub fn probe_started(&mut self, addr: Ipv4Addr) {
+        self.probing.insert(addr);
+        self.advance_cursor(addr);
+    }
+
     pub fn mark_probed_free(&mut self, addr: Ipv4Addr) {
+        self.probing.remove(&addr);
         self.probed_free.insert(addr);
+        if !self.by_addr.contains_key(&addr) {
+            self.ready.insert(addr);
+        }
     }
 }
 

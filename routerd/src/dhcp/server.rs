@@ -11,16 +11,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dhcproto::v4::{Message, MessageType};
-use dhcproto::{Decodable, Encodable};
+use dhcproto::Encodable;
 use netlink_packet_route::neighbour::NeighbourState;
 use rtnetlink::Handle;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::arp::ArpSocket;
 use super::handler::{self, Destination, Ignored, Outcome, Reply, Scope, SERVER_PORT};
-use super::pool::{Lease, Pool, Secs};
+use super::pool::{Lease, LeaseState, Pool, Secs};
 use super::store::LeaseStore;
 use crate::net::Nic;
 
@@ -59,7 +59,31 @@ pub fn unix_now() -> Secs {
 pub struct Running {
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    pub view: View,
+}
+
+/// The leases as the status page shows them.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseReport {
+    pub pool_size: u32,
+    /// Bound, unexpired leases.
+    pub active: Vec<Lease>,
+}
+
+/// A read-only window on a running server: its counters and, on request, its leases.
+#[derive(Debug, Clone)]
+pub struct View {
     pub counters: Arc<Counters>,
+    requests: mpsc::Sender<oneshot::Sender<LeaseReport>>,
+}
+
+impl View {
+    /// The current leases, asked of the server task (None when it has stopped).
+    pub async fn leases(&self) -> Option<LeaseReport> {
+        let (tx, rx) = oneshot::channel();
+        self.requests.send(tx).await.ok()?;
+        rx.await.ok()
+    }
 }
 
 impl Running {
@@ -99,6 +123,7 @@ pub fn start(scope: Scope, mut pool: Pool, lan: &Nic, state_dir: Option<PathBuf>
     };
     let counters = Arc::new(Counters::default());
     let (stop_tx, stop_rx) = oneshot::channel();
+    let (view_tx, view_rx) = mpsc::channel(4);
     let server = Server {
         scope,
         pool,
@@ -109,12 +134,13 @@ pub fn start(scope: Scope, mut pool: Pool, lan: &Nic, state_dir: Option<PathBuf>
         ifindex: lan.index,
         counters: counters.clone(),
         probing: HashMap::new(),
+        views: view_rx,
         records: Vec::new(),
         last_exhausted_log: None,
     };
     tracing::info!(nic = %lan.name, "DHCP server listening");
     let task = tokio::spawn(server.run(stop_rx));
-    Ok(Running { stop: Some(stop_tx), task, counters })
+    Ok(Running { stop: Some(stop_tx), task, view: View { counters, requests: view_tx } })
 }
 
 fn udp_socket(device: &str) -> anyhow::Result<UdpSocket> {
@@ -144,6 +170,7 @@ struct Server {
     ifindex: u32,
     counters: Arc<Counters>,
     probing: HashMap<Ipv4Addr, Probe>,
+    views: mpsc::Receiver<oneshot::Sender<LeaseReport>>,
     /// Lease changes with no reply (releases), written with the next batch.
     records: Vec<Lease>,
     last_exhausted_log: Option<Instant>,
@@ -157,6 +184,11 @@ impl Server {
             let mut replies = Vec::new();
             tokio::select! {
                 _ = &mut stop => break,
+                Some(reply) = self.views.recv() => {
+                    let now = unix_now();
+                    let active = self.pool.leases().filter(|l| l.state == LeaseState::Bound && l.expires > now).cloned().collect();
+                    let _ = reply.send(LeaseReport { pool_size: self.pool.size(), active });
+                }
                 ready = self.socket.readable() => {
                     if ready.is_err() {
                         continue;
@@ -165,7 +197,7 @@ impl Server {
                         match self.socket.try_recv_from(&mut buf) {
                             Ok((n, _from)) => {
                                 bump(&self.counters.received);
-                                match Message::from_bytes(&buf[..n]) {
+                                match handler::decode(&buf[..n]) {
                                     Ok(msg) => self.process(msg, 0, &mut replies),
                                     Err(_) => bump(&self.counters.malformed),
                                 }
@@ -228,6 +260,7 @@ impl Server {
                 if let Err(e) = self.arp.send_probe(addr) {
                     tracing::warn!(address = %addr, "ARP probe failed to send: {e}");
                 }
+                self.pool.probe_started(addr);
                 self.probing.insert(addr, Probe { deadline: Instant::now() + PROBE_WAIT, waiting: vec![(msg, attempts + 1)] });
             }
             Outcome::Probe(_) => bump(&self.counters.ignored),

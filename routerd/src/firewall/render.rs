@@ -117,6 +117,18 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             Some("DHCP from the LAN"),
         ),
     ]);
+    if let Some(status) = &config.status {
+        rules.push(rule(
+            "input",
+            vec![
+                m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
+                m(payload("ip", "daddr"), Operator::EQ, s(&lan_ip.to_string())),
+                m(payload("tcp", "dport"), Operator::EQ, num(u32::from(status.port))),
+                accept(),
+            ],
+            Some("status page and metrics, from the LAN only"),
+        ));
+    }
 
     // forward: LAN to the internet, established flows, and the port forwards.
     if features.flowtable {

@@ -1,0 +1,141 @@
+//! Gathers a [`Snapshot`] from the kernel (sysfs, procfs, netlink, nft) and from what
+//! the daemon shares.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+use futures::TryStreamExt;
+use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
+use rtnetlink::Handle;
+
+use super::{DhcpStats, ForwardStats, InterfaceStats, LeaseRow, Shared, Snapshot};
+use crate::dhcp::server::unix_now;
+use crate::firewall::TABLE;
+
+const NIC_COUNTERS: [&str; 8] =
+    ["rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors", "tx_dropped"];
+
+fn read_u64(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn interface(role: &'static str, name: &str, address: String) -> InterfaceStats {
+    let counters = NIC_COUNTERS
+        .iter()
+        .filter_map(|c| Some((*c, read_u64(&format!("/sys/class/net/{name}/statistics/{c}"))?)))
+        .collect();
+    let mac = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).unwrap_or_default().trim().to_string();
+    InterfaceStats { role, name: name.to_string(), mac, address, counters }
+}
+
+/// The kernel's ARP state for `gateway` on `nic`: (answers, state name).
+pub async fn gateway_state(netlink: &Handle, nic: &str, gateway: Ipv4Addr) -> (bool, String) {
+    let index = read_u64(&format!("/sys/class/net/{nic}/ifindex")).and_then(|i| u32::try_from(i).ok());
+    let mut stream = netlink.neighbours().get().execute();
+    while let Ok(Some(n)) = stream.try_next().await {
+        let is_gateway = n.attributes.iter().any(|a| matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) if *ip == gateway));
+        if is_gateway && Some(n.header.ifindex) == index {
+            let state = n.header.state;
+            let answers = matches!(
+                state,
+                NeighbourState::Reachable | NeighbourState::Stale | NeighbourState::Delay | NeighbourState::Probe | NeighbourState::Permanent
+            );
+            return (answers, format!("{state:?}").to_lowercase());
+        }
+    }
+    (false, "none".to_string())
+}
+
+/// Per-forward counters from the nft ruleset: the prerouting rules routerd commented.
+pub fn forward_counters() -> Vec<ForwardStats> {
+    let program = std::env::var("ROUTERD_NFT").unwrap_or_else(|_| "nft".to_string());
+    let Ok(out) = Command::new(program).args(["-j", "list", "chain", "inet", TABLE, "prerouting"]).output() else {
+        return Vec::new();
+    };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else { return Vec::new() };
+    let rules = json["nftables"].as_array().cloned().unwrap_or_default();
+    rules
+        .iter()
+        .filter_map(|item| {
+            let rule = item.get("rule")?;
+            // "forward tcp 80 to 172.16.10.205:8080"
+            let comment = rule["comment"].as_str()?.strip_prefix("forward ")?;
+            let mut words = comment.split(' ');
+            let (protocol, port, _, to) = (words.next()?, words.next()?, words.next()?, words.next()?);
+            let counter = rule["expr"].as_array()?.iter().find_map(|e| e.get("counter"))?;
+            Some(ForwardStats {
+                protocol: protocol.to_string(),
+                port: port.to_string(),
+                to: to.to_string(),
+                packets: counter["packets"].as_u64().unwrap_or(0),
+                bytes: counter["bytes"].as_u64().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
+    let state = shared.get();
+    let now = unix_now();
+    let mut s = Snapshot {
+        now,
+        generation: state.generation,
+        last_reload: state.last_reload,
+        errors: state.errors.iter().cloned().collect(),
+        rss_bytes: rss_bytes(),
+        ..Snapshot::default()
+    };
+    if let Some(config) = &state.config {
+        s.hostname = config.hostname.clone().unwrap_or_else(|| "router".to_string());
+        if let (Some(wan), Some(lan)) = (&state.wan, &state.lan) {
+            s.interfaces = vec![
+                interface("wan", wan, config.wan.address.to_string()),
+                interface("lan", lan, config.lan.address.to_string()),
+            ];
+            let (answers, st) = gateway_state(netlink, wan, config.wan.gateway).await;
+            s.gateway = Some((config.wan.gateway, answers, st));
+        }
+    }
+    let count = read_u64("/proc/sys/net/netfilter/nf_conntrack_count");
+    let max = read_u64("/proc/sys/net/netfilter/nf_conntrack_max");
+    s.conntrack = count.zip(max);
+    s.forwards = forward_counters();
+    if let Some(view) = &state.dhcp {
+        let c = &view.counters;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let counters = vec![
+            ("offers", load(&c.offers)),
+            ("acks", load(&c.acks)),
+            ("naks", load(&c.naks)),
+            ("releases", load(&c.releases)),
+            ("drops", load(&c.malformed)),
+            ("ignored", load(&c.ignored)),
+            ("pool_exhausted", load(&c.pool_exhausted)),
+            ("probes", load(&c.probes)),
+            ("probe_conflicts", load(&c.probe_conflicts)),
+        ];
+        let report = view.leases().await.unwrap_or_default();
+        let mut leases: Vec<LeaseRow> = report
+            .active
+            .iter()
+            .map(|l| LeaseRow {
+                address: l.addr,
+                mac: l.mac.to_string(),
+                hostname: l.hostname.clone().unwrap_or_default(),
+                expires_in: l.expires.saturating_sub(now),
+            })
+            .collect();
+        leases.sort_by_key(|l| l.address);
+        s.dhcp = Some(DhcpStats { pool_size: u64::from(report.pool_size), leases, counters });
+    }
+    s
+}

@@ -1,0 +1,139 @@
+//! Prometheus text exposition format (version 0.0.4) of a [`Snapshot`].
+
+use std::fmt::Write;
+
+use super::Snapshot;
+
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        let _ = write!(self.0, "{name}");
+        if !labels.is_empty() {
+            let body: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+            let _ = write!(self.0, "{{{}}}", body.join(","));
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+pub fn render(s: &Snapshot) -> String {
+    let mut o = Out(String::new());
+    for (counter, help) in [
+        ("rx_bytes", "Bytes received."),
+        ("rx_packets", "Packets received."),
+        ("rx_errors", "Receive errors."),
+        ("rx_dropped", "Received packets dropped."),
+        ("tx_bytes", "Bytes sent."),
+        ("tx_packets", "Packets sent."),
+        ("tx_errors", "Send errors."),
+        ("tx_dropped", "Packets dropped on send."),
+    ] {
+        let name = format!("router_interface_{counter}_total");
+        o.family(&name, "counter", help);
+        for i in &s.interfaces {
+            if let Some((_, v)) = i.counters.iter().find(|(k, _)| *k == counter) {
+                o.sample(&name, &[("interface", &i.name), ("role", i.role)], v);
+            }
+        }
+    }
+    if let Some((count, limit)) = s.conntrack {
+        o.family("router_conntrack_entries", "gauge", "Connections tracked now.");
+        o.sample("router_conntrack_entries", &[], count);
+        o.family("router_conntrack_limit", "gauge", "Most connections the kernel tracks.");
+        o.sample("router_conntrack_limit", &[], limit);
+    }
+    o.family("router_forward_packets_total", "counter", "Packets that took a port forward.");
+    for f in &s.forwards {
+        o.sample("router_forward_packets_total", &[("protocol", &f.protocol), ("port", &f.port), ("to", &f.to)], f.packets);
+    }
+    o.family("router_forward_bytes_total", "counter", "Bytes that took a port forward (first packets of each connection).");
+    for f in &s.forwards {
+        o.sample("router_forward_bytes_total", &[("protocol", &f.protocol), ("port", &f.port), ("to", &f.to)], f.bytes);
+    }
+    if let Some(d) = &s.dhcp {
+        o.family("router_dhcp_leases_active", "gauge", "DHCP leases bound and not expired.");
+        o.sample("router_dhcp_leases_active", &[], d.leases.len());
+        o.family("router_dhcp_pool_size", "gauge", "Addresses in the DHCP range.");
+        o.sample("router_dhcp_pool_size", &[], d.pool_size);
+        for (name, value) in &d.counters {
+            let metric = format!("router_dhcp_{name}_total");
+            o.family(&metric, "counter", &format!("DHCP {}.", name.replace('_', " ")));
+            o.sample(&metric, &[], value);
+        }
+    }
+    if let Some((gw, reachable, state)) = &s.gateway {
+        o.family("router_gateway_reachable", "gauge", "1 when the WAN gateway answers ARP.");
+        o.sample("router_gateway_reachable", &[("gateway", &gw.to_string()), ("state", state)], u8::from(*reachable));
+    }
+    o.family("router_config_generation", "gauge", "Configs applied since routerd started.");
+    o.sample("router_config_generation", &[], s.generation);
+    if let Some((at, ok)) = s.last_reload {
+        o.family("router_config_last_reload_success", "gauge", "1 when the last config load applied.");
+        o.sample("router_config_last_reload_success", &[], u8::from(ok));
+        o.family("router_config_last_reload_timestamp_seconds", "gauge", "Unix time of the last config load.");
+        o.sample("router_config_last_reload_timestamp_seconds", &[], at);
+    }
+    o.family("process_resident_memory_bytes", "gauge", "routerd's resident memory.");
+    o.sample("process_resident_memory_bytes", &[], s.rss_bytes);
+    o.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DhcpStats, ForwardStats, InterfaceStats, LeaseRow};
+    use super::*;
+
+    #[test]
+    fn renders_families_and_labelled_samples() {
+        let s = Snapshot {
+            interfaces: vec![InterfaceStats {
+                role: "wan",
+                name: "eth0".into(),
+                counters: vec![("rx_bytes", 1234), ("tx_packets", 7)],
+                ..Default::default()
+            }],
+            forwards: vec![ForwardStats { protocol: "tcp".into(), port: "80".into(), to: "172.16.10.5:8080".into(), packets: 3, bytes: 180 }],
+            dhcp: Some(DhcpStats {
+                pool_size: 151,
+                leases: vec![LeaseRow { address: std::net::Ipv4Addr::new(172, 16, 10, 9), mac: String::new(), hostname: String::new(), expires_in: 1 }],
+                counters: vec![("acks", 2)],
+            }),
+            gateway: Some(("203.0.113.254".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED), true, "reachable".into())),
+            generation: 2,
+            last_reload: Some((100, false)),
+            rss_bytes: 4096,
+            ..Default::default()
+        };
+        let text = render(&s);
+        for line in [
+            "# TYPE router_interface_rx_bytes_total counter",
+            "router_interface_rx_bytes_total{interface=\"eth0\",role=\"wan\"} 1234",
+            "router_interface_tx_packets_total{interface=\"eth0\",role=\"wan\"} 7",
+            "router_forward_packets_total{protocol=\"tcp\",port=\"80\",to=\"172.16.10.5:8080\"} 3",
+            "router_dhcp_leases_active 1",
+            "router_dhcp_pool_size 151",
+            "router_dhcp_acks_total 2",
+            "router_gateway_reachable{gateway=\"203.0.113.254\",state=\"reachable\"} 1",
+            "router_config_generation 2",
+            "router_config_last_reload_success 0",
+            "process_resident_memory_bytes 4096",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,108 @@
+//! The status page and Prometheus metrics, served on the LAN address only.
+//!
+//! `collect` gathers a [`Snapshot`] from the kernel and the daemon's shared state at
+//! each request; `metrics` and `page` render it (pure); `http` is the small server.
+
+pub mod collect;
+pub mod http;
+pub mod metrics;
+pub mod page;
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+
+use crate::config::Config;
+use crate::dhcp;
+
+/// How many recent errors the status page keeps.
+const ERRORS_KEPT: usize = 20;
+
+/// What the daemon tells the status server about itself.
+#[derive(Default)]
+pub struct Shared {
+    inner: Mutex<SharedState>,
+}
+
+#[derive(Default, Clone)]
+pub struct SharedState {
+    pub generation: u64,
+    /// Unix time and outcome of the last config load (start or SIGHUP).
+    pub last_reload: Option<(u64, bool)>,
+    pub errors: VecDeque<(u64, String)>,
+    pub config: Option<Arc<Config>>,
+    pub wan: Option<String>,
+    pub lan: Option<String>,
+    pub dhcp: Option<dhcp::server::View>,
+}
+
+impl Shared {
+    pub fn update(&self, f: impl FnOnce(&mut SharedState)) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard);
+    }
+
+    pub fn get(&self) -> SharedState {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Records an error for the status page (the caller logs it).
+    pub fn error(&self, message: String) {
+        self.update(|s| {
+            s.errors.push_back((dhcp::server::unix_now(), message));
+            while s.errors.len() > ERRORS_KEPT {
+                s.errors.pop_front();
+            }
+        });
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InterfaceStats {
+    pub role: &'static str,
+    pub name: String,
+    pub mac: String,
+    pub address: String,
+    /// rx_bytes, rx_packets, rx_errors, rx_dropped, tx_bytes, tx_packets, tx_errors, tx_dropped
+    pub counters: Vec<(&'static str, u64)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardStats {
+    pub protocol: String,
+    pub port: String,
+    pub to: String,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub address: Ipv4Addr,
+    pub mac: String,
+    pub hostname: String,
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DhcpStats {
+    pub pool_size: u64,
+    pub leases: Vec<LeaseRow>,
+    /// offers, acks, naks, releases, malformed (dropped), ignored, pool_exhausted, probes, probe_conflicts
+    pub counters: Vec<(&'static str, u64)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub hostname: String,
+    pub now: u64,
+    pub interfaces: Vec<InterfaceStats>,
+    pub gateway: Option<(Ipv4Addr, bool, String)>,
+    pub conntrack: Option<(u64, u64)>,
+    pub forwards: Vec<ForwardStats>,
+    pub dhcp: Option<DhcpStats>,
+    pub generation: u64,
+    pub last_reload: Option<(u64, bool)>,
+    pub rss_bytes: u64,
+    pub errors: Vec<(u64, String)>,
+}

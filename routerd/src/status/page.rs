@@ -1,0 +1,176 @@
+//! The human status page: one self-contained HTML document, no scripts.
+
+use std::fmt::Write;
+
+use super::Snapshot;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+fn duration(secs: u64) -> String {
+    match secs {
+        s if s >= 86400 => format!("{}d {}h", s / 86400, s % 86400 / 3600),
+        s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 => format!("{}m {}s", s / 60, s % 60),
+        s => format!("{s}s"),
+    }
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:60em}\
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ccc}\
+table{border-collapse:collapse}td,th{padding:.25em .8em;text-align:left;border-bottom:1px solid #eee}\
+.ok{color:#080;font-weight:bold}.bad{color:#b00;font-weight:bold}.muted{color:#777}";
+
+pub fn render(s: &Snapshot) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0} status</title>\
+         <meta http-equiv=\"refresh\" content=\"30\"><style>{STYLE}</style></head><body><h1>{0}</h1>",
+        esc(&s.hostname)
+    );
+
+    h.push_str("<h2>Network</h2><table><tr><th>role</th><th>interface</th><th>address</th><th>MAC</th><th>received</th><th>sent</th><th>errors</th></tr>");
+    for i in &s.interfaces {
+        let get = |k: &str| i.counters.iter().find(|(n, _)| *n == k).map_or(0, |(_, v)| *v);
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            i.role.to_uppercase(),
+            esc(&i.name),
+            esc(&i.address),
+            esc(&i.mac),
+            bytes(get("rx_bytes")),
+            bytes(get("tx_bytes")),
+            get("rx_errors") + get("tx_errors")
+        );
+    }
+    h.push_str("</table>");
+    if let Some((gw, reachable, state)) = &s.gateway {
+        let (class, word) = if *reachable { ("ok", "reachable") } else { ("bad", "not answering ARP") };
+        let _ = write!(h, "<p>Gateway {gw}: <span class=\"{class}\">{word}</span> <span class=\"muted\">({})</span></p>", esc(state));
+        if !reachable {
+            h.push_str("<p class=\"bad\">Check that the WAN NIC carries the hoster's virtual MAC and that the gateway address is right.</p>");
+        }
+    }
+    if let Some((count, limit)) = s.conntrack {
+        let _ = write!(h, "<p>Connections tracked: {count} of {limit}</p>");
+    }
+
+    h.push_str("<h2>Port forwards</h2>");
+    if s.forwards.is_empty() {
+        h.push_str("<p class=\"muted\">none</p>");
+    } else {
+        h.push_str("<table><tr><th>protocol</th><th>public port</th><th>to</th><th>packets</th><th>bytes</th></tr>");
+        for f in &s.forwards {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&f.protocol),
+                esc(&f.port),
+                esc(&f.to),
+                f.packets,
+                bytes(f.bytes)
+            );
+        }
+        h.push_str("</table>");
+    }
+
+    h.push_str("<h2>DHCP leases</h2>");
+    match &s.dhcp {
+        None => h.push_str("<p class=\"muted\">DHCP server off</p>"),
+        Some(d) => {
+            let _ = write!(h, "<p>{} of {} addresses leased</p>", d.leases.len(), d.pool_size);
+            if !d.leases.is_empty() {
+                h.push_str("<table><tr><th>address</th><th>host name</th><th>MAC</th><th>expires in</th></tr>");
+                for l in &d.leases {
+                    let _ = write!(
+                        h,
+                        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        l.address,
+                        esc(&l.hostname),
+                        esc(&l.mac),
+                        duration(l.expires_in)
+                    );
+                }
+                h.push_str("</table>");
+            }
+        }
+    }
+
+    h.push_str("<h2>Config</h2>");
+    let _ = write!(h, "<p>Generation {}", s.generation);
+    if let Some((at, ok)) = s.last_reload {
+        let (class, word) = if ok { ("ok", "applied") } else { ("bad", "rejected") };
+        let _ = write!(h, "; last load {} ago: <span class=\"{class}\">{word}</span>", duration(s.now.saturating_sub(at)));
+    }
+    let _ = write!(h, ". routerd uses {} of memory.</p>", bytes(s.rss_bytes));
+
+    h.push_str("<h2>Last errors</h2>");
+    if s.errors.is_empty() {
+        h.push_str("<p class=\"muted\">none</p>");
+    } else {
+        h.push_str("<table>");
+        for (at, e) in s.errors.iter().rev() {
+            let _ = write!(h, "<tr><td class=\"muted\">{} ago</td><td>{}</td></tr>", duration(s.now.saturating_sub(*at)), esc(e));
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("<p class=\"muted\"><a href=\"/metrics\">metrics</a></p></body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{DhcpStats, LeaseRow};
+    use super::*;
+
+    #[test]
+    fn shows_leases_errors_and_escapes_text() {
+        let s = Snapshot {
+            hostname: "router<1>".into(),
+            now: 1000,
+            dhcp: Some(DhcpStats {
+                pool_size: 10,
+                leases: vec![LeaseRow {
+                    address: std::net::Ipv4Addr::new(172, 16, 10, 100),
+                    mac: "52:54:00:00:00:01".into(),
+                    hostname: "web".into(),
+                    expires_in: 3700,
+                }],
+                counters: vec![],
+            }),
+            errors: vec![(990, "router.toml:3:7: bad <mac>".into())],
+            ..Default::default()
+        };
+        let page = render(&s);
+        assert!(page.contains("<h1>router&lt;1&gt;</h1>"));
+        assert!(page.contains("<td>172.16.10.100</td><td>web</td><td>52:54:00:00:00:01</td><td>1h 1m</td>"));
+        assert!(page.contains("1 of 10 addresses leased"));
+        assert!(page.contains("10s ago</td><td>router.toml:3:7: bad &lt;mac&gt;</td>"));
+    }
+
+    #[test]
+    fn sizes_and_durations_read_naturally() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(duration(59), "59s");
+        assert_eq!(duration(90000), "1d 1h");
+    }
+}
