@@ -1,0 +1,125 @@
+//! Loads the kernel modules listed in `/etc/router/modules` (paths relative
+//! to `/lib/modules/<uname -r>/`, dependencies first) with `finit_module(2)`.
+//! A module already loaded or built in is fine; any other failure is logged
+//! and the next module is tried.
+
+use crate::console::say;
+use nix::errno::Errno;
+use nix::kmod::{finit_module, ModuleInitFlags};
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+pub const LIST: &str = "/etc/router/modules";
+const MODULES_ROOT: &str = "/lib/modules";
+
+/// The module paths in a list file, in order: one per line, surrounding
+/// blanks trimmed, empty lines and `#` comments skipped.
+pub fn parse_list(text: &str) -> Vec<&str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// The file for a listed module: `relative` under `/lib/modules/<release>/`
+/// (a leading `/` in the list does not escape that directory).
+pub fn module_path(release: &str, relative: &str) -> PathBuf {
+    Path::new(MODULES_ROOT)
+        .join(release)
+        .join(relative.trim_start_matches('/'))
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub loaded: usize,
+    pub already: usize,
+    pub failed: usize,
+}
+
+enum Outcome {
+    Loaded,
+    Already,
+}
+
+/// Loads every module of [`LIST`]; logs each failure and a summary line.
+pub fn load_listed() -> Summary {
+    let mut summary = Summary::default();
+    let text = match std::fs::read_to_string(LIST) {
+        Ok(t) => t,
+        Err(e) => {
+            say(&format!(
+                "init: no module list {LIST} ({e}): loading no modules"
+            ));
+            return summary;
+        }
+    };
+    let release = match nix::sys::utsname::uname() {
+        Ok(u) => u.release().to_string_lossy().into_owned(),
+        Err(e) => {
+            say(&format!("init: uname: {}: loading no modules", e.desc()));
+            return summary;
+        }
+    };
+    for relative in parse_list(&text) {
+        let path = module_path(&release, relative);
+        match load(&path) {
+            Ok(Outcome::Loaded) => summary.loaded += 1,
+            Ok(Outcome::Already) => summary.already += 1,
+            Err(e) => {
+                summary.failed += 1;
+                say(&format!("init: module {}: {e}", path.display()));
+            }
+        }
+    }
+    say(&format!(
+        "init: modules: {} loaded, {} already present, {} failed",
+        summary.loaded, summary.already, summary.failed
+    ));
+    summary
+}
+
+fn load(path: &Path) -> Result<Outcome, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("open: {e}"))?;
+    let no_params = CString::default();
+    match finit_module(&file, &no_params, ModuleInitFlags::empty()) {
+        Ok(()) => Ok(Outcome::Loaded),
+        Err(Errno::EEXIST) => Ok(Outcome::Already),
+        Err(e) => Err(format!("finit_module: {}", e.desc())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_keeps_order_and_skips_blanks_and_comments() {
+        let text = "# virtio\nkernel/drivers/virtio/virtio.ko\n\n  kernel/drivers/virtio/virtio_ring.ko  \n#x\r\nkernel/fs/fat/vfat.ko\r\n";
+        assert_eq!(
+            parse_list(text),
+            vec![
+                "kernel/drivers/virtio/virtio.ko",
+                "kernel/drivers/virtio/virtio_ring.ko",
+                "kernel/fs/fat/vfat.ko",
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_list_is_empty() {
+        assert!(parse_list("").is_empty());
+        assert!(parse_list("\n# nothing\n").is_empty());
+    }
+
+    #[test]
+    fn paths_are_under_the_release_directory() {
+        assert_eq!(
+            module_path("6.1.0-28-amd64", "kernel/fs/fat/fat.ko"),
+            PathBuf::from("/lib/modules/6.1.0-28-amd64/kernel/fs/fat/fat.ko")
+        );
+        assert_eq!(
+            module_path("6.1.0-28-amd64", "/kernel/fs/fat/fat.ko"),
+            PathBuf::from("/lib/modules/6.1.0-28-amd64/kernel/fs/fat/fat.ko")
+        );
+    }
+}

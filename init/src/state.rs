@@ -1,0 +1,127 @@
+//! The state partition: the GPT partition named `routerstate` on the boot
+//! disk. Made into ext4 (label `ROUTERSTATE`) on first boot when it holds no
+//! ext superblock, then mounted at `/state`.
+
+use crate::console::say;
+use crate::disks::{self, BlockDev};
+use nix::mount::MsFlags;
+use nix::sys::wait::WaitStatus;
+use std::path::{Path, PathBuf};
+
+pub const PARTNAME: &str = "routerstate";
+pub const MOUNTPOINT: &str = "/state";
+pub const FS_LABEL: &str = "ROUTERSTATE";
+const MKE2FS: &str = "/usr/sbin/mke2fs";
+
+/// Where the ext2/3/4 superblock's magic number lies, and its value.
+const EXT_MAGIC_OFFSET: usize = 1024 + 56;
+const EXT_MAGIC: u16 = 0xEF53;
+
+/// The device among `devs` whose uevent says `PARTNAME=routerstate`.
+pub fn find_partition(devs: &[BlockDev]) -> Option<&BlockDev> {
+    devs.iter()
+        .find(|d| disks::uevent_value(&d.uevent, "PARTNAME") == Some(PARTNAME))
+}
+
+/// Whether the first bytes of a device (at least 1024 + 58) hold an ext
+/// superblock.
+pub fn has_ext_superblock(head: &[u8]) -> bool {
+    match head.get(EXT_MAGIC_OFFSET..EXT_MAGIC_OFFSET + 2) {
+        Some(&[lo, hi]) => u16::from_le_bytes([lo, hi]) == EXT_MAGIC,
+        _ => false,
+    }
+}
+
+/// The state partition's device node, if the kernel knows one yet.
+pub fn find() -> Option<PathBuf> {
+    find_partition(&disks::block_devices()).map(BlockDev::node)
+}
+
+/// Makes the filesystem if the partition has none, then mounts it at
+/// [`MOUNTPOINT`].
+pub fn prepare_and_mount(node: &Path) -> Result<(), String> {
+    let head = disks::read_head(node, 2048).map_err(|e| format!("read {}: {e}", node.display()))?;
+    if !has_ext_superblock(&head) {
+        say(&format!(
+            "init: state partition {} has no filesystem: making ext4 ({FS_LABEL})",
+            node.display()
+        ));
+        make_fs(node)?;
+    }
+    crate::mounts::mount_device(
+        node,
+        MOUNTPOINT,
+        "ext4",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME,
+    )
+}
+
+fn make_fs(node: &Path) -> Result<(), String> {
+    // -F: the partition is ours by its GPT name; never stop at a question
+    // (stdin is /dev/null, which mke2fs would take as "no").
+    let args: Vec<String> = ["-t", "ext4", "-L", FS_LABEL, "-q", "-F"]
+        .iter()
+        .map(|a| a.to_string())
+        .chain(std::iter::once(node.display().to_string()))
+        .collect();
+    match crate::spawn::run(MKE2FS, &args) {
+        Ok(WaitStatus::Exited(_, 0)) => Ok(()),
+        Ok(status) => Err(format!("{MKE2FS} on {} failed: {status:?}", node.display())),
+        Err(e) => Err(format!("run {MKE2FS}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(name: &str, uevent: &str) -> BlockDev {
+        BlockDev {
+            name: name.into(),
+            uevent: uevent.into(),
+        }
+    }
+
+    #[test]
+    fn finds_the_partition_by_gpt_name() {
+        let devs = vec![
+            dev("sda", "MAJOR=8\nMINOR=0\nDEVNAME=sda\nDEVTYPE=disk\n"),
+            dev(
+                "sda1",
+                "MAJOR=8\nMINOR=1\nDEVNAME=sda1\nDEVTYPE=partition\nPARTN=1\nPARTNAME=EFI System\n",
+            ),
+            dev(
+                "sda2",
+                "MAJOR=8\nMINOR=2\nDEVNAME=sda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=routerstate\n",
+            ),
+        ];
+        let found = find_partition(&devs).map(|d| d.node());
+        assert_eq!(found, Some(PathBuf::from("/dev/sda2")));
+    }
+
+    #[test]
+    fn no_partition_without_the_name() {
+        let devs = vec![
+            dev("vda", "DEVNAME=vda\nDEVTYPE=disk\n"),
+            dev(
+                "vda1",
+                "DEVNAME=vda1\nDEVTYPE=partition\nPARTNAME=routerstate2\n",
+            ),
+        ];
+        assert!(find_partition(&devs).is_none());
+        assert!(find_partition(&[]).is_none());
+    }
+
+    #[test]
+    fn ext_magic() {
+        let mut head = vec![0u8; 2048];
+        assert!(!has_ext_superblock(&head));
+        head[1024 + 56] = 0x53;
+        head[1024 + 57] = 0xEF;
+        assert!(has_ext_superblock(&head));
+        assert!(!has_ext_superblock(&head[..1024 + 57]));
+        head[1024 + 57] = 0xFE;
+        assert!(!has_ext_superblock(&head));
+        assert!(!has_ext_superblock(&[]));
+    }
+}
