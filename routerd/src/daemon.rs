@@ -81,7 +81,8 @@ impl Router {
         }
     }
 
-    /// Makes links, addresses, routes, sysctls and the ruleset match `config`.
+    /// Makes links, addresses, routes, sysctls and the ruleset match `config`
+    /// (what `routerd apply` does; the daemon then also runs `ensure_services`).
     pub async fn apply(&mut self, config: &Config) -> anyhow::Result<Applied> {
         let plan = plan::plan(config);
         let applied = net::apply(&self.handle, &plan).await?;
@@ -97,6 +98,11 @@ impl Router {
         let ifs = Interfaces { wan: &applied.wan.name, lan: &applied.lan.name };
         let batch = firewall::ruleset(config, &ifs, Features { flowtable });
         firewall::apply(&batch).context("applying the nftables ruleset")?;
+        Ok(applied)
+    }
+
+    /// The daemon's services on the LAN (DHCP, status page), matched to `config`.
+    pub async fn ensure_services(&mut self, config: &Config, applied: &Applied) {
         self.ensure_dhcp(config, &applied.lan).await;
         self.ensure_status(config).await;
         let view = self.dhcp.as_ref().map(|(running, ..)| running.view.clone());
@@ -106,7 +112,6 @@ impl Router {
             s.lan = Some(applied.lan.name.clone());
             s.dhcp = view;
         });
-        Ok(applied)
     }
 }
 
@@ -150,6 +155,7 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
         if let Some((config, text)) = pending.take() {
             match router.apply(&config).await {
                 Ok(applied) => {
+                    router.ensure_services(&config, &applied).await;
                     generation += 1;
                     router.shared.update(|s| {
                         s.generation = generation;
