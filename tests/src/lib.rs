@@ -6,3 +6,4 @@ pub mod http;
 pub mod lab;
 pub mod netns;
 pub mod traffic;
+pub mod vm;

@@ -1,0 +1,106 @@
+//! The image builder: `image build` makes the bootable disk, `image config` makes
+//! config disks. See CONTRACT.md for what goes where.
+
+mod build;
+mod config_disk;
+mod cpio;
+mod debs;
+mod disk;
+mod elf;
+mod gpt;
+mod initramfs;
+mod libs;
+mod modules;
+mod tree;
+mod uki;
+mod util;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage:
+  image build [--out DIR] [--init FILE] [--routerd FILE] [--compress none|gzip|zstd]
+      downloads the Debian kernel, nftables, e2fsprogs and libraries (cached in DIR/cache),
+      writes DIR/router.img, DIR/router.qcow2, DIR/vmlinuz, DIR/initrd.img, DIR/versions.txt
+      (defaults: --out out, --init target/release/init, --routerd target/release/routerd)
+  image config ROUTER.TOML -o CONFIG.IMG [--unchecked]
+      validates ROUTER.TOML like `routerd check` and writes a FAT disk labelled ROUTERCFG
+      holding it (--unchecked: write it even when invalid, to test the appliance's errors)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("build") => match parse_build(&args[1..]) {
+            Ok(opts) => report(build::build(&opts)),
+            Err(e) => usage_error(&e),
+        },
+        Some("config") => match parse_config(&args[1..]) {
+            Ok((input, out, check)) => match config_disk::write(&input, &out, check) {
+                Ok(true) => {
+                    println!("wrote {}", out.display());
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => report(Err(e)),
+            },
+            Err(e) => usage_error(&e),
+        },
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => usage_error("missing command"),
+    }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("image: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(msg: &str) -> ExitCode {
+    eprintln!("image: {msg}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+fn parse_build(args: &[String]) -> Result<build::Options, String> {
+    let mut o = build::Options {
+        out: PathBuf::from("out"),
+        init: PathBuf::from("target/release/init"),
+        routerd: PathBuf::from("target/release/routerd"),
+        compress: build::DEFAULT_COMPRESSION,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--out" => o.out = PathBuf::from(value()?),
+            "--init" => o.init = PathBuf::from(value()?),
+            "--routerd" => o.routerd = PathBuf::from(value()?),
+            "--compress" => o.compress = initramfs::Compression::parse(&value()?).map_err(|e| e.to_string())?,
+            _ => return Err(format!("unknown option {a}")),
+        }
+    }
+    Ok(o)
+}
+
+fn parse_config(args: &[String]) -> Result<(PathBuf, PathBuf, bool), String> {
+    let (mut input, mut out, mut check) = (None, None, true);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-o" | "--out" => out = Some(PathBuf::from(it.next().ok_or("-o needs a file name")?)),
+            "--unchecked" => check = false,
+            s if s.starts_with('-') => return Err(format!("unknown option {s}")),
+            s if input.is_none() => input = Some(PathBuf::from(s)),
+            s => return Err(format!("unexpected argument {s}")),
+        }
+    }
+    Ok((input.ok_or("which router.toml?")?, out.ok_or("missing -o CONFIG.IMG")?, check))
+}

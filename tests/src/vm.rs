@@ -1,0 +1,284 @@
+//! The appliance image under QEMU, wired into the namespace lab: the VM's virtio
+//! NICs sit on bridges in the lab's router namespace where the router's veths were,
+//! so the hoster (with its MAC filter), the internet host and the LAN guests are the
+//! same as in the namespace tests.
+//!
+//! QEMU runs through `qemu/run` (TCG, `-nodefaults`, taps only inside the test's
+//! namespace), its console goes to a file, and the VM is killed on drop. VMs run one
+//! at a time: under TCG on two cores, parallel boots only make each other time out.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::lab::{Lab, Options};
+use crate::netns::run;
+
+/// Generous: a Debian kernel boots in seconds under TCG, OVMF and a loaded machine
+/// take longer. Tests never assert on timing.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const POWEROFF_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The hoster's virtual MAC, on the VM's first NIC (Proxmox net0).
+pub const WAN_MAC: &str = crate::lab::VIRTUAL_MAC;
+pub const LAN_MAC: &str = "52:54:00:12:34:01";
+
+static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The raw disk image: `$ROUTER_IMAGE`, else `out/router.img` (qemu/build writes it).
+pub fn image_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("ROUTER_IMAGE") {
+        return PathBuf::from(p);
+    }
+    let p = repo().join("out/router.img");
+    assert!(p.exists(), "{} is missing: build the image with qemu/build (or set ROUTER_IMAGE)", p.display());
+    p
+}
+
+/// The image builder binary: `$IMAGE_BIN`, else the workspace's release or debug build.
+pub fn image_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("IMAGE_BIN") {
+        return PathBuf::from(p);
+    }
+    for profile in ["release", "debug"] {
+        let p = repo().join("target").join(profile).join("image");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("the image builder is missing: run qemu/build (or cargo build -p image) or set IMAGE_BIN");
+}
+
+/// Writes a config disk holding `text` with `image config`; `checked: false` writes
+/// it even when invalid (to see what the appliance does with a bad config).
+pub fn config_disk(dir: &Path, name: &str, text: &str, checked: bool) -> PathBuf {
+    let toml = dir.join(format!("{name}.toml"));
+    std::fs::write(&toml, text).unwrap_or_else(|e| panic!("{}: {e}", toml.display()));
+    let img = dir.join(format!("{name}.img"));
+    let mut cmd = Command::new(image_bin());
+    cmd.arg("config").arg(&toml).arg("-o").arg(&img);
+    if !checked {
+        cmd.arg("--unchecked");
+    }
+    run(&mut cmd);
+    img
+}
+
+/// The lab of lab.rs with the router namespace turned into two switches: `wan` and
+/// `lan` enslaved to bridges `brwan`/`brlan`, each with a tap for the VM.
+pub fn vm_lab() -> Lab {
+    let lab = Lab::new(Options { wan_mac: None });
+    let r = &lab.router;
+    // The namespace is only a switch now and must send nothing of its own (IPv6
+    // neighbour discovery, IGMP from the bridges' MACs would trip the hoster's filter).
+    r.sysctl("net.ipv6.conf.all.disable_ipv6", "1");
+    r.sysctl("net.ipv6.conf.default.disable_ipv6", "1");
+    r.sh("nft -f - <<'EOF'
+table bridge switch_only {
+  chain output {
+    type filter hook output priority 0; policy drop;
+  }
+}
+EOF");
+    for (side, veth) in [("wan", "wan"), ("lan", "lan")] {
+        let br = format!("br{side}");
+        let tap = format!("tap{side}");
+        r.ip(&["link", "add", &br, "type", "bridge"]);
+        r.ip(&["link", "set", veth, "master", &br]);
+        r.ip(&["tuntap", "add", "mode", "tap", "name", &tap]);
+        r.ip(&["link", "set", &tap, "master", &br]);
+        r.ip(&["link", "set", &tap, "up"]);
+        r.ip(&["link", "set", &br, "up"]);
+    }
+    lab
+}
+
+pub struct VmOptions {
+    pub uefi: bool,
+    /// A config disk image (see [`config_disk`]); None: no config disk.
+    pub config: Option<PathBuf>,
+}
+
+/// A running VM. Killed (and its console dumped if the test failed) on drop.
+pub struct Vm {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub console: PathBuf,
+    pub qmp: PathBuf,
+    /// The VM's own copy-on-write disk over the built image: survives [`Vm::restart`].
+    pub disk: PathBuf,
+    netns: String,
+    started: Instant,
+    _one_at_a_time: MutexGuard<'static, ()>,
+}
+
+impl Vm {
+    /// Boots the image in the lab's router namespace (see [`vm_lab`]).
+    pub fn start(lab: &Lab, opts: VmOptions) -> Vm {
+        let guard = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = lab.dir.join("vm");
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let disk = dir.join("disk.qcow2");
+        let image = image_path();
+        let image = image.canonicalize().unwrap_or_else(|e| panic!("{}: {e}", image.display()));
+        run(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"]).arg(&image).arg(&disk));
+        let mut vm = Vm {
+            child: None,
+            console: dir.join("console.log"),
+            qmp: dir.join("qmp.sock"),
+            dir,
+            disk,
+            netns: lab.router.name.clone(),
+            started: Instant::now(),
+            _one_at_a_time: guard,
+        };
+        vm.boot(&opts);
+        vm
+    }
+
+    /// Boots again from the same disk (after the VM powered off), with `opts`.
+    pub fn restart(&mut self, opts: VmOptions) {
+        self.kill();
+        self.boot(&opts);
+    }
+
+    fn boot(&mut self, opts: &VmOptions) {
+        let _ = std::fs::remove_file(&self.console);
+        let _ = std::fs::remove_file(&self.qmp);
+        let log = std::fs::File::create(self.dir.join("qemu.log")).unwrap_or_else(|e| panic!("qemu.log: {e}"));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.netns])
+            .arg(repo().join("qemu/run"))
+            .arg("--image")
+            .arg(&self.disk)
+            .args(["--wan-tap", "tapwan", "--wan-mac", WAN_MAC, "--lan-tap", "taplan", "--lan-mac", LAN_MAC])
+            .arg("--serial")
+            .arg(format!("file:{}", self.console.display()))
+            .arg("--qmp")
+            .arg(&self.qmp)
+            .arg("--state-dir")
+            .arg(&self.dir);
+        if let Some(c) = &opts.config {
+            cmd.arg("--config").arg(c);
+        }
+        if opts.uefi {
+            cmd.arg("--uefi");
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap_or_else(|e| panic!("{e}")))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start qemu/run: {e}"));
+        self.child = Some(child);
+        self.started = Instant::now();
+    }
+
+    pub fn console_text(&self) -> String {
+        let bytes = std::fs::read(&self.console).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).replace('\r', "")
+    }
+
+    fn qemu_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("qemu.log")).unwrap_or_default()
+    }
+
+    /// Waits until the console shows `needle` (bounded); fails with the console if
+    /// the time runs out or QEMU exits first.
+    pub fn wait_console(&mut self, needle: &str, timeout: Duration) {
+        self.wait_console_count(needle, 1, timeout);
+    }
+
+    pub fn wait_console_count(&mut self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.console_text().matches(needle).count() >= count {
+                // For the record (tests never assert on timing).
+                eprintln!(
+                    "vm: console showed {needle:?} {:.1} s after QEMU started",
+                    self.started.elapsed().as_secs_f64()
+                );
+                return;
+            }
+            if let Some(status) = self.try_wait() {
+                panic!("QEMU exited ({status}) before the console showed {needle:?}\n{}", self.qemu_log());
+            }
+            if Instant::now() > deadline {
+                panic!("the console did not show {needle:?} within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits (bounded) for QEMU to exit; None if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(s) = self.try_wait() {
+                eprintln!("vm: QEMU exited {:.1} s after it started", self.started.elapsed().as_secs_f64());
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+
+    /// Sends one QMP command (after the capabilities handshake) and returns the reply.
+    pub fn qmp(&self, command: &str) -> serde_json::Value {
+        let stream = UnixStream::connect(&self.qmp).unwrap_or_else(|e| panic!("QMP {}: {e}", self.qmp.display()));
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap_or_else(|e| panic!("{e}"));
+        let mut writer = stream.try_clone().unwrap_or_else(|e| panic!("{e}"));
+        let mut reader = BufReader::new(stream);
+        let mut read_reply = |what: &str| -> serde_json::Value {
+            loop {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) | Err(_) => panic!("QMP closed while waiting for {what}"),
+                    Ok(_) => {}
+                }
+                let v: serde_json::Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("QMP sent {line:?}: {e}"));
+                // Skip asynchronous events.
+                if v.get("event").is_none() {
+                    return v;
+                }
+            }
+        };
+        let greeting = read_reply("the greeting");
+        assert!(greeting.get("QMP").is_some(), "not a QMP greeting: {greeting}");
+        writer.write_all(b"{\"execute\":\"qmp_capabilities\"}\n").unwrap_or_else(|e| panic!("{e}"));
+        let caps = read_reply("qmp_capabilities");
+        assert!(caps.get("return").is_some(), "qmp_capabilities: {caps}");
+        writer.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        read_reply(command)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- VM console ({}) ---\n{}", self.console.display(), self.console_text());
+            eprintln!("--- qemu ---\n{}", self.qemu_log());
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
