@@ -72,6 +72,8 @@ pub struct Options {
 
 pub struct Lab {
     routerd: Option<Child>,
+    /// Every namespace of this lab is named `<prefix>-<role>`.
+    prefix: String,
     pub dir: PathBuf,
     pub inet: Netns,
     pub hoster: Netns,
@@ -89,6 +91,7 @@ impl Lab {
         let ns = |role: &str| Netns::new(&format!("{p}-{role}"));
         let lab = Lab {
             routerd: None,
+            prefix: p.clone(),
             dir,
             inet: ns("inet"),
             hoster: ns("hoster"),
@@ -147,7 +150,7 @@ EOF"
 
     /// A new guest on the LAN bridge with no address (for DHCP clients).
     pub fn add_lan_guest(&self, name: &str, mac: &str) -> Netns {
-        let ns = Netns::new(&format!("{}-{name}", self.prefix()));
+        let ns = Netns::new(&format!("{}-{name}", self.prefix));
         let port = format!("p-{name}");
         veth(&ns, "eth0", &self.lanbr, &port, Some(mac));
         self.lanbr.ip(&["link", "set", &port, "master", "vmbr1"]);
@@ -156,15 +159,11 @@ EOF"
 
     /// A host on the hoster's WAN segment (vmbr0), next to the router.
     pub fn add_wan_neighbour(&self, name: &str) -> Netns {
-        let ns = Netns::new(&format!("{}-{name}", self.prefix()));
+        let ns = Netns::new(&format!("{}-{name}", self.prefix));
         let port = format!("p-{name}");
         veth(&ns, "eth0", &self.hoster, &port, None);
         self.hoster.ip(&["link", "set", &port, "master", "vmbr0"]);
         ns
-    }
-
-    fn prefix(&self) -> &str {
-        self.inet.name.trim_end_matches("-inet")
     }
 
     pub fn config_path(&self) -> PathBuf {
