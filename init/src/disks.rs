@@ -11,6 +11,9 @@ const SYS_BLOCK: &str = "/sys/class/block";
 /// The config disk's filesystem label.
 pub const CONFIG_LABEL: &str = "ROUTERCFG";
 
+/// The label of a cloud-init NoCloud drive (Proxmox: `genisoimage -V cidata`).
+pub const CIDATA_LABEL: &str = "cidata";
+
 /// How many bytes of a device [`read_head`] reads: through the iso9660
 /// primary volume descriptor (2048 bytes at 0x8000).
 pub const HEAD_LEN: usize = ISO_PVD_OFFSET + 2048;
@@ -115,6 +118,12 @@ pub fn is_config_label(label: &str) -> bool {
     label.eq_ignore_ascii_case(CONFIG_LABEL)
 }
 
+/// Whether an on-disk label names a cloud-init NoCloud drive (cloud-init accepts
+/// `cidata` and `CIDATA`: compare without case).
+pub fn is_cidata_label(label: &str) -> bool {
+    label.eq_ignore_ascii_case(CIDATA_LABEL)
+}
+
 /// The `KEY=value` pairs of a sysfs `uevent` file.
 pub fn parse_uevent(text: &str) -> impl Iterator<Item = (&str, &str)> {
     text.lines()
@@ -192,20 +201,40 @@ pub struct ConfigDisk {
     pub kind: FsKind,
 }
 
-/// Looks once through every block device for the `ROUTERCFG` label.
-pub fn find_config_disk() -> Option<ConfigDisk> {
-    for dev in block_devices() {
-        let node = dev.node();
-        let Ok(head) = read_head(&node, HEAD_LEN) else {
+/// What one look through the block devices found: the `ROUTERCFG` config disk
+/// and the cloud-init drive (`cidata`), each the first by device name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Found {
+    pub config: Option<ConfigDisk>,
+    pub cidata: Option<ConfigDisk>,
+}
+
+/// Sorts labelled devices into a [`Found`].
+pub fn classify(labelled: impl IntoIterator<Item = (PathBuf, FsKind, String)>) -> Found {
+    let mut found = Found::default();
+    for (node, kind, label) in labelled {
+        let slot = if is_config_label(&label) {
+            &mut found.config
+        } else if is_cidata_label(&label) {
+            &mut found.cidata
+        } else {
             continue;
         };
-        if let Some((kind, label)) = detect_label(&head) {
-            if is_config_label(&label) {
-                return Some(ConfigDisk { node, kind });
-            }
+        if slot.is_none() {
+            *slot = Some(ConfigDisk { node, kind });
         }
     }
-    None
+    found
+}
+
+/// Looks once through every block device for the `ROUTERCFG` and `cidata` labels.
+pub fn find_config_disks() -> Found {
+    classify(block_devices().into_iter().filter_map(|dev| {
+        let node = dev.node();
+        let head = read_head(&node, HEAD_LEN).ok()?;
+        let (kind, label) = detect_label(&head)?;
+        Some((node, kind, label))
+    }))
 }
 
 #[cfg(test)]
@@ -363,6 +392,85 @@ pub(crate) mod tests {
         assert!(is_config_label("routercfg"));
         assert!(!is_config_label("ROUTERCFG2"));
         assert!(!is_config_label("ROUTERSTATE"));
+    }
+
+    #[test]
+    fn cidata_label_ignores_case() {
+        assert!(is_cidata_label("cidata"));
+        assert!(is_cidata_label("CIDATA"));
+        assert!(!is_cidata_label("config-2"));
+        assert!(!is_cidata_label("ROUTERCFG"));
+    }
+
+    #[test]
+    fn classify_finds_both_and_keeps_the_first_of_each() {
+        let found = classify([
+            ("/dev/sda1".into(), FsKind::Vfat, "EFI".to_string()),
+            ("/dev/sdb".into(), FsKind::Vfat, "ROUTERCFG".to_string()),
+            ("/dev/sr0".into(), FsKind::Iso9660, "cidata".to_string()),
+            ("/dev/sr1".into(), FsKind::Iso9660, "CIDATA".to_string()),
+        ]);
+        assert_eq!(
+            found.config,
+            Some(ConfigDisk {
+                node: "/dev/sdb".into(),
+                kind: FsKind::Vfat
+            })
+        );
+        assert_eq!(
+            found.cidata,
+            Some(ConfigDisk {
+                node: "/dev/sr0".into(),
+                kind: FsKind::Iso9660
+            })
+        );
+        assert_eq!(classify([]), Found::default());
+    }
+
+    /// The volume Proxmox makes (`genisoimage -quiet -iso-level 3 -J -R -V cidata`)
+    /// is recognised from its first bytes. Needs genisoimage; skipped without it.
+    #[test]
+    fn a_proxmox_cidata_iso_is_recognised() {
+        let dir = std::env::temp_dir().join(format!("init-cidata-{}", std::process::id()));
+        let files = dir.join("files");
+        let iso = dir.join("cidata.iso");
+        let _ = std::fs::create_dir_all(&files);
+        for (name, text) in [
+            ("user-data", "#cloud-config\nhostname: router\n"),
+            ("meta-data", "instance-id: x\n"),
+            ("network-config", "version: 1\nconfig:\n"),
+            ("vendor-data", ""),
+        ] {
+            let _ = std::fs::write(files.join(name), text);
+        }
+        let made = std::process::Command::new("genisoimage")
+            .args([
+                "-quiet",
+                "-iso-level",
+                "3",
+                "-J",
+                "-R",
+                "-V",
+                "cidata",
+                "-o",
+            ])
+            .arg(&iso)
+            .arg(&files)
+            .status();
+        match made {
+            Ok(status) if status.success() => {
+                let head = read_head(&iso, HEAD_LEN).unwrap_or_default();
+                let _ = std::fs::remove_dir_all(&dir);
+                assert_eq!(
+                    detect_label(&head),
+                    Some((FsKind::Iso9660, "cidata".to_string()))
+                );
+            }
+            _ => {
+                let _ = std::fs::remove_dir_all(&dir);
+                eprintln!("genisoimage is not installed: skipped");
+            }
+        }
     }
 
     #[test]

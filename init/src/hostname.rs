@@ -43,9 +43,71 @@ pub fn is_valid(name: &str) -> bool {
         })
 }
 
-/// The hostname to use for the config file at `path`: its `hostname`, or
-/// [`DEFAULT`] (a problem is printed; routerd reports the file's errors).
+/// The hostname a cloud-init drive asks for: a router.toml given as user-data
+/// is read like any router.toml; otherwise #cloud-config's `hostname:`
+/// (Proxmox writes the VM name there), else meta-data's `local-hostname:`.
+/// Only these lines are read; routerd reads the rest of the drive.
+pub fn from_cloud_init(
+    user_data: Option<&str>,
+    meta_data: Option<&str>,
+) -> Result<Option<String>, String> {
+    if let Some(text) = user_data {
+        let first = text.lines().next().unwrap_or("");
+        if !first.starts_with("#cloud-config")
+            && !first.starts_with("#!")
+            && !first.starts_with("#include")
+        {
+            return from_config(text);
+        }
+        if let Some(name) = top_level_scalar(text, "hostname") {
+            return checked(name);
+        }
+    }
+    match meta_data.and_then(|t| top_level_scalar(t, "local-hostname")) {
+        Some(name) => checked(name),
+        None => Ok(None),
+    }
+}
+
+fn checked(name: String) -> Result<Option<String>, String> {
+    if is_valid(&name) {
+        Ok(Some(name))
+    } else {
+        Err(format!("{name:?} is not a valid host name"))
+    }
+}
+
+/// The value of a top-level `key: value` YAML line, quotes removed.
+fn top_level_scalar(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(key)?.strip_prefix(':')?.trim();
+        let value = value
+            .strip_prefix('\'')
+            .and_then(|v| v.strip_suffix('\''))
+            .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
+            .unwrap_or(value);
+        (!value.is_empty()).then(|| value.to_string())
+    })
+}
+
+/// The hostname to use for the config file at `path` (or the cloud-init
+/// drive mounted there): its `hostname`, or [`DEFAULT`] (a problem is
+/// printed; routerd reports the file's errors).
 pub fn for_config_file(path: &Path) -> String {
+    if path.is_dir() {
+        let read = |f: &str| std::fs::read_to_string(path.join(f)).ok();
+        return match from_cloud_init(read("user-data").as_deref(), read("meta-data").as_deref()) {
+            Ok(Some(name)) => name,
+            Ok(None) => DEFAULT.to_string(),
+            Err(e) => {
+                say(&format!(
+                    "init: hostname: cloud-init drive {}: {e}; using \"{DEFAULT}\"",
+                    path.display()
+                ));
+                DEFAULT.to_string()
+            }
+        };
+    }
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -123,6 +185,27 @@ hostname = "not-this-one"
         assert!(from_config("hostname = \"has space\"\n").is_err());
         assert!(from_config("hostname = \"\"\n").is_err());
         assert!(from_config("hostname = \n").is_err());
+    }
+
+    #[test]
+    fn cloud_init_hostname() {
+        let proxmox =
+            "#cloud-config\nhostname: edge\nmanage_etc_hosts: true\nfqdn: edge.example.net\n";
+        assert_eq!(
+            from_cloud_init(Some(proxmox), Some("instance-id: 1\n")),
+            Ok(Some("edge".into()))
+        );
+        assert_eq!(
+            from_cloud_init(None, Some("local-hostname: 'r1'\n")),
+            Ok(Some("r1".into()))
+        );
+        assert_eq!(from_cloud_init(Some("#cloud-config\n"), None), Ok(None));
+        // A router.toml given as user-data.
+        assert_eq!(
+            from_cloud_init(Some("hostname = \"gw\"\n[wan]\n"), None),
+            Ok(Some("gw".into()))
+        );
+        assert!(from_cloud_init(Some("#cloud-config\nhostname: bad_name\n"), None).is_err());
     }
 
     #[test]

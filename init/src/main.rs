@@ -21,6 +21,7 @@
 
 #[macro_use]
 mod console;
+mod agent;
 mod disks;
 mod hostname;
 mod modules;
@@ -41,6 +42,8 @@ use supervisor::{RunSpec, Supervisor};
 
 pub const CONFIG_DIR: &str = "/config";
 const CONFIG_FILE: &str = "/config/router.toml";
+/// Where a cloud-init drive is mounted; routerd reads the directory itself.
+pub const CIDATA_DIR: &str = "/cidata";
 const LAST_GOOD: &str = "/state/last-good.toml";
 
 /// How long to wait for the state partition before going on without it
@@ -54,9 +57,16 @@ const NO_CONFIG_REPEAT: Duration = Duration::from_secs(30);
 const SCAN_EVERY: Duration = Duration::from_secs(1);
 
 const NO_CONFIG_MESSAGE: &str = "init: no config disk: attach a disk labelled ROUTERCFG \
-(vfat or iso9660) holding router.toml; `image config router.toml -o config.img` makes one";
+(vfat or iso9660) holding router.toml (`image config router.toml -o config.img` makes one), \
+or a Proxmox cloud-init drive with the WAN set \
+(`qm set ID --ide2 local-lvm:cloudinit --ipconfig0 ip=203.0.113.10/32,gw=203.0.113.254`)";
 
 fn main() {
+    // The guest agent is this same binary, started by init as `/init agent PORT`.
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("agent") {
+        std::process::exit(agent::main(args.get(2).map(String::as_str)));
+    }
     // Run by hand on a workstation this would mount over /dev, load modules
     // and power the machine off on SIGTERM: only ever act as PID 1.
     if nix::unistd::getpid().as_raw() != 1 {
@@ -98,6 +108,13 @@ enum StateDisk {
     Failed,
 }
 
+/// The cloud-init drive (label `cidata`): used when there is no ROUTERCFG disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloudInit {
+    Absent,
+    Mounted,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ConfigDisk {
     Searching {
@@ -111,14 +128,18 @@ struct Init {
     signals: Option<SignalFd>,
     buttons: power::Buttons,
     supervisor: Supervisor,
+    agent: agent::Agent,
     state: StateDisk,
     config: ConfigDisk,
+    cidata: CloudInit,
     next_state_scan: Instant,
     next_config_scan: Instant,
     next_button_scan: Instant,
     /// The last config-disk mount error printed (printed again only when it
     /// changes).
     config_error: Option<String>,
+    /// The same for the cloud-init drive.
+    cidata_error: Option<String>,
 }
 
 /// `t + d`, or `t` if that would overflow.
@@ -128,12 +149,14 @@ fn after(t: Instant, d: Duration) -> Instant {
 
 /// What routerd should run with, from where the disks are: nothing while
 /// the state partition is still looked for; the config disk's router.toml
-/// once it is mounted; meanwhile, after the grace period, the last good
-/// config if the state partition has one (`last_good_exists` is asked only
-/// then).
+/// once it is mounted (it takes precedence over a cloud-init drive, also
+/// when it appears later); after the grace period without one, the
+/// cloud-init drive if there is one, else the last good config if the state
+/// partition has one (`last_good_exists` is asked only then).
 fn choose_run(
     state: StateDisk,
     config: ConfigDisk,
+    cidata: CloudInit,
     now: Instant,
     last_good_exists: impl FnOnce() -> bool,
 ) -> Option<RunSpec> {
@@ -149,7 +172,12 @@ fn choose_run(
         }),
         ConfigDisk::Searching { since, .. } => {
             let waited = now.saturating_duration_since(since) >= CONFIG_GRACE;
-            if state.is_some() && waited && last_good_exists() {
+            if waited && cidata == CloudInit::Mounted {
+                Some(RunSpec {
+                    config: CIDATA_DIR.into(),
+                    state,
+                })
+            } else if state.is_some() && waited && last_good_exists() {
                 Some(RunSpec {
                     config: LAST_GOOD.into(),
                     state,
@@ -167,6 +195,7 @@ impl Init {
             signals,
             buttons: power::Buttons::default(),
             supervisor: Supervisor::new(),
+            agent: agent::Agent::new(now),
             state: StateDisk::Searching {
                 until: after(now, STATE_WAIT),
             },
@@ -174,10 +203,12 @@ impl Init {
                 since: now,
                 next_message: after(now, CONFIG_GRACE),
             },
+            cidata: CloudInit::Absent,
             next_state_scan: now,
             next_config_scan: now,
             next_button_scan: now,
             config_error: None,
+            cidata_error: None,
         }
     }
 
@@ -199,6 +230,7 @@ impl Init {
             }
             let exits = supervisor::reap_all();
             self.supervisor.on_exits(&exits, Instant::now());
+            self.agent.on_exits(&exits, Instant::now());
         }
     }
 
@@ -209,6 +241,7 @@ impl Init {
         }
         self.tick_state(now);
         self.tick_config(now);
+        self.agent.tick(now);
         let desired = self.desired(now);
         self.supervisor.reconcile(desired.as_ref(), now);
     }
@@ -273,7 +306,11 @@ impl Init {
         };
         if now >= self.next_config_scan {
             self.next_config_scan = after(now, SCAN_EVERY);
-            if let Some(disk) = disks::find_config_disk() {
+            let found = disks::find_config_disks();
+            if let (Some(disk), CloudInit::Absent) = (&found.cidata, self.cidata) {
+                self.mount_cidata(disk);
+            }
+            if let Some(disk) = found.config {
                 let flags = MsFlags::MS_RDONLY
                     | MsFlags::MS_NOSUID
                     | MsFlags::MS_NODEV
@@ -291,6 +328,12 @@ impl Init {
                                 disk.node.display()
                             );
                         }
+                        if self.cidata == CloudInit::Mounted {
+                            say!(
+                                "init: the ROUTERCFG config disk takes precedence over the \
+                                 cloud-init drive: routerd runs {CONFIG_FILE}, {CIDATA_DIR} is ignored"
+                            );
+                        }
                         self.config = ConfigDisk::Mounted;
                         return;
                     }
@@ -304,7 +347,9 @@ impl Init {
             }
         }
         if now >= next_message {
-            say!("{NO_CONFIG_MESSAGE}");
+            if self.cidata == CloudInit::Absent {
+                say!("{NO_CONFIG_MESSAGE}");
+            }
             if let Some(e) = &self.config_error {
                 say!("init: (a disk labelled ROUTERCFG is there but cannot be mounted: {e})");
             }
@@ -315,9 +360,31 @@ impl Init {
         }
     }
 
+    fn mount_cidata(&mut self, disk: &disks::ConfigDisk) {
+        let flags =
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        match mounts::mount_device(&disk.node, CIDATA_DIR, disk.kind.fstype(), flags) {
+            Ok(()) => {
+                say!(
+                    "init: cloud-init drive {} ({}) mounted read-only at {CIDATA_DIR}: it configures \
+                     the router unless a ROUTERCFG config disk is attached (that takes precedence)",
+                    disk.node.display(),
+                    disk.kind.fstype()
+                );
+                self.cidata = CloudInit::Mounted;
+            }
+            Err(e) => {
+                if self.cidata_error.as_deref() != Some(e.as_str()) {
+                    say!("init: cloud-init drive: {e}; trying again");
+                    self.cidata_error = Some(e);
+                }
+            }
+        }
+    }
+
     /// What routerd should run with now, if anything.
     fn desired(&self, now: Instant) -> Option<RunSpec> {
-        choose_run(self.state, self.config, now, || {
+        choose_run(self.state, self.config, self.cidata, now, || {
             Path::new(LAST_GOOD).is_file()
         })
     }
@@ -392,6 +459,41 @@ impl Init {
 mod tests {
     use super::*;
 
+    #[test]
+    fn cloud_init_runs_after_the_grace_period_when_there_is_no_config_disk() {
+        let t = Instant::now();
+        let later = after(t, CONFIG_GRACE);
+        let mounted = CloudInit::Mounted;
+        assert_eq!(
+            choose_run(StateDisk::Mounted, searching(t), mounted, t, || true),
+            None
+        );
+        assert_eq!(
+            choose_run(StateDisk::Mounted, searching(t), mounted, later, || true),
+            spec(CIDATA_DIR, true)
+        );
+        // Without a state partition too (then with no --state).
+        assert_eq!(
+            choose_run(StateDisk::Absent, searching(t), mounted, later, || false),
+            spec(CIDATA_DIR, false)
+        );
+    }
+
+    #[test]
+    fn the_config_disk_takes_precedence_over_cloud_init() {
+        let t = Instant::now();
+        assert_eq!(
+            choose_run(
+                StateDisk::Mounted,
+                ConfigDisk::Mounted,
+                CloudInit::Mounted,
+                t,
+                || true
+            ),
+            spec(CONFIG_FILE, true)
+        );
+    }
+
     fn searching(since: Instant) -> ConfigDisk {
         ConfigDisk::Searching {
             since,
@@ -410,19 +512,28 @@ mod tests {
     fn waits_for_the_state_partition() {
         let t = Instant::now();
         let state = StateDisk::Searching { until: t };
-        assert_eq!(choose_run(state, ConfigDisk::Mounted, t, || true), None);
+        assert_eq!(
+            choose_run(state, ConfigDisk::Mounted, CloudInit::Absent, t, || true),
+            None
+        );
     }
 
     #[test]
     fn config_disk_wins() {
         let t = Instant::now();
         assert_eq!(
-            choose_run(StateDisk::Mounted, ConfigDisk::Mounted, t, || true),
+            choose_run(
+                StateDisk::Mounted,
+                ConfigDisk::Mounted,
+                CloudInit::Absent,
+                t,
+                || true
+            ),
             spec(CONFIG_FILE, true)
         );
         for state in [StateDisk::Absent, StateDisk::Failed] {
             assert_eq!(
-                choose_run(state, ConfigDisk::Mounted, t, || true),
+                choose_run(state, ConfigDisk::Mounted, CloudInit::Absent, t, || true),
                 spec(CONFIG_FILE, false)
             );
         }
@@ -433,20 +544,44 @@ mod tests {
         let t = Instant::now();
         let later = after(t, CONFIG_GRACE);
         assert_eq!(
-            choose_run(StateDisk::Mounted, searching(t), t, || true),
+            choose_run(
+                StateDisk::Mounted,
+                searching(t),
+                CloudInit::Absent,
+                t,
+                || true
+            ),
             None
         );
         assert_eq!(
-            choose_run(StateDisk::Mounted, searching(t), later, || true),
+            choose_run(
+                StateDisk::Mounted,
+                searching(t),
+                CloudInit::Absent,
+                later,
+                || true
+            ),
             spec(LAST_GOOD, true)
         );
         assert_eq!(
-            choose_run(StateDisk::Mounted, searching(t), later, || false),
+            choose_run(
+                StateDisk::Mounted,
+                searching(t),
+                CloudInit::Absent,
+                later,
+                || false
+            ),
             None
         );
         // No state partition: no last good config either.
         assert_eq!(
-            choose_run(StateDisk::Absent, searching(t), later, || true),
+            choose_run(
+                StateDisk::Absent,
+                searching(t),
+                CloudInit::Absent,
+                later,
+                || true
+            ),
             None
         );
     }

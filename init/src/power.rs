@@ -231,10 +231,20 @@ pub fn shutdown(action: Action, supervisor: &mut Supervisor) -> ! {
         Action::PowerOff => "init: shutting down",
         Action::Reboot => "init: shutting down for reboot",
     });
+    // A filesystem a backup left frozen would block routerd's last writes, the
+    // sync and the unmount.
+    let thawed = crate::agent::freeze::thaw_all();
+    if thawed > 0 {
+        say(&format!("init: thawed {thawed} frozen filesystem(s)"));
+    }
     supervisor.stop(supervisor::STOP_GRACE);
     end_all_processes();
     nix::unistd::sync();
-    for target in [crate::state::MOUNTPOINT, crate::CONFIG_DIR] {
+    for target in [
+        crate::state::MOUNTPOINT,
+        crate::CONFIG_DIR,
+        crate::CIDATA_DIR,
+    ] {
         if let Err(e) = crate::mounts::unmount(target) {
             say(&format!("init: {e}"));
         }

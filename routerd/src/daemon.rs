@@ -149,6 +149,8 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt())?;
 
     let mut running: Option<Config> = None;
+    // Whether the gateway answers, checked in the background once the WAN is up.
+    let mut gateway_check: Option<crate::gateway::Watch> = None;
     let mut pending = Some(config);
     let mut generation = 0u64;
     loop {
@@ -162,6 +164,7 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
                         s.last_reload = Some((dhcp::server::unix_now(), true));
                     });
                     log_applied(&config, &applied, generation, running.is_none());
+                    gateway_check = Some(crate::gateway::ensure(gateway_check.take(), &router.handle, &applied.wan.name, config.wan.gateway));
                     if let Some(state) = &state {
                         if let Err(e) = state.save_last_good(&text) {
                             tracing::error!("cannot save {}: {e}", state.last_good().display());

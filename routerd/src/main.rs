@@ -10,7 +10,10 @@ use routerd::plan;
 use routerd::state::StateDir;
 
 const USAGE: &str = "usage:
-  routerd check FILE                 validate a config: prints `ok` or every error
+  routerd check FILE|DIR             validate a config: prints `ok` or every error
+                                     (DIR: a mounted cloud-init drive)
+  routerd cloud-init DIR             print the router.toml made from a mounted
+                                     cloud-init (NoCloud) drive, notes on stderr
   routerd run --config FILE [--state DIR]
                                      run the router (SIGHUP reloads the config); DIR keeps
                                      the last good config and the DHCP leases
@@ -23,6 +26,7 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         ["check", file] => check(file),
+        ["cloud-init", dir] => cloud_init(dir),
         ["run", "--config", file] => daemon_main(PathBuf::from(file), None, false),
         ["run", "--config", file, "--state", dir] => daemon_main(PathBuf::from(file), Some(StateDir(dir.into())), false),
         ["apply", "--config", file] => daemon_main(PathBuf::from(file), None, true),
@@ -44,6 +48,28 @@ fn check(file: &str) -> ExitCode {
             println!("ok");
             ExitCode::SUCCESS
         }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn cloud_init(dir: &str) -> ExitCode {
+    let generated = match routerd::config::cloudinit::generate(dir.as_ref()) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for note in &generated.notes {
+        eprintln!("note: {note}");
+    }
+    print!("{}", generated.toml);
+    // What was made must also be a valid config; say so now rather than at boot.
+    match Config::parse(&generated.toml, &generated.origin) {
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{e}");
             ExitCode::FAILURE

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::ops::Range;
 
-/// One problem in the config, located by 1-based line and column.
+/// One problem in the config, located by 1-based line and column; line 0 when it has
+/// no position (a whole file, or a value named by its path instead).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
     pub line: usize,
@@ -47,7 +48,11 @@ impl fmt::Display for ConfigError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{}:{}:{}: {}", self.origin, d.line, d.column, d.message)?;
+            if d.line == 0 {
+                write!(f, "{}: {}", self.origin, d.message)?;
+            } else {
+                write!(f, "{}:{}:{}: {}", self.origin, d.line, d.column, d.message)?;
+            }
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! (syntax, unknown keys, types), then validation checks meaning and collects every
 //! error with its line and column, so one `routerd check` shows all of them.
 
+pub mod cloudinit;
 mod diagnostic;
 mod parse;
 
@@ -195,12 +196,26 @@ impl Config {
     }
 
     /// Like [`Config::load`], also returning the file's text (to keep a copy of it).
+    /// A directory is read as a cloud-init drive (see [`cloudinit`]); the text is then
+    /// the router.toml made from it.
     pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigError> {
+        if path.is_dir() {
+            return Config::load_cloud_init(path);
+        }
         let origin = path.display().to_string();
         match std::fs::read_to_string(path) {
             Ok(text) => Config::parse(&text, &origin).map(|config| (config, text)),
             Err(e) => Err(ConfigError::unreadable(origin, &e)),
         }
+    }
+
+    /// Reads a mounted cloud-init drive: its router.toml text, validated.
+    fn load_cloud_init(dir: &Path) -> Result<(Config, String), ConfigError> {
+        let generated = cloudinit::generate(dir)?;
+        for note in &generated.notes {
+            tracing::info!("cloud-init: {note}");
+        }
+        Config::parse(&generated.toml, &generated.origin).map(|config| (config, generated.toml))
     }
 
     /// The resolvers handed to DHCP clients: `dhcp.dns`, else `wan.dns`.
