@@ -20,6 +20,13 @@ use crate::status::{self, Shared};
 /// How long to wait before trying again when the NICs are not there yet.
 const RETRY: Duration = Duration::from_secs(2);
 
+/// The running DHCP server and what it was started for: the scope, the `[dhcp]`
+/// section and the LAN NIC (a change of any restarts it).
+struct DhcpService {
+    running: dhcp::Running,
+    started_for: (Scope, Option<crate::config::Dhcp>, u32),
+}
+
 /// Applies configs to this system (its network namespace).
 pub struct Router {
     handle: Handle,
@@ -28,7 +35,7 @@ pub struct Router {
     /// Where leases are kept (the state directory), if anywhere.
     state: Option<StateDir>,
     /// The DHCP server, with what it was started for (restarted when that changes).
-    dhcp: Option<(dhcp::Running, Scope, Option<crate::config::Dhcp>, u32)>,
+    dhcp: Option<DhcpService>,
     /// The status page and metrics server.
     status: Option<status::http::Running>,
     /// What the status page shows about the daemon.
@@ -43,23 +50,17 @@ impl Router {
     /// Starts, restarts or stops the DHCP server to match `config` on `lan`.
     async fn ensure_dhcp(&mut self, config: &Config, lan: &net::Nic) {
         let wanted = Scope::from_config(config);
-        let same = match (&self.dhcp, &wanted) {
-            (Some((_, scope, dhcp, index)), Some((new_scope, _))) => {
-                scope == new_scope && dhcp.as_ref() == config.dhcp.as_ref() && *index == lan.index
-            }
-            (None, None) => true,
-            _ => false,
-        };
-        if same {
+        let started_for = wanted.as_ref().map(|(scope, _)| (scope.clone(), config.dhcp.clone(), lan.index));
+        if self.dhcp.as_ref().map(|d| &d.started_for) == started_for.as_ref() {
             return;
         }
-        if let Some((running, ..)) = self.dhcp.take() {
-            running.stop().await;
+        if let Some(old) = self.dhcp.take() {
+            old.running.stop().await;
         }
-        let Some((scope, pool)) = wanted else { return };
+        let (Some((scope, pool)), Some(started_for)) = (wanted, started_for) else { return };
         let dir = self.state.as_ref().map(|s| s.0.clone());
-        match dhcp::server::start(scope.clone(), pool, lan, dir, self.handle.clone()) {
-            Ok(running) => self.dhcp = Some((running, scope, config.dhcp.clone(), lan.index)),
+        match dhcp::server::start(scope, pool, lan, dir, self.handle.clone()) {
+            Ok(running) => self.dhcp = Some(DhcpService { running, started_for }),
             Err(e) => tracing::error!("the DHCP server cannot start on {}: {e:#}", lan.name),
         }
     }
@@ -105,7 +106,7 @@ impl Router {
     pub async fn ensure_services(&mut self, config: &Config, applied: &Applied) {
         self.ensure_dhcp(config, &applied.lan).await;
         self.ensure_status(config).await;
-        let view = self.dhcp.as_ref().map(|(running, ..)| running.view.clone());
+        let view = self.dhcp.as_ref().map(|d| d.running.view.clone());
         self.shared.update(|s| {
             s.config = Some(Arc::new(config.clone()));
             s.wan = Some(applied.wan.name.clone());
