@@ -5,5 +5,6 @@ pub mod dhcp_client;
 pub mod http;
 pub mod lab;
 pub mod netns;
+pub mod proc;
 pub mod traffic;
 pub mod vm;

@@ -825,3 +825,36 @@ fn hlen_past_chaddr_is_rejected_before_chaddr_is_read() {
         assert!(matches!(env.handle(&m), Outcome::Ignored(Ignored::Malformed(_))), "hlen {hlen}");
     }
 }
+
+/// A DISCOVER with `extra` option bytes (code, len, payload...) put before END.
+fn discover_with_raw_options(extra: &[u8]) -> Vec<u8> {
+    let mut bytes = discover(mac(1)).to_vec().expect("encodes");
+    let end = bytes.iter().rposition(|b| *b == 255).expect("END option");
+    bytes.splice(end..end, extra.iter().copied());
+    bytes
+}
+
+#[test]
+fn decode_refuses_the_option_lengths_dhcproto_trips_over() {
+    use super::decode;
+    let bad: [&[u8]; 8] = [
+        &[80, 1, 0],                   // Rapid Commit carries nothing
+        &[94, 2, 1, 2],                // Client Network Interface is 3 bytes
+        &[94, 3, 1, 2, 3, 94, 3, 1, 2, 3], // ... also when split in two (RFC 3396)
+        &[81, 2, 0, 0],                // Client FQDN has 3 bytes of flags first
+        &[151, 0],                     // status code needs its code byte
+        &[152, 3, 0, 0, 0],            // times are 4 bytes
+        &[154, 5, 0, 0, 0, 0, 0],
+        &[155, 0],
+    ];
+    for extra in bad {
+        assert_eq!(decode(&discover_with_raw_options(extra)).err(), Some(Ignored::Malformed("bad option length")), "{extra:?}");
+    }
+    let good: [&[u8]; 5] = [&[], &[80, 0], &[94, 3, 1, 2, 3], &[81, 3, 0, 0, 0], &[152, 4, 0, 0, 0, 1]];
+    for extra in good {
+        let m = decode(&discover_with_raw_options(extra)).unwrap_or_else(|e| panic!("{extra:?}: {e:?}"));
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Discover));
+    }
+    // A bad length past a truncated option is never reached by dhcproto either.
+    assert!(decode(&discover(mac(1)).to_vec().expect("encodes")[..100]).is_err(), "too short for a message");
+}

@@ -14,6 +14,7 @@ use routerd::config::Config;
 use routerd::firewall::{self, Features, Interfaces};
 use tests::lab::{routerd_bin, Lab, Options, CONFIG, VIRTUAL_MAC};
 use tests::netns::run;
+use tests::proc::rss_kib;
 
 const ROUNDS: usize = 3;
 const IPERF_SECONDS: &str = "4";
@@ -107,15 +108,6 @@ fn apply_time() {
         println!("| {n} | {r:.1} | {b:.1} | {:.2} |", r / b);
     }
     println!();
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn memory() {
