@@ -164,3 +164,19 @@ fn a_client_on_the_wan_side_gets_no_answer() {
     client.start();
     assert!(in_range(&client.wait_bound().address));
 }
+
+#[test]
+fn dhclient_renews_its_lease_at_t1() {
+    let mut lab = Lab::new(Options { wan_mac: None });
+    // The shortest lease routerd accepts: T1 comes after 30 s.
+    lab.start_routerd(&dhcp_config().replace("lease_time = \"1h\"", "lease_time = \"1m\""));
+    lab.wait_log("DHCP server listening", 1);
+    let guest = lab.add_lan_guest("ren", "52:54:00:00:00:51");
+    let mut client = Client::new(Kind::Dhclient, &guest, &lab.dir);
+    client.start();
+    let lease = client.wait_bound();
+    assert_eq!(lease.lease_secs, "60");
+    let renewed = client.wait_event("RENEW", 1);
+    assert_eq!(renewed.address, lease.address, "the renewal (a unicast REQUEST) keeps the address");
+    reaches_internet(&lab, &guest);
+}
