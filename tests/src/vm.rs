@@ -106,6 +106,14 @@ pub struct VmOptions {
     pub config: Option<PathBuf>,
 }
 
+/// Knobs beyond [`VmOptions`] (kept apart so that `VmOptions { uefi, config }`
+/// literals stay valid): see [`Vm::start_tuned`] and [`Vm::set_tuning`].
+#[derive(Debug, Clone, Default)]
+pub struct VmTuning {
+    /// Guest RAM in MiB (`qemu/run --memory`); None: qemu/run's default (512).
+    pub memory_mib: Option<u32>,
+}
+
 /// A running VM. Killed (and its console dumped if the test failed) on drop.
 pub struct Vm {
     child: Option<Child>,
@@ -116,12 +124,18 @@ pub struct Vm {
     pub disk: PathBuf,
     netns: String,
     started: Instant,
+    tuning: VmTuning,
     _one_at_a_time: MutexGuard<'static, ()>,
 }
 
 impl Vm {
     /// Boots the image in the lab's router namespace (see [`vm_lab`]).
     pub fn start(lab: &Lab, opts: VmOptions) -> Vm {
+        Vm::start_tuned(lab, opts, VmTuning::default())
+    }
+
+    /// [`Vm::start`] with extra knobs (kept for [`Vm::restart`] too).
+    pub fn start_tuned(lab: &Lab, opts: VmOptions, tuning: VmTuning) -> Vm {
         let guard = ONE_VM_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = lab.dir.join("vm");
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
@@ -137,6 +151,7 @@ impl Vm {
             disk,
             netns: lab.router.name.clone(),
             started: Instant::now(),
+            tuning,
             _one_at_a_time: guard,
         };
         vm.boot(&opts);
@@ -170,6 +185,9 @@ impl Vm {
         }
         if opts.uefi {
             cmd.arg("--uefi");
+        }
+        if let Some(mib) = self.tuning.memory_mib {
+            cmd.arg("--memory").arg(mib.to_string());
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -264,12 +282,130 @@ impl Vm {
         read_reply(command)
     }
 
+    /// Knobs for the next [`Vm::restart`].
+    pub fn set_tuning(&mut self, tuning: VmTuning) {
+        self.tuning = tuning;
+    }
+
+    /// Time since QEMU was started for the current boot.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// QEMU's exit status if it has exited (None while it runs).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.try_wait()
+    }
+
+    /// Like [`Vm::wait_console`] without failing: the time since QEMU started when the
+    /// console first showed `needle` (polled every 50 ms), or None if the time ran out,
+    /// QEMU exited, or the console showed one of `fatal` first (e.g. "Kernel panic").
+    pub fn poll_console(&mut self, needle: &str, fatal: &[&str], timeout: Duration) -> Option<Duration> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.console_text();
+            if text.contains(needle) {
+                return Some(self.started.elapsed());
+            }
+            if fatal.iter().any(|f| text.contains(f)) || self.try_wait().is_some() || Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Pulls the plug: SIGKILL to QEMU (no ACPI, no flush from the guest). The child is
+    /// QEMU itself (`ip netns exec` and `qemu/run` both exec). What QEMU already wrote
+    /// to the overlay file stays in the host's page cache; what the guest had not yet
+    /// handed to QEMU is lost, as in a power cut.
+    pub fn hard_kill(&mut self) {
+        if let Some(c) = &self.child {
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", c.id())).unwrap_or_default();
+            assert!(
+                comm.trim().starts_with("qemu-system") || self.try_wait().is_some(),
+                "the VM's child process is {comm:?}, not QEMU"
+            );
+        }
+        self.kill();
+    }
+
+    /// Reads `/<name>` from the VM's state partition (GPT name `routerstate`, ext4)
+    /// from the host side while QEMU is not running, with no kernel help (no loop
+    /// device, no nbd): `qemu-img convert` copies the partition out of the qcow2 overlay,
+    /// `e2fsck -fy` replays the journal on that copy (a killed VM leaves one to
+    /// replay, as the kernel would at the next mount), `debugfs` dumps the file.
+    /// None when the partition has no filesystem yet or the file does not exist.
+    pub fn read_state_file(&mut self, name: &str) -> Option<Vec<u8>> {
+        assert!(self.child.is_none() || self.try_wait().is_some(), "read_state_file needs QEMU stopped");
+        let (start, size) = state_partition(&image_path());
+        let part = self.dir.join("state-part.img");
+        let _ = std::fs::remove_file(&part);
+        // The raw driver's offset/size window over the qcow2 overlay (`qemu-img dd
+        // skip=` refuses the offset on QEMU 7.2 and still exits 0).
+        run(Command::new("qemu-img")
+            .arg("convert")
+            .arg("--image-opts")
+            .arg(format!(
+                "driver=raw,offset={start},size={size},file.driver=qcow2,file.file.driver=file,file.file.filename={}",
+                self.disk.display()
+            ))
+            .args(["-O", "raw"])
+            .arg(&part));
+        let fsck = Command::new("e2fsck").arg("-fy").arg(&part).output().unwrap_or_else(|e| panic!("e2fsck: {e}"));
+        // 0: clean, 1: fixed (a journal replay counts), 8: no ext4 here (never booted).
+        let code = fsck.status.code().unwrap_or(-1);
+        let fsck_text = format!("{}{}", String::from_utf8_lossy(&fsck.stdout), String::from_utf8_lossy(&fsck.stderr));
+        if code >= 8 {
+            eprintln!("vm: no ext4 filesystem on the state partition (e2fsck exit {code}):\n{fsck_text}");
+            return None;
+        }
+        assert!(
+            code < 4,
+            "e2fsck found uncorrected errors on the state partition (exit {code}):\n{fsck_text}"
+        );
+        if code != 0 {
+            eprintln!("vm: e2fsck on a copy of the state partition (exit {code}):\n{fsck_text}");
+        }
+        let out = self.dir.join(format!("state-{}", name.replace('/', "_")));
+        let _ = std::fs::remove_file(&out);
+        let dump = run(Command::new("debugfs").arg("-R").arg(format!("dump /{name} {}", out.display())).arg(&part));
+        let bytes = std::fs::read(&out).ok();
+        if bytes.is_none() {
+            let ls = run(Command::new("debugfs").args(["-R", "ls -l /"]).arg(&part));
+            eprintln!(
+                "vm: debugfs found no /{name}: {}\nthe state partition holds:\n{}",
+                String::from_utf8_lossy(&dump.stderr),
+                String::from_utf8_lossy(&ls.stdout)
+            );
+        }
+        let _ = std::fs::remove_file(&part);
+        bytes
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
+}
+
+/// The state partition's byte offset and length in the image, from its GPT (read
+/// with `sfdisk -J`, which reads the file and needs no device).
+pub fn state_partition(image: &Path) -> (u64, u64) {
+    let out = run(Command::new("sfdisk").arg("-J").arg(image));
+    let json: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("sfdisk -J {}: {e}", image.display()));
+    let table = &json["partitiontable"];
+    let sector = table["sectorsize"].as_u64().unwrap_or(512);
+    let parts = table["partitions"].as_array().cloned().unwrap_or_default();
+    let p = parts
+        .iter()
+        .find(|p| p["name"].as_str() == Some("routerstate"))
+        .unwrap_or_else(|| panic!("no partition named routerstate in {}: {json}", image.display()));
+    let start = p["start"].as_u64().unwrap_or_else(|| panic!("partition start: {p}"));
+    let size = p["size"].as_u64().unwrap_or_else(|| panic!("partition size: {p}"));
+    (start * sector, size * sector)
 }
 
 impl Drop for Vm {

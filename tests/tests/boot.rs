@@ -2,9 +2,15 @@
 //! operator sees on the console and what the hoster, the internet and the LAN see.
 //! Needs root, QEMU, OVMF and the built image (qemu/build); run through `tests/run`.
 
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use tests::lab::{Lab, CONFIG, FAILOVER_IP, INET_IP};
+use routerd::dhcp::pool::{Lease as StoredLease, LeaseState};
+use routerd::dhcp::store::{LeaseStore, Loaded};
+use tests::dhcp_client::{Client, Kind, Lease};
+use tests::lab::{Lab, CONFIG, FAILOVER_IP, INET_IP, ROUTER_LAN_IP};
+use tests::netns::Netns;
 use tests::traffic::{tcp_echo, EchoServer};
 use tests::vm::{config_disk, vm_lab, Vm, VmOptions, BOOT_TIMEOUT, POWEROFF_TIMEOUT};
 
@@ -12,6 +18,75 @@ use tests::vm::{config_disk, vm_lab, Vm, VmOptions, BOOT_TIMEOUT, POWEROFF_TIMEO
 /// LAN is the other NIC.
 fn vm_config() -> String {
     CONFIG.replace("interface = \"wan\"\n", "").replace("interface = \"lan\"\n", "")
+}
+
+/// [`vm_config`] with the DHCP server on.
+fn dhcp_config() -> String {
+    vm_config() + "\n[dhcp]\nrange = \"172.16.10.100-172.16.10.250\"\nlease_time = \"12h\"\n"
+}
+
+const RANGE: (Ipv4Addr, Ipv4Addr) = (Ipv4Addr::new(172, 16, 10, 100), Ipv4Addr::new(172, 16, 10, 250));
+
+/// A LAN guest with `mac` running busybox udhcpc (records under `dir`).
+fn dhcp_guest(lab: &Lab, name: &str, mac: &str, dir: &std::path::Path) -> (Netns, Client) {
+    let guest = lab.add_lan_guest(name, mac);
+    let mut client = Client::new(Kind::Udhcpc, &guest, dir);
+    client.start();
+    (guest, client)
+}
+
+fn addr(lease: &Lease) -> Ipv4Addr {
+    lease.address.parse().unwrap_or_else(|e| panic!("lease address {:?}: {e}", lease.address))
+}
+
+/// A new guest gets a lease with the router and DNS options, and reaches the internet
+/// host through NAT with the failover IP as source.
+fn dhcp_guest_gets_a_lease_and_reaches_the_internet(lab: &Lab, name: &str, mac: &str) -> Lease {
+    let (guest, client) = dhcp_guest(lab, name, mac, &lab.dir);
+    let lease = client.wait_bound();
+    let a = addr(&lease);
+    assert!(a >= RANGE.0 && a <= RANGE.1, "{a} is outside the range: {lease:?}");
+    assert_eq!(lease.netmask, "255.255.0.0", "{lease:?}");
+    assert_eq!(lease.routers, ROUTER_LAN_IP, "router option: {lease:?}");
+    assert_eq!(lease.dns.trim(), "198.51.100.53", "DNS option (default: wan.dns): {lease:?}");
+    let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7001");
+    let echo = eventually("DHCP guest -> internet through the VM", || tcp_echo(&guest, "198.51.100.1:7001", "dhcp guest"));
+    assert_eq!(echo, "dhcp guest");
+    assert_eq!(server.last_peer_ip().as_deref(), Some(FAILOVER_IP), "the internet host sees the failover IP");
+    lease
+}
+
+/// Presses the ACPI power button and waits (bounded) for QEMU to exit.
+fn power_off(vm: &mut Vm) {
+    let reply = vm.qmp("system_powerdown");
+    assert!(reply.get("return").is_some(), "system_powerdown: {reply}");
+    let status = vm.wait_exit(POWEROFF_TIMEOUT);
+    assert!(
+        status.is_some(),
+        "QEMU still runs {POWEROFF_TIMEOUT:?} after the ACPI power button:\n{}",
+        vm.console_text()
+    );
+    assert!(vm.console_text().contains("init: powering off"), "{}", vm.console_text());
+}
+
+/// The lease log on the (stopped) VM's state partition, read from the host and parsed
+/// by routerd's own reader (on a copy, in a directory of its own), and the table it
+/// yields (later records win).
+fn leases_on_disk(vm: &mut Vm, lab: &Lab, tag: &str) -> (Loaded, HashMap<Ipv4Addr, StoredLease>) {
+    let bytes = vm.read_state_file("dhcp-leases").unwrap_or_else(|| panic!("no /dhcp-leases on the state partition"));
+    let dir = lab.dir.join(format!("leases-{tag}"));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    std::fs::write(dir.join(routerd::dhcp::store::FILE_NAME), &bytes).unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("/state/dhcp-leases ({} bytes):\n{}", bytes.len(), String::from_utf8_lossy(&bytes));
+    let (_store, loaded) = LeaseStore::open(&dir).unwrap_or_else(|e| panic!("reading the lease log: {e}"));
+    let table = loaded.leases.iter().map(|l| (l.addr, l.clone())).collect();
+    (loaded, table)
+}
+
+fn assert_bound_on_disk(table: &HashMap<Ipv4Addr, StoredLease>, address: Ipv4Addr, mac: &str) {
+    let l = table.get(&address).unwrap_or_else(|| panic!("no record for {address} in the lease log: {table:?}"));
+    assert_eq!(l.state, LeaseState::Bound, "{l:?}");
+    assert_eq!(l.mac.to_string(), mac, "{l:?}");
 }
 
 /// Retries `f` (bounded): right after "routerd ready" the first packets may still
@@ -30,12 +105,14 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> std::io::Result<T>) -> T {
 /// Boots with a good config and checks NAT, a port forward and the hoster's filter.
 fn boots_and_routes(uefi: bool) {
     let lab = vm_lab();
-    let config = config_disk(&lab.dir, "config", &vm_config(), true);
+    let config = config_disk(&lab.dir, "config", &dhcp_config(), true);
     record_source_macs(&lab);
     let (_, dropped_before) = lab.hoster_filter_counts();
     let mut vm = Vm::start(&lab, VmOptions { uefi, config: Some(config) });
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     check_nat_and_forward(&lab);
+    // A new guest (busybox udhcpc, a real client) gets its address from the appliance.
+    dhcp_guest_gets_a_lease_and_reaches_the_internet(&lab, "dhcp1", "52:54:00:00:10:01");
     let (passed, dropped_after) = lab.hoster_filter_counts();
     assert!(passed > 0, "the router's frames reached the hoster");
     assert_eq!(
@@ -85,21 +162,160 @@ fn boots_with_ovmf_and_routes_the_lan() {
     boots_and_routes(true);
 }
 
+/// The ACPI power button powers the VM off within POWEROFF_TIMEOUT, and the lease a
+/// guest was given is on the state partition afterwards (read from the host side).
 #[test]
 fn qmp_system_powerdown_powers_the_vm_off() {
     let lab = vm_lab();
-    let config = config_disk(&lab.dir, "config", &vm_config(), true);
+    let config = config_disk(&lab.dir, "config", &dhcp_config(), true);
     let mut vm = Vm::start(&lab, VmOptions { uefi: false, config: Some(config) });
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
-    let reply = vm.qmp("system_powerdown");
-    assert!(reply.get("return").is_some(), "system_powerdown: {reply}");
-    let status = vm.wait_exit(POWEROFF_TIMEOUT);
-    assert!(
-        status.is_some(),
-        "QEMU still runs {POWEROFF_TIMEOUT:?} after the ACPI power button:\n{}",
-        vm.console_text()
-    );
-    assert!(vm.console_text().contains("init: powering off"), "{}", vm.console_text());
+    let mac = "52:54:00:00:20:01";
+    let (_guest, client) = dhcp_guest(&lab, "pd1", mac, &lab.dir);
+    let lease = client.wait_bound();
+    let t = Instant::now();
+    power_off(&mut vm);
+    eprintln!("powered off {:.1} s after system_powerdown", t.elapsed().as_secs_f64());
+    let (loaded, table) = leases_on_disk(&mut vm, &lab, "after-powerdown");
+    assert!(loaded.moved_aside.is_none() && !loaded.torn_tail, "the lease log is not clean: {loaded:?}");
+    assert_bound_on_disk(&table, addr(&lease), mac);
+}
+
+/// Leases live on the state partition: after a clean power-off and a boot from the
+/// same disk, a guest with the same MAC and no memory of its lease gets the same
+/// address, although another guest asked first (a lost table would have handed that
+/// guest the first address of the range, which was A's).
+#[test]
+fn a_guest_keeps_its_address_across_a_reboot() {
+    let lab = vm_lab();
+    let config = config_disk(&lab.dir, "config", &dhcp_config(), true);
+    let mut vm = Vm::start(&lab, VmOptions { uefi: false, config: Some(config.clone()) });
+    vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    let mac_a = "52:54:00:00:30:0a";
+    let (guest_a, mut client_a) = dhcp_guest(&lab, "ga", mac_a, &lab.dir);
+    let lease_a = client_a.wait_bound();
+    assert_eq!(addr(&lease_a), RANGE.0, "the first guest gets the first address of the range");
+    // A forgets everything and gives the address up on its side (no ARP answer for it
+    // either), without releasing it to the server.
+    client_a.stop();
+    guest_a.ip(&["addr", "flush", "dev", "eth0"]);
+    power_off(&mut vm);
+
+    vm.restart(VmOptions { uefi: false, config: Some(config) });
+    vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    let (_guest_b, client_b) = dhcp_guest(&lab, "gb", "52:54:00:00:30:0b", &lab.dir);
+    let lease_b = client_b.wait_bound();
+    assert_ne!(lease_b.address, lease_a.address, "B, asking first after the reboot, got A's address: the table was lost");
+    let fresh = lab.dir.join("after-reboot");
+    let mut client_a2 = Client::new(Kind::Udhcpc, &guest_a, &fresh);
+    client_a2.forget();
+    client_a2.start();
+    let lease_a2 = client_a2.wait_bound();
+    assert_eq!(lease_a2.address, lease_a.address, "A's address after the reboot");
+}
+
+/// SIGKILL to QEMU while leases are being granted (a power cut), then a boot: the
+/// lease log parses, and every lease a client was given before the kill is in it.
+#[test]
+fn leases_granted_before_qemu_is_killed_survive_intact() {
+    const ACKED_FIRST: usize = 8;
+    const BURST: usize = 12;
+    let lab = vm_lab();
+    let config = config_disk(&lab.dir, "config", &dhcp_config(), true);
+    let mut vm = Vm::start(&lab, VmOptions { uefi: false, config: Some(config.clone()) });
+    vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    let mut guests: Vec<(String, Netns, Client)> = Vec::new();
+    // One after another: each acknowledged before the next starts.
+    for i in 0..ACKED_FIRST {
+        let mac = format!("52:54:00:00:40:{i:02x}");
+        let (ns, client) = dhcp_guest(&lab, &format!("k{i}"), &mac, &lab.dir);
+        client.wait_bound();
+        guests.push((mac, ns, client));
+    }
+    // Then a burst at once, and the plug pulled as soon as two of them are bound: the
+    // others are mid-exchange (DISCOVER, probe, OFFER, REQUEST) when QEMU dies.
+    for i in ACKED_FIRST..ACKED_FIRST + BURST {
+        let mac = format!("52:54:00:00:40:{i:02x}");
+        let (ns, client) = dhcp_guest(&lab, &format!("k{i}"), &mac, &lab.dir);
+        guests.push((mac, ns, client));
+    }
+    let bound_count = |g: &[(String, Netns, Client)]| {
+        g.iter().filter(|(_, _, c)| c.events().iter().any(|e| e.event.eq_ignore_ascii_case("bound"))).count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bound_count(&guests) < ACKED_FIRST + 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    vm.hard_kill();
+    for (_, _, c) in guests.iter_mut() {
+        c.stop();
+    }
+    let acked: Vec<(String, Ipv4Addr)> = guests
+        .iter()
+        .filter_map(|(mac, _, c)| c.events().iter().find(|e| e.event.eq_ignore_ascii_case("bound")).map(|l| (mac.clone(), addr(l))))
+        .collect();
+    eprintln!("{} of {} clients were bound when QEMU was killed", acked.len(), guests.len());
+    assert!(acked.len() >= ACKED_FIRST + 2, "only {} clients bound before the kill", acked.len());
+
+    // From the host, as the disk was left (journal replayed on a copy).
+    let (loaded, table) = leases_on_disk(&mut vm, &lab, "after-kill");
+    assert!(loaded.moved_aside.is_none(), "the lease log was corrupt after the kill");
+    if loaded.torn_tail {
+        eprintln!("the lease log ended in a torn record (dropped by the reader, as designed)");
+    }
+    for (mac, a) in &acked {
+        assert_bound_on_disk(&table, *a, mac);
+    }
+
+    // And as the appliance sees it at the next boot.
+    vm.restart(VmOptions { uefi: false, config: Some(config) });
+    vm.wait_console("DHCP leases loaded", BOOT_TIMEOUT);
+    vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    let console = vm.console_text();
+    assert!(!console.contains("corrupt"), "{console}");
+    let line = console.lines().find(|l| l.contains("DHCP leases loaded")).unwrap_or_default();
+    let restored: usize = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("restored="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no restored=N in {line:?}"));
+    assert!(restored >= acked.len(), "restored {restored} leases, {} were acknowledged: {line}", acked.len());
+    // One of the acknowledged guests, with a fresh client, gets its address back.
+    let (mac, first) = acked[0].clone();
+    let ns = &guests.iter().find(|(m, _, _)| *m == mac).unwrap_or_else(|| panic!("guest {mac}")).1;
+    ns.ip(&["addr", "flush", "dev", "eth0"]);
+    let mut again = Client::new(Kind::Udhcpc, ns, &lab.dir.join("after-kill"));
+    again.start();
+    assert_eq!(addr(&again.wait_bound()), first, "{mac}'s address after the kill and the boot");
+}
+
+/// A bad config with a last good one on the state partition: the console shows the
+/// error with line and column and says it runs the last good config, which routes.
+#[test]
+fn an_invalid_config_runs_the_last_good_one() {
+    let lab = vm_lab();
+    let good = config_disk(&lab.dir, "good", &vm_config(), true);
+    let mut vm = Vm::start(&lab, VmOptions { uefi: false, config: Some(good) });
+    vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    power_off(&mut vm);
+
+    let bad = vm_config().replace("hostname = \"router\"", "hostname = \"router\"\ncolour = \"blue\"");
+    let err = match routerd::config::Config::parse(&bad, "/config/router.toml") {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("the config with an unknown key should be invalid"),
+    };
+    vm.restart(VmOptions { uefi: false, config: Some(config_disk(&lab.dir, "bad", &bad, false)) });
+    for line in err.lines() {
+        // file:line:column: message
+        let mut parts = line.splitn(4, ':');
+        let (file, l, c) = (parts.next(), parts.next(), parts.next());
+        assert_eq!(file, Some("/config/router.toml"), "{line}");
+        assert!(l.and_then(|l| l.parse::<u32>().ok()).is_some() && c.and_then(|c| c.parse::<u32>().ok()).is_some(), "{line}");
+        vm.wait_console(line, BOOT_TIMEOUT);
+    }
+    vm.wait_console("running the last good config", BOOT_TIMEOUT);
+    vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    check_nat_and_forward(&lab);
 }
 
 #[test]
