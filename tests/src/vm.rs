@@ -71,6 +71,21 @@ pub fn config_disk(dir: &Path, name: &str, text: &str, checked: bool) -> PathBuf
     img
 }
 
+/// A cloud-init drive as Proxmox makes one: the files in an iso9660 volume from
+/// `genisoimage -quiet -iso-level 3 -J -R -V cidata`, padded to 4 MiB.
+pub fn cidata_iso(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let tree = dir.join(format!("{name}-files"));
+    std::fs::create_dir_all(&tree).unwrap_or_else(|e| panic!("{}: {e}", tree.display()));
+    for (file, text) in files {
+        std::fs::write(tree.join(file), text).unwrap_or_else(|e| panic!("{file}: {e}"));
+    }
+    let iso = dir.join(format!("{name}.iso"));
+    run(Command::new("genisoimage").args(["-quiet", "-iso-level", "3", "-J", "-R", "-V", "cidata", "-o"]).arg(&iso).arg(&tree));
+    let f = std::fs::OpenOptions::new().write(true).open(&iso).unwrap_or_else(|e| panic!("{e}"));
+    f.set_len(4 << 20).unwrap_or_else(|e| panic!("{e}"));
+    iso
+}
+
 /// The lab of lab.rs with the router namespace turned into two switches: `wan` and
 /// `lan` enslaved to bridges `brwan`/`brlan`, each with a tap for the VM.
 pub fn vm_lab() -> Lab {
@@ -112,6 +127,10 @@ pub struct VmOptions {
 pub struct VmTuning {
     /// Guest RAM in MiB (`qemu/run --memory`); None: qemu/run's default (512).
     pub memory_mib: Option<u32>,
+    /// A cloud-init drive (see [`cidata_iso`]) on an IDE CD-ROM, as Proxmox attaches it.
+    pub cidata: Option<PathBuf>,
+    /// The QEMU guest agent channel (virtio-serial), spoken to with [`Vm::agent`].
+    pub agent: bool,
 }
 
 /// A running VM. Killed (and its console dumped if the test failed) on drop.
@@ -120,6 +139,8 @@ pub struct Vm {
     pub dir: PathBuf,
     pub console: PathBuf,
     pub qmp: PathBuf,
+    /// The guest agent's socket (with [`VmTuning::agent`]).
+    pub qga: PathBuf,
     /// The VM's own copy-on-write disk over the built image: survives [`Vm::restart`].
     pub disk: PathBuf,
     netns: String,
@@ -147,6 +168,7 @@ impl Vm {
             child: None,
             console: dir.join("console.log"),
             qmp: dir.join("qmp.sock"),
+            qga: dir.join("qga.sock"),
             dir,
             disk,
             netns: lab.router.name.clone(),
@@ -188,6 +210,13 @@ impl Vm {
         }
         if let Some(mib) = self.tuning.memory_mib {
             cmd.arg("--memory").arg(mib.to_string());
+        }
+        if let Some(iso) = &self.tuning.cidata {
+            cmd.arg("--cidata").arg(iso);
+        }
+        if self.tuning.agent {
+            let _ = std::fs::remove_file(&self.qga);
+            cmd.arg("--agent").arg(&self.qga);
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -380,6 +409,43 @@ impl Vm {
         }
         let _ = std::fs::remove_file(&part);
         bytes
+    }
+
+    /// Sends one guest agent command the way Proxmox's QMPClient does
+    /// (`guest-sync-delimited` with an id, then the command, in one write) and
+    /// returns the command's reply, or None for `guest-shutdown` (it answers
+    /// nothing). Fails when no reply comes within 30 s.
+    pub fn agent(&self, command: &str, arguments: serde_json::Value) -> Option<serde_json::Value> {
+        use std::io::Read;
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut stream = UnixStream::connect(&self.qga).unwrap_or_else(|e| panic!("agent {}: {e}", self.qga.display()));
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap_or_else(|e| panic!("{e}"));
+        let request = format!(
+            "{}\n{}\n",
+            serde_json::json!({ "execute": "guest-sync-delimited", "arguments": { "id": id } }),
+            serde_json::json!({ "execute": command, "arguments": arguments })
+        );
+        stream.write_all(request.as_bytes()).unwrap_or_else(|e| panic!("agent: {e}"));
+        let lines_wanted = if command == "guest-shutdown" { 1 } else { 2 };
+        let mut got: Vec<u8> = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            // Proxmox skips everything up to the last 0xFF, then reads whole lines.
+            let after = got.iter().rposition(|b| *b == 0xFF).map(|i| &got[i + 1..]);
+            if let Some(rest) = after {
+                let text = String::from_utf8_lossy(rest).into_owned();
+                let lines: Vec<&str> = text.split('\n').collect();
+                if lines.len() > lines_wanted {
+                    let sync: serde_json::Value = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("agent sync reply {:?}: {e}", lines[0]));
+                    assert_eq!(sync["return"], id, "guest-sync-delimited answered with another id: {text:?}");
+                    return (lines_wanted == 2).then(|| serde_json::from_str(lines[1]).unwrap_or_else(|e| panic!("agent reply {:?}: {e}", lines[1])));
+                }
+            }
+            let n = stream.read(&mut buf).unwrap_or_else(|e| panic!("agent: no reply to {command} ({e}); got {got:?}"));
+            assert!(n > 0, "agent socket closed while waiting for {command}");
+            got.extend_from_slice(&buf[..n]);
+        }
     }
 
     fn kill(&mut self) {

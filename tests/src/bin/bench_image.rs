@@ -68,7 +68,7 @@ fn sizes() {
     row("out/router.img, raw: blocks in use (sparse file, `du --block-size=1`)", img.blocks() * 512);
     row("out/router.img, raw: apparent size (64 MiB blank state partition included)", img.len());
     row("out/router.qcow2 (file size)", meta("router.qcow2").len());
-    row("out/initrd.img (initramfs as built: init, routerd, nft, mke2fs, libraries, modules)", meta("initrd.img").len());
+    row("out/initrd.img (init, routerd, nft, mke2fs, libraries, modules; compressed)", meta("initrd.img").len());
     row("out/vmlinuz (Debian kernel)", meta("vmlinuz").len());
     println!("| OpenWrt x86-64 combined image, raw (the issue's figure, not measured) | {} | 120.0 | 1.00 |\n", OPENWRT_COMBINED_BYTES as u64);
 }
@@ -230,8 +230,7 @@ fn boot_times(work: &Path) -> (Vec<Boot>, f64) {
     println!("## Boot time under TCG, SeaBIOS, {DEFAULT_MIB} MiB, 1 vCPU (s from QEMU start, median of {ROUNDS})\n");
     println!("Baseline (the floor): the same kernel (`-kernel out/vmlinuz`) with an initramfs holding only a");
     println!("static `/init` that prints a line and powers off. The appliance boots from its disk");
-    let initrd_mib = std::fs::metadata(out_dir().join("initrd.img")).map(|m| m.len() as f64 / MIB).unwrap_or(0.0);
-    println!("(SeaBIOS → syslinux → kernel + {initrd_mib:.0} MiB initramfs), so the ratio includes the boot loader.\n");
+    println!("(SeaBIOS → syslinux → kernel + 17 MB initramfs), so the ratio includes the boot loader.\n");
     println!("| milestone | s | ratio to the floor |\n|---|---|---|");
     println!("| floor: trivial init runs (baseline) | {floor:.1} | 1.00 |");
     println!("| floor: QEMU exits after power-off | {:.1} | {:.2} |", median(floor_exit.clone()), median(floor_exit.clone()) / floor);
@@ -253,7 +252,7 @@ fn boot_times(work: &Path) -> (Vec<Boot>, f64) {
 fn boots_and_routes(mib: u32, timeout: Duration) -> bool {
     let lab = vm_lab();
     let config = config_disk(&lab.dir, "config", &vm_config(), true);
-    let mut vm = Vm::start_tuned(&lab, VmOptions { uefi: false, config: Some(config) }, VmTuning { memory_mib: Some(mib) });
+    let mut vm = Vm::start_tuned(&lab, VmOptions { uefi: false, config: Some(config) }, VmTuning { memory_mib: Some(mib), ..VmTuning::default() });
     let ok = vm.poll_console("routerd ready", &["Kernel panic", "Out of memory"], timeout).is_some() && {
         let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
         until(Duration::from_secs(20), || tcp_echo(&lab.guest, "198.51.100.1:7000", "ram").ok()).is_some()
