@@ -1,4 +1,4 @@
-//! The initramfs of CONTRACT.md: init, routerd, nft, mke2fs, their libraries,
+//! The initramfs of CONTRACT.md: init, routerd, nft, mke2fs, e2fsck, their libraries,
 //! kernel modules in load order, and a few files under /etc.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,11 +93,13 @@ pub fn assemble(i: &Inputs) -> Result<(Tree, Summary)> {
 
     let nft = find_binary(i.root, "nft")?;
     let mke2fs = find_binary(i.root, "mke2fs")?;
+    let e2fsck = find_binary(i.root, "e2fsck")?;
     let binaries: Vec<(&str, PathBuf)> = vec![
         ("init", i.init.to_path_buf()),
         ("usr/sbin/routerd", i.routerd.to_path_buf()),
         ("usr/sbin/nft", nft),
         ("usr/sbin/mke2fs", mke2fs),
+        ("usr/sbin/e2fsck", e2fsck),
     ];
     let mut needs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (dest, src) in &binaries {

@@ -12,6 +12,7 @@ pub const PARTNAME: &str = "routerstate";
 pub const MOUNTPOINT: &str = "/state";
 pub const FS_LABEL: &str = "ROUTERSTATE";
 const MKE2FS: &str = "/usr/sbin/mke2fs";
+const E2FSCK: &str = "/usr/sbin/e2fsck";
 
 /// Where the ext2/3/4 superblock's magic number lies, and its value.
 const EXT_MAGIC_OFFSET: usize = 1024 + 56;
@@ -47,6 +48,8 @@ pub fn prepare_and_mount(node: &Path) -> Result<(), String> {
             node.display()
         ));
         make_fs(node)?;
+    } else {
+        check_fs(node);
     }
     crate::mounts::mount_device(
         node,
@@ -54,6 +57,40 @@ pub fn prepare_and_mount(node: &Path) -> Result<(), String> {
         "ext4",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME,
     )
+}
+
+/// What e2fsck's exit status says, in words (its bits: 1 fixed, 2 fixed and wants a
+/// reboot, 4 left uncorrected, 8 and up: it could not run).
+pub fn fsck_verdict(code: i32) -> Option<&'static str> {
+    match code {
+        0 => None,
+        1..=3 => Some("errors found and fixed"),
+        4..=7 => Some("errors left uncorrected"),
+        _ => Some("the check could not run"),
+    }
+}
+
+/// Checks the filesystem before it is mounted (`e2fsck -p`, the boot-time mode that
+/// fixes what is safe to fix: a journal left by a power cut is replayed here). Whatever
+/// it says, the mount is still tried: a partition that will not mount only means the
+/// router runs without its state.
+fn check_fs(node: &Path) {
+    let args = vec!["-p".to_string(), node.display().to_string()];
+    match crate::spawn::run(E2FSCK, &args) {
+        Ok(WaitStatus::Exited(_, code)) => {
+            if let Some(verdict) = fsck_verdict(code) {
+                say(&format!(
+                    "init: state partition {}: e2fsck: {verdict} (exit {code})",
+                    node.display()
+                ));
+            }
+        }
+        Ok(status) => say(&format!(
+            "init: state partition {}: e2fsck ended: {status:?}",
+            node.display()
+        )),
+        Err(e) => say(&format!("init: cannot run {E2FSCK}: {e}")),
+    }
 }
 
 fn make_fs(node: &Path) -> Result<(), String> {
@@ -110,6 +147,14 @@ mod tests {
         ];
         assert!(find_partition(&devs).is_none());
         assert!(find_partition(&[]).is_none());
+    }
+
+    #[test]
+    fn fsck_exit_codes_in_words() {
+        assert_eq!(fsck_verdict(0), None);
+        assert_eq!(fsck_verdict(1), Some("errors found and fixed"));
+        assert_eq!(fsck_verdict(4), Some("errors left uncorrected"));
+        assert_eq!(fsck_verdict(8), Some("the check could not run"));
     }
 
     #[test]

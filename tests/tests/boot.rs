@@ -273,6 +273,9 @@ fn leases_granted_before_qemu_is_killed_survive_intact() {
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     let console = vm.console_text();
     assert!(!console.contains("corrupt"), "{console}");
+    // init checked the state filesystem (e2fsck -p names it by its label) before mounting it.
+    assert!(console.contains("ROUTERSTATE: "), "no e2fsck report for the state partition:\n{console}");
+    assert!(!console.contains("errors left uncorrected"), "{console}");
     let line = console.lines().find(|l| l.contains("DHCP leases loaded")).unwrap_or_default();
     let restored: usize = line
         .split_whitespace()
