@@ -74,13 +74,19 @@ pub fn config_disk(dir: &Path, name: &str, text: &str, checked: bool) -> PathBuf
 /// A cloud-init drive as Proxmox makes one: the files in an iso9660 volume from
 /// `genisoimage -quiet -iso-level 3 -J -R -V cidata`, padded to 4 MiB.
 pub fn cidata_iso(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    iso_image(dir, name, "cidata", files)
+}
+
+/// An ISO 9660 image (Joliet + Rock Ridge names, as `genisoimage -J -R` makes for
+/// Proxmox) labelled `label`, holding `files`, padded to 4 MiB.
+pub fn iso_image(dir: &Path, name: &str, label: &str, files: &[(&str, &str)]) -> PathBuf {
     let tree = dir.join(format!("{name}-files"));
     std::fs::create_dir_all(&tree).unwrap_or_else(|e| panic!("{}: {e}", tree.display()));
     for (file, text) in files {
         std::fs::write(tree.join(file), text).unwrap_or_else(|e| panic!("{file}: {e}"));
     }
     let iso = dir.join(format!("{name}.iso"));
-    run(Command::new("genisoimage").args(["-quiet", "-iso-level", "3", "-J", "-R", "-V", "cidata", "-o"]).arg(&iso).arg(&tree));
+    run(Command::new("genisoimage").args(["-quiet", "-iso-level", "3", "-J", "-R", "-V", label, "-o"]).arg(&iso).arg(&tree));
     let f = std::fs::OpenOptions::new().write(true).open(&iso).unwrap_or_else(|e| panic!("{e}"));
     f.set_len(4 << 20).unwrap_or_else(|e| panic!("{e}"));
     iso

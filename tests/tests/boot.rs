@@ -12,7 +12,7 @@ use tests::dhcp_client::{Client, Kind, Lease};
 use tests::lab::{Lab, CONFIG, FAILOVER_IP, INET_IP, ROUTER_LAN_IP};
 use tests::netns::Netns;
 use tests::traffic::{tcp_echo, EchoServer};
-use tests::vm::{config_disk, vm_lab, Vm, VmOptions, BOOT_TIMEOUT, POWEROFF_TIMEOUT};
+use tests::vm::{config_disk, iso_image, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, POWEROFF_TIMEOUT};
 
 /// The lab's config with the NICs chosen the Proxmox way: WAN by the virtual MAC,
 /// LAN is the other NIC.
@@ -373,5 +373,18 @@ fn state_survives_a_power_cycle_and_the_last_good_config_runs_without_a_config_d
     vm.restart(VmOptions { uefi: false, config: None });
     vm.wait_console("init: no config disk", BOOT_TIMEOUT);
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    check_nat_and_forward(&lab);
+}
+
+#[test]
+fn boots_with_the_config_on_an_iso_cdrom() {
+    // An ISO labelled ROUTERCFG on an IDE CD-ROM, as a Proxmox user attaches one.
+    let lab = vm_lab();
+    let config = vm_config();
+    let iso = iso_image(&lab.dir, "config", "ROUTERCFG", &[("router.toml", config.as_str())]);
+    let mut vm = Vm::start_tuned(&lab, VmOptions { uefi: false, config: None }, VmTuning { cidata: Some(iso), ..VmTuning::default() });
+    vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    let console = vm.console_text();
+    assert!(console.contains("(iso9660) mounted read-only at /config"), "{console}");
     check_nat_and_forward(&lab);
 }
