@@ -19,6 +19,8 @@ use crate::status::{self, Shared};
 
 /// How long to wait before trying again when the NICs are not there yet.
 const RETRY: Duration = Duration::from_secs(2);
+/// Failed first applies before the last good config is tried instead.
+const FALLBACK_AFTER: u32 = 5;
 
 /// The running DHCP server and what it was started for: the scope, the `[dhcp]`
 /// section and the LAN NIC (a change of any restarts it).
@@ -142,6 +144,11 @@ fn initial_config(path: &Path, state: Option<&StateDir>) -> anyhow::Result<(Conf
     anyhow::bail!("{}: invalid config, nothing applied", path.display())
 }
 
+/// The last good config, when there is a valid one and it is not `text` itself.
+fn last_good_other_than(state: &StateDir, text: &str) -> Option<(Config, String)> {
+    Config::load_with_text(&state.last_good()).ok().filter(|(_, good)| good != text)
+}
+
 pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
     let config = initial_config(&path, state.as_ref())?;
     let mut router = Router::new(state.clone())?;
@@ -154,6 +161,7 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
     let mut gateway_check: Option<crate::gateway::Watch> = None;
     let mut pending = Some(config);
     let mut generation = 0u64;
+    let mut first_failures = 0u32;
     loop {
         if let Some((config, text)) = pending.take() {
             match router.apply(&config).await {
@@ -176,7 +184,21 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
                 Err(e) if running.is_none() => {
                     tracing::error!("cannot apply the config yet, retrying in {}s: {e:#}", RETRY.as_secs());
                     router.shared.error(format!("cannot apply the config: {e:#}"));
-                    pending = Some((config, text));
+                    first_failures += 1;
+                    // A valid config that cannot work (a typo in wan.mac, say) must not
+                    // leave the router dead when an older config did work: after a few
+                    // tries (NICs can be late) the last good one takes over.
+                    let fallback = (first_failures == FALLBACK_AFTER)
+                        .then(|| state.as_ref().and_then(|st| last_good_other_than(st, &text)))
+                        .flatten();
+                    pending = match fallback {
+                        Some(last_good) => {
+                            tracing::warn!("the config cannot be applied: running the last good config instead");
+                            router.shared.error("the config cannot be applied: running the last good config instead".into());
+                            Some(last_good)
+                        }
+                        None => Some((config, text)),
+                    };
                 }
                 Err(e) => {
                     tracing::error!("the new config could not be applied: {e:#}; going back to generation {generation}");
@@ -191,12 +213,11 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
             }
         }
         tokio::select! {
-            _ = hup.recv() => {
-                pending = reload(&path, generation, &router.shared);
-                if pending.is_none() {
-                    router.shared.update(|s| s.last_reload = Some((dhcp::server::unix_now(), false)));
-                }
-            }
+            _ = hup.recv() => match reload(&path, generation, &router.shared) {
+                Some(loaded) => pending = Some(loaded),
+                // A broken file never replaces what is running or still waiting to apply.
+                None => router.shared.update(|s| s.last_reload = Some((dhcp::server::unix_now(), false))),
+            },
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = tokio::time::sleep(RETRY), if pending.is_some() => {}

@@ -103,6 +103,8 @@ pub fn plan(config: &Config) -> NetPlan {
         per_nic(Role::Lan, "send_redirects", "0"),
         global("net.ipv4.conf.all.accept_redirects", "0"),
         per_nic(Role::Wan, "accept_redirects", "0"),
+        // Removing a stale primary address keeps the secondaries of its subnet.
+        global("net.ipv4.conf.all.promote_secondaries", "1"),
     ];
     NetPlan { wan, lan, routes, sysctls }
 }

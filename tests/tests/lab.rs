@@ -206,3 +206,28 @@ fn an_invalid_config_at_start_falls_back_to_the_last_good_one() {
     // The broken file never replaces the last good one.
     assert_eq!(std::fs::read_to_string(lab.state_dir().join("last-good.toml")).unwrap_or_default(), CONFIG);
 }
+
+#[test]
+fn a_valid_config_that_cannot_apply_falls_back_to_the_last_good_one() {
+    let mut lab = lab_with_routerd();
+    assert!(lab.stop_routerd().success());
+    // Valid, but names a NIC this router does not have: nothing can be applied.
+    lab.write_config(&CONFIG.replace("interface = \"wan\"", "interface = \"wan0\""));
+    lab.spawn_routerd();
+    lab.wait_log("routerd ready", 1);
+    let log = lab.log();
+    assert!(log.contains("no single wan NIC: looked for the NIC named wan0"), "the reason is shown:\n{log}");
+    assert!(log.contains("running the last good config instead"), "{log}");
+    let _web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
+    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:80", "still routing").expect("forward"), "still routing");
+}
+
+#[test]
+fn a_reload_moving_the_lan_address_within_its_prefix_leaves_exactly_the_new_one() {
+    let mut lab = lab_with_routerd();
+    lab.reload(&CONFIG.replace("address = \"172.16.0.1/16\"", "address = \"172.16.0.254/16\""));
+    lab.wait_log("config applied", 1);
+    let addrs = lab.router.sh("ip -4 -o addr show dev lan");
+    assert!(addrs.contains("inet 172.16.0.254/16"), "{addrs}");
+    assert!(!addrs.contains("172.16.0.1/"), "the old address is gone: {addrs}");
+}

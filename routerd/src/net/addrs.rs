@@ -23,8 +23,8 @@ fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Net> {
     })
 }
 
-/// Adds `want` on `nic` unless it is there, and removes every other IPv4 address
-/// (left from an earlier config), so applying twice changes nothing.
+/// Removes every IPv4 address of `nic` but `want` (left from an earlier config), then
+/// adds `want` unless it is there, so applying twice changes nothing.
 pub async fn ensure(handle: &Handle, nic: &Nic, want: Ipv4Net) -> Result<(), NetError> {
     let mut present = Vec::new();
     let mut stream = handle.address().get().set_link_index_filter(nic.index).execute();
@@ -35,16 +35,9 @@ pub async fn ensure(handle: &Handle, nic: &Nic, want: Ipv4Net) -> Result<(), Net
             }
         }
     }
-    if !present.iter().any(|(net, _)| *net == want) {
-        handle
-            .address()
-            .add(nic.index, IpAddr::V4(want.addr()), want.prefix_len())
-            .replace()
-            .execute()
-            .await
-            .map_err(|e| NetError::netlink(&format!("adding {want} to {}", nic.name), e))?;
-        tracing::info!(nic = %nic.name, address = %want, "address added");
-    }
+    // Stale addresses go first: deleting a primary address also deletes the
+    // secondaries of its subnet, which the new one would be if added before.
+    let wanted_present = present.iter().any(|(net, _)| *net == want);
     for (net, msg) in present.into_iter().filter(|(net, _)| *net != want) {
         handle
             .address()
@@ -53,6 +46,16 @@ pub async fn ensure(handle: &Handle, nic: &Nic, want: Ipv4Net) -> Result<(), Net
             .await
             .map_err(|e| NetError::netlink(&format!("removing stale {net} from {}", nic.name), e))?;
         tracing::info!(nic = %nic.name, address = %net, "stale address removed");
+    }
+    if !wanted_present {
+        handle
+            .address()
+            .add(nic.index, IpAddr::V4(want.addr()), want.prefix_len())
+            .replace()
+            .execute()
+            .await
+            .map_err(|e| NetError::netlink(&format!("adding {want} to {}", nic.name), e))?;
+        tracing::info!(nic = %nic.name, address = %want, "address added");
     }
     Ok(())
 }

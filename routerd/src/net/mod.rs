@@ -58,6 +58,7 @@ pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError>
             present: wan.name.clone(),
         });
     }
+    sysctl::ensure(&plan.sysctls, &wan.name, &lan.name)?;
     links::configure(handle, &wan, &plan.wan).await?;
     links::configure(handle, &lan, &plan.lan).await?;
     addrs::ensure(handle, &wan, plan.wan.address).await?;
@@ -90,6 +91,5 @@ pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError>
         })
         .collect();
     routes::ensure(handle, &want, &[wan.index, lan.index]).await?;
-    sysctl::ensure(&plan.sysctls, &wan.name, &lan.name)?;
     Ok(Applied { wan, lan })
 }
