@@ -285,6 +285,12 @@ fn request(pool: &mut Pool, scope: &Scope, req: &Request, now: Secs) -> Outcome 
     if !scope.net.contains(&addr) {
         return nak(scope, req, "requested address is not on this network");
     }
+    let init_reboot = !selecting && ciaddr.is_unspecified();
+    if init_reboot && pool.binding(&req.client).is_none() && pool.reservation(req.mac).is_none() {
+        // RFC 2131 §4.3.2: a client we have no record of gets no answer; it falls back
+        // to DISCOVER, and its address is then probed like any other.
+        return Outcome::Ignored(Ignored::NoReply("INIT-REBOOT from a client without a record"));
+    }
     if !pool.available_to(addr, &req.client, req.mac, now) {
         return nak(scope, req, "address not available to this client");
     }

@@ -198,6 +198,11 @@ fn assert_encodes(r: &Reply) {
     assert_eq!(back, r.message);
 }
 
+/// RFC 2131 §4.3.2: an INIT-REBOOT from a client without a record gets no answer.
+fn assert_silent(out: Outcome) {
+    assert_eq!(out, Outcome::Ignored(Ignored::NoReply("INIT-REBOOT from a client without a record")));
+}
+
 fn assert_nak(r: &Reply) {
     assert_eq!(r.kind, MessageType::Nak);
     assert_eq!(opt(r, OptionCode::MessageType), Some(&DhcpOption::MessageType(MessageType::Nak)));
@@ -444,6 +449,7 @@ fn init_reboot_of_the_own_address_is_acked() {
 fn init_reboot_of_another_live_clients_address_is_naked() {
     let mut env = Env::new();
     let addr = env.lease(1);
+    env.lease(2); // client 2 has a record of its own: its notion is just wrong
     let r = env.reply(&init_reboot(mac(2), addr));
     assert_nak(&r);
     assert_eq!(r.dest, Destination::Broadcast);
@@ -526,7 +532,7 @@ fn declined_address_is_quarantined_and_not_offered_again() {
         assert_ne!(env.lease(n), addr);
     }
     assert_eq!(env.handle(&discover(mac(4))), Outcome::Ignored(Ignored::PoolExhausted));
-    assert_nak(&env.reply(&init_reboot(mac(4), addr)));
+    assert_silent(env.handle(&init_reboot(mac(4), addr)));
     // After the quarantine it comes back.
     env.advance(QUARANTINE + 1);
     assert_eq!(env.offer(&discover(mac(4))).message.yiaddr(), addr);
@@ -605,7 +611,7 @@ fn expired_address_goes_to_another_client_only_when_no_fresh_address_is_left() {
     assert_eq!((r.kind, r.message.yiaddr()), (MessageType::Offer, first));
     env.reply(&select(mac(5), first, SERVER));
     assert!(env.pool.binding(&key(1)).is_none(), "the old client lost it");
-    assert_nak(&env.reply(&init_reboot(mac(1), first)));
+    assert_silent(env.handle(&init_reboot(mac(1), first)));
 }
 
 #[test]
@@ -639,7 +645,7 @@ fn reservation_always_wins_and_is_never_handed_to_anyone_else() {
     let mut m = discover(mac(1));
     m.opts_mut().insert(DhcpOption::RequestedIpAddress(RESERVED));
     assert_ne!(env.offer(&m).message.yiaddr(), RESERVED);
-    assert_nak(&env.reply(&init_reboot(mac(2), RESERVED)));
+    assert_silent(env.handle(&init_reboot(mac(2), RESERVED)));
     assert_nak(&env.reply(&renew(mac(2), RESERVED)));
     for n in 1..=4 {
         assert_ne!(env.lease(n), RESERVED);
@@ -857,4 +863,14 @@ fn decode_refuses_the_option_lengths_dhcproto_trips_over() {
     }
     // A bad length past a truncated option is never reached by dhcproto either.
     assert!(decode(&discover(mac(1)).to_vec().expect("encodes")[..100]).is_err(), "too short for a message");
+}
+
+#[test]
+fn init_reboot_from_a_client_without_a_record_gets_no_answer() {
+    // RFC 2131 §4.3.2: the server must remain silent; the client then DISCOVERs.
+    let mut env = Env::new();
+    assert_silent(env.handle(&init_reboot(mac(7), Ipv4Addr::new(172, 16, 10, 103))));
+    // On the wrong network it is still told so.
+    let r = env.reply(&init_reboot(mac(7), Ipv4Addr::new(10, 0, 0, 5)));
+    assert_eq!(r.kind, MessageType::Nak);
 }

@@ -137,8 +137,13 @@ impl Pool {
         self.by_addr.values()
     }
 
+    /// Bound, unexpired leases.
+    pub fn active_leases(&self, now: Secs) -> impl Iterator<Item = &Lease> {
+        self.by_addr.values().filter(move |l| l.state == LeaseState::Bound && l.expires > now)
+    }
+
     pub fn active(&self, now: Secs) -> usize {
-        self.by_addr.values().filter(|l| l.state == LeaseState::Bound && l.expires > now).count()
+        self.active_leases(now).count()
     }
 
     fn quarantined(&self, addr: Ipv4Addr, now: Secs) -> bool {
@@ -196,7 +201,13 @@ impl Pool {
         }
         self.by_addr
             .values()
-            .filter(|l| !l.is_live(now) && !self.reserved_addrs.contains_key(&l.addr) && !self.quarantined(l.addr, now))
+            .filter(|l| {
+                // Records can lie outside a range that was narrowed since they were written.
+                self.in_range(l.addr)
+                    && !l.is_live(now)
+                    && !self.reserved_addrs.contains_key(&l.addr)
+                    && !self.quarantined(l.addr, now)
+            })
             .min_by_key(|l| (l.expires, l.addr))
             .map(|l| Choice { addr: l.addr, probe: false })
     }
@@ -239,6 +250,12 @@ impl Pool {
 
     /// Binds `addr` to the client; returns the lease to persist.
     pub fn bind(&mut self, client: ClientKey, mac: MacAddr, addr: Ipv4Addr, hostname: Option<String>, expires: Secs) -> Lease {
+        // One address per client: binding a new one gives the previous one back.
+        if let Some(previous) = self.by_client.get(&client).copied().filter(|a| *a != addr) {
+            if let Some(old) = self.by_addr.get_mut(&previous).filter(|l| l.client == client) {
+                old.state = LeaseState::Released;
+            }
+        }
         let lease = Lease { addr, client, mac, hostname, expires, state: LeaseState::Bound };
         self.put(lease.clone());
         lease
@@ -377,6 +394,27 @@ mod tests {
         let mut p = pool();
         p.mark_probed_free(ip(100));
         assert_eq!(p.choose(&key(1), mac(1), None, NOW), Some(Choice { addr: ip(100), probe: false }));
+    }
+
+    #[test]
+    fn binding_a_new_address_gives_the_previous_one_back() {
+        let mut p = pool();
+        p.bind(key(1), mac(1), ip(100), None, NOW + 100);
+        p.bind(key(1), mac(1), ip(103), None, NOW + 100);
+        assert_eq!(p.active(NOW), 1, "one client, one address");
+        assert!(p.available_to(ip(100), &key(2), mac(2), NOW));
+    }
+
+    #[test]
+    fn expired_records_outside_a_narrowed_range_are_never_offered() {
+        let mut wide = Pool::new(ip(100), ip(110), &[]);
+        wide.bind(key(1), mac(1), ip(110), None, NOW + 10);
+        let mut narrow = Pool::new(ip(100), ip(100), &[]);
+        for lease in wide.leases().cloned().collect::<Vec<_>>() {
+            narrow.restore(lease);
+        }
+        narrow.bind(key(2), mac(2), ip(100), None, NOW + 1000);
+        assert_eq!(narrow.choose(&key(3), mac(3), None, NOW + 100), None, "exhausted, not .110");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::arp::ArpSocket;
 use super::handler::{self, Destination, Ignored, Outcome, Reply, Scope, SERVER_PORT};
-use super::pool::{Lease, LeaseState, Pool, Secs};
+use super::pool::{Lease, Pool, Secs};
 use super::store::LeaseStore;
 use crate::net::Nic;
 
@@ -34,7 +34,6 @@ const BATCH: usize = 256;
 /// What the server did, for logs and metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
-    pub received: AtomicU64,
     pub offers: AtomicU64,
     pub acks: AtomicU64,
     pub naks: AtomicU64,
@@ -44,7 +43,6 @@ pub struct Counters {
     pub pool_exhausted: AtomicU64,
     pub probes: AtomicU64,
     pub probe_conflicts: AtomicU64,
-    pub fsyncs: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -100,9 +98,14 @@ pub fn start(scope: Scope, mut pool: Pool, lan: &Nic, state_dir: Option<PathBuf>
     let socket = udp_socket(&lan.name)?;
     let mac = lan.mac.ok_or_else(|| anyhow::anyhow!("{} has no MAC address", lan.name))?;
     let arp = ArpSocket::open(lan.index, mac)?;
-    let store = match &state_dir {
-        Some(dir) => {
-            let (store, loaded) = LeaseStore::open(dir)?;
+    let opened = state_dir.as_ref().map(|dir| (dir, LeaseStore::open(dir)));
+    let store = match opened {
+        // Leases that cannot be kept are no reason to leave the guests without addresses.
+        Some((dir, Err(e))) => {
+            tracing::error!("cannot open the lease file in {}: {e}; serving with leases in memory only", dir.display());
+            None
+        }
+        Some((dir, Ok((store, loaded)))) => {
             if let Some(aside) = &loaded.moved_aside {
                 tracing::error!("the lease file was corrupt: moved it to {}; kept {} good records", aside.display(), loaded.leases.len());
             }
@@ -186,7 +189,7 @@ impl Server {
                 _ = &mut stop => break,
                 Some(reply) = self.views.recv() => {
                     let now = unix_now();
-                    let active = self.pool.leases().filter(|l| l.state == LeaseState::Bound && l.expires > now).cloned().collect();
+                    let active = self.pool.active_leases(now).cloned().collect();
                     let _ = reply.send(LeaseReport { pool_size: self.pool.size(), active });
                 }
                 ready = self.socket.readable() => {
@@ -196,7 +199,6 @@ impl Server {
                     for _ in 0..BATCH {
                         match self.socket.try_recv_from(&mut buf) {
                             Ok((n, _from)) => {
-                                bump(&self.counters.received);
                                 match handler::decode(&buf[..n]) {
                                     Ok(msg) => self.process(msg, 0, &mut replies),
                                     Err(_) => bump(&self.counters.malformed),
@@ -296,12 +298,15 @@ impl Server {
         if leases.is_empty() {
             return;
         }
-        match store.append(leases) {
-            Ok(_) => bump(&self.counters.fsyncs),
-            Err(e) => tracing::error!("cannot write the lease file: {e}"),
-        }
+        // The replies go out even when the disk fails: a router that stops handing out
+        // addresses is worse than one that may forget some after a power cut.
+        let appended = store.append(leases);
         let held = self.pool.leases().count();
-        if store.wants_compaction(held) {
+        if let Err(e) = &appended {
+            // A failed append may have left half a line: rewrite the file whole.
+            tracing::error!("cannot write the lease file: {e}; rewriting it from memory");
+        }
+        if appended.is_err() || store.wants_compaction(held) {
             if let Err(e) = store.compact(self.pool.leases()) {
                 tracing::error!("cannot compact the lease file: {e}");
             }

@@ -20,7 +20,7 @@ pub enum NftError {
 }
 
 /// The `nft` binary: `$ROUTERD_NFT` or `nft` on the PATH.
-fn program() -> String {
+pub fn program() -> String {
     std::env::var("ROUTERD_NFT").unwrap_or_else(|_| "nft".to_string())
 }
 

@@ -48,8 +48,7 @@ pub async fn gateway_state(netlink: &Handle, nic: &str, gateway: Ipv4Addr) -> (b
 
 /// Per-forward counters from the nft ruleset: the prerouting rules routerd commented.
 pub fn forward_counters() -> Vec<ForwardStats> {
-    let program = std::env::var("ROUTERD_NFT").unwrap_or_else(|_| "nft".to_string());
-    let Ok(out) = Command::new(program).args(["-j", "list", "chain", "inet", TABLE, "prerouting"]).output() else {
+    let Ok(out) = Command::new(crate::firewall::program()).args(["-j", "list", "chain", "inet", TABLE, "prerouting"]).output() else {
         return Vec::new();
     };
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else { return Vec::new() };
@@ -108,7 +107,8 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
     let count = read_u64("/proc/sys/net/netfilter/nf_conntrack_count");
     let max = read_u64("/proc/sys/net/netfilter/nf_conntrack_max");
     s.conntrack = count.zip(max);
-    s.forwards = forward_counters();
+    // nft is a process to wait for: not on the runtime that also serves DHCP.
+    s.forwards = tokio::task::spawn_blocking(forward_counters).await.unwrap_or_default();
     if let Some(view) = &state.dhcp {
         let c = &view.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);

@@ -34,7 +34,11 @@ pub async fn start(addr: SocketAddrV4, shared: Arc<Shared>, netlink: Handle) -> 
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                // Out of file descriptors, say: wait instead of spinning.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 continue; // too many at once: drop the connection
             };
