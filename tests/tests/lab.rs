@@ -112,7 +112,11 @@ fn unsolicited_connections_from_the_internet_fail() {
     assert!(tcp_connect(&lab.inet, "203.0.113.10:22").is_err(), "router's port 22 reached from the internet");
     assert!(tcp_connect(&lab.inet, &format!("{GUEST_IP}:7000")).is_err(), "LAN guest reached from the internet");
     assert!(udp_echo(&lab.inet, &format!("{GUEST_IP}:7001"), "x").is_err(), "LAN guest reached over UDP");
-    // A packet from the WAN with a spoofed LAN source does not reach the guest.
+    // A packet from the WAN with a spoofed LAN source does not reach the guest. With
+    // reverse-path filtering off, only the firewall's own spoofing rule stands in the way.
+    for key in ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.wan.rp_filter", "net.ipv4.conf.default.rp_filter"] {
+        lab.router.sysctl(key, "0");
+    }
     let dns = EchoServer::udp(&lab.web, "0.0.0.0:5353");
     lab.inet.ip(&["addr", "add", "172.16.99.99/32", "dev", "eth0"]);
     lab.inet
@@ -120,6 +124,13 @@ fn unsolicited_connections_from_the_internet_fail() {
         .expect("send spoofed datagram");
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(dns.peers().is_empty(), "a spoofed LAN source got through: {:?}", dns.peers());
+    let forward = lab.router.sh("nft list chain inet routerd forward");
+    let dropped: u64 = forward
+        .lines()
+        .find(|l| l.contains("spoofed source on the WAN"))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "packets").nth(1)?.parse().ok())
+        .unwrap_or(0);
+    assert!(dropped > 0, "the firewall's spoofing rule dropped it:\n{forward}");
     // Control: the same path works for what is meant to be reachable.
     let _web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
     assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:80", "allowed").expect("forward still works"), "allowed");
