@@ -187,7 +187,7 @@ pub fn request_for(sig: Signal) -> Request {
 }
 
 /// Blocks [`HANDLED`] and opens a signalfd for them. Call before any child
-/// exists. (Children start with an empty mask: std's Command resets it.)
+/// exists. (Children start with an empty mask: spawn.rs resets it.)
 pub fn open_signals() -> Result<SignalFd, Errno> {
     let mut mask = SigSet::empty();
     for sig in HANDLED {

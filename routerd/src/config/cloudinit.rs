@@ -41,11 +41,6 @@ pub struct Generated {
     pub notes: Vec<String>,
 }
 
-/// True when `dir` looks like a NoCloud drive (has any of its files).
-pub fn is_nocloud_dir(dir: &Path) -> bool {
-    dir.is_dir() && [USER_DATA, META_DATA, NETWORK_CONFIG].iter().any(|f| dir.join(f).is_file())
-}
-
 /// Reads the drive mounted at `dir` and makes its router.toml text.
 pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
     let user_data = read_optional(dir, USER_DATA)?;
