@@ -79,7 +79,7 @@ pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
             .map(|h| (h, origin(META_DATA))),
     };
     if let Some((name, from)) = &hostname {
-        if !valid_hostname(name) {
+        if !super::valid_hostname(name) {
             return Err(message(from.clone(), format!("hostname {name:?} is not a valid host name (letters, digits and '-', dot-separated)")));
         }
     }
@@ -153,13 +153,6 @@ fn top_level_scalar(text: &str, key: &str) -> Option<String> {
             .unwrap_or(value);
         (!unquoted.is_empty()).then(|| unquoted.to_string())
     })
-}
-
-fn valid_hostname(name: &str) -> bool {
-    name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-') && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
 }
 
 /// One `type: physical` entry of network-config.

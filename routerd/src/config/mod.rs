@@ -185,6 +185,19 @@ impl MacAddr {
     }
 }
 
+/// A DNS host name: dot-separated labels of letters, digits and '-' (not at either
+/// end), 1 to 63 characters each, 253 in all.
+pub fn valid_hostname(name: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    };
+    name.len() <= 253 && name.split('.').all(label_ok)
+}
+
 impl Config {
     /// Parses and validates `text`; `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {

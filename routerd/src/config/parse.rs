@@ -180,14 +180,7 @@ impl Validator<'_> {
 
     fn hostname(&mut self, key: &str, s: &S<String>) -> Option<String> {
         let name = s.get_ref();
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        };
-        if name.len() <= 253 && name.split('.').all(label_ok) {
+        if super::valid_hostname(name) {
             Some(name.clone())
         } else {
             self.error(s.span(), format!("{key}: {name:?} is not a valid host name (letters, digits and '-', dot-separated)"));
