@@ -107,8 +107,7 @@ async fn run(handle: Handle, wan: String, gateway: Ipv4Addr) {
         match reporter.after_check(answers, Instant::now()) {
             Report::Answers => tracing::info!("{}", answers_message(gateway, &wan)),
             Report::NoAnswer => {
-                let mac = std::fs::read_to_string(format!("/sys/class/net/{wan}/address")).unwrap_or_default();
-                tracing::warn!("{}", no_answer_message(gateway, &wan, mac.trim()));
+                tracing::warn!("{}", no_answer_message(gateway, &wan, &crate::status::collect::nic_mac(&wan)));
             }
             Report::Nothing => {}
         }

@@ -24,8 +24,13 @@ fn interface(role: &'static str, name: &str, address: String) -> InterfaceStats 
         .iter()
         .filter_map(|c| Some((*c, read_u64(&format!("/sys/class/net/{name}/statistics/{c}"))?)))
         .collect();
-    let mac = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).unwrap_or_default().trim().to_string();
+    let mac = nic_mac(name);
     InterfaceStats { role, name: name.to_string(), mac, address, counters }
+}
+
+/// The MAC address `nic` sends from now, as sysfs shows it ("" if unknown).
+pub fn nic_mac(nic: &str) -> String {
+    std::fs::read_to_string(format!("/sys/class/net/{nic}/address")).unwrap_or_default().trim().to_string()
 }
 
 /// The kernel's ARP state for `gateway` on `nic`: (answers, state name).
