@@ -16,7 +16,7 @@ const SECTORS: u64 = 4096;
 pub fn write(input: &Path, out: &Path, check: bool) -> Result<bool> {
     let text = std::fs::read_to_string(input).with_context(|| format!("cannot read {}", input.display()))?;
     if check {
-        if let Err(e) = routerd::config::Config::parse(&text, &input.display().to_string()) {
+        if let Err(e) = config::Config::parse(&text, &input.display().to_string()) {
             eprintln!("{e}");
             return Ok(false);
         }

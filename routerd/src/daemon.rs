@@ -9,7 +9,7 @@ use anyhow::Context;
 use rtnetlink::Handle;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::config::{Config, ConfigError};
+use config::{Config, ConfigError};
 use crate::dhcp::{self, Scope};
 use crate::firewall::{self, Features, Interfaces};
 use crate::net::{self, Applied};
@@ -26,7 +26,7 @@ const FALLBACK_AFTER: u32 = 5;
 /// section and the LAN NIC (a change of any restarts it).
 struct DhcpService {
     running: dhcp::Running,
-    started_for: (Scope, Option<crate::config::Dhcp>, u32),
+    started_for: (Scope, Option<config::Dhcp>, u32),
 }
 
 /// Applies configs to this system (its network namespace).
@@ -118,6 +118,15 @@ impl Router {
     }
 }
 
+/// Loads a config file (or cloud-init drive), logging how a drive was read.
+fn load(path: &Path) -> Result<(Config, String), ConfigError> {
+    let loaded = Config::load_with_text(path)?;
+    for note in &loaded.notes {
+        tracing::info!("cloud-init: {note}");
+    }
+    Ok((loaded.config, loaded.text))
+}
+
 pub fn report_config_error(err: &ConfigError) {
     for line in err.to_string().lines() {
         tracing::error!("{line}");
@@ -127,13 +136,13 @@ pub fn report_config_error(err: &ConfigError) {
 /// The config to start with: the given file, or, when it is invalid, the last config
 /// that applied cleanly (kept in the state directory).
 fn initial_config(path: &Path, state: Option<&StateDir>) -> anyhow::Result<(Config, String)> {
-    let err = match Config::load_with_text(path) {
+    let err = match load(path) {
         Ok(loaded) => return Ok(loaded),
         Err(e) => e,
     };
     report_config_error(&err);
     if let Some(last_good) = state.map(StateDir::last_good).filter(|p| p.exists()) {
-        match Config::load_with_text(&last_good) {
+        match load(&last_good) {
             Ok(loaded) => {
                 tracing::warn!("{} is invalid: running the last good config {}", path.display(), last_good.display());
                 return Ok(loaded);
@@ -146,7 +155,7 @@ fn initial_config(path: &Path, state: Option<&StateDir>) -> anyhow::Result<(Conf
 
 /// The last good config, when there is a valid one and it is not `text` itself.
 fn last_good_other_than(state: &StateDir, text: &str) -> Option<(Config, String)> {
-    Config::load_with_text(&state.last_good()).ok().filter(|(_, good)| good != text)
+    load(&state.last_good()).ok().filter(|(_, good)| good != text)
 }
 
 pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
@@ -229,7 +238,7 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
 
 fn reload(path: &Path, generation: u64, shared: &Shared) -> Option<(Config, String)> {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
-    match Config::load_with_text(path) {
+    match load(path) {
         Ok(loaded) => Some(loaded),
         Err(e) => {
             report_config_error(&e);

@@ -1,10 +1,9 @@
 //! routerd: `router.toml` in, a configured router out.
 //!
-//! `config` parses and validates; `plan` and `firewall::ruleset` turn a config into
+//! The `config` crate parses and validates; `plan` and `firewall::ruleset` turn a config into
 //! the desired state as pure functions; `net` and `firewall::apply` make the kernel
 //! match it; `dhcp` serves the LAN; `daemon` runs the whole and follows reloads.
 
-pub mod config;
 pub mod daemon;
 pub mod dhcp;
 pub mod firewall;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use routerd::config::Config;
+use config::Config;
 use routerd::daemon::{self, Router};
 use routerd::firewall::{self, Features, Interfaces};
 use routerd::plan;
@@ -56,7 +56,7 @@ fn check(file: &str) -> ExitCode {
 }
 
 fn cloud_init(dir: &str) -> ExitCode {
-    let generated = match routerd::config::cloudinit::generate(dir.as_ref()) {
+    let generated = match config::cloudinit::generate(dir.as_ref()) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("{e}");

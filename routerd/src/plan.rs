@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-use crate::config::{Config, MacAddr, NicSelector};
+use config::{Config, MacAddr, NicSelector};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -107,16 +107,6 @@ pub fn plan(config: &Config) -> NetPlan {
         global("net.ipv4.conf.all.promote_secondaries", "1"),
     ];
     NetPlan { wan, lan, routes, sysctls }
-}
-
-impl fmt::Display for NicSelector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NicSelector::Mac(mac) => write!(f, "the NIC with MAC {mac}"),
-            NicSelector::Name(name) => write!(f, "the NIC named {name}"),
-            NicSelector::NotWan => f.write_str("the one NIC that is not the WAN"),
-        }
-    }
 }
 
 impl fmt::Display for NetPlan {

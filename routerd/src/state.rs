@@ -6,7 +6,6 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-pub const LAST_GOOD: &str = "last-good.toml";
 
 /// Writes `bytes` to `path` through a temp file: write, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -30,7 +29,7 @@ pub struct StateDir(pub PathBuf);
 
 impl StateDir {
     pub fn last_good(&self) -> PathBuf {
-        self.0.join(LAST_GOOD)
+        self.0.join(config::image::LAST_GOOD_FILE_NAME)
     }
 
     pub fn save_last_good(&self, text: &str) -> io::Result<()> {

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use routerd::config::{Config, MacAddr, NicSelector};
+use config::{Config, MacAddr, NicSelector};
 
 fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -93,7 +93,7 @@ fn only_ipconfig0_still_makes_a_router_with_the_default_lan() {
 #[test]
 fn a_router_toml_as_user_data_is_used_as_it_is() {
     let dir = manifest_dir().join("tests/cloudinit/cicustom-user");
-    let (config, text) = Config::load_with_text(&dir).expect("valid");
+    let config::Loaded { config, text, .. } = Config::load_with_text(&dir).expect("valid");
     assert_eq!(text, fs::read_to_string(dir.join("user-data")).expect("user-data"));
     assert_eq!(config.forwards.len(), 1);
     assert_eq!(config.hostname.as_deref(), Some("edge"));
@@ -120,7 +120,7 @@ impl Drive {
     }
 
     fn error(&self) -> String {
-        match routerd::config::cloudinit::generate(&self.0) {
+        match config::cloudinit::generate(&self.0) {
             Ok(g) => panic!("expected an error, got\n{}", g.toml),
             Err(e) => e.to_string().replace(&self.0.display().to_string(), "DRIVE"),
         }

@@ -16,7 +16,7 @@ use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Encodable};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, RngSeed, TestCaseError, TestRunner};
-use routerd::config::Config;
+use config::Config;
 use routerd::dhcp::handler::{self, Outcome, Scope};
 use routerd::dhcp::pool::{Pool, Secs};
 

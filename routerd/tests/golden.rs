@@ -10,7 +10,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use routerd::config::Config;
+use config::Config;
 use routerd::firewall::{self, Features, Interfaces};
 use routerd::plan;
 use serde_json::Value;

@@ -76,7 +76,7 @@ fn leases_on_disk(vm: &mut Vm, lab: &Lab, tag: &str) -> (Loaded, HashMap<Ipv4Add
     let bytes = vm.read_state_file("dhcp-leases").unwrap_or_else(|| panic!("no /dhcp-leases on the state partition"));
     let dir = lab.dir.join(format!("leases-{tag}"));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    std::fs::write(dir.join(routerd::dhcp::store::FILE_NAME), &bytes).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.join(config::image::LEASES_FILE_NAME), &bytes).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("/state/dhcp-leases ({} bytes):\n{}", bytes.len(), String::from_utf8_lossy(&bytes));
     let (_store, loaded) = LeaseStore::open(&dir).unwrap_or_else(|e| panic!("reading the lease log: {e}"));
     let table = loaded.leases.iter().map(|l| (l.addr, l.clone())).collect();
@@ -303,7 +303,7 @@ fn an_invalid_config_runs_the_last_good_one() {
     power_off(&mut vm);
 
     let bad = vm_config().replace("hostname = \"router\"", "hostname = \"router\"\ncolour = \"blue\"");
-    let err = match routerd::config::Config::parse(&bad, "/config/router.toml") {
+    let err = match config::Config::parse(&bad, "/config/router.toml") {
         Err(e) => e.to_string(),
         Ok(_) => panic!("the config with an unknown key should be invalid"),
     };
@@ -339,7 +339,7 @@ fn invalid_config_shows_the_errors_with_line_and_column() {
     let mut vm: Option<Vm> = None;
     for (name, bad) in [("bad-mac", bad_mac), ("unknown-key", unknown_key)] {
         // The appliance must print what `routerd check` prints for the same file.
-        let err = match routerd::config::Config::parse(&bad, "/config/router.toml") {
+        let err = match config::Config::parse(&bad, "/config/router.toml") {
             Err(e) => e.to_string(),
             Ok(_) => panic!("the {name} config should be invalid"),
         };

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 
-use crate::config::MacAddr;
+use config::MacAddr;
 
 const ETH_P_ARP: u16 = 0x0806;
 const FRAME_LEN: usize = 42;

@@ -8,7 +8,7 @@ use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, Optio
 use ipnet::Ipv4Net;
 
 use super::pool::{ClientKey, Lease, Pool, Secs};
-use crate::config::{Config, MacAddr};
+use config::{Config, MacAddr};
 
 pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;

@@ -7,7 +7,7 @@ use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, Optio
 use dhcproto::{Decodable, Encodable};
 
 use super::{destination, handle, Destination, Ignored, Outcome, Reply, Scope};
-use crate::config::{Config, MacAddr};
+use config::{Config, MacAddr};
 use crate::dhcp::pool::{ClientKey, Lease, LeaseState, Pool, Secs, OFFER_HOLD, QUARANTINE};
 
 /// Four dynamic addresses (.100, .101, .103, .104: .102 is reserved inside the range),

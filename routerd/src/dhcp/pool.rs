@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
-use crate::config::MacAddr;
+use config::MacAddr;
 
 pub type Secs = u64;
 

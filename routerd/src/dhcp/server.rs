@@ -119,7 +119,7 @@ pub fn start(scope: Scope, mut pool: Pool, lan: &Nic, state_dir: Option<PathBuf>
                     restored += 1;
                 }
             }
-            tracing::info!(restored, file = %dir.join(super::store::FILE_NAME).display(), "DHCP leases loaded");
+            tracing::info!(restored, file = %dir.join(config::image::LEASES_FILE_NAME).display(), "DHCP leases loaded");
             Some(store)
         }
         None => None,

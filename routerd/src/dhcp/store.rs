@@ -12,10 +12,10 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use super::pool::{ClientKey, Lease, LeaseState};
-use crate::config::MacAddr;
+use config::image::LEASES_FILE_NAME;
+use config::MacAddr;
 use crate::state::write_atomic;
 
-pub const FILE_NAME: &str = "dhcp-leases";
 
 pub struct LeaseStore {
     path: PathBuf,
@@ -89,10 +89,10 @@ impl LeaseStore {
     /// Opens (or creates) the lease log in `dir` and returns the leases it holds,
     /// oldest record first (later records win).
     pub fn open(dir: &Path) -> io::Result<(LeaseStore, Loaded)> {
-        let path = dir.join(FILE_NAME);
+        let path = dir.join(LEASES_FILE_NAME);
         let (mut loaded, corrupt) = read(&path)?;
         if corrupt {
-            let aside = dir.join(format!("{FILE_NAME}.corrupt-{}", std::process::id()));
+            let aside = dir.join(format!("{LEASES_FILE_NAME}.corrupt-{}", std::process::id()));
             fs::rename(&path, &aside)?;
             loaded.moved_aside = Some(aside);
         }
@@ -188,12 +188,12 @@ mod tests {
         let dir = tempdir("torn");
         let good = encode(&lease(1, LeaseState::Bound));
         let torn = &encode(&lease(2, LeaseState::Bound))[..20];
-        fs::write(dir.join(FILE_NAME), format!("{good}{torn}")).expect("write");
+        fs::write(dir.join(LEASES_FILE_NAME), format!("{good}{torn}")).expect("write");
         let (_, loaded) = LeaseStore::open(&dir).expect("open");
         assert!(loaded.torn_tail);
         assert!(loaded.moved_aside.is_none());
         assert_eq!(loaded.leases, vec![lease(1, LeaseState::Bound)]);
-        assert_eq!(fs::read_to_string(dir.join(FILE_NAME)).unwrap_or_default(), good, "the torn tail is cut off");
+        assert_eq!(fs::read_to_string(dir.join(LEASES_FILE_NAME)).unwrap_or_default(), good, "the torn tail is cut off");
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -202,7 +202,7 @@ mod tests {
         let dir = tempdir("corrupt");
         let a = encode(&lease(1, LeaseState::Bound));
         let b = encode(&lease(3, LeaseState::Bound));
-        fs::write(dir.join(FILE_NAME), format!("{a}\u{0}\u{1}binary junk\n{b}")).expect("write");
+        fs::write(dir.join(LEASES_FILE_NAME), format!("{a}\u{0}\u{1}binary junk\n{b}")).expect("write");
         let (mut store, loaded) = LeaseStore::open(&dir).expect("open");
         let aside = loaded.moved_aside.clone().expect("moved aside");
         assert!(aside.exists());

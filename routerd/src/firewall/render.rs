@@ -18,7 +18,7 @@ use nftables::schema::{Chain, FlowTable, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{Counter, Flow, Match, NATFamily, Operator, SetOp, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use crate::config::{Config, Forward};
+use config::{Config, Forward};
 
 pub const TABLE: &str = "routerd";
 pub const FLOWTABLE: &str = "fastpath";
@@ -298,7 +298,7 @@ fn set<I: IntoIterator<Item = Expression<'static>>>(items: I) -> Expression<'sta
     Expression::Named(NamedExpression::Set(items.into_iter().map(SetItem::Element).collect()))
 }
 
-fn ports(r: crate::config::PortRange) -> Expression<'static> {
+fn ports(r: config::PortRange) -> Expression<'static> {
     if r.is_single() {
         num(u32::from(r.first))
     } else {

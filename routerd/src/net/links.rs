@@ -5,7 +5,7 @@ use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMe
 use rtnetlink::{Handle, LinkUnspec};
 
 use super::NetError;
-use crate::config::{MacAddr, NicSelector};
+use config::{MacAddr, NicSelector};
 use crate::plan::LinkPlan;
 
 /// A NIC as the kernel reports it.

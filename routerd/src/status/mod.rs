@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
-use crate::config::Config;
+use config::Config;
 use crate::dhcp;
 
 /// How many recent errors the status page keeps.

@@ -10,7 +10,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use routerd::config::Config;
+use config::Config;
 use routerd::firewall::{self, Features, Interfaces};
 use tests::lab::{routerd_bin, Lab, Options, CONFIG, VIRTUAL_MAC};
 use tests::netns::run;

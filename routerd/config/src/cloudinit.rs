@@ -79,7 +79,7 @@ pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
             .map(|h| (h, origin(META_DATA))),
     };
     if let Some((name, from)) = &hostname {
-        if !super::valid_hostname(name) {
+        if !super::hostname::valid_system_name(name) {
             return Err(message(from.clone(), format!("hostname {name:?} is not a valid host name (letters, digits and '-', dot-separated)")));
         }
     }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    Config, ConfigError, Dhcp, DhcpHost, Diagnostic, Forward, Lan, MacAddr, NicSelector,
+    hostname,     Config, ConfigError, Dhcp, DhcpHost, Diagnostic, Forward, Lan, MacAddr, NicSelector,
     PortRange, Protocol, Status, Wan,
 };
 
@@ -180,7 +180,7 @@ impl Validator<'_> {
 
     fn hostname(&mut self, key: &str, s: &S<String>) -> Option<String> {
         let name = s.get_ref();
-        if super::valid_hostname(name) {
+        if hostname::valid_dns_name(name) {
             Some(name.clone())
         } else {
             self.error(s.span(), format!("{key}: {name:?} is not a valid host name (letters, digits and '-', dot-separated)"));
@@ -188,8 +188,18 @@ impl Validator<'_> {
         }
     }
 
+    /// The router's own name: also within the kernel's limit.
+    fn system_hostname(&mut self, s: &S<String>) -> Option<String> {
+        let name = self.hostname("hostname", s)?;
+        if name.len() > hostname::SYSTEM_MAX_LEN {
+            self.error(s.span(), format!("hostname: {} characters, the kernel takes {} at most", name.len(), hostname::SYSTEM_MAX_LEN));
+            return None;
+        }
+        Some(name)
+    }
+
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
-        let hostname = raw.hostname.as_ref().and_then(|h| self.hostname("hostname", h));
+        let hostname = raw.hostname.as_ref().and_then(|h| self.system_hostname(h));
         let wan = self.wan(&raw.wan);
         let lan = self.lan(&raw.lan, wan.as_ref());
         let dhcp = match &raw.dhcp {

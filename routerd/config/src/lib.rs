@@ -1,4 +1,6 @@
-//! `router.toml`: the validated configuration and how to load it.
+//! `router.toml`: the validated configuration and how to load it. routerd, init and
+//! the image builder all stand on this crate; it does no I/O beyond reading the file
+//! (or cloud-init drive) it is given.
 //!
 //! Parsing happens in two passes (see `parse.rs`): serde reads a spanned raw form
 //! (syntax, unknown keys, types), then validation checks meaning and collects every
@@ -6,6 +8,8 @@
 
 pub mod cloudinit;
 mod diagnostic;
+pub mod hostname;
+pub mod image;
 mod parse;
 
 use std::fmt;
@@ -29,6 +33,16 @@ pub struct Config {
     pub status: Option<Status>,
 }
 
+/// A config as loaded from a file or a cloud-init drive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub config: Config,
+    /// The router.toml text the config was parsed from.
+    pub text: String,
+    /// How a cloud-init drive was turned into that text, one line each (for the log).
+    pub notes: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub port: u16,
@@ -43,6 +57,16 @@ pub enum NicSelector {
     Name(String),
     /// The one NIC that is neither loopback nor the WAN.
     NotWan,
+}
+
+impl fmt::Display for NicSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NicSelector::Mac(mac) => write!(f, "the NIC with MAC {mac}"),
+            NicSelector::Name(name) => write!(f, "the NIC named {name}"),
+            NicSelector::NotWan => f.write_str("the one NIC that is not the WAN"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,19 +209,6 @@ impl MacAddr {
     }
 }
 
-/// A DNS host name: dot-separated labels of letters, digits and '-' (not at either
-/// end), 1 to 63 characters each, 253 in all.
-pub fn valid_hostname(name: &str) -> bool {
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-    };
-    name.len() <= 253 && name.split('.').all(label_ok)
-}
-
 impl Config {
     /// Parses and validates `text`; `origin` names the file in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
@@ -205,30 +216,28 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Config::load_with_text(path).map(|(config, _)| config)
+        Config::load_with_text(path).map(|loaded| loaded.config)
     }
 
-    /// Like [`Config::load`], also returning the file's text (to keep a copy of it).
-    /// A directory is read as a cloud-init drive (see [`cloudinit`]); the text is then
-    /// the router.toml made from it.
-    pub fn load_with_text(path: &Path) -> Result<(Config, String), ConfigError> {
+    /// Like [`Config::load`], also returning the text it was read from (to keep a copy
+    /// of it). A directory is read as a cloud-init drive (see [`cloudinit`]); the text
+    /// is then the router.toml made from it, and the notes say how it was made.
+    pub fn load_with_text(path: &Path) -> Result<Loaded, ConfigError> {
         if path.is_dir() {
-            return Config::load_cloud_init(path);
+            let generated = cloudinit::generate(path)?;
+            let config = Config::parse(&generated.toml, &generated.origin)?;
+            return Ok(Loaded { config, text: generated.toml, notes: generated.notes });
         }
         let origin = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, &origin).map(|config| (config, text)),
+            Ok(text) => Config::parse(&text, &origin).map(|config| Loaded { config, text, notes: Vec::new() }),
             Err(e) => Err(ConfigError::unreadable(origin, &e)),
         }
     }
 
-    /// Reads a mounted cloud-init drive: its router.toml text, validated.
-    fn load_cloud_init(dir: &Path) -> Result<(Config, String), ConfigError> {
-        let generated = cloudinit::generate(dir)?;
-        for note in &generated.notes {
-            tracing::info!("cloud-init: {note}");
-        }
-        Config::parse(&generated.toml, &generated.origin).map(|config| (config, generated.toml))
+    /// The name the router takes: `hostname`, else [`hostname::DEFAULT`].
+    pub fn system_hostname(&self) -> &str {
+        self.hostname.as_deref().unwrap_or(hostname::DEFAULT)
     }
 
     /// The resolvers handed to DHCP clients: `dhcp.dns`, else `wan.dns`.
