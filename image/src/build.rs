@@ -99,20 +99,35 @@ pub fn build(o: &Options) -> Result<()> {
     let cmdline_path = work.join("cmdline");
     write(&cmdline_path, disk::CMDLINE.as_bytes())?;
     let uki_path = work.join("BOOTX64.EFI");
-    uki::build(Path::new(uki::STUB), &osrel_path, &cmdline_path, &initrd, &vmlinuz, &uki_path)
-        .context("systemd-boot-efi's stub (Debian package systemd-boot-efi)")?;
+    uki::build(
+        Path::new(uki::STUB),
+        &osrel_path,
+        &cmdline_path,
+        &initrd,
+        &vmlinuz,
+        &uki_path,
+    )
+    .context("systemd-boot-efi's stub (Debian package systemd-boot-efi)")?;
     let img = o.out.join("router.img");
     let tmp_img = o.out.join("router.img.tmp");
     let layout = disk::write(
         &tmp_img,
-        &disk::Files { vmlinuz: &vmlinuz, initrd: &initrd, uki: &uki_path, versions: &versions_path },
+        &disk::Files {
+            vmlinuz: &vmlinuz,
+            initrd: &initrd,
+            uki: &uki_path,
+            versions: &versions_path,
+        },
         &work,
     )?;
     std::fs::rename(&tmp_img, &img)?;
     let qcow = o.out.join("router.qcow2");
     let tmp_qcow = o.out.join("router.qcow2.tmp");
-    run(Command::new("qemu-img").args(["convert", "-f", "raw", "-O", "qcow2"]).arg(&img).arg(&tmp_qcow))
-        .context("qemu-img (Debian package qemu-utils)")?;
+    run(Command::new("qemu-img")
+        .args(["convert", "-f", "raw", "-O", "qcow2"])
+        .arg(&img)
+        .arg(&tmp_qcow))
+    .context("qemu-img (Debian package qemu-utils)")?;
     std::fs::rename(&tmp_qcow, &qcow)?;
 
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
@@ -120,7 +135,11 @@ pub fn build(o: &Options) -> Result<()> {
     eprintln!(
         "image: kernel {kver}; {} modules (built in, skipped: {})",
         summary.modules.len(),
-        if summary.builtin_skipped.is_empty() { "none".into() } else { summary.builtin_skipped.join(" ") }
+        if summary.builtin_skipped.is_empty() {
+            "none".into()
+        } else {
+            summary.builtin_skipped.join(" ")
+        }
     );
     eprintln!("image: libraries: {}", summary.libraries.join(" "));
     eprintln!(

@@ -61,7 +61,11 @@ mod tests {
         let img = dir.join("config.img");
         assert!(write(&toml, &img, true)?);
         let disk = std::fs::read(&img)?;
-        assert_eq!(&disk[43..52], LABEL.as_bytes(), "FAT12/16 volume label in the boot sector");
+        assert_eq!(
+            &disk[43..52],
+            LABEL.as_bytes(),
+            "FAT12/16 volume label in the boot sector"
+        );
         assert_eq!(&disk[510..512], &[0x55, 0xAA]);
         let copy = dir.join("back.toml");
         run(mtools("mcopy").arg("-i").arg(&img).arg("::router.toml").arg(&copy))?;

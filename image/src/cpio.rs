@@ -45,7 +45,10 @@ impl<W: Write> Writer<W> {
     fn entry(&mut self, path: &str, mode: u32, nlink: u32, rdev: (u32, u32), data: &[u8]) -> io::Result<()> {
         let name = path.trim_start_matches('/');
         if name.is_empty() || name.contains('\0') {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("bad cpio path {path:?}")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("bad cpio path {path:?}"),
+            ));
         }
         let size = u32::try_from(data.len())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{path}: too large for cpio")))?;
@@ -53,7 +56,21 @@ impl<W: Write> Writer<W> {
         if ino != 0 {
             self.ino += 1;
         }
-        let fields = [ino, mode, 0, 0, nlink, 0, size, 0, 0, rdev.0, rdev.1, name.len() as u32 + 1, 0];
+        let fields = [
+            ino,
+            mode,
+            0,
+            0,
+            nlink,
+            0,
+            size,
+            0,
+            0,
+            rdev.0,
+            rdev.1,
+            name.len() as u32 + 1,
+            0,
+        ];
         let mut header = String::with_capacity(110);
         header.push_str("070701");
         for f in fields {

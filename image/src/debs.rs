@@ -64,7 +64,9 @@ fn cached(cache: &Path, name: &str) -> Result<Option<PathBuf>> {
 
 /// One control field (`Depends`, `Version`, ...) of a `.deb`; empty when absent.
 pub fn field(deb: &Path, name: &str) -> Result<String> {
-    Ok(run(Command::new("dpkg-deb").arg("-f").arg(deb).arg(name))?.trim().to_string())
+    Ok(run(Command::new("dpkg-deb").arg("-f").arg(deb).arg(name))?
+        .trim()
+        .to_string())
 }
 
 pub fn extract(deb: &Path, root: &Path) -> Result<()> {
@@ -97,7 +99,10 @@ pub fn fetch_with_libraries(cache: &Path, seeds: &[&str]) -> Result<BTreeMap<Str
         let deb = fetch(cache, &name)?;
         let mut deps = parse_depends(&field(&deb, "Pre-Depends")?);
         deps.extend(parse_depends(&field(&deb, "Depends")?));
-        todo.extend(deps.into_iter().filter(|d| d.starts_with("lib") && !got.contains_key(d)));
+        todo.extend(
+            deps.into_iter()
+                .filter(|d| d.starts_with("lib") && !got.contains_key(d)),
+        );
         got.insert(name, deb);
     }
     Ok(got)
@@ -113,7 +118,10 @@ mod tests {
             parse_depends("libnftables1 (= 1.0.6-2+deb12u2), libc6 (>= 2.34), libedit2 (>= 3.1-20130611-0)"),
             ["libnftables1", "libc6", "libedit2"]
         );
-        assert_eq!(parse_depends("linux-image-6.1.0-56-amd64"), ["linux-image-6.1.0-56-amd64"]);
+        assert_eq!(
+            parse_depends("linux-image-6.1.0-56-amd64"),
+            ["linux-image-6.1.0-56-amd64"]
+        );
         assert_eq!(parse_depends("a | b, c:any (>= 1) [amd64]"), ["a", "c"]);
         assert!(parse_depends("").is_empty());
     }

@@ -99,17 +99,19 @@ pub fn write(out: &Path, files: &Files, work: &Path) -> Result<gpt::Layout> {
     // The ESP, filled in place with mtools and syslinux's mtools installer.
     let esp = &layout.partitions[0];
     let img = format!("{}@@{}", out.display(), esp.offset());
-    run(mtools("mformat").args(["-i", &img, "-T", &(esp.size() / gpt::SECTOR).to_string()]).args([
-        "-h",
-        "64",
-        "-s",
-        "32",
-        "-H",
-        &esp.first_lba.to_string(),
-        "-v",
-        "ROUTERBOOT",
-        "::",
-    ]))?;
+    run(mtools("mformat")
+        .args(["-i", &img, "-T", &(esp.size() / gpt::SECTOR).to_string()])
+        .args([
+            "-h",
+            "64",
+            "-s",
+            "32",
+            "-H",
+            &esp.first_lba.to_string(),
+            "-v",
+            "ROUTERBOOT",
+            "::",
+        ]))?;
     let cfg = work.join("syslinux.cfg");
     std::fs::write(&cfg, syslinux_cfg())?;
     run(mtools("mmd").args(["-i", &img, "::EFI", "::EFI/BOOT"]))?;

@@ -73,7 +73,11 @@ pub fn layout(specs: &[PartitionSpec], guids: &mut dyn FnMut() -> [u8; 16]) -> R
         });
         next += size;
     }
-    Ok(Layout { disk_size: next + MIB, disk_guid, partitions })
+    Ok(Layout {
+        disk_size: next + MIB,
+        disk_guid,
+        partitions,
+    })
 }
 
 /// "C12A7328-F81F-11D2-BA4B-00A0C93EC93B" in GPT's mixed-endian byte order.
@@ -154,7 +158,11 @@ pub fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -239,8 +247,10 @@ mod tests {
             let entries = &disk[entries_lba * 512..entries_lba * 512 + 16384];
             assert_eq!(crc32(entries), u32::from_le_bytes([h[88], h[89], h[90], h[91]]));
             // partition 2's name
-            let name: Vec<u16> =
-                entries[128 + 56..128 + 56 + 22].chunks(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+            let name: Vec<u16> = entries[128 + 56..128 + 56 + 22]
+                .chunks(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
             assert_eq!(String::from_utf16_lossy(&name), "routerstate");
             assert_eq!(entries[48], ATTR_LEGACY_BIOS_BOOTABLE as u8);
         }

@@ -83,7 +83,18 @@ pub struct Summary {
 
 pub fn assemble(i: &Inputs) -> Result<(Tree, Summary)> {
     let mut t = Tree::new();
-    for d in ["dev", "proc", "sys", "run", "tmp", "state", "config", "root", "usr/bin", "etc/router"] {
+    for d in [
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "tmp",
+        "state",
+        "config",
+        "root",
+        "usr/bin",
+        "etc/router",
+    ] {
         t.dir(d);
     }
     t.symlink("bin", "usr/bin");
@@ -107,7 +118,10 @@ pub fn assemble(i: &Inputs) -> Result<(Tree, Summary)> {
         let n = elf::needs(&data).with_context(|| format!("{}: cannot read its ELF headers", src.display()))?;
         if let Some(interp) = &n.interp {
             if interp != INTERP {
-                bail!("{} wants the interpreter {interp}, the image has {INTERP}", src.display());
+                bail!(
+                    "{} wants the interpreter {interp}, the image has {INTERP}",
+                    src.display()
+                );
             }
         }
         needs.insert(dest.to_string(), n.needed);
@@ -125,7 +139,9 @@ pub fn assemble(i: &Inputs) -> Result<(Tree, Summary)> {
             return Ok(n.clone());
         }
         let path = libs::find_lib(root, name).with_context(|| format!("{name} vanished"))?;
-        Ok(elf::needs(&read(&path)?).with_context(|| format!("{}", path.display()))?.needed)
+        Ok(elf::needs(&read(&path)?)
+            .with_context(|| format!("{}", path.display()))?
+            .needed)
     };
     let found = libs::closure(&starts, |l| libs::find_lib(root, l).is_some(), &mut lib_needs)?;
     for lib in &found {
@@ -140,7 +156,11 @@ pub fn assemble(i: &Inputs) -> Result<(Tree, Summary)> {
 
     // Kernel modules in load order.
     let (list, builtin_skipped) = add_modules(&mut t, root, i.kver)?;
-    t.file("etc/router/modules", 0o644, list.iter().map(|m| format!("{m}\n")).collect::<String>().into_bytes());
+    t.file(
+        "etc/router/modules",
+        0o644,
+        list.iter().map(|m| format!("{m}\n")).collect::<String>().into_bytes(),
+    );
     t.file("etc/router/versions", 0o644, i.versions.as_bytes().to_vec());
     t.file("etc/os-release", 0o644, i.os_release.as_bytes().to_vec());
     t.symlink("usr/lib/os-release", "../../etc/os-release");
@@ -149,7 +169,14 @@ pub fn assemble(i: &Inputs) -> Result<(Tree, Summary)> {
     if !libraries.iter().any(|l| l == interp_name) {
         libraries.push(interp_name.to_string());
     }
-    Ok((t, Summary { libraries, modules: list, builtin_skipped }))
+    Ok((
+        t,
+        Summary {
+            libraries,
+            modules: list,
+            builtin_skipped,
+        },
+    ))
 }
 
 fn find_binary(root: &Path, name: &str) -> Result<PathBuf> {
@@ -192,7 +219,10 @@ fn add_modules(t: &mut Tree, root: &Path, kver: &str) -> Result<(Vec<String>, Ve
             .soft
             .iter()
             .map(|s| {
-                let provider = SOFTDEP_PROVIDERS.iter().find(|(alias, _)| alias == s).map(|(_, m)| m.to_string());
+                let provider = SOFTDEP_PROVIDERS
+                    .iter()
+                    .find(|(alias, _)| alias == s)
+                    .map(|(_, m)| m.to_string());
                 provider.unwrap_or_else(|| s.clone())
             })
             .collect();
@@ -207,7 +237,11 @@ fn add_modules(t: &mut Tree, root: &Path, kver: &str) -> Result<(Vec<String>, Ve
     }
     let wanted: Vec<&str> = MODULES.to_vec();
     let order = modules::load_order(&wanted, &available, &builtin, &optional)?;
-    let skipped: Vec<String> = MODULES.iter().map(|m| modules::normalize(m)).filter(|m| builtin.contains(m)).collect();
+    let skipped: Vec<String> = MODULES
+        .iter()
+        .map(|m| modules::normalize(m))
+        .filter(|m| builtin.contains(m))
+        .collect();
     let mut list = Vec::new();
     for name in order {
         let rel = &paths[&name];
@@ -302,8 +336,12 @@ pub fn compress(cpio: &Path, how: Compression, out: &Path) -> Result<()> {
         Compression::Zstd => ("zstd", &["-19", "-q", "-c"]),
     };
     let file = std::fs::File::create(out).with_context(|| format!("cannot write {}", out.display()))?;
-    let status =
-        Command::new(tool).args(args).arg(cpio).stdout(file).status().with_context(|| format!("cannot run {tool}"))?;
+    let status = Command::new(tool)
+        .args(args)
+        .arg(cpio)
+        .stdout(file)
+        .status()
+        .with_context(|| format!("cannot run {tool}"))?;
     if !status.success() {
         bail!("{tool} failed on {}", cpio.display());
     }

@@ -7,8 +7,14 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 
 /// Where the packages put libraries (relative to the extraction root).
-pub const LIB_DIRS: &[&str] =
-    &["lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64", "usr/lib64", "lib", "usr/lib"];
+pub const LIB_DIRS: &[&str] = &[
+    "lib/x86_64-linux-gnu",
+    "usr/lib/x86_64-linux-gnu",
+    "lib64",
+    "usr/lib64",
+    "lib",
+    "usr/lib",
+];
 
 /// Closure over DT_NEEDED. `needs_of(binary)` lists what `binary` (a start name or a
 /// library name) needs; `find(lib)` says whether it exists. Returns every library
@@ -41,7 +47,10 @@ where
     }
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|(l, by)| format!("{l} (needed by {by})")).collect();
-        bail!("shared libraries not found in the extracted Debian packages: {}", list.join(", "));
+        bail!(
+            "shared libraries not found in the extracted Debian packages: {}",
+            list.join(", ")
+        );
     }
     Ok(found)
 }
@@ -82,7 +91,9 @@ fn normalize(p: &Path) -> Option<PathBuf> {
 
 /// Finds library `soname` in `root`'s library directories.
 pub fn find_lib(root: &Path, soname: &str) -> Option<PathBuf> {
-    LIB_DIRS.iter().find_map(|d| resolve_in_root(root, &format!("{d}/{soname}")))
+    LIB_DIRS
+        .iter()
+        .find_map(|d| resolve_in_root(root, &format!("{d}/{soname}")))
 }
 
 #[cfg(test)]
@@ -98,16 +109,33 @@ mod tests {
             ("libc.so.6", vec![]),
         ]
         .into();
-        let needs = |b: &str| Ok(graph.get(b).map(|v| v.iter().map(|s| s.to_string()).collect()).unwrap_or_default());
+        let needs = |b: &str| {
+            Ok(graph
+                .get(b)
+                .map(|v| v.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_default())
+        };
         let found = closure(&["nft".into()], |l| graph.contains_key(l), needs)?;
-        assert_eq!(found.into_iter().collect::<Vec<_>>(), ["libc.so.6", "libmnl.so.0", "libnftables.so.1"]);
+        assert_eq!(
+            found.into_iter().collect::<Vec<_>>(),
+            ["libc.so.6", "libmnl.so.0", "libnftables.so.1"]
+        );
         Ok(())
     }
 
     #[test]
     fn missing_library_is_named_with_who_needs_it() {
-        let needs = |b: &str| Ok(if b == "nft" { vec!["libgone.so.1".to_string()] } else { vec![] });
-        let err = closure(&["nft".into()], |_| false, needs).err().map(|e| e.to_string()).unwrap_or_default();
+        let needs = |b: &str| {
+            Ok(if b == "nft" {
+                vec!["libgone.so.1".to_string()]
+            } else {
+                vec![]
+            })
+        };
+        let err = closure(&["nft".into()], |_| false, needs)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("libgone.so.1 (needed by nft)"), "{err}");
     }
 
@@ -121,7 +149,10 @@ mod tests {
         std::os::unix::fs::symlink("libfoo.so.1.2.3", lib.join("libfoo.so.1"))?;
         std::os::unix::fs::symlink("/usr/lib/x86_64-linux-gnu/libfoo.so.1", root.join("lib64/libbar.so"))?;
         assert_eq!(find_lib(&root, "libfoo.so.1"), Some(lib.join("libfoo.so.1.2.3")));
-        assert_eq!(resolve_in_root(&root, "/lib64/libbar.so"), Some(lib.join("libfoo.so.1.2.3")));
+        assert_eq!(
+            resolve_in_root(&root, "/lib64/libbar.so"),
+            Some(lib.join("libfoo.so.1.2.3"))
+        );
         assert_eq!(find_lib(&root, "libnone.so"), None);
         std::fs::remove_dir_all(&root)?;
         Ok(())

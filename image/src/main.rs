@@ -102,5 +102,9 @@ fn parse_config(args: &[String]) -> Result<(PathBuf, PathBuf, bool), String> {
             s => return Err(format!("unexpected argument {s}")),
         }
     }
-    Ok((input.ok_or("which router.toml?")?, out.ok_or("missing -o CONFIG.IMG")?, check))
+    Ok((
+        input.ok_or("which router.toml?")?,
+        out.ok_or("missing -o CONFIG.IMG")?,
+        check,
+    ))
 }

@@ -32,7 +32,9 @@ pub fn dependencies(info: &[(String, String)]) -> Deps {
     let mut deps = Deps::default();
     for (k, v) in info {
         match k.as_str() {
-            "depends" => deps.hard.extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(normalize)),
+            "depends" => deps
+                .hard
+                .extend(v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(normalize)),
             "softdep" => {
                 // "pre: a b post: c"
                 let mut pre = false;
@@ -54,14 +56,18 @@ pub fn dependencies(info: &[(String, String)]) -> Deps {
 /// Reads the dependencies of one `.ko` file.
 pub fn dependencies_of_ko(data: &[u8]) -> anyhow::Result<Deps> {
     let file = object::File::parse(data)?;
-    let section = file.section_by_name(".modinfo").ok_or_else(|| anyhow::anyhow!("no .modinfo section"))?;
+    let section = file
+        .section_by_name(".modinfo")
+        .ok_or_else(|| anyhow::anyhow!("no .modinfo section"))?;
     Ok(dependencies(&parse_modinfo(section.data()?)))
 }
 
 /// The kernel's name for a module: file name without `.ko[.xz|.zst|.gz]`, `-` as `_`.
 pub fn module_name(path: &str) -> Option<String> {
     let base = path.rsplit('/').next()?;
-    let stem = ["ko", "ko.xz", "ko.zst", "ko.gz"].iter().find_map(|ext| base.strip_suffix(&format!(".{ext}")))?;
+    let stem = ["ko", "ko.xz", "ko.zst", "ko.gz"]
+        .iter()
+        .find_map(|ext| base.strip_suffix(&format!(".{ext}")))?;
     Some(normalize(stem))
 }
 
@@ -82,10 +88,19 @@ pub enum OrderError {
 impl fmt::Display for OrderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OrderError::Missing { module, needed_by: Some(by) } => {
-                write!(f, "module {module} (needed by {by}) is neither in the kernel package nor built in")
+            OrderError::Missing {
+                module,
+                needed_by: Some(by),
+            } => {
+                write!(
+                    f,
+                    "module {module} (needed by {by}) is neither in the kernel package nor built in"
+                )
             }
-            OrderError::Missing { module, needed_by: None } => {
+            OrderError::Missing {
+                module,
+                needed_by: None,
+            } => {
                 write!(f, "module {module} is neither in the kernel package nor built in")
             }
             OrderError::Cycle(c) => write!(f, "module dependency cycle: {}", c.join(" -> ")),
@@ -109,7 +124,16 @@ pub fn load_order(
     let mut done = BTreeSet::new();
     let mut stack = Vec::new();
     for w in wanted {
-        visit(&normalize(w), None, available, builtin, optional, &mut done, &mut stack, &mut order)?;
+        visit(
+            &normalize(w),
+            None,
+            available,
+            builtin,
+            optional,
+            &mut done,
+            &mut stack,
+            &mut order,
+        )?;
     }
     Ok(order)
 }
@@ -139,7 +163,10 @@ fn visit(
                 return Ok(());
             }
         }
-        return Err(OrderError::Missing { module: name.to_string(), needed_by: parent.map(str::to_string) });
+        return Err(OrderError::Missing {
+            module: name.to_string(),
+            needed_by: parent.map(str::to_string),
+        });
     };
     stack.push(name.to_string());
     for d in deps {
@@ -156,7 +183,10 @@ mod tests {
     use super::*;
 
     fn map(entries: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
-        entries.iter().map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect())).collect()
+        entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+            .collect()
     }
 
     #[test]
@@ -172,7 +202,10 @@ mod tests {
 
     #[test]
     fn names_from_paths() {
-        assert_eq!(module_name("kernel/fs/nls/nls_iso8859-1.ko").as_deref(), Some("nls_iso8859_1"));
+        assert_eq!(
+            module_name("kernel/fs/nls/nls_iso8859-1.ko").as_deref(),
+            Some("nls_iso8859_1")
+        );
         assert_eq!(module_name("kernel/net/x/nf_nat.ko.xz").as_deref(), Some("nf_nat"));
         assert_eq!(module_name("kernel/modules.order"), None);
     }
@@ -212,14 +245,26 @@ mod tests {
         let avail = map(&[("a", &["b"]), ("b", &["a"]), ("c", &["zz"])]);
         let none: BTreeSet<String> = BTreeSet::new();
         let noopt: BTreeSet<(String, String)> = BTreeSet::new();
-        assert!(matches!(load_order(&["a"], &avail, &none, &noopt), Err(OrderError::Cycle(_))));
+        assert!(matches!(
+            load_order(&["a"], &avail, &none, &noopt),
+            Err(OrderError::Cycle(_))
+        ));
         assert_eq!(
             load_order(&["c"], &avail, &none, &noopt),
-            Err(OrderError::Missing { module: "zz".into(), needed_by: Some("c".into()) })
+            Err(OrderError::Missing {
+                module: "zz".into(),
+                needed_by: Some("c".into())
+            })
         );
         let opt: BTreeSet<(String, String)> = [("c".to_string(), "zz".to_string())].into();
         assert_eq!(load_order(&["c"], &avail, &none, &opt), Ok(vec!["c".to_string()]));
         let e = load_order(&["nope"], &avail, &none, &noopt);
-        assert_eq!(e, Err(OrderError::Missing { module: "nope".into(), needed_by: None }));
+        assert_eq!(
+            e,
+            Err(OrderError::Missing {
+                module: "nope".into(),
+                needed_by: None
+            })
+        );
     }
 }

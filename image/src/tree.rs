@@ -83,7 +83,10 @@ impl Tree {
 }
 
 fn clean(path: &str) -> String {
-    path.split('/').filter(|s| !s.is_empty() && *s != ".").collect::<Vec<_>>().join("/")
+    path.split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 #[cfg(test)]
@@ -95,7 +98,10 @@ mod tests {
         let mut t = Tree::new();
         t.file("/lib/x86_64-linux-gnu/libc.so.6", 0o755, b"elf".to_vec());
         t.file("/lib-extra/x", 0o644, vec![]);
-        t.symlink("/lib64/ld-linux-x86-64.so.2", "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2");
+        t.symlink(
+            "/lib64/ld-linux-x86-64.so.2",
+            "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        );
         assert_eq!(t.get("lib"), Some(&Node::Dir(0o755)));
         let out = t.write_cpio(Vec::new())?;
         let text = String::from_utf8_lossy(&out);

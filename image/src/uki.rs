@@ -46,7 +46,12 @@ pub fn place(start: u64, align: u64, sizes: &[u64]) -> Vec<u64> {
 /// Writes `out` from the stub and the given files.
 pub fn build(stub: &Path, osrel: &Path, cmdline: &Path, initrd: &Path, linux: &Path, out: &Path) -> Result<()> {
     let (end, align) = stub_end(&read(stub)?)?;
-    let parts = [(".osrel", osrel), (".cmdline", cmdline), (".initrd", initrd), (".linux", linux)];
+    let parts = [
+        (".osrel", osrel),
+        (".cmdline", cmdline),
+        (".initrd", initrd),
+        (".linux", linux),
+    ];
     let mut sizes = Vec::new();
     for (_, p) in &parts {
         sizes.push(std::fs::metadata(p).with_context(|| format!("{}", p.display()))?.len());

@@ -7,7 +7,9 @@ use anyhow::{bail, Context, Result};
 
 /// Runs `cmd`, failing with its stderr when it exits non-zero; returns stdout.
 pub fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("cannot run {cmd:?} (is it installed? qemu/build installs it)"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?} (is it installed? qemu/build installs it)"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}):\n{}{}",

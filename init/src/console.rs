@@ -49,9 +49,7 @@ pub fn open() {
             sinks.push(screen);
         }
     }
-    let mut guard = SINKS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = SINKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     *guard = sinks;
 }
 
@@ -73,9 +71,7 @@ pub fn say(line: &str) {
     let mut text = String::with_capacity(line.len() + 1);
     text.push_str(line);
     text.push('\n');
-    let mut guard = SINKS
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut guard = SINKS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if guard.is_empty() {
         let _ = std::io::stderr().write_all(text.as_bytes());
         return;

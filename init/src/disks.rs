@@ -126,8 +126,7 @@ pub fn is_cidata_label(label: &str) -> bool {
 
 /// The `KEY=value` pairs of a sysfs `uevent` file.
 pub fn parse_uevent(text: &str) -> impl Iterator<Item = (&str, &str)> {
-    text.lines()
-        .filter_map(|line| line.trim_end().split_once('='))
+    text.lines().filter_map(|line| line.trim_end().split_once('='))
 }
 
 /// The value of `key` in a sysfs `uevent` file.
@@ -155,9 +154,7 @@ impl BlockDev {
 /// Devices that never hold a config disk or the state partition, and whose
 /// reads can be slow or pointless.
 fn ignored(name: &str) -> bool {
-    ["loop", "ram", "zram", "fd", "nbd"]
-        .iter()
-        .any(|p| name.starts_with(p))
+    ["loop", "ram", "zram", "fd", "nbd"].iter().any(|p| name.starts_with(p))
 }
 
 /// Every block device with a non-zero size, sorted by name.
@@ -305,10 +302,7 @@ pub(crate) mod tests {
     fn fat16_label() {
         let b = fat16_sector(b"ROUTERCFG  ");
         assert_eq!(fat_label(&b).as_deref(), Some("ROUTERCFG"));
-        assert_eq!(
-            detect_label(&b),
-            Some((FsKind::Vfat, "ROUTERCFG".to_string()))
-        );
+        assert_eq!(detect_label(&b), Some((FsKind::Vfat, "ROUTERCFG".to_string())));
     }
 
     #[test]
@@ -352,14 +346,8 @@ pub(crate) mod tests {
     #[test]
     fn iso_label() {
         let b = iso_head("ROUTERCFG");
-        assert_eq!(
-            detect_label(&b),
-            Some((FsKind::Iso9660, "ROUTERCFG".to_string()))
-        );
-        assert_eq!(
-            iso9660_label(&b[ISO_PVD_OFFSET..]).as_deref(),
-            Some("ROUTERCFG")
-        );
+        assert_eq!(detect_label(&b), Some((FsKind::Iso9660, "ROUTERCFG".to_string())));
+        assert_eq!(iso9660_label(&b[ISO_PVD_OFFSET..]).as_deref(), Some("ROUTERCFG"));
     }
 
     #[test]
@@ -444,16 +432,7 @@ pub(crate) mod tests {
             let _ = std::fs::write(files.join(name), text);
         }
         let made = std::process::Command::new("genisoimage")
-            .args([
-                "-quiet",
-                "-iso-level",
-                "3",
-                "-J",
-                "-R",
-                "-V",
-                "cidata",
-                "-o",
-            ])
+            .args(["-quiet", "-iso-level", "3", "-J", "-R", "-V", "cidata", "-o"])
             .arg(&iso)
             .arg(&files)
             .status();
@@ -461,10 +440,7 @@ pub(crate) mod tests {
             Ok(status) if status.success() => {
                 let head = read_head(&iso, HEAD_LEN).unwrap_or_default();
                 let _ = std::fs::remove_dir_all(&dir);
-                assert_eq!(
-                    detect_label(&head),
-                    Some((FsKind::Iso9660, "cidata".to_string()))
-                );
+                assert_eq!(detect_label(&head), Some((FsKind::Iso9660, "cidata".to_string())));
             }
             _ => {
                 let _ = std::fs::remove_dir_all(&dir);

@@ -10,19 +10,12 @@ pub const DEFAULT: &str = "router";
 /// The `hostname` key of a router.toml text: `Ok(None)` when it is absent,
 /// `Err` when the text is not TOML or the key is not a valid hostname.
 pub fn from_config(text: &str) -> Result<Option<String>, String> {
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| e.message().to_string())?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
     match table.get("hostname") {
         None => Ok(None),
         Some(toml::Value::String(name)) if is_valid(name) => Ok(Some(name.clone())),
-        Some(toml::Value::String(name)) => {
-            Err(format!("`hostname` {name:?} is not a valid host name"))
-        }
-        Some(other) => Err(format!(
-            "`hostname` is a {}, expected a string",
-            other.type_str()
-        )),
+        Some(toml::Value::String(name)) => Err(format!("`hostname` {name:?} is not a valid host name")),
+        Some(other) => Err(format!("`hostname` is a {}, expected a string", other.type_str())),
     }
 }
 
@@ -37,9 +30,7 @@ pub fn is_valid(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -47,16 +38,10 @@ pub fn is_valid(name: &str) -> bool {
 /// is read like any router.toml; otherwise #cloud-config's `hostname:`
 /// (Proxmox writes the VM name there), else meta-data's `local-hostname:`.
 /// Only these lines are read; routerd reads the rest of the drive.
-pub fn from_cloud_init(
-    user_data: Option<&str>,
-    meta_data: Option<&str>,
-) -> Result<Option<String>, String> {
+pub fn from_cloud_init(user_data: Option<&str>, meta_data: Option<&str>) -> Result<Option<String>, String> {
     if let Some(text) = user_data {
         let first = text.lines().next().unwrap_or("");
-        if !first.starts_with("#cloud-config")
-            && !first.starts_with("#!")
-            && !first.starts_with("#include")
-        {
+        if !first.starts_with("#cloud-config") && !first.starts_with("#!") && !first.starts_with("#include") {
             return from_config(text);
         }
         if let Some(name) = top_level_scalar(text, "hostname") {
@@ -111,10 +96,7 @@ pub fn for_config_file(path: &Path) -> String {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            say(&format!(
-                "init: hostname: cannot read {}: {e}",
-                path.display()
-            ));
+            say(&format!("init: hostname: cannot read {}: {e}", path.display()));
             return DEFAULT.to_string();
         }
     };
@@ -122,10 +104,7 @@ pub fn for_config_file(path: &Path) -> String {
         Ok(Some(name)) => name,
         Ok(None) => DEFAULT.to_string(),
         Err(e) => {
-            say(&format!(
-                "init: hostname: {}: {e}; using \"{DEFAULT}\"",
-                path.display()
-            ));
+            say(&format!("init: hostname: {}: {e}; using \"{DEFAULT}\"", path.display()));
             DEFAULT.to_string()
         }
     }
@@ -163,10 +142,7 @@ hostname = "not-this-one"
 
     #[test]
     fn absent_key() {
-        assert_eq!(
-            from_config("[lan]\naddress = \"172.16.0.1/16\"\n"),
-            Ok(None)
-        );
+        assert_eq!(from_config("[lan]\naddress = \"172.16.0.1/16\"\n"), Ok(None));
         assert_eq!(from_config(""), Ok(None));
     }
 
@@ -189,8 +165,7 @@ hostname = "not-this-one"
 
     #[test]
     fn cloud_init_hostname() {
-        let proxmox =
-            "#cloud-config\nhostname: edge\nmanage_etc_hosts: true\nfqdn: edge.example.net\n";
+        let proxmox = "#cloud-config\nhostname: edge\nmanage_etc_hosts: true\nfqdn: edge.example.net\n";
         assert_eq!(
             from_cloud_init(Some(proxmox), Some("instance-id: 1\n")),
             Ok(Some("edge".into()))

@@ -11,12 +11,7 @@
 //! every path ends in a power-off or keeps running.
 #![cfg_attr(
     not(test),
-    warn(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::panic,
-        clippy::indexing_slicing
-    )
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 
 #[macro_use]
@@ -117,10 +112,7 @@ enum CloudInit {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ConfigDisk {
-    Searching {
-        since: Instant,
-        next_message: Instant,
-    },
+    Searching { since: Instant, next_message: Instant },
     Mounted,
 }
 
@@ -297,11 +289,7 @@ impl Init {
     }
 
     fn tick_config(&mut self, now: Instant) {
-        let ConfigDisk::Searching {
-            since,
-            next_message,
-        } = self.config
-        else {
+        let ConfigDisk::Searching { since, next_message } = self.config else {
             return;
         };
         if now >= self.next_config_scan {
@@ -311,10 +299,7 @@ impl Init {
                 self.mount_cidata(disk);
             }
             if let Some(disk) = found.config {
-                let flags = MsFlags::MS_RDONLY
-                    | MsFlags::MS_NOSUID
-                    | MsFlags::MS_NODEV
-                    | MsFlags::MS_NOEXEC;
+                let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
                 match mounts::mount_device(&disk.node, CONFIG_DIR, disk.kind.fstype(), flags) {
                     Ok(()) => {
                         say!(
@@ -361,8 +346,7 @@ impl Init {
     }
 
     fn mount_cidata(&mut self, disk: &disks::ConfigDisk) {
-        let flags =
-            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         match mounts::mount_device(&disk.node, CIDATA_DIR, disk.kind.fstype(), flags) {
             Ok(()) => {
                 say!(
@@ -425,10 +409,7 @@ impl Init {
             // Timeout, EINTR or an error: the caller's loop goes on.
             _ => return (false, Vec::new()),
         }
-        let ready: Vec<bool> = fds
-            .iter()
-            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
-            .collect();
+        let ready: Vec<bool> = fds.iter().map(|p| p.revents().is_some_and(|r| !r.is_empty())).collect();
         let signal_ready = self.signals.is_some() && ready.first().copied().unwrap_or(false);
         let buttons = ready
             .iter()
@@ -464,10 +445,7 @@ mod tests {
         let t = Instant::now();
         let later = after(t, CONFIG_GRACE);
         let mounted = CloudInit::Mounted;
-        assert_eq!(
-            choose_run(StateDisk::Mounted, searching(t), mounted, t, || true),
-            None
-        );
+        assert_eq!(choose_run(StateDisk::Mounted, searching(t), mounted, t, || true), None);
         assert_eq!(
             choose_run(StateDisk::Mounted, searching(t), mounted, later, || true),
             spec(CIDATA_DIR, true)
@@ -483,13 +461,7 @@ mod tests {
     fn the_config_disk_takes_precedence_over_cloud_init() {
         let t = Instant::now();
         assert_eq!(
-            choose_run(
-                StateDisk::Mounted,
-                ConfigDisk::Mounted,
-                CloudInit::Mounted,
-                t,
-                || true
-            ),
+            choose_run(StateDisk::Mounted, ConfigDisk::Mounted, CloudInit::Mounted, t, || true),
             spec(CONFIG_FILE, true)
         );
     }
@@ -522,13 +494,7 @@ mod tests {
     fn config_disk_wins() {
         let t = Instant::now();
         assert_eq!(
-            choose_run(
-                StateDisk::Mounted,
-                ConfigDisk::Mounted,
-                CloudInit::Absent,
-                t,
-                || true
-            ),
+            choose_run(StateDisk::Mounted, ConfigDisk::Mounted, CloudInit::Absent, t, || true),
             spec(CONFIG_FILE, true)
         );
         for state in [StateDisk::Absent, StateDisk::Failed] {
@@ -544,44 +510,20 @@ mod tests {
         let t = Instant::now();
         let later = after(t, CONFIG_GRACE);
         assert_eq!(
-            choose_run(
-                StateDisk::Mounted,
-                searching(t),
-                CloudInit::Absent,
-                t,
-                || true
-            ),
+            choose_run(StateDisk::Mounted, searching(t), CloudInit::Absent, t, || true),
             None
         );
         assert_eq!(
-            choose_run(
-                StateDisk::Mounted,
-                searching(t),
-                CloudInit::Absent,
-                later,
-                || true
-            ),
+            choose_run(StateDisk::Mounted, searching(t), CloudInit::Absent, later, || true),
             spec(LAST_GOOD, true)
         );
         assert_eq!(
-            choose_run(
-                StateDisk::Mounted,
-                searching(t),
-                CloudInit::Absent,
-                later,
-                || false
-            ),
+            choose_run(StateDisk::Mounted, searching(t), CloudInit::Absent, later, || false),
             None
         );
         // No state partition: no last good config either.
         assert_eq!(
-            choose_run(
-                StateDisk::Absent,
-                searching(t),
-                CloudInit::Absent,
-                later,
-                || true
-            ),
+            choose_run(StateDisk::Absent, searching(t), CloudInit::Absent, later, || true),
             None
         );
     }

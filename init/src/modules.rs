@@ -47,9 +47,7 @@ pub fn load_listed() -> Summary {
     let text = match std::fs::read_to_string(LIST) {
         Ok(t) => t,
         Err(e) => {
-            say(&format!(
-                "init: no module list {LIST} ({e}): loading no modules"
-            ));
+            say(&format!("init: no module list {LIST} ({e}): loading no modules"));
             return summary;
         }
     };

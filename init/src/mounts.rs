@@ -16,9 +16,7 @@ pub struct Mount {
     pub data: Option<&'static str>,
 }
 
-const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
-    .union(MsFlags::MS_NODEV)
-    .union(MsFlags::MS_NOEXEC);
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
 
 /// Mounted in order at boot (a parent before its children).
 pub const EARLY: &[Mount] = &[
@@ -114,13 +112,8 @@ fn mount_one(m: &Mount) -> Result<(), String> {
 /// Mounts the block device `dev` on `target` (made if missing).
 pub fn mount_device(dev: &Path, target: &str, fstype: &str, flags: MsFlags) -> Result<(), String> {
     std::fs::create_dir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
-    nix::mount::mount(Some(dev), target, Some(fstype), flags, None::<&str>).map_err(|e| {
-        format!(
-            "mount {} ({fstype}) on {target}: {}",
-            dev.display(),
-            e.desc()
-        )
-    })
+    nix::mount::mount(Some(dev), target, Some(fstype), flags, None::<&str>)
+        .map_err(|e| format!("mount {} ({fstype}) on {target}: {}", dev.display(), e.desc()))
 }
 
 /// Unmounts `target` for shutdown; if it is busy, remounts it read-only (so

@@ -128,21 +128,14 @@ impl Buttons {
             match file.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    let events = buf
-                        .get(..n)
-                        .map(|b| parse_input_events(b, INPUT_EVENT_SIZE));
-                    pressed |= events
-                        .unwrap_or_default()
-                        .iter()
-                        .any(InputEvent::is_power_press);
+                    let events = buf.get(..n).map(|b| parse_input_events(b, INPUT_EVENT_SIZE));
+                    pressed |= events.unwrap_or_default().iter().any(InputEvent::is_power_press);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     let (name, _) = self.open.remove(index);
-                    say(&format!(
-                        "init: power button {name}: {e}; no longer watched"
-                    ));
+                    say(&format!("init: power button {name}: {e}; no longer watched"));
                     self.seen.remove(&name);
                     break;
                 }
@@ -240,11 +233,7 @@ pub fn shutdown(action: Action, supervisor: &mut Supervisor) -> ! {
     supervisor.stop(supervisor::STOP_GRACE);
     end_all_processes();
     nix::unistd::sync();
-    for target in [
-        crate::state::MOUNTPOINT,
-        crate::CONFIG_DIR,
-        crate::CIDATA_DIR,
-    ] {
+    for target in [crate::state::MOUNTPOINT, crate::CONFIG_DIR, crate::CIDATA_DIR] {
         if let Err(e) = crate::mounts::unmount(target) {
             say(&format!("init: {e}"));
         }
@@ -377,18 +366,9 @@ mod tests {
     #[test]
     fn signal_requests() {
         assert_eq!(request_for(Signal::SIGCHLD), Request::Reap);
-        assert_eq!(
-            request_for(Signal::SIGTERM),
-            Request::Shutdown(Action::PowerOff)
-        );
-        assert_eq!(
-            request_for(Signal::SIGUSR2),
-            Request::Shutdown(Action::PowerOff)
-        );
-        assert_eq!(
-            request_for(Signal::SIGINT),
-            Request::Shutdown(Action::Reboot)
-        );
+        assert_eq!(request_for(Signal::SIGTERM), Request::Shutdown(Action::PowerOff));
+        assert_eq!(request_for(Signal::SIGUSR2), Request::Shutdown(Action::PowerOff));
+        assert_eq!(request_for(Signal::SIGINT), Request::Shutdown(Action::Reboot));
         assert_eq!(request_for(Signal::SIGHUP), Request::ReloadRouterd);
         assert_eq!(request_for(Signal::SIGUSR1), Request::Ignore);
         for sig in HANDLED {

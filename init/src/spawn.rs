@@ -36,8 +36,7 @@ fn spawn_to(program: &str, args: &[String], output: &str) -> Result<Pid, String>
     let argv = argv(program, args).ok_or("argument with a NUL byte")?;
     let env = [CString::new(format!("PATH={PATH}")).map_err(|e| e.to_string())?];
     let attr = attributes().map_err(|e| format!("posix_spawnattr: {}", e.desc()))?;
-    let actions =
-        file_actions(output).map_err(|e| format!("posix_spawn_file_actions: {}", e.desc()))?;
+    let actions = file_actions(output).map_err(|e| format!("posix_spawn_file_actions: {}", e.desc()))?;
     posix_spawn(program, &actions, &attr, &argv, &env).map_err(|e| e.desc().to_string())
 }
 
@@ -107,11 +106,7 @@ mod tests {
         mask.add(Signal::SIGUSR1);
         let old = mask.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK);
         let check = |pattern: &str| {
-            let args = [
-                "-q".to_string(),
-                pattern.to_string(),
-                "/proc/self/status".to_string(),
-            ];
+            let args = ["-q".to_string(), pattern.to_string(), "/proc/self/status".to_string()];
             spawn_to("/bin/grep", &args, "/dev/null").and_then(wait)
         };
         let blocked = check("^SigBlk:[[:space:]]*0*$");

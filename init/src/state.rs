@@ -140,10 +140,7 @@ mod tests {
     fn no_partition_without_the_name() {
         let devs = vec![
             dev("vda", "DEVNAME=vda\nDEVTYPE=disk\n"),
-            dev(
-                "vda1",
-                "DEVNAME=vda1\nDEVTYPE=partition\nPARTNAME=routerstate2\n",
-            ),
+            dev("vda1", "DEVNAME=vda1\nDEVTYPE=partition\nPARTNAME=routerstate2\n"),
         ];
         assert!(find_partition(&devs).is_none());
         assert!(find_partition(&[]).is_none());

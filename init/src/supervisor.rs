@@ -28,9 +28,7 @@ impl Backoff {
     pub const RESET_AFTER: Duration = Duration::from_secs(60);
 
     pub fn new() -> Backoff {
-        Backoff {
-            next: Self::INITIAL,
-        }
+        Backoff { next: Self::INITIAL }
     }
 
     /// The delay before the next start, after a run that lasted `ran_for`.
@@ -167,10 +165,7 @@ impl Supervisor {
             if running.spec == *desired {
                 return;
             }
-            say(&format!(
-                "init: restarting routerd with {}",
-                desired.args().join(" ")
-            ));
+            say(&format!("init: restarting routerd with {}", desired.args().join(" ")));
             self.stop(STOP_GRACE);
             self.not_before = None;
             // Stopping may have taken a while.
@@ -314,13 +309,7 @@ mod tests {
         };
         assert_eq!(
             spec.args(),
-            vec![
-                "run",
-                "--config",
-                "/config/router.toml",
-                "--state",
-                "/state"
-            ]
+            vec!["run", "--config", "/config/router.toml", "--state", "/state"]
         );
         let spec = RunSpec {
             config: "/config/router.toml".into(),
@@ -344,9 +333,6 @@ mod tests {
             Some(ExitKind::Signal(Signal::SIGKILL))
         );
         assert_eq!(exit_of(WaitStatus::StillAlive), None);
-        assert_eq!(
-            ExitKind::Signal(Signal::SIGTERM).to_string(),
-            "signal SIGTERM"
-        );
+        assert_eq!(ExitKind::Signal(Signal::SIGTERM).to_string(), "signal SIGTERM");
     }
 }

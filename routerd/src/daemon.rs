@@ -9,13 +9,13 @@ use anyhow::Context;
 use rtnetlink::Handle;
 use tokio::signal::unix::{signal, SignalKind};
 
-use config::{Config, ConfigError};
 use crate::dhcp::{self, Scope};
 use crate::firewall::{self, Features, Interfaces};
 use crate::net::{self, Applied};
 use crate::plan;
 use crate::state::StateDir;
 use crate::status::{self, Shared};
+use config::{Config, ConfigError};
 
 /// How long to wait before trying again when the NICs are not there yet.
 const RETRY: Duration = Duration::from_secs(2);
@@ -46,20 +46,31 @@ pub struct Router {
 
 impl Router {
     pub fn new(state: Option<StateDir>) -> anyhow::Result<Router> {
-        Ok(Router { handle: net::connect()?, flowtable: None, state, dhcp: None, status: None, shared: Arc::default() })
+        Ok(Router {
+            handle: net::connect()?,
+            flowtable: None,
+            state,
+            dhcp: None,
+            status: None,
+            shared: Arc::default(),
+        })
     }
 
     /// Starts, restarts or stops the DHCP server to match `config` on `lan`.
     async fn ensure_dhcp(&mut self, config: &Config, lan: &net::Nic) {
         let wanted = Scope::from_config(config);
-        let started_for = wanted.as_ref().map(|(scope, _)| (scope.clone(), config.dhcp.clone(), lan.index));
+        let started_for = wanted
+            .as_ref()
+            .map(|(scope, _)| (scope.clone(), config.dhcp.clone(), lan.index));
         if self.dhcp.as_ref().map(|d| &d.started_for) == started_for.as_ref() {
             return;
         }
         if let Some(old) = self.dhcp.take() {
             old.running.stop().await;
         }
-        let (Some((scope, pool)), Some(started_for)) = (wanted, started_for) else { return };
+        let (Some((scope, pool)), Some(started_for)) = (wanted, started_for) else {
+            return;
+        };
         let dir = self.state.as_ref().map(|s| s.0.clone());
         match dhcp::server::start(scope, pool, lan, dir, self.handle.clone()) {
             Ok(running) => self.dhcp = Some(DhcpService { running, started_for }),
@@ -69,7 +80,10 @@ impl Router {
 
     /// Starts or moves the status server to the LAN address and configured port.
     async fn ensure_status(&mut self, config: &Config) {
-        let wanted = config.status.as_ref().map(|st| SocketAddrV4::new(config.lan.address.addr(), st.port));
+        let wanted = config
+            .status
+            .as_ref()
+            .map(|st| SocketAddrV4::new(config.lan.address.addr(), st.port));
         if self.status.as_ref().map(|r| r.addr) == wanted {
             return;
         }
@@ -94,11 +108,16 @@ impl Router {
             if supported {
                 tracing::info!("flowtable fast path enabled for established flows");
             } else {
-                tracing::warn!("this kernel has no nftables flowtable support: established flows take the normal forwarding path");
+                tracing::warn!(
+                    "this kernel has no nftables flowtable support: established flows take the normal forwarding path"
+                );
             }
             supported
         });
-        let ifs = Interfaces { wan: &applied.wan.name, lan: &applied.lan.name };
+        let ifs = Interfaces {
+            wan: &applied.wan.name,
+            lan: &applied.lan.name,
+        };
         let batch = firewall::ruleset(config, &ifs, Features { flowtable });
         firewall::apply(&batch).context("applying the nftables ruleset")?;
         Ok(applied)
@@ -144,7 +163,11 @@ fn initial_config(path: &Path, state: Option<&StateDir>) -> anyhow::Result<(Conf
     if let Some(last_good) = state.map(StateDir::last_good).filter(|p| p.exists()) {
         match load(&last_good) {
             Ok(loaded) => {
-                tracing::warn!("{} is invalid: running the last good config {}", path.display(), last_good.display());
+                tracing::warn!(
+                    "{} is invalid: running the last good config {}",
+                    path.display(),
+                    last_good.display()
+                );
                 return Ok(loaded);
             }
             Err(e) => report_config_error(&e),
@@ -182,7 +205,12 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
                         s.last_reload = Some((dhcp::server::unix_now(), true));
                     });
                     log_applied(&config, &applied, generation, running.is_none());
-                    gateway_check = Some(crate::gateway::ensure(gateway_check.take(), &router.handle, &applied.wan.name, config.wan.gateway));
+                    gateway_check = Some(crate::gateway::ensure(
+                        gateway_check.take(),
+                        &router.handle,
+                        &applied.wan.name,
+                        config.wan.gateway,
+                    ));
                     if let Some(state) = &state {
                         if let Err(e) = state.save_last_good(&text) {
                             tracing::error!("cannot save {}: {e}", state.last_good().display());
@@ -203,16 +231,24 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
                     pending = match fallback {
                         Some(last_good) => {
                             tracing::warn!("the config cannot be applied: running the last good config instead");
-                            router.shared.error("the config cannot be applied: running the last good config instead".into());
+                            router
+                                .shared
+                                .error("the config cannot be applied: running the last good config instead".into());
                             Some(last_good)
                         }
                         None => Some((config, text)),
                     };
                 }
                 Err(e) => {
-                    tracing::error!("the new config could not be applied: {e:#}; going back to generation {generation}");
-                    router.shared.error(format!("the new config could not be applied: {e:#}"));
-                    router.shared.update(|s| s.last_reload = Some((dhcp::server::unix_now(), false)));
+                    tracing::error!(
+                        "the new config could not be applied: {e:#}; going back to generation {generation}"
+                    );
+                    router
+                        .shared
+                        .error(format!("the new config could not be applied: {e:#}"));
+                    router
+                        .shared
+                        .update(|s| s.last_reload = Some((dhcp::server::unix_now(), false)));
                     if let Some(previous) = &running {
                         if let Err(e) = router.apply(previous).await {
                             tracing::error!("restoring generation {generation} failed: {e:#}");

@@ -64,9 +64,15 @@ impl Reporter {
         let previous = self.answered.replace(answers);
         if answers {
             self.last_warning = None;
-            return if previous == Some(true) { Report::Nothing } else { Report::Answers };
+            return if previous == Some(true) {
+                Report::Nothing
+            } else {
+                Report::Answers
+            };
         }
-        let due = self.last_warning.is_none_or(|t| now.duration_since(t) >= REPEAT_WARNING);
+        let due = self
+            .last_warning
+            .is_none_or(|t| now.duration_since(t) >= REPEAT_WARNING);
         if due {
             self.last_warning = Some(now);
             Report::NoAnswer
@@ -95,7 +101,11 @@ pub fn ensure(current: Option<Watch>, handle: &Handle, wan: &str, gateway: Ipv4A
         Some(w) if w.wan == wan && w.gateway == gateway => w,
         _ => {
             let task = tokio::spawn(run(handle.clone(), wan.to_string(), gateway));
-            Watch { wan: wan.to_string(), gateway, task }
+            Watch {
+                wan: wan.to_string(),
+                gateway,
+                task,
+            }
         }
     }
 }
@@ -107,7 +117,10 @@ async fn run(handle: Handle, wan: String, gateway: Ipv4Addr) {
         match reporter.after_check(answers, Instant::now()) {
             Report::Answers => tracing::info!("{}", answers_message(gateway, &wan)),
             Report::NoAnswer => {
-                tracing::warn!("{}", no_answer_message(gateway, &wan, &crate::status::collect::nic_mac(&wan)));
+                tracing::warn!(
+                    "{}",
+                    no_answer_message(gateway, &wan, &crate::status::collect::nic_mac(&wan))
+                );
             }
             Report::Nothing => {}
         }
@@ -170,7 +183,9 @@ mod tests {
     #[test]
     fn the_message_names_the_likely_causes() {
         let m = no_answer_message(Ipv4Addr::new(203, 0, 113, 254), "eth0", "bc:24:11:2a:3b:4c");
-        assert!(m.starts_with("the gateway 203.0.113.254 does not answer ARP on eth0 (this router sends from MAC bc:24:11:2a:3b:4c)"));
+        assert!(m.starts_with(
+            "the gateway 203.0.113.254 does not answer ARP on eth0 (this router sends from MAC bc:24:11:2a:3b:4c)"
+        ));
         assert!(m.contains("virtual MAC is not set on this VM's WAN NIC"));
         assert!(m.contains("the gateway is wrong"));
         assert!(m.contains("Checking again every 10 s"));

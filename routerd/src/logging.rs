@@ -12,7 +12,9 @@ use tracing_subscriber::EnvFilter;
 /// `$JOURNAL_STREAM` match stderr's). A journald socket merely existing is not enough:
 /// routerd started by hand or by a test on such a host must still log to its stderr.
 fn stderr_is_journal() -> bool {
-    let Ok(stream) = std::env::var("JOURNAL_STREAM") else { return false };
+    let Ok(stream) = std::env::var("JOURNAL_STREAM") else {
+        return false;
+    };
     std::fs::metadata("/proc/self/fd/2").is_ok_and(|m| stream == format!("{}:{}", m.dev(), m.ino()))
 }
 

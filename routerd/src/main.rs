@@ -28,7 +28,9 @@ fn main() -> ExitCode {
         ["check", file] => check(file),
         ["cloud-init", dir] => cloud_init(dir),
         ["run", "--config", file] => daemon_main(PathBuf::from(file), None, false),
-        ["run", "--config", file, "--state", dir] => daemon_main(PathBuf::from(file), Some(StateDir(dir.into())), false),
+        ["run", "--config", file, "--state", dir] => {
+            daemon_main(PathBuf::from(file), Some(StateDir(dir.into())), false)
+        }
         ["apply", "--config", file] => daemon_main(PathBuf::from(file), None, true),
         ["render", "--config", file, rest @ ..] => render(file, rest),
         ["--help" | "-h" | "help"] => {

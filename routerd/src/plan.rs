@@ -37,7 +37,11 @@ pub struct LinkPlan {
 pub enum RoutePlan {
     /// A link-scope host route, so an off-prefix gateway is reachable by ARP.
     OnLinkHost { role: Role, dst: Ipv4Addr },
-    Default { role: Role, gateway: Ipv4Addr, on_link: bool },
+    Default {
+        role: Role,
+        gateway: Ipv4Addr,
+        on_link: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,12 +89,23 @@ pub fn plan(config: &Config) -> NetPlan {
     let on_link = config.wan.gateway_on_link();
     let mut routes = Vec::new();
     if on_link {
-        routes.push(RoutePlan::OnLinkHost { role: Role::Wan, dst: gateway });
+        routes.push(RoutePlan::OnLinkHost {
+            role: Role::Wan,
+            dst: gateway,
+        });
     }
-    routes.push(RoutePlan::Default { role: Role::Wan, gateway, on_link });
+    routes.push(RoutePlan::Default {
+        role: Role::Wan,
+        gateway,
+        on_link,
+    });
 
     let global = |key, value| Sysctl { nic: None, key, value };
-    let per_nic = |nic, key, value| Sysctl { nic: Some(nic), key, value };
+    let per_nic = |nic, key, value| Sysctl {
+        nic: Some(nic),
+        key,
+        value,
+    };
     let sysctls = vec![
         global("net.ipv4.ip_forward", "1"),
         // Strict reverse-path filtering: "all" raises every NIC to at least this.
@@ -106,7 +121,12 @@ pub fn plan(config: &Config) -> NetPlan {
         // Removing a stale primary address keeps the secondaries of its subnet.
         global("net.ipv4.conf.all.promote_secondaries", "1"),
     ];
-    NetPlan { wan, lan, routes, sysctls }
+    NetPlan {
+        wan,
+        lan,
+        routes,
+        sysctls,
+    }
 }
 
 impl fmt::Display for NetPlan {
@@ -121,9 +141,11 @@ impl fmt::Display for NetPlan {
         for route in &self.routes {
             match route {
                 RoutePlan::OnLinkHost { role, dst } => writeln!(f, "route {dst}/32 dev {role} scope link")?,
-                RoutePlan::Default { role, gateway, on_link } => {
-                    writeln!(f, "route default via {gateway} dev {role}{}", if *on_link { " onlink" } else { "" })?
-                }
+                RoutePlan::Default { role, gateway, on_link } => writeln!(
+                    f,
+                    "route default via {gateway} dev {role}{}",
+                    if *on_link { " onlink" } else { "" }
+                )?,
             }
         }
         for s in &self.sysctls {

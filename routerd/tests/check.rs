@@ -108,7 +108,9 @@ fn with(extra: &str) -> String {
 
 /// `LINE:COL` of the first `needle` in `text`, counting from 1.
 fn at(text: &str, needle: &str) -> String {
-    let offset = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in the config"));
+    let offset = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in the config"));
     let before = &text[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
@@ -131,7 +133,10 @@ fn the_same_port_on_tcp_and_on_udp_is_no_overlap() {
     let text = with("[[forward]]\nprotocol = \"udp\"\nport = 80\nto = \"172.16.10.206\"\n");
     let file = ConfigFile::new("tcp_and_udp", &text);
     let out = run_check(&file);
-    assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (Some(0), "ok\n", ""));
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (Some(0), "ok\n", "")
+    );
 }
 
 // --- Errors from reading the TOML ----------------------------------------------------------
@@ -188,7 +193,9 @@ fn a_bad_cidr_shows_the_expected_form() {
     let text = edit(VALID, r#""172.16.0.1/16""#, r#""172.16.0.1/33""#);
     assert_eq!(
         errors("bad_cidr", &text),
-        [r#"10:11: lan.address: expected an IPv4 address with prefix length like 203.0.113.10/32, found "172.16.0.1/33""#]
+        [
+            r#"10:11: lan.address: expected an IPv4 address with prefix length like 203.0.113.10/32, found "172.16.0.1/33""#
+        ]
     );
 }
 
@@ -197,7 +204,9 @@ fn a_wan_address_without_prefix_length_is_refused() {
     let text = edit(VALID, r#""203.0.113.10/32""#, r#""203.0.113.10""#);
     assert_eq!(
         errors("no_prefix", &text),
-        [r#"5:11: wan.address: expected an IPv4 address with prefix length like 203.0.113.10/32, found "203.0.113.10""#]
+        [
+            r#"5:11: wan.address: expected an IPv4 address with prefix length like 203.0.113.10/32, found "203.0.113.10""#
+        ]
     );
 }
 
@@ -290,7 +299,9 @@ fn port_0_and_port_70000_are_refused() {
         let text = edit(VALID, "port = 80\n", &format!("port = {port}\n"));
         assert_eq!(
             errors(name, &text),
-            [format!(r#"23:8: forward.port: expected a port 1-65535 or a range like "8000-8010", found {port}"#)]
+            [format!(
+                r#"23:8: forward.port: expected a port 1-65535 or a range like "8000-8010", found {port}"#
+            )]
         );
     }
 }
@@ -298,7 +309,10 @@ fn port_0_and_port_70000_are_refused() {
 #[test]
 fn a_reversed_port_range_is_refused() {
     let text = edit(VALID, "port = 80\n", "port = \"90-80\"\n");
-    assert_eq!(errors("reversed", &text), ["23:8: forward.port: range 90-80 is reversed"]);
+    assert_eq!(
+        errors("reversed", &text),
+        ["23:8: forward.port: range 90-80 is reversed"]
+    );
 }
 
 #[test]
@@ -307,23 +321,36 @@ fn the_lan_on_the_wan_interface_is_reported_at_lan_interface() {
     let text = edit(&text, "[lan]\n", "[lan]\ninterface = \"eth0\"\n");
     assert_eq!(
         errors("same_interface", &text),
-        [format!("{}: lan.interface: eth0 is also the WAN interface", at(&text, "\"eth0\"\naddress = \"172"))]
+        [format!(
+            "{}: lan.interface: eth0 is also the WAN interface",
+            at(&text, "\"eth0\"\naddress = \"172")
+        )]
     );
 }
 
 #[test]
 fn the_lan_with_the_wan_mac_is_reported_at_lan_mac() {
     let text = edit(VALID, "[lan]\n", "[lan]\nmac = \"02:00:00:00:00:10\"\n");
-    assert_eq!(errors("same_mac", &text), ["10:7: lan.mac: 02:00:00:00:00:10 is also the WAN MAC"]);
+    assert_eq!(
+        errors("same_mac", &text),
+        ["10:7: lan.mac: 02:00:00:00:00:10 is also the WAN MAC"]
+    );
 }
 
 #[test]
 fn an_unreadable_file_says_so() {
     let missing = std::env::temp_dir().join(format!("routerd-check-{}-missing/router.toml", std::process::id()));
-    let out = Command::new(env!("CARGO_BIN_EXE_routerd")).arg("check").arg(&missing).output().expect("run routerd");
+    let out = Command::new(env!("CARGO_BIN_EXE_routerd"))
+        .arg("check")
+        .arg(&missing)
+        .output()
+        .expect("run routerd");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr.starts_with(&format!("{}: cannot read: ", missing.display())), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("{}: cannot read: ", missing.display())),
+        "{stderr}"
+    );
 }
 
 // --- Several errors at once ------------------------------------------------------------------
@@ -351,7 +378,10 @@ fn errors_in_every_section_are_reported_together() {
     let text = edit(&text, "hostname = \"web\"", "hostname = \"-web\"");
     let text = edit(&text, "port = 80\n", "port = 0\n");
     let errors = errors("every_section", &text);
-    let positions: Vec<&str> = errors.iter().map(|e| e.split(": ").next().unwrap_or_default()).collect();
+    let positions: Vec<&str> = errors
+        .iter()
+        .map(|e| e.split(": ").next().unwrap_or_default())
+        .collect();
     assert_eq!(positions, ["7:8", "13:9", "19:12", "23:8"], "{errors:#?}");
 }
 

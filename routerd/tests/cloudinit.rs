@@ -59,7 +59,10 @@ fn every_proxmox_drive_gives_the_expected_output() {
         }
         let expected = fs::read_to_string(&expected_path).unwrap_or_default();
         if got != expected {
-            failures.push(format!("{name}: got\n{got}\nexpected ({})\n{expected}", expected_path.display()));
+            failures.push(format!(
+                "{name}: got\n{got}\nexpected ({})\n{expected}",
+                expected_path.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -73,13 +76,19 @@ fn ipconfig0_with_a_32_and_an_off_prefix_gateway_is_an_on_link_wan_selected_by_t
     assert_eq!(config.wan.nic, NicSelector::Mac(mac));
     assert_eq!(config.wan.address.to_string(), "203.0.113.10/32");
     assert_eq!(config.wan.gateway.to_string(), "203.0.113.254");
-    assert!(config.wan.gateway_on_link(), "a /32 with the gateway outside it is reached on-link");
+    assert!(
+        config.wan.gateway_on_link(),
+        "a /32 with the gateway outside it is reached on-link"
+    );
     assert_eq!(config.wan.dns.len(), 2);
     let lan_mac: MacAddr = "bc:24:11:2a:3b:4c".parse().expect("mac");
     assert_eq!(config.lan.nic, NicSelector::Mac(lan_mac));
     assert_eq!(config.lan.address.to_string(), "172.16.0.1/16");
     let dhcp = config.dhcp.expect("a DHCP server for the guests");
-    assert_eq!((dhcp.range_start.to_string(), dhcp.range_end.to_string()), ("172.16.0.100".into(), "172.16.0.249".into()));
+    assert_eq!(
+        (dhcp.range_start.to_string(), dhcp.range_end.to_string()),
+        ("172.16.0.100".into(), "172.16.0.249".into())
+    );
 }
 
 #[test]
@@ -87,7 +96,11 @@ fn only_ipconfig0_still_makes_a_router_with_the_default_lan() {
     let config = Config::load(&manifest_dir().join("tests/cloudinit/wan-only")).expect("valid");
     assert_eq!(config.lan.nic, NicSelector::NotWan);
     assert_eq!(config.lan.address.to_string(), "172.16.0.1/16");
-    assert_eq!(config.hostname.as_deref(), Some("VM102"), "Proxmox's default name VM<id>");
+    assert_eq!(
+        config.hostname.as_deref(),
+        Some("VM102"),
+        "Proxmox's default name VM<id>"
+    );
 }
 
 #[test]
@@ -101,10 +114,16 @@ fn a_router_toml_as_user_data_is_used_as_it_is() {
 
 #[test]
 fn check_accepts_a_drive_directory() {
-    assert_eq!(routerd(&["check", "tests/cloudinit/wan-lan"]), ("ok\n".into(), String::new(), 0));
+    assert_eq!(
+        routerd(&["check", "tests/cloudinit/wan-lan"]),
+        ("ok\n".into(), String::new(), 0)
+    );
     let (_, stderr, code) = routerd(&["check", "tests/cloudinit/dhcp-wan"]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("ip=dhcp") && stderr.contains("--ipconfig0 ip=203.0.113.10/32,gw=203.0.113.254"), "{stderr}");
+    assert!(
+        stderr.contains("ip=dhcp") && stderr.contains("--ipconfig0 ip=203.0.113.10/32,gw=203.0.113.254"),
+        "{stderr}"
+    );
 }
 
 /// A drive in a temp dir: a Proxmox user-data plus the given network-config.
@@ -114,7 +133,11 @@ impl Drive {
     fn new(name: &str, network_config: &str) -> Drive {
         let dir = std::env::temp_dir().join(format!("routerd-cidata-{}-{name}", std::process::id()));
         fs::create_dir_all(&dir).expect("temp dir");
-        fs::write(dir.join("user-data"), "#cloud-config\nhostname: router\nmanage_etc_hosts: true\nfqdn: router\n").expect("user-data");
+        fs::write(
+            dir.join("user-data"),
+            "#cloud-config\nhostname: router\nmanage_etc_hosts: true\nfqdn: router\n",
+        )
+        .expect("user-data");
         fs::write(dir.join("network-config"), network_config).expect("network-config");
         Drive(dir)
     }
@@ -137,32 +160,66 @@ const WAN: &str = "version: 1\nconfig:\n    - type: physical\n      name: eth0\n
 
 #[test]
 fn errors_name_the_file_and_the_value() {
-    let bad_mask = Drive::new("mask", &WAN.replace("NETMASK", "255.0.255.0").replace("GATEWAY", "203.0.113.254"));
+    let bad_mask = Drive::new(
+        "mask",
+        &WAN.replace("NETMASK", "255.0.255.0")
+            .replace("GATEWAY", "203.0.113.254"),
+    );
     assert_eq!(
         bad_mask.error(),
         "DRIVE/network-config: config[0] (eth0).subnets[0].netmask: expected a dotted netmask like 255.255.255.255, found \"255.0.255.0\""
     );
-    let bad_gw = Drive::new("gw", &WAN.replace("NETMASK", "255.255.255.255").replace("GATEWAY", "203.0.113.2544"));
+    let bad_gw = Drive::new(
+        "gw",
+        &WAN.replace("NETMASK", "255.255.255.255")
+            .replace("GATEWAY", "203.0.113.2544"),
+    );
     assert_eq!(
         bad_gw.error(),
         "DRIVE/network-config: config[0] (eth0).subnets[0].gateway: expected an IPv4 address, found \"203.0.113.2544\""
     );
-    let no_gw = Drive::new("nogw", &WAN.replace("NETMASK", "255.255.255.255").replace("        gateway: 'GATEWAY'\n", ""));
-    assert!(no_gw.error().contains("no interface has a static address with a gateway, so there is no WAN"), "{}", no_gw.error());
+    let no_gw = Drive::new(
+        "nogw",
+        &WAN.replace("NETMASK", "255.255.255.255")
+            .replace("        gateway: 'GATEWAY'\n", ""),
+    );
+    assert!(
+        no_gw
+            .error()
+            .contains("no interface has a static address with a gateway, so there is no WAN"),
+        "{}",
+        no_gw.error()
+    );
 }
 
 #[test]
 fn yaml_syntax_errors_have_line_and_column() {
-    let drive = Drive::new("syntax", "version: 1\nconfig:\n    - type: physical\n      name: [eth0\n");
+    let drive = Drive::new(
+        "syntax",
+        "version: 1\nconfig:\n    - type: physical\n      name: [eth0\n",
+    );
     let err = drive.error();
-    assert!(err.starts_with("DRIVE/network-config:") && err.contains("not YAML"), "{err}");
-    let position = err.trim_start_matches("DRIVE/network-config:").split(':').take(2).collect::<Vec<_>>();
-    assert!(position.iter().all(|p| p.parse::<u32>().is_ok_and(|n| n > 0)), "no line:column in {err}");
+    assert!(
+        err.starts_with("DRIVE/network-config:") && err.contains("not YAML"),
+        "{err}"
+    );
+    let position = err
+        .trim_start_matches("DRIVE/network-config:")
+        .split(':')
+        .take(2)
+        .collect::<Vec<_>>();
+    assert!(
+        position.iter().all(|p| p.parse::<u32>().is_ok_and(|n| n > 0)),
+        "no line:column in {err}"
+    );
 }
 
 #[test]
 fn version_2_is_refused_with_the_reason() {
-    let drive = Drive::new("v2", "version: 2\nethernets:\n    net0:\n        match:\n            macaddress: \"02:00:00:00:00:10\"\n");
+    let drive = Drive::new(
+        "v2",
+        "version: 2\nethernets:\n    net0:\n        match:\n            macaddress: \"02:00:00:00:00:10\"\n",
+    );
     assert_eq!(drive.error(), "DRIVE/network-config: version 2 is not supported: routerd reads version 1, which Proxmox writes for citype nocloud");
 }
 
@@ -170,7 +227,13 @@ fn version_2_is_refused_with_the_reason() {
 fn a_script_as_user_data_is_refused() {
     let drive = Drive::new("script", WAN);
     fs::write(drive.0.join("user-data"), "#!/bin/sh\necho hi\n").expect("write");
-    assert!(drive.error().starts_with("DRIVE/user-data: a script as user-data is not supported"), "{}", drive.error());
+    assert!(
+        drive
+            .error()
+            .starts_with("DRIVE/user-data: a script as user-data is not supported"),
+        "{}",
+        drive.error()
+    );
 }
 
 #[test]
@@ -178,6 +241,12 @@ fn an_invalid_router_toml_as_user_data_reports_its_own_line_and_column() {
     let drive = Drive::new("badtoml", WAN);
     let toml = "[wan]\nmac = \"02:00:00:00:00:1g\"\naddress = \"203.0.113.10/32\"\ngateway = \"203.0.113.254\"\n\n[lan]\naddress = \"172.16.0.1/16\"\n";
     fs::write(drive.0.join("user-data"), toml).expect("write");
-    let err = Config::load(&drive.0).expect_err("invalid").to_string().replace(&drive.0.display().to_string(), "DRIVE");
-    assert!(err.contains("DRIVE/user-data:2:7: wan.mac: expected a MAC address"), "{err}");
+    let err = Config::load(&drive.0)
+        .expect_err("invalid")
+        .to_string()
+        .replace(&drive.0.display().to_string(), "DRIVE");
+    assert!(
+        err.contains("DRIVE/user-data:2:7: wan.mac: expected a MAC address"),
+        "{err}"
+    );
 }

@@ -12,11 +12,11 @@ use std::cell::RefCell;
 use std::net::Ipv4Addr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use config::Config;
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Encodable};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, RngSeed, TestCaseError, TestRunner};
-use config::Config;
 use routerd::dhcp::handler::{self, Outcome, Scope};
 use routerd::dhcp::pool::{Pool, Secs};
 
@@ -62,7 +62,13 @@ impl Shared {
     fn new() -> Shared {
         let config = Config::parse(CONFIG, "fuzz").unwrap_or_else(|e| panic!("fuzz config: {e}"));
         let (scope, pool) = Scope::from_config(&config).expect("[dhcp] section");
-        Shared { pool, scope, now: 1_700_000_000, handled: 0, replies: 0 }
+        Shared {
+            pool,
+            scope,
+            now: 1_700_000_000,
+            handled: 0,
+            replies: 0,
+        }
     }
 
     /// What the socket loop does with one datagram; fails the case when a reply does
@@ -80,9 +86,13 @@ impl Shared {
         }
         if let Outcome::Reply(reply) = outcome {
             self.replies += 1;
-            let encoded = reply.message.to_vec().map_err(|e| TestCaseError::fail(format!("reply does not encode: {e}")))?;
+            let encoded = reply
+                .message
+                .to_vec()
+                .map_err(|e| TestCaseError::fail(format!("reply does not encode: {e}")))?;
             prop_assert!(encoded.len() <= 1500, "reply of {} bytes", encoded.len());
-            let back = Message::from_bytes(&encoded).map_err(|e| TestCaseError::fail(format!("reply does not decode: {e}")))?;
+            let back = Message::from_bytes(&encoded)
+                .map_err(|e| TestCaseError::fail(format!("reply does not decode: {e}")))?;
             prop_assert_eq!(back.xid(), msg.xid());
             prop_assert_eq!(back.opts().msg_type(), Some(reply.kind));
             let _ = reply.dest.socket_addr();
@@ -92,9 +102,14 @@ impl Shared {
 }
 
 fn seed() -> u64 {
-    std::env::var("DHCP_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0x5eed, |d| d.as_secs() ^ u64::from(d.subsec_nanos()))
-    })
+    std::env::var("DHCP_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0x5eed, |d| d.as_secs() ^ u64::from(d.subsec_nanos()))
+        })
 }
 
 fn runner(name: &str, cases: u32) -> TestRunner {
@@ -115,10 +130,18 @@ where
 {
     let shared = RefCell::new(Shared::new());
     let start = Instant::now();
-    let cases = std::env::var("DHCP_FUZZ_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(CASES);
+    let cases = std::env::var("DHCP_FUZZ_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CASES);
     let result = runner(name, cases).run(&strategy, |value| shared.borrow_mut().datagram(&to_bytes(value)));
     let s = shared.borrow();
-    eprintln!("{name}: {} decoded and handled, {} replies, {:.1?}", s.handled, s.replies, start.elapsed());
+    eprintln!(
+        "{name}: {} decoded and handled, {} replies, {:.1?}",
+        s.handled,
+        s.replies,
+        start.elapsed()
+    );
     if let Err(e) = result {
         panic!("{name}: {e}");
     }
@@ -150,12 +173,14 @@ fn seeds() -> Vec<Vec<u8>> {
         OptionCode::Hostname,
     ]));
     m.opts_mut().insert(DhcpOption::Hostname("guest-1".into()));
-    m.opts_mut().insert(DhcpOption::ClientIdentifier(vec![1, 0x52, 0x54, 0, 0, 0, 1]));
+    m.opts_mut()
+        .insert(DhcpOption::ClientIdentifier(vec![1, 0x52, 0x54, 0, 0, 0, 1]));
     m.opts_mut().insert(DhcpOption::MaxMessageSize(1500));
     out.push(m);
 
     let mut m = base(MessageType::Discover, 2);
-    m.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(172, 16, 10, 103)));
+    m.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(172, 16, 10, 103)));
     m.set_flags(Flags::default().set_broadcast());
     out.push(m);
 
@@ -170,14 +195,20 @@ fn seeds() -> Vec<Vec<u8>> {
     // REQUEST, SELECTING.
     let mut m = base(MessageType::Request, 1);
     m.opts_mut().insert(DhcpOption::ServerIdentifier(server));
-    m.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(172, 16, 10, 100)));
-    m.opts_mut().insert(DhcpOption::ParameterRequestList(vec![OptionCode::SubnetMask, OptionCode::Router]));
-    m.opts_mut().insert(DhcpOption::ClientIdentifier(vec![1, 0x52, 0x54, 0, 0, 0, 1]));
+    m.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(172, 16, 10, 100)));
+    m.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
+        OptionCode::SubnetMask,
+        OptionCode::Router,
+    ]));
+    m.opts_mut()
+        .insert(DhcpOption::ClientIdentifier(vec![1, 0x52, 0x54, 0, 0, 0, 1]));
     out.push(m);
 
     // REQUEST, INIT-REBOOT.
     let mut m = base(MessageType::Request, 2);
-    m.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(172, 16, 10, 101)));
+    m.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(172, 16, 10, 101)));
     m.opts_mut().insert(DhcpOption::Hostname("two".into()));
     out.push(m);
 
@@ -190,7 +221,8 @@ fn seeds() -> Vec<Vec<u8>> {
 
     let mut m = base(MessageType::Decline, 1);
     m.opts_mut().insert(DhcpOption::ServerIdentifier(server));
-    m.opts_mut().insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(172, 16, 10, 100)));
+    m.opts_mut()
+        .insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(172, 16, 10, 100)));
     out.push(m);
 
     let mut m = base(MessageType::Release, 2);
@@ -200,7 +232,8 @@ fn seeds() -> Vec<Vec<u8>> {
 
     let mut m = base(MessageType::Inform, 4);
     m.set_ciaddr(Ipv4Addr::new(172, 16, 10, 60));
-    m.opts_mut().insert(DhcpOption::ParameterRequestList(vec![OptionCode::DomainNameServer]));
+    m.opts_mut()
+        .insert(DhcpOption::ParameterRequestList(vec![OptionCode::DomainNameServer]));
     out.push(m);
 
     out.into_iter().map(|m| m.to_vec().expect("seed encodes")).collect()
@@ -210,16 +243,32 @@ fn seeds() -> Vec<Vec<u8>> {
 
 #[derive(Debug, Clone)]
 enum Mutation {
-    FlipBit { at: usize, bit: u8 },
-    SetByte { at: usize, value: u8 },
-    Truncate { to: usize },
+    FlipBit {
+        at: usize,
+        bit: u8,
+    },
+    SetByte {
+        at: usize,
+        value: u8,
+    },
+    Truncate {
+        to: usize,
+    },
     SetHlen(u8),
     SetHtype(u8),
     SetOp(u8),
     /// Set the length byte of the `nth` option (modulo their count).
-    OptionLength { nth: usize, len: u8 },
+    OptionLength {
+        nth: usize,
+        len: u8,
+    },
     /// Put an option with an arbitrary code and payload (and a length that may lie).
-    InsertOption { code: u8, len: u8, payload: Vec<u8>, at_end: bool },
+    InsertOption {
+        code: u8,
+        len: u8,
+        payload: Vec<u8>,
+        at_end: bool,
+    },
     /// Remove the END option and anything after it.
     DropEnd,
     Append(Vec<u8>),
@@ -277,10 +326,19 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
                 bytes[offsets[nth % offsets.len()]] = *l;
             }
         }
-        Mutation::InsertOption { code, len: l, payload, at_end } => {
+        Mutation::InsertOption {
+            code,
+            len: l,
+            payload,
+            at_end,
+        } => {
             let mut opt = vec![*code, *l];
             opt.extend_from_slice(payload);
-            let at = if *at_end { bytes.iter().rposition(|b| *b == 255).unwrap_or(len) } else { OPTIONS_AT.min(len) };
+            let at = if *at_end {
+                bytes.iter().rposition(|b| *b == 255).unwrap_or(len)
+            } else {
+                OPTIONS_AT.min(len)
+            };
             bytes.splice(at..at, opt);
         }
         Mutation::DropEnd => {
@@ -297,7 +355,11 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
 
 #[test]
 fn random_bytes_never_panic() {
-    run("random bytes", proptest::collection::vec(any::<u8>(), 0..600), |bytes| bytes);
+    run(
+        "random bytes",
+        proptest::collection::vec(any::<u8>(), 0..600),
+        |bytes| bytes,
+    );
 }
 
 #[test]
@@ -350,13 +412,19 @@ fn hlen_past_16_reaches_dhcproto_panic_and_the_handler_rejects_it() {
     bytes[2] = 17;
     let msg = Message::from_bytes(&bytes).expect("decodes whatever hlen says");
     eprintln!("(the panic message below is expected: it is dhcproto's chaddr() on hlen 17)");
-    assert!(std::panic::catch_unwind(|| msg.chaddr().len()).is_err(), "dhcproto no longer panics on hlen > 16");
+    assert!(
+        std::panic::catch_unwind(|| msg.chaddr().len()).is_err(),
+        "dhcproto no longer panics on hlen > 16"
+    );
     for mut bytes in seeds() {
         for hlen in 17..=255u8 {
             bytes[2] = hlen;
             let msg = Message::from_bytes(&bytes).expect("decodes whatever hlen says");
             let outcome = handler::handle(&mut shared.pool, &shared.scope, &msg, shared.now);
-            assert!(matches!(outcome, Outcome::Ignored(handler::Ignored::Malformed(_))), "hlen {hlen}: {outcome:?}");
+            assert!(
+                matches!(outcome, Outcome::Ignored(handler::Ignored::Malformed(_))),
+                "hlen {hlen}: {outcome:?}"
+            );
         }
     }
 }

@@ -34,7 +34,11 @@ fn render_plan(config: &Config) -> String {
 
 /// The nftables batch for NICs named `wan` and `lan`, with a flowtable.
 fn render_ruleset(config: &Config) -> String {
-    let batch = firewall::ruleset(config, &Interfaces { wan: "wan", lan: "lan" }, Features { flowtable: true });
+    let batch = firewall::ruleset(
+        config,
+        &Interfaces { wan: "wan", lan: "lan" },
+        Features { flowtable: true },
+    );
     let json = serde_json::to_string_pretty(&batch).expect("the ruleset serializes");
     json + "\n"
 }
@@ -64,14 +68,26 @@ fn compare(path: &Path, actual: &str) -> Option<String> {
     if expected == actual {
         return None;
     }
-    Some(format!("{}: differs from the rendered output\n{}", path.display(), first_difference(&expected, actual)))
+    Some(format!(
+        "{}: differs from the rendered output\n{}",
+        path.display(),
+        first_difference(&expected, actual)
+    ))
 }
 
 /// The first line where the two texts differ, with a little context.
 fn first_difference(expected: &str, actual: &str) -> String {
     let (exp, act): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), actual.lines().collect());
-    let line = exp.iter().zip(&act).position(|(e, a)| e != a).unwrap_or(exp.len().min(act.len()));
-    let show = |lines: &[&str]| lines.get(line).map_or("<end of file>".to_string(), |l| format!("{l:?}"));
+    let line = exp
+        .iter()
+        .zip(&act)
+        .position(|(e, a)| e != a)
+        .unwrap_or(exp.len().min(act.len()));
+    let show = |lines: &[&str]| {
+        lines
+            .get(line)
+            .map_or("<end of file>".to_string(), |l| format!("{l:?}"))
+    };
     let mut hint = format!(
         "  first difference at line {}:\n    golden:   {}\n    rendered: {}\n  ({} lines golden, {} lines rendered)",
         line + 1,
@@ -89,7 +105,11 @@ fn first_difference(expected: &str, actual: &str) -> String {
 #[test]
 fn every_golden_config_renders_to_its_golden_files() {
     let tomls = inputs();
-    assert!(tomls.len() >= 5, "expected the golden configs in {}, found {tomls:?}", golden_dir().display());
+    assert!(
+        tomls.len() >= 5,
+        "expected the golden configs in {}, found {tomls:?}",
+        golden_dir().display()
+    );
     let mut failures = Vec::new();
     for toml in &tomls {
         let config = load(toml);
@@ -110,11 +130,18 @@ fn every_golden_output_has_its_config() {
     // A golden file whose .toml was renamed or deleted would otherwise rot unnoticed.
     for entry in fs::read_dir(golden_dir()).expect("tests/golden exists") {
         let path = entry.expect("readable directory entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
         let Some(stem) = name.strip_suffix(".plan").or_else(|| name.strip_suffix(".nft.json")) else {
             continue;
         };
-        assert!(golden_dir().join(format!("{stem}.toml")).exists(), "{name} has no {stem}.toml next to it");
+        assert!(
+            golden_dir().join(format!("{stem}.toml")).exists(),
+            "{name} has no {stem}.toml next to it"
+        );
     }
 }
 
@@ -155,8 +182,16 @@ fn failover_reaches_its_off_prefix_gateway_on_link_and_masquerades_as_the_failov
     // 203.0.113.254 is outside 203.0.113.10/32: a host route first, then the default.
     let on_link = plan.find("route 203.0.113.254/32 dev wan scope link\n");
     let default = plan.find("route default via 203.0.113.254 dev wan onlink\n");
-    assert!(on_link.is_some() && default.is_some() && on_link < default, "plan:\n{plan}");
-    assert!(plan.contains("link wan: the NIC with MAC 02:00:00:00:00:10, MAC set to 02:00:00:00:00:10, address 203.0.113.10/32, up\n"), "plan:\n{plan}");
+    assert!(
+        on_link.is_some() && default.is_some() && on_link < default,
+        "plan:\n{plan}"
+    );
+    assert!(
+        plan.contains(
+            "link wan: the NIC with MAC 02:00:00:00:00:10, MAC set to 02:00:00:00:00:10, address 203.0.113.10/32, up\n"
+        ),
+        "plan:\n{plan}"
+    );
     assert!(plan.contains("sysctl net.ipv4.ip_forward = 1\n"), "plan:\n{plan}");
 
     let batch = ruleset_json(&config);
@@ -168,23 +203,41 @@ fn failover_reaches_its_off_prefix_gateway_on_link_and_masquerades_as_the_failov
     let dnats: Vec<&Value> = statements(&batch, "prerouting", "dnat");
     // tcp 80, udp 5353, and tcp + udp for 8000-8003: four rules, all to the web guest.
     assert_eq!(dnats.len(), 4, "dnat statements: {dnats:?}");
-    assert!(dnats.iter().all(|d| d["addr"] == "172.16.10.205"), "dnat statements: {dnats:?}");
+    assert!(
+        dnats.iter().all(|d| d["addr"] == "172.16.10.205"),
+        "dnat statements: {dnats:?}"
+    );
 }
 
 #[test]
 fn a_gateway_inside_the_wan_prefix_gets_no_on_link_route() {
     let plan = render_plan(&golden_config("in_prefix"));
-    assert!(plan.contains("route default via 198.51.100.1 dev wan\n"), "plan:\n{plan}");
-    assert!(!plan.contains("onlink") && !plan.contains("scope link"), "plan:\n{plan}");
+    assert!(
+        plan.contains("route default via 198.51.100.1 dev wan\n"),
+        "plan:\n{plan}"
+    );
+    assert!(
+        !plan.contains("onlink") && !plan.contains("scope link"),
+        "plan:\n{plan}"
+    );
 }
 
 #[test]
 fn nics_chosen_by_name_keep_the_virtual_mac_on_the_wan_only() {
     let plan = render_plan(&golden_config("by_interface"));
-    assert!(plan.contains("link wan: the NIC named ens18, MAC set to 02:00:00:00:00:10, address 203.0.113.10/32, up\n"), "plan:\n{plan}");
-    assert!(plan.contains("link lan: the NIC named ens19, address 192.168.50.1/24, up\n"), "plan:\n{plan}");
+    assert!(
+        plan.contains("link wan: the NIC named ens18, MAC set to 02:00:00:00:00:10, address 203.0.113.10/32, up\n"),
+        "plan:\n{plan}"
+    );
+    assert!(
+        plan.contains("link lan: the NIC named ens19, address 192.168.50.1/24, up\n"),
+        "plan:\n{plan}"
+    );
     let batch = ruleset_json(&golden_config("by_interface"));
-    assert!(statements(&batch, "prerouting", "dnat").is_empty(), "no forwards, so no dnat rules");
+    assert!(
+        statements(&batch, "prerouting", "dnat").is_empty(),
+        "no forwards, so no dnat rules"
+    );
 }
 
 #[test]
@@ -193,14 +246,29 @@ fn a_shifted_port_range_maps_one_to_one() {
     let dnats = statements(&batch, "prerouting", "dnat");
     // tcp 22, tcp 2222, udp 51820, udp 22, both 5353 (2), tcp 8000-8003, udp 10000-10002, both 6000-6001 (2).
     assert_eq!(dnats.len(), 10, "dnat statements: {dnats:?}");
-    let to_guest = |ip: &str| dnats.iter().filter(move |d| d["addr"] == ip).copied().collect::<Vec<_>>();
+    let to_guest = |ip: &str| {
+        dnats
+            .iter()
+            .filter(move |d| d["addr"] == ip)
+            .copied()
+            .collect::<Vec<_>>()
+    };
     // udp 10000-10002 with to_port = 20000: a dport map 10000 -> 20000, 10001 -> 20001, ...
     let shifted = to_guest("172.16.10.8");
     assert_eq!(shifted.len(), 1);
     let map = &shifted[0]["port"]["map"]["data"]["set"];
-    assert_eq!(map, &serde_json::json!([[10000, 20000], [10001, 20001], [10002, 20002]]), "{}", shifted[0]);
+    assert_eq!(
+        map,
+        &serde_json::json!([[10000, 20000], [10001, 20001], [10002, 20002]]),
+        "{}",
+        shifted[0]
+    );
     // tcp 2222 -> 22: a plain port.
     assert_eq!(to_guest("172.16.10.3")[0]["port"], 22);
     // tcp 8000-8003 without to_port: the port is left alone.
-    assert!(to_guest("172.16.10.7")[0].get("port").is_none(), "{}", to_guest("172.16.10.7")[0]);
+    assert!(
+        to_guest("172.16.10.7")[0].get("port").is_none(),
+        "{}",
+        to_guest("172.16.10.7")[0]
+    );
 }

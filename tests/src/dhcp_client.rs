@@ -66,7 +66,12 @@ impl Client {
         let script = HOOK.replace("@EVENTS@", &dir.join("events").display().to_string());
         std::fs::write(&hook, script).unwrap_or_else(|e| panic!("hook: {e}"));
         run(Command::new("chmod").arg("+x").arg(&hook));
-        Client { kind, dir, ns_name: ns.name.clone(), daemon: None }
+        Client {
+            kind,
+            dir,
+            ns_name: ns.name.clone(),
+            daemon: None,
+        }
     }
 
     fn command(&self, program: &str) -> Command {
@@ -78,7 +83,12 @@ impl Client {
 
     fn dhclient(&self, extra: &[&str]) -> Command {
         let mut cmd = self.command("dhclient");
-        cmd.arg("-d").arg("-v").arg("-lf").arg(self.dir.join("leases")).arg("-pf").arg(self.dir.join("pid"));
+        cmd.arg("-d")
+            .arg("-v")
+            .arg("-lf")
+            .arg(self.dir.join("leases"))
+            .arg("-pf")
+            .arg(self.dir.join("pid"));
         cmd.arg("-sf").arg(self.dir.join("hook")).args(extra).arg("eth0");
         cmd
     }
@@ -90,7 +100,8 @@ impl Client {
             Kind::Dhclient => self.dhclient(&[]),
             Kind::Udhcpc => {
                 let mut c = self.command("busybox");
-                c.args(["udhcpc", "-f", "-i", "eth0", "-t", "5", "-T", "1", "-s"]).arg(self.dir.join("hook"));
+                c.args(["udhcpc", "-f", "-i", "eth0", "-t", "5", "-T", "1", "-s"])
+                    .arg(self.dir.join("hook"));
                 c.args(["-x", "hostname:udhcpc-guest"]);
                 c
             }
@@ -105,7 +116,11 @@ impl Client {
 
     /// Asks the running client to renew (udhcpc: SIGUSR1 sends a unicast REQUEST).
     pub fn renew(&self) {
-        let pid = self.daemon.as_ref().map(Child::id).unwrap_or_else(|| panic!("client not running"));
+        let pid = self
+            .daemon
+            .as_ref()
+            .map(Child::id)
+            .unwrap_or_else(|| panic!("client not running"));
         run(Command::new("kill").args(["-USR1", &pid.to_string()]));
     }
 
@@ -114,11 +129,22 @@ impl Client {
         match self.kind {
             Kind::Dhclient => {
                 self.stop();
-                let out = self.dhclient(&["-r"]).output().unwrap_or_else(|e| panic!("dhclient -r: {e}"));
-                assert!(out.status.success(), "dhclient -r: {}", String::from_utf8_lossy(&out.stderr));
+                let out = self
+                    .dhclient(&["-r"])
+                    .output()
+                    .unwrap_or_else(|e| panic!("dhclient -r: {e}"));
+                assert!(
+                    out.status.success(),
+                    "dhclient -r: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             Kind::Udhcpc => {
-                let pid = self.daemon.as_ref().map(Child::id).unwrap_or_else(|| panic!("client not running"));
+                let pid = self
+                    .daemon
+                    .as_ref()
+                    .map(Child::id)
+                    .unwrap_or_else(|| panic!("client not running"));
                 run(Command::new("kill").args(["-USR2", &pid.to_string()]));
                 self.wait_event("deconfig", 1);
                 self.stop();
@@ -162,7 +188,11 @@ impl Client {
     pub fn wait_event(&self, event: &str, count: usize) -> Lease {
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
-            let matching: Vec<Lease> = self.events().into_iter().filter(|e| e.event.eq_ignore_ascii_case(event)).collect();
+            let matching: Vec<Lease> = self
+                .events()
+                .into_iter()
+                .filter(|e| e.event.eq_ignore_ascii_case(event))
+                .collect();
             if matching.len() >= count {
                 return matching.last().cloned().unwrap_or_default();
             }

@@ -8,10 +8,15 @@ use crate::traffic::tcp_connect;
 /// GETs `path` from `addr` (host:port) and returns (status code, body).
 pub fn get(ns: &Netns, addr: &str, path: &str) -> io::Result<(u16, String)> {
     let mut stream = tcp_connect(ns, addr)?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| io::Error::other("no header end"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| io::Error::other("no header end"))?;
     let code = head
         .split(' ')
         .nth(1)
@@ -28,7 +33,10 @@ pub fn metric(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> 
             Some((n, rest)) => (n, rest.trim_end_matches('}')),
             None => (name_labels, ""),
         };
-        let matches = name == metric && labels.iter().all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        let matches = name == metric
+            && labels
+                .iter()
+                .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
         if matches {
             value.parse().ok()
         } else {

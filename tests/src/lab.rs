@@ -61,7 +61,11 @@ pub fn routerd_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/routerd");
-    assert!(p.exists(), "{} is missing: run `cargo build -p routerd` (tests/run does) or set ROUTERD_BIN", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build -p routerd` (tests/run does) or set ROUTERD_BIN",
+        p.display()
+    );
     p
 }
 
@@ -234,7 +238,10 @@ EOF"
                 panic!("routerd exited ({status}) before logging {needle:?}:\n{}", self.log());
             }
             if Instant::now() > deadline {
-                panic!("routerd did not log {needle:?} {count} time(s) within 30s:\n{}", self.log());
+                panic!(
+                    "routerd did not log {needle:?} {count} time(s) within 30s:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -246,7 +253,9 @@ EOF"
     }
 
     pub fn routerd_alive(&mut self) -> bool {
-        self.routerd.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.routerd
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// Replaces the config file and sends SIGHUP to routerd.

@@ -96,7 +96,10 @@ impl Drop for Netns {
         // Processes left in the namespace (a daemon, a DHCP client) go first.
         let _ = Command::new("sh")
             .arg("-c")
-            .arg(format!("for p in $(ip netns pids {0}); do kill -9 $p; done; ip netns del {0}", self.name))
+            .arg(format!(
+                "for p in $(ip netns pids {0}); do kill -9 $p; done; ip netns del {0}",
+                self.name
+            ))
             .status();
     }
 }

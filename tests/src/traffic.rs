@@ -23,7 +23,9 @@ pub struct EchoServer {
 impl EchoServer {
     pub fn tcp(ns: &Netns, addr: &str) -> EchoServer {
         let addr: SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
-        let listener = ns.enter(move || TcpListener::bind(addr)).unwrap_or_else(|e| panic!("bind tcp {addr}: {e}"));
+        let listener = ns
+            .enter(move || TcpListener::bind(addr))
+            .unwrap_or_else(|e| panic!("bind tcp {addr}: {e}"));
         listener.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
         Self::serve(move |stop, peers| {
             while !stop.load(Ordering::Relaxed) {
@@ -41,7 +43,9 @@ impl EchoServer {
 
     pub fn udp(ns: &Netns, addr: &str) -> EchoServer {
         let addr: SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{addr}: {e}"));
-        let socket = ns.enter(move || UdpSocket::bind(addr)).unwrap_or_else(|e| panic!("bind udp {addr}: {e}"));
+        let socket = ns
+            .enter(move || UdpSocket::bind(addr))
+            .unwrap_or_else(|e| panic!("bind udp {addr}: {e}"));
         socket.set_read_timeout(Some(POLL)).unwrap_or_else(|e| panic!("{e}"));
         Self::serve(move |stop, peers| {
             let mut buf = [0u8; 2048];
@@ -62,7 +66,11 @@ impl EchoServer {
         let peers = Arc::new(Mutex::new(Vec::new()));
         let (s, p) = (stop.clone(), peers.clone());
         let thread = std::thread::spawn(move || body(s, p));
-        EchoServer { stop, peers, thread: Some(thread) }
+        EchoServer {
+            stop,
+            peers,
+            thread: Some(thread),
+        }
     }
 
     /// Source addresses of the peers seen so far, oldest first.
@@ -102,7 +110,9 @@ fn echo_stream(mut stream: TcpStream) {
 
 /// Opens a TCP connection from inside `ns`, giving up after [`TIMEOUT`].
 pub fn tcp_connect(ns: &Netns, addr: &str) -> io::Result<TcpStream> {
-    let addr: SocketAddr = addr.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let stream = ns.enter(move || TcpStream::connect_timeout(&addr, TIMEOUT))?;
     stream.set_read_timeout(Some(TIMEOUT))?;
     stream.set_write_timeout(Some(TIMEOUT))?;
@@ -125,7 +135,9 @@ pub fn tcp_echo(ns: &Netns, addr: &str, msg: &str) -> io::Result<String> {
 
 /// Sends one UDP datagram from inside `ns` and waits for the echo (bounded).
 pub fn udp_echo(ns: &Netns, addr: &str, msg: &str) -> io::Result<String> {
-    let addr: SocketAddr = addr.parse().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let socket = ns.enter(|| UdpSocket::bind("0.0.0.0:0"))?;
     socket.set_read_timeout(Some(Duration::from_millis(500)))?;
     let mut buf = [0u8; 2048];
@@ -136,5 +148,8 @@ pub fn udp_echo(ns: &Netns, addr: &str, msg: &str) -> io::Result<String> {
             return Ok(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
     }
-    Err(io::Error::new(io::ErrorKind::TimedOut, format!("no UDP echo from {addr}")))
+    Err(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no UDP echo from {addr}"),
+    ))
 }

@@ -38,7 +38,11 @@ pub fn image_path() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = repo().join("out/router.img");
-    assert!(p.exists(), "{} is missing: build the image with qemu/build (or set ROUTER_IMAGE)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: build the image with qemu/build (or set ROUTER_IMAGE)",
+        p.display()
+    );
     p
 }
 
@@ -86,8 +90,14 @@ pub fn iso_image(dir: &Path, name: &str, label: &str, files: &[(&str, &str)]) ->
         std::fs::write(tree.join(file), text).unwrap_or_else(|e| panic!("{file}: {e}"));
     }
     let iso = dir.join(format!("{name}.iso"));
-    run(Command::new("genisoimage").args(["-quiet", "-iso-level", "3", "-J", "-R", "-V", label, "-o"]).arg(&iso).arg(&tree));
-    let f = std::fs::OpenOptions::new().write(true).open(&iso).unwrap_or_else(|e| panic!("{e}"));
+    run(Command::new("genisoimage")
+        .args(["-quiet", "-iso-level", "3", "-J", "-R", "-V", label, "-o"])
+        .arg(&iso)
+        .arg(&tree));
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&iso)
+        .unwrap_or_else(|e| panic!("{e}"));
     f.set_len(4 << 20).unwrap_or_else(|e| panic!("{e}"));
     iso
 }
@@ -168,8 +178,13 @@ impl Vm {
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let disk = dir.join("disk.qcow2");
         let image = image_path();
-        let image = image.canonicalize().unwrap_or_else(|e| panic!("{}: {e}", image.display()));
-        run(Command::new("qemu-img").args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"]).arg(&image).arg(&disk));
+        let image = image
+            .canonicalize()
+            .unwrap_or_else(|e| panic!("{}: {e}", image.display()));
+        run(Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&image)
+            .arg(&disk));
         let mut vm = Vm {
             child: None,
             console: dir.join("console.log"),
@@ -201,7 +216,16 @@ impl Vm {
             .arg(repo().join("qemu/run"))
             .arg("--image")
             .arg(&self.disk)
-            .args(["--wan-tap", "tapwan", "--wan-mac", WAN_MAC, "--lan-tap", "taplan", "--lan-mac", LAN_MAC])
+            .args([
+                "--wan-tap",
+                "tapwan",
+                "--wan-mac",
+                WAN_MAC,
+                "--lan-tap",
+                "taplan",
+                "--lan-mac",
+                LAN_MAC,
+            ])
             .arg("--serial")
             .arg(format!("file:{}", self.console.display()))
             .arg("--qmp")
@@ -261,7 +285,10 @@ impl Vm {
                 return;
             }
             if let Some(status) = self.try_wait() {
-                panic!("QEMU exited ({status}) before the console showed {needle:?}\n{}", self.qemu_log());
+                panic!(
+                    "QEMU exited ({status}) before the console showed {needle:?}\n{}",
+                    self.qemu_log()
+                );
             }
             if Instant::now() > deadline {
                 panic!("the console did not show {needle:?} within {timeout:?}");
@@ -279,7 +306,10 @@ impl Vm {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Some(s) = self.try_wait() {
-                eprintln!("vm: QEMU exited {:.1} s after it started", self.started.elapsed().as_secs_f64());
+                eprintln!(
+                    "vm: QEMU exited {:.1} s after it started",
+                    self.started.elapsed().as_secs_f64()
+                );
                 return Some(s);
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -290,7 +320,9 @@ impl Vm {
     /// Sends one QMP command (after the capabilities handshake) and returns the reply.
     pub fn qmp(&self, command: &str) -> serde_json::Value {
         let stream = UnixStream::connect(&self.qmp).unwrap_or_else(|e| panic!("QMP {}: {e}", self.qmp.display()));
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap_or_else(|e| panic!("{e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut writer = stream.try_clone().unwrap_or_else(|e| panic!("{e}"));
         let mut reader = BufReader::new(stream);
         let mut read_reply = |what: &str| -> serde_json::Value {
@@ -310,10 +342,14 @@ impl Vm {
         };
         let greeting = read_reply("the greeting");
         assert!(greeting.get("QMP").is_some(), "not a QMP greeting: {greeting}");
-        writer.write_all(b"{\"execute\":\"qmp_capabilities\"}\n").unwrap_or_else(|e| panic!("{e}"));
+        writer
+            .write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
+            .unwrap_or_else(|e| panic!("{e}"));
         let caps = read_reply("qmp_capabilities");
         assert!(caps.get("return").is_some(), "qmp_capabilities: {caps}");
-        writer.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        writer
+            .write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
         read_reply(command)
     }
 
@@ -371,7 +407,10 @@ impl Vm {
     /// replay, as the kernel would at the next mount), `debugfs` dumps the file.
     /// None when the partition has no filesystem yet or the file does not exist.
     pub fn read_state_file(&mut self, name: &str) -> Option<Vec<u8>> {
-        assert!(self.child.is_none() || self.try_wait().is_some(), "read_state_file needs QEMU stopped");
+        assert!(
+            self.child.is_none() || self.try_wait().is_some(),
+            "read_state_file needs QEMU stopped"
+        );
         let (start, size) = state_partition(&image_path());
         let part = self.dir.join("state-part.img");
         let _ = std::fs::remove_file(&part);
@@ -386,10 +425,18 @@ impl Vm {
             ))
             .args(["-O", "raw"])
             .arg(&part));
-        let fsck = Command::new("e2fsck").arg("-fy").arg(&part).output().unwrap_or_else(|e| panic!("e2fsck: {e}"));
+        let fsck = Command::new("e2fsck")
+            .arg("-fy")
+            .arg(&part)
+            .output()
+            .unwrap_or_else(|e| panic!("e2fsck: {e}"));
         // 0: clean, 1: fixed (a journal replay counts), 8: no ext4 here (never booted).
         let code = fsck.status.code().unwrap_or(-1);
-        let fsck_text = format!("{}{}", String::from_utf8_lossy(&fsck.stdout), String::from_utf8_lossy(&fsck.stderr));
+        let fsck_text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&fsck.stdout),
+            String::from_utf8_lossy(&fsck.stderr)
+        );
         if code >= 8 {
             eprintln!("vm: no ext4 filesystem on the state partition (e2fsck exit {code}):\n{fsck_text}");
             return None;
@@ -403,7 +450,10 @@ impl Vm {
         }
         let out = self.dir.join(format!("state-{}", name.replace('/', "_")));
         let _ = std::fs::remove_file(&out);
-        let dump = run(Command::new("debugfs").arg("-R").arg(format!("dump /{name} {}", out.display())).arg(&part));
+        let dump = run(Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("dump /{name} {}", out.display()))
+            .arg(&part));
         let bytes = std::fs::read(&out).ok();
         if bytes.is_none() {
             let ls = run(Command::new("debugfs").args(["-R", "ls -l /"]).arg(&part));
@@ -426,13 +476,17 @@ impl Vm {
         static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut stream = UnixStream::connect(&self.qga).unwrap_or_else(|e| panic!("agent {}: {e}", self.qga.display()));
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap_or_else(|e| panic!("{e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap_or_else(|e| panic!("{e}"));
         let request = format!(
             "{}\n{}\n",
             serde_json::json!({ "execute": "guest-sync-delimited", "arguments": { "id": id } }),
             serde_json::json!({ "execute": command, "arguments": arguments })
         );
-        stream.write_all(request.as_bytes()).unwrap_or_else(|e| panic!("agent: {e}"));
+        stream
+            .write_all(request.as_bytes())
+            .unwrap_or_else(|e| panic!("agent: {e}"));
         let lines_wanted = if command == "guest-shutdown" { 1 } else { 2 };
         let mut got: Vec<u8> = Vec::new();
         let mut buf = [0u8; 65536];
@@ -443,12 +497,20 @@ impl Vm {
                 let text = String::from_utf8_lossy(rest).into_owned();
                 let lines: Vec<&str> = text.split('\n').collect();
                 if lines.len() > lines_wanted {
-                    let sync: serde_json::Value = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("agent sync reply {:?}: {e}", lines[0]));
-                    assert_eq!(sync["return"], id, "guest-sync-delimited answered with another id: {text:?}");
-                    return (lines_wanted == 2).then(|| serde_json::from_str(lines[1]).unwrap_or_else(|e| panic!("agent reply {:?}: {e}", lines[1])));
+                    let sync: serde_json::Value = serde_json::from_str(lines[0])
+                        .unwrap_or_else(|e| panic!("agent sync reply {:?}: {e}", lines[0]));
+                    assert_eq!(
+                        sync["return"], id,
+                        "guest-sync-delimited answered with another id: {text:?}"
+                    );
+                    return (lines_wanted == 2).then(|| {
+                        serde_json::from_str(lines[1]).unwrap_or_else(|e| panic!("agent reply {:?}: {e}", lines[1]))
+                    });
                 }
             }
-            let n = stream.read(&mut buf).unwrap_or_else(|e| panic!("agent: no reply to {command} ({e}); got {got:?}"));
+            let n = stream
+                .read(&mut buf)
+                .unwrap_or_else(|e| panic!("agent: no reply to {command} ({e}); got {got:?}"));
             assert!(n > 0, "agent socket closed while waiting for {command}");
             got.extend_from_slice(&buf[..n]);
         }
@@ -484,7 +546,11 @@ impl Drop for Vm {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            eprintln!("--- VM console ({}) ---\n{}", self.console.display(), self.console_text());
+            eprintln!(
+                "--- VM console ({}) ---\n{}",
+                self.console.display(),
+                self.console_text()
+            );
             eprintln!("--- qemu ---\n{}", self.qemu_log());
         }
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 use tests::lab::FAILOVER_IP;
 use tests::traffic::{tcp_echo, EchoServer};
-use tests::vm::{cidata_iso, config_disk, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, LAN_MAC, POWEROFF_TIMEOUT, WAN_MAC};
+use tests::vm::{
+    cidata_iso, config_disk, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, LAN_MAC, POWEROFF_TIMEOUT, WAN_MAC,
+};
 
 /// The drive qemu-server writes for `--ipconfig0 ip=203.0.113.10/32,gw=203.0.113.254
 /// --ipconfig1 ip=172.16.0.1/16` (routerd/tests/cloudinit/wan-lan), with the VM's MACs.
@@ -27,7 +29,15 @@ fn proxmox_cidata(dir: &Path) -> PathBuf {
 }
 
 fn start(lab: &tests::lab::Lab, config: Option<PathBuf>, cidata: Option<PathBuf>) -> Vm {
-    Vm::start_tuned(lab, VmOptions { uefi: false, config }, VmTuning { cidata, agent: true, ..VmTuning::default() })
+    Vm::start_tuned(
+        lab,
+        VmOptions { uefi: false, config },
+        VmTuning {
+            cidata,
+            agent: true,
+            ..VmTuning::default()
+        },
+    )
 }
 
 /// The interface with `mac` in a guest-network-get-interfaces reply, and its IPv4
@@ -36,7 +46,11 @@ fn ipv4_of(interfaces: &Value, mac: &str) -> Vec<String> {
     let list = interfaces["return"].as_array().cloned().unwrap_or_default();
     let iface = list
         .iter()
-        .find(|i| i["hardware-address"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(mac)))
+        .find(|i| {
+            i["hardware-address"]
+                .as_str()
+                .is_some_and(|m| m.eq_ignore_ascii_case(mac))
+        })
         .unwrap_or_else(|| panic!("no interface with MAC {mac} in {interfaces}"));
     iface["ip-addresses"]
         .as_array()
@@ -53,8 +67,14 @@ fn a_proxmox_cloud_init_drive_configures_the_vm() {
     let lab = vm_lab();
     let cidata = proxmox_cidata(&lab.dir);
     let mut vm = start(&lab, None, Some(cidata));
-    vm.wait_console("init: cloud-init drive /dev/sr0 (iso9660) mounted read-only at /cidata", BOOT_TIMEOUT);
-    vm.wait_console("routerd ready: wan eth0 203.0.113.10/32 via 203.0.113.254, lan eth1 172.16.0.1/16", BOOT_TIMEOUT);
+    vm.wait_console(
+        "init: cloud-init drive /dev/sr0 (iso9660) mounted read-only at /cidata",
+        BOOT_TIMEOUT,
+    );
+    vm.wait_console(
+        "routerd ready: wan eth0 203.0.113.10/32 via 203.0.113.254, lan eth1 172.16.0.1/16",
+        BOOT_TIMEOUT,
+    );
     vm.wait_console("the gateway 203.0.113.254 answers ARP on eth0", BOOT_TIMEOUT);
     let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
     let mut echo = Err(std::io::Error::other("not tried"));
@@ -65,7 +85,10 @@ fn a_proxmox_cloud_init_drive_configures_the_vm() {
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
-    assert_eq!(echo.expect("LAN guest -> internet through the VM"), "from a cloud-init VM");
+    assert_eq!(
+        echo.expect("LAN guest -> internet through the VM"),
+        "from a cloud-init VM"
+    );
     assert_eq!(server.last_peer_ip().as_deref(), Some(FAILOVER_IP));
 }
 
@@ -76,8 +99,14 @@ fn a_config_disk_takes_precedence_over_the_cloud_init_drive() {
     let toml = "hostname = \"from-disk\"\n\n[wan]\nmac = \"02:00:00:00:00:10\"\naddress = \"203.0.113.10/32\"\ngateway = \"203.0.113.254\"\n\n[lan]\naddress = \"172.16.0.1/24\"\n";
     let config = config_disk(&lab.dir, "config", toml, true);
     let mut vm = start(&lab, Some(config), Some(cidata));
-    vm.wait_console("init: the ROUTERCFG config disk takes precedence over the cloud-init drive", BOOT_TIMEOUT);
-    vm.wait_console("routerd ready: wan eth0 203.0.113.10/32 via 203.0.113.254, lan eth1 172.16.0.1/24", BOOT_TIMEOUT);
+    vm.wait_console(
+        "init: the ROUTERCFG config disk takes precedence over the cloud-init drive",
+        BOOT_TIMEOUT,
+    );
+    vm.wait_console(
+        "routerd ready: wan eth0 203.0.113.10/32 via 203.0.113.254, lan eth1 172.16.0.1/24",
+        BOOT_TIMEOUT,
+    );
     assert!(!vm.console_text().contains("--config /cidata"), "{}", vm.console_text());
     let name = vm.agent("guest-get-host-name", json!({})).unwrap_or_default();
     assert_eq!(name["return"]["host-name"], "from-disk");
@@ -97,14 +126,30 @@ fn the_guest_agent_answers_proxmox_over_virtio_serial() {
         .as_array()
         .map(|a| a.iter().filter_map(|c| c["name"].as_str()).collect())
         .unwrap_or_default();
-    for c in ["guest-ping", "guest-info", "guest-get-osinfo", "guest-get-host-name", "guest-network-get-interfaces", "guest-shutdown", "guest-fsfreeze-freeze", "guest-fsfreeze-thaw", "guest-fsfreeze-status"] {
+    for c in [
+        "guest-ping",
+        "guest-info",
+        "guest-get-osinfo",
+        "guest-get-host-name",
+        "guest-network-get-interfaces",
+        "guest-shutdown",
+        "guest-fsfreeze-freeze",
+        "guest-fsfreeze-thaw",
+        "guest-fsfreeze-status",
+    ] {
         assert!(commands.contains(&c), "{c} missing from guest-info: {info}");
     }
     let os = vm.agent("guest-get-osinfo", json!({})).unwrap_or_default();
     assert_eq!(os["return"]["machine"], "x86_64", "{os}");
-    assert!(os["return"]["pretty-name"].as_str().is_some_and(|n| !n.is_empty()), "{os}");
+    assert!(
+        os["return"]["pretty-name"].as_str().is_some_and(|n| !n.is_empty()),
+        "{os}"
+    );
     // The cloud-init drive's hostname (the Proxmox VM name).
-    assert_eq!(vm.agent("guest-get-host-name", json!({})), Some(json!({ "return": { "host-name": "router" } })));
+    assert_eq!(
+        vm.agent("guest-get-host-name", json!({})),
+        Some(json!({ "return": { "host-name": "router" } }))
+    );
 
     // What the Proxmox summary shows.
     let interfaces = vm.agent("guest-network-get-interfaces", json!({})).unwrap_or_default();
@@ -113,16 +158,39 @@ fn the_guest_agent_answers_proxmox_over_virtio_serial() {
 
     // A backup: freeze (the state partition is the one writable disk filesystem),
     // then thaw. While frozen, only the harmless commands run.
-    assert_eq!(vm.agent("guest-fsfreeze-status", json!({})), Some(json!({ "return": "thawed" })));
-    assert_eq!(vm.agent("guest-fsfreeze-freeze", json!({})), Some(json!({ "return": 1 })));
-    assert_eq!(vm.agent("guest-fsfreeze-status", json!({})), Some(json!({ "return": "frozen" })));
+    assert_eq!(
+        vm.agent("guest-fsfreeze-status", json!({})),
+        Some(json!({ "return": "thawed" }))
+    );
+    assert_eq!(
+        vm.agent("guest-fsfreeze-freeze", json!({})),
+        Some(json!({ "return": 1 }))
+    );
+    assert_eq!(
+        vm.agent("guest-fsfreeze-status", json!({})),
+        Some(json!({ "return": "frozen" }))
+    );
     let refused = vm.agent("guest-get-host-name", json!({})).unwrap_or_default();
-    assert!(refused["error"]["desc"].as_str().is_some_and(|d| d.contains("frozen")), "{refused}");
+    assert!(
+        refused["error"]["desc"].as_str().is_some_and(|d| d.contains("frozen")),
+        "{refused}"
+    );
     assert_eq!(vm.agent("guest-fsfreeze-thaw", json!({})), Some(json!({ "return": 1 })));
-    assert_eq!(vm.agent("guest-fsfreeze-status", json!({})), Some(json!({ "return": "thawed" })));
+    assert_eq!(
+        vm.agent("guest-fsfreeze-status", json!({})),
+        Some(json!({ "return": "thawed" }))
+    );
 
     // Proxmox's Shutdown with the agent on.
     assert_eq!(vm.agent("guest-shutdown", json!({})), None);
-    assert!(vm.wait_exit(POWEROFF_TIMEOUT).is_some(), "no power-off after guest-shutdown:\n{}", vm.console_text());
-    assert!(vm.console_text().contains("init: powering off"), "{}", vm.console_text());
+    assert!(
+        vm.wait_exit(POWEROFF_TIMEOUT).is_some(),
+        "no power-off after guest-shutdown:\n{}",
+        vm.console_text()
+    );
+    assert!(
+        vm.console_text().contains("init: powering off"),
+        "{}",
+        vm.console_text()
+    );
 }

@@ -17,7 +17,9 @@ use tests::vm::{config_disk, iso_image, vm_lab, Vm, VmOptions, VmTuning, BOOT_TI
 /// The lab's config with the NICs chosen the Proxmox way: WAN by the virtual MAC,
 /// LAN is the other NIC.
 fn vm_config() -> String {
-    CONFIG.replace("interface = \"wan\"\n", "").replace("interface = \"lan\"\n", "")
+    CONFIG
+        .replace("interface = \"wan\"\n", "")
+        .replace("interface = \"lan\"\n", "")
 }
 
 /// [`vm_config`] with the DHCP server on.
@@ -36,7 +38,10 @@ fn dhcp_guest(lab: &Lab, name: &str, mac: &str, dir: &std::path::Path) -> (Netns
 }
 
 fn addr(lease: &Lease) -> Ipv4Addr {
-    lease.address.parse().unwrap_or_else(|e| panic!("lease address {:?}: {e}", lease.address))
+    lease
+        .address
+        .parse()
+        .unwrap_or_else(|e| panic!("lease address {:?}: {e}", lease.address))
 }
 
 /// A new guest gets a lease with the router and DNS options, and reaches the internet
@@ -48,11 +53,21 @@ fn dhcp_guest_gets_a_lease_and_reaches_the_internet(lab: &Lab, name: &str, mac: 
     assert!(a >= RANGE.0 && a <= RANGE.1, "{a} is outside the range: {lease:?}");
     assert_eq!(lease.netmask, "255.255.0.0", "{lease:?}");
     assert_eq!(lease.routers, ROUTER_LAN_IP, "router option: {lease:?}");
-    assert_eq!(lease.dns.trim(), "198.51.100.53", "DNS option (default: wan.dns): {lease:?}");
+    assert_eq!(
+        lease.dns.trim(),
+        "198.51.100.53",
+        "DNS option (default: wan.dns): {lease:?}"
+    );
     let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7001");
-    let echo = eventually("DHCP guest -> internet through the VM", || tcp_echo(&guest, "198.51.100.1:7001", "dhcp guest"));
+    let echo = eventually("DHCP guest -> internet through the VM", || {
+        tcp_echo(&guest, "198.51.100.1:7001", "dhcp guest")
+    });
     assert_eq!(echo, "dhcp guest");
-    assert_eq!(server.last_peer_ip().as_deref(), Some(FAILOVER_IP), "the internet host sees the failover IP");
+    assert_eq!(
+        server.last_peer_ip().as_deref(),
+        Some(FAILOVER_IP),
+        "the internet host sees the failover IP"
+    );
     lease
 }
 
@@ -66,25 +81,37 @@ fn power_off(vm: &mut Vm) {
         "QEMU still runs {POWEROFF_TIMEOUT:?} after the ACPI power button:\n{}",
         vm.console_text()
     );
-    assert!(vm.console_text().contains("init: powering off"), "{}", vm.console_text());
+    assert!(
+        vm.console_text().contains("init: powering off"),
+        "{}",
+        vm.console_text()
+    );
 }
 
 /// The lease log on the (stopped) VM's state partition, read from the host and parsed
 /// by routerd's own reader (on a copy, in a directory of its own), and the table it
 /// yields (later records win).
 fn leases_on_disk(vm: &mut Vm, lab: &Lab, tag: &str) -> (Loaded, HashMap<Ipv4Addr, StoredLease>) {
-    let bytes = vm.read_state_file("dhcp-leases").unwrap_or_else(|| panic!("no /dhcp-leases on the state partition"));
+    let bytes = vm
+        .read_state_file("dhcp-leases")
+        .unwrap_or_else(|| panic!("no /dhcp-leases on the state partition"));
     let dir = lab.dir.join(format!("leases-{tag}"));
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     std::fs::write(dir.join(config::image::LEASES_FILE_NAME), &bytes).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("/state/dhcp-leases ({} bytes):\n{}", bytes.len(), String::from_utf8_lossy(&bytes));
+    eprintln!(
+        "/state/dhcp-leases ({} bytes):\n{}",
+        bytes.len(),
+        String::from_utf8_lossy(&bytes)
+    );
     let (_store, loaded) = LeaseStore::open(&dir).unwrap_or_else(|e| panic!("reading the lease log: {e}"));
     let table = loaded.leases.iter().map(|l| (l.addr, l.clone())).collect();
     (loaded, table)
 }
 
 fn assert_bound_on_disk(table: &HashMap<Ipv4Addr, StoredLease>, address: Ipv4Addr, mac: &str) {
-    let l = table.get(&address).unwrap_or_else(|| panic!("no record for {address} in the lease log: {table:?}"));
+    let l = table
+        .get(&address)
+        .unwrap_or_else(|| panic!("no record for {address} in the lease log: {table:?}"));
     assert_eq!(l.state, LeaseState::Bound, "{l:?}");
     assert_eq!(l.mac.to_string(), mac, "{l:?}");
 }
@@ -108,7 +135,13 @@ fn boots_and_routes(uefi: bool) {
     let config = config_disk(&lab.dir, "config", &dhcp_config(), true);
     record_source_macs(&lab);
     let (_, dropped_before) = lab.hoster_filter_counts();
-    let mut vm = Vm::start(&lab, VmOptions { uefi, config: Some(config) });
+    let mut vm = Vm::start(
+        &lab,
+        VmOptions {
+            uefi,
+            config: Some(config),
+        },
+    );
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     check_nat_and_forward(&lab);
     // A new guest (busybox udhcpc, a real client) gets its address from the appliance.
@@ -143,13 +176,22 @@ fn check_nat_and_forward(lab: &Lab) {
         tcp_echo(&lab.guest, "198.51.100.1:7000", "hello from the LAN")
     });
     assert_eq!(echo, "hello from the LAN");
-    assert_eq!(server.last_peer_ip().as_deref(), Some(FAILOVER_IP), "the internet host sees the failover IP");
+    assert_eq!(
+        server.last_peer_ip().as_deref(),
+        Some(FAILOVER_IP),
+        "the internet host sees the failover IP"
+    );
 
     let web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
-    let echo =
-        eventually("internet -> port forward 80 -> web:8080", || tcp_echo(&lab.inet, "203.0.113.10:80", "GET /"));
+    let echo = eventually("internet -> port forward 80 -> web:8080", || {
+        tcp_echo(&lab.inet, "203.0.113.10:80", "GET /")
+    });
     assert_eq!(echo, "GET /");
-    assert_eq!(web.last_peer_ip().as_deref(), Some(INET_IP), "the guest sees the real client address");
+    assert_eq!(
+        web.last_peer_ip().as_deref(),
+        Some(INET_IP),
+        "the guest sees the real client address"
+    );
 }
 
 #[test]
@@ -168,7 +210,13 @@ fn boots_with_ovmf_and_routes_the_lan() {
 fn qmp_system_powerdown_powers_the_vm_off() {
     let lab = vm_lab();
     let config = config_disk(&lab.dir, "config", &dhcp_config(), true);
-    let mut vm = Vm::start(&lab, VmOptions { uefi: false, config: Some(config) });
+    let mut vm = Vm::start(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(config),
+        },
+    );
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     let mac = "52:54:00:00:20:01";
     let (_guest, client) = dhcp_guest(&lab, "pd1", mac, &lab.dir);
@@ -177,7 +225,10 @@ fn qmp_system_powerdown_powers_the_vm_off() {
     power_off(&mut vm);
     eprintln!("powered off {:.1} s after system_powerdown", t.elapsed().as_secs_f64());
     let (loaded, table) = leases_on_disk(&mut vm, &lab, "after-powerdown");
-    assert!(loaded.moved_aside.is_none() && !loaded.torn_tail, "the lease log is not clean: {loaded:?}");
+    assert!(
+        loaded.moved_aside.is_none() && !loaded.torn_tail,
+        "the lease log is not clean: {loaded:?}"
+    );
     assert_bound_on_disk(&table, addr(&lease), mac);
 }
 
@@ -189,23 +240,39 @@ fn qmp_system_powerdown_powers_the_vm_off() {
 fn a_guest_keeps_its_address_across_a_reboot() {
     let lab = vm_lab();
     let config = config_disk(&lab.dir, "config", &dhcp_config(), true);
-    let mut vm = Vm::start(&lab, VmOptions { uefi: false, config: Some(config.clone()) });
+    let mut vm = Vm::start(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(config.clone()),
+        },
+    );
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     let mac_a = "52:54:00:00:30:0a";
     let (guest_a, mut client_a) = dhcp_guest(&lab, "ga", mac_a, &lab.dir);
     let lease_a = client_a.wait_bound();
-    assert_eq!(addr(&lease_a), RANGE.0, "the first guest gets the first address of the range");
+    assert_eq!(
+        addr(&lease_a),
+        RANGE.0,
+        "the first guest gets the first address of the range"
+    );
     // A forgets everything and gives the address up on its side (no ARP answer for it
     // either), without releasing it to the server.
     client_a.stop();
     guest_a.ip(&["addr", "flush", "dev", "eth0"]);
     power_off(&mut vm);
 
-    vm.restart(VmOptions { uefi: false, config: Some(config) });
+    vm.restart(VmOptions {
+        uefi: false,
+        config: Some(config),
+    });
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     let (_guest_b, client_b) = dhcp_guest(&lab, "gb", "52:54:00:00:30:0b", &lab.dir);
     let lease_b = client_b.wait_bound();
-    assert_ne!(lease_b.address, lease_a.address, "B, asking first after the reboot, got A's address: the table was lost");
+    assert_ne!(
+        lease_b.address, lease_a.address,
+        "B, asking first after the reboot, got A's address: the table was lost"
+    );
     let fresh = lab.dir.join("after-reboot");
     let mut client_a2 = Client::new(Kind::Udhcpc, &guest_a, &fresh);
     client_a2.forget();
@@ -222,7 +289,13 @@ fn leases_granted_before_qemu_is_killed_survive_intact() {
     const BURST: usize = 12;
     let lab = vm_lab();
     let config = config_disk(&lab.dir, "config", &dhcp_config(), true);
-    let mut vm = Vm::start(&lab, VmOptions { uefi: false, config: Some(config.clone()) });
+    let mut vm = Vm::start(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(config.clone()),
+        },
+    );
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     let mut guests: Vec<(String, Netns, Client)> = Vec::new();
     // One after another: each acknowledged before the next starts.
@@ -240,7 +313,9 @@ fn leases_granted_before_qemu_is_killed_survive_intact() {
         guests.push((mac, ns, client));
     }
     let bound_count = |g: &[(String, Netns, Client)]| {
-        g.iter().filter(|(_, _, c)| c.events().iter().any(|e| e.event.eq_ignore_ascii_case("bound"))).count()
+        g.iter()
+            .filter(|(_, _, c)| c.events().iter().any(|e| e.event.eq_ignore_ascii_case("bound")))
+            .count()
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while bound_count(&guests) < ACKED_FIRST + 2 && Instant::now() < deadline {
@@ -252,10 +327,23 @@ fn leases_granted_before_qemu_is_killed_survive_intact() {
     }
     let acked: Vec<(String, Ipv4Addr)> = guests
         .iter()
-        .filter_map(|(mac, _, c)| c.events().iter().find(|e| e.event.eq_ignore_ascii_case("bound")).map(|l| (mac.clone(), addr(l))))
+        .filter_map(|(mac, _, c)| {
+            c.events()
+                .iter()
+                .find(|e| e.event.eq_ignore_ascii_case("bound"))
+                .map(|l| (mac.clone(), addr(l)))
+        })
         .collect();
-    eprintln!("{} of {} clients were bound when QEMU was killed", acked.len(), guests.len());
-    assert!(acked.len() >= ACKED_FIRST + 2, "only {} clients bound before the kill", acked.len());
+    eprintln!(
+        "{} of {} clients were bound when QEMU was killed",
+        acked.len(),
+        guests.len()
+    );
+    assert!(
+        acked.len() >= ACKED_FIRST + 2,
+        "only {} clients bound before the kill",
+        acked.len()
+    );
 
     // From the host, as the disk was left (journal replayed on a copy).
     let (loaded, table) = leases_on_disk(&mut vm, &lab, "after-kill");
@@ -268,28 +356,49 @@ fn leases_granted_before_qemu_is_killed_survive_intact() {
     }
 
     // And as the appliance sees it at the next boot.
-    vm.restart(VmOptions { uefi: false, config: Some(config) });
+    vm.restart(VmOptions {
+        uefi: false,
+        config: Some(config),
+    });
     vm.wait_console("DHCP leases loaded", BOOT_TIMEOUT);
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     let console = vm.console_text();
     assert!(!console.contains("corrupt"), "{console}");
     // init checked the state filesystem (e2fsck -p names it by its label) before mounting it.
-    assert!(console.contains("ROUTERSTATE: "), "no e2fsck report for the state partition:\n{console}");
+    assert!(
+        console.contains("ROUTERSTATE: "),
+        "no e2fsck report for the state partition:\n{console}"
+    );
     assert!(!console.contains("errors left uncorrected"), "{console}");
-    let line = console.lines().find(|l| l.contains("DHCP leases loaded")).unwrap_or_default();
+    let line = console
+        .lines()
+        .find(|l| l.contains("DHCP leases loaded"))
+        .unwrap_or_default();
     let restored: usize = line
         .split_whitespace()
         .find_map(|w| w.strip_prefix("restored="))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no restored=N in {line:?}"));
-    assert!(restored >= acked.len(), "restored {restored} leases, {} were acknowledged: {line}", acked.len());
+    assert!(
+        restored >= acked.len(),
+        "restored {restored} leases, {} were acknowledged: {line}",
+        acked.len()
+    );
     // One of the acknowledged guests, with a fresh client, gets its address back.
     let (mac, first) = acked[0].clone();
-    let ns = &guests.iter().find(|(m, _, _)| *m == mac).unwrap_or_else(|| panic!("guest {mac}")).1;
+    let ns = &guests
+        .iter()
+        .find(|(m, _, _)| *m == mac)
+        .unwrap_or_else(|| panic!("guest {mac}"))
+        .1;
     ns.ip(&["addr", "flush", "dev", "eth0"]);
     let mut again = Client::new(Kind::Udhcpc, ns, &lab.dir.join("after-kill"));
     again.start();
-    assert_eq!(addr(&again.wait_bound()), first, "{mac}'s address after the kill and the boot");
+    assert_eq!(
+        addr(&again.wait_bound()),
+        first,
+        "{mac}'s address after the kill and the boot"
+    );
 }
 
 /// A bad config with a last good one on the state partition: the console shows the
@@ -298,7 +407,13 @@ fn leases_granted_before_qemu_is_killed_survive_intact() {
 fn an_invalid_config_runs_the_last_good_one() {
     let lab = vm_lab();
     let good = config_disk(&lab.dir, "good", &vm_config(), true);
-    let mut vm = Vm::start(&lab, VmOptions { uefi: false, config: Some(good) });
+    let mut vm = Vm::start(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(good),
+        },
+    );
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     power_off(&mut vm);
 
@@ -307,13 +422,19 @@ fn an_invalid_config_runs_the_last_good_one() {
         Err(e) => e.to_string(),
         Ok(_) => panic!("the config with an unknown key should be invalid"),
     };
-    vm.restart(VmOptions { uefi: false, config: Some(config_disk(&lab.dir, "bad", &bad, false)) });
+    vm.restart(VmOptions {
+        uefi: false,
+        config: Some(config_disk(&lab.dir, "bad", &bad, false)),
+    });
     for line in err.lines() {
         // file:line:column: message
         let mut parts = line.splitn(4, ':');
         let (file, l, c) = (parts.next(), parts.next(), parts.next());
         assert_eq!(file, Some("/config/router.toml"), "{line}");
-        assert!(l.and_then(|l| l.parse::<u32>().ok()).is_some() && c.and_then(|c| c.parse::<u32>().ok()).is_some(), "{line}");
+        assert!(
+            l.and_then(|l| l.parse::<u32>().ok()).is_some() && c.and_then(|c| c.parse::<u32>().ok()).is_some(),
+            "{line}"
+        );
         vm.wait_console(line, BOOT_TIMEOUT);
     }
     vm.wait_console("running the last good config", BOOT_TIMEOUT);
@@ -324,10 +445,19 @@ fn an_invalid_config_runs_the_last_good_one() {
 #[test]
 fn without_a_config_disk_the_console_says_what_to_attach() {
     let lab = vm_lab();
-    let mut vm = Vm::start(&lab, VmOptions { uefi: false, config: None });
+    let mut vm = Vm::start(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: None,
+        },
+    );
     vm.wait_console("init: no config disk", BOOT_TIMEOUT);
     let console = vm.console_text();
-    let line = console.lines().find(|l| l.contains("init: no config disk")).unwrap_or_default();
+    let line = console
+        .lines()
+        .find(|l| l.contains("init: no config disk"))
+        .unwrap_or_default();
     assert!(line.contains("ROUTERCFG") && line.contains("router.toml"), "{line}");
 }
 
@@ -362,15 +492,28 @@ fn invalid_config_shows_the_errors_with_line_and_column() {
 fn state_survives_a_power_cycle_and_the_last_good_config_runs_without_a_config_disk() {
     let lab = vm_lab();
     let config = config_disk(&lab.dir, "config", &vm_config(), true);
-    let mut vm = Vm::start(&lab, VmOptions { uefi: false, config: Some(config) });
+    let mut vm = Vm::start(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(config),
+        },
+    );
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     let reply = vm.qmp("system_powerdown");
     assert!(reply.get("return").is_some(), "system_powerdown: {reply}");
-    assert!(vm.wait_exit(POWEROFF_TIMEOUT).is_some(), "no power-off:\n{}", vm.console_text());
+    assert!(
+        vm.wait_exit(POWEROFF_TIMEOUT).is_some(),
+        "no power-off:\n{}",
+        vm.console_text()
+    );
 
     // Same disk, config disk removed: the saved config runs, and the console says
     // what to attach.
-    vm.restart(VmOptions { uefi: false, config: None });
+    vm.restart(VmOptions {
+        uefi: false,
+        config: None,
+    });
     vm.wait_console("init: no config disk", BOOT_TIMEOUT);
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     check_nat_and_forward(&lab);
@@ -382,7 +525,17 @@ fn boots_with_the_config_on_an_iso_cdrom() {
     let lab = vm_lab();
     let config = vm_config();
     let iso = iso_image(&lab.dir, "config", "ROUTERCFG", &[("router.toml", config.as_str())]);
-    let mut vm = Vm::start_tuned(&lab, VmOptions { uefi: false, config: None }, VmTuning { cidata: Some(iso), ..VmTuning::default() });
+    let mut vm = Vm::start_tuned(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: None,
+        },
+        VmTuning {
+            cidata: Some(iso),
+            ..VmTuning::default()
+        },
+    );
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     let console = vm.console_text();
     assert!(console.contains("(iso9660) mounted read-only at /config"), "{console}");

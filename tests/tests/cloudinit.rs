@@ -15,7 +15,9 @@ use tests::traffic::{tcp_echo, EchoServer};
 const FIXTURE_LAN_MAC: &str = "bc:24:11:2a:3b:4c";
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../routerd/tests/cloudinit").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../routerd/tests/cloudinit")
+        .join(name)
 }
 
 /// routerd started on a directory; killed on drop.
@@ -48,7 +50,9 @@ fn start_on_drive(lab: &Lab, drive: &Path) -> Routerd {
 
 #[test]
 fn a_proxmox_cloud_init_drive_configures_the_router() {
-    let mut lab = Lab::new(Options { wan_mac: Some(VIRTUAL_MAC) });
+    let mut lab = Lab::new(Options {
+        wan_mac: Some(VIRTUAL_MAC),
+    });
     let lan_mac = lab.router.sh("cat /sys/class/net/lan/address").trim().to_string();
     let drive = lab.dir.join("cidata");
     std::fs::create_dir_all(&drive).unwrap_or_else(|e| panic!("{e}"));
@@ -57,17 +61,33 @@ fn a_proxmox_cloud_init_drive_configures_the_router() {
         std::fs::write(drive.join(file), text.replace(FIXTURE_LAN_MAC, &lan_mac)).unwrap_or_else(|e| panic!("{e}"));
     }
     let _routerd = start_on_drive(&lab, &drive);
-    lab.wait_log("routerd ready: wan wan 203.0.113.10/32 via 203.0.113.254, lan lan 172.16.0.1/16", 1);
+    lab.wait_log(
+        "routerd ready: wan wan 203.0.113.10/32 via 203.0.113.254, lan lan 172.16.0.1/16",
+        1,
+    );
     let log = lab.log();
-    assert!(log.contains("cloud-init: ") && log.contains("network-config: WAN from eth0, LAN from eth1"), "{log}");
+    assert!(
+        log.contains("cloud-init: ") && log.contains("network-config: WAN from eth0, LAN from eth1"),
+        "{log}"
+    );
     lab.wait_log("the gateway 203.0.113.254 answers ARP on wan", 1);
 
     let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
-    assert_eq!(tcp_echo(&lab.guest, "198.51.100.1:7000", "from cidata").expect("NAT"), "from cidata");
+    assert_eq!(
+        tcp_echo(&lab.guest, "198.51.100.1:7000", "from cidata").expect("NAT"),
+        "from cidata"
+    );
     assert_eq!(server.last_peer_ip().as_deref(), Some(FAILOVER_IP));
 
     // The router.toml made from the drive is what is kept as the last good config.
     let saved = std::fs::read_to_string(lab.state_dir().join("last-good.toml")).unwrap_or_default();
-    assert!(saved.contains("[wan]\nmac = \"02:00:00:00:00:10\"\naddress = \"203.0.113.10/32\"\ngateway = \"203.0.113.254\""), "{saved}");
-    assert!(saved.contains(&format!("[lan]\nmac = \"{lan_mac}\"\naddress = \"172.16.0.1/16\"")), "{saved}");
+    assert!(
+        saved
+            .contains("[wan]\nmac = \"02:00:00:00:00:10\"\naddress = \"203.0.113.10/32\"\ngateway = \"203.0.113.254\""),
+        "{saved}"
+    );
+    assert!(
+        saved.contains(&format!("[lan]\nmac = \"{lan_mac}\"\naddress = \"172.16.0.1/16\"")),
+        "{saved}"
+    );
 }

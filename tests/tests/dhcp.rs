@@ -29,18 +29,26 @@ fn lab() -> Lab {
 }
 
 fn in_range(addr: &str) -> bool {
-    addr.strip_prefix("172.16.10.").and_then(|n| n.parse::<u8>().ok()).is_some_and(|n| (100..=150).contains(&n))
+    addr.strip_prefix("172.16.10.")
+        .and_then(|n| n.parse::<u8>().ok())
+        .is_some_and(|n| (100..=150).contains(&n))
 }
 
 /// The last record the server wrote for `addr` in its lease file.
 fn lease_record(lab: &Lab, addr: &str) -> Option<String> {
     let text = std::fs::read_to_string(lab.state_dir().join("dhcp-leases")).unwrap_or_default();
-    text.lines().filter(|l| l.split(' ').nth(1) == Some(addr)).last().map(str::to_string)
+    text.lines()
+        .filter(|l| l.split(' ').nth(1) == Some(addr))
+        .last()
+        .map(str::to_string)
 }
 
 fn reaches_internet(lab: &Lab, guest: &Netns) {
     let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
-    assert_eq!(tcp_echo(guest, "198.51.100.1:7000", "leased").expect("a leased guest reaches the internet"), "leased");
+    assert_eq!(
+        tcp_echo(guest, "198.51.100.1:7000", "leased").expect("a leased guest reaches the internet"),
+        "leased"
+    );
     assert_eq!(server.last_peer_ip().as_deref(), Some("203.0.113.10"));
 }
 
@@ -70,7 +78,11 @@ fn dhclient_gets_a_lease_with_the_options_comes_back_after_reboot_and_releases()
     client.release();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !lease_record(&lab, &lease.address).is_some_and(|r| r.contains(" R ")) {
-        assert!(std::time::Instant::now() < deadline, "the release was not recorded: {:?}", lease_record(&lab, &lease.address));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the release was not recorded: {:?}",
+            lease_record(&lab, &lease.address)
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let log = lab.log();
@@ -85,7 +97,10 @@ fn udhcpc_gets_a_lease_renews_and_releases() {
     client.start();
     let lease = client.wait_bound();
     assert!(in_range(&lease.address), "{lease:?}");
-    assert_eq!((lease.netmask.as_str(), lease.routers.as_str(), lease.dns.as_str()), ("255.255.0.0", "172.16.0.1", "198.51.100.53"));
+    assert_eq!(
+        (lease.netmask.as_str(), lease.routers.as_str(), lease.dns.as_str()),
+        ("255.255.0.0", "172.16.0.1", "198.51.100.53")
+    );
     reaches_internet(&lab, &guest);
 
     client.renew();
@@ -95,7 +110,11 @@ fn udhcpc_gets_a_lease_renews_and_releases() {
     client.release();
     let mut next = Client::new(Kind::Udhcpc, &guest, &lab.dir.join("second"));
     next.start();
-    assert_eq!(next.wait_bound().address, lease.address, "the releasing client gets its address back");
+    assert_eq!(
+        next.wait_bound().address,
+        lease.address,
+        "the releasing client gets its address back"
+    );
 }
 
 #[test]
@@ -154,10 +173,27 @@ fn a_client_on_the_wan_side_gets_no_answer() {
     let outsider = lab.add_wan_neighbour("wanc");
     let out = outsider
         .command("busybox")
-        .args(["udhcpc", "-n", "-q", "-f", "-i", "eth0", "-t", "3", "-T", "1", "-s", "/bin/true"])
+        .args([
+            "udhcpc",
+            "-n",
+            "-q",
+            "-f",
+            "-i",
+            "eth0",
+            "-t",
+            "3",
+            "-T",
+            "1",
+            "-s",
+            "/bin/true",
+        ])
         .output()
         .expect("udhcpc");
-    assert!(!out.status.success(), "a WAN client got an answer: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "a WAN client got an answer: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Control: the server is up and answers on the LAN.
     let guest = lab.add_lan_guest("ctl", "52:54:00:00:00:31");
     let mut client = Client::new(Kind::Udhcpc, &guest, &lab.dir);
@@ -177,6 +213,9 @@ fn dhclient_renews_its_lease_at_t1() {
     let lease = client.wait_bound();
     assert_eq!(lease.lease_secs, "60");
     let renewed = client.wait_event("RENEW", 1);
-    assert_eq!(renewed.address, lease.address, "the renewal (a unicast REQUEST) keeps the address");
+    assert_eq!(
+        renewed.address, lease.address,
+        "the renewal (a unicast REQUEST) keeps the address"
+    );
     reaches_internet(&lab, &guest);
 }

@@ -27,7 +27,10 @@ fn wrong_mac_on_the_wan_the_console_says_the_gateway_does_not_answer_and_why() {
     let line = log.lines().find(|l| l.contains(NO_ANSWER)).unwrap_or_default();
     assert!(line.contains(&format!("this router sends from MAC {wrong}")), "{line}");
     assert!(line.contains("virtual MAC is not set on this VM's WAN NIC"), "{line}");
-    assert!(line.contains("qm set ID --net0 virtio=VIRTUAL-MAC,bridge=vmbr0"), "{line}");
+    assert!(
+        line.contains("qm set ID --net0 virtio=VIRTUAL-MAC,bridge=vmbr0"),
+        "{line}"
+    );
     assert!(line.contains("the gateway is wrong"), "{line}");
     assert!(!log.contains(ANSWERS), "{log}");
     let (_, dropped) = lab.hoster_filter_counts();

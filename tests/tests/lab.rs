@@ -16,10 +16,17 @@ fn lan_guest_reaches_the_internet_with_the_failover_ip_as_source() {
     let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
     let echo = tcp_echo(&lab.guest, "198.51.100.1:7000", "hello internet").expect("guest -> internet over NAT");
     assert_eq!(echo, "hello internet");
-    assert_eq!(server.last_peer_ip().as_deref(), Some(FAILOVER_IP), "the internet host must see the failover IP");
+    assert_eq!(
+        server.last_peer_ip().as_deref(),
+        Some(FAILOVER_IP),
+        "the internet host must see the failover IP"
+    );
 
     let udp = EchoServer::udp(&lab.inet, "198.51.100.1:7001");
-    assert_eq!(udp_echo(&lab.guest, "198.51.100.1:7001", "dns-ish").expect("udp over NAT"), "dns-ish");
+    assert_eq!(
+        udp_echo(&lab.guest, "198.51.100.1:7001", "dns-ish").expect("udp over NAT"),
+        "dns-ish"
+    );
     assert_eq!(udp.last_peer_ip().as_deref(), Some(FAILOVER_IP));
 }
 
@@ -31,7 +38,10 @@ fn hoster_mac_filter_passes_the_router_because_it_uses_the_virtual_mac() {
     lab.router.ip(&["route", "add", "203.0.113.254/32", "dev", "wan"]);
     let _ = tcp_echo(&lab.router, "203.0.113.254:9", "x");
     let (_, dropped_before) = lab.hoster_filter_counts();
-    assert!(dropped_before > 0, "the lab's MAC filter must drop frames from a wrong MAC");
+    assert!(
+        dropped_before > 0,
+        "the lab's MAC filter must drop frames from a wrong MAC"
+    );
     lab.router.ip(&["addr", "flush", "dev", "wan"]);
 
     lab.start_routerd(CONFIG);
@@ -41,36 +51,72 @@ fn hoster_mac_filter_passes_the_router_because_it_uses_the_virtual_mac() {
     // have been counted up to here; from now on every frame carries the virtual MAC.
     let (passed_at_ready, dropped_at_ready) = lab.hoster_filter_counts();
     let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
-    assert_eq!(tcp_echo(&lab.guest, "198.51.100.1:7000", "via vmbr0").expect("NAT through the filter"), "via vmbr0");
+    assert_eq!(
+        tcp_echo(&lab.guest, "198.51.100.1:7000", "via vmbr0").expect("NAT through the filter"),
+        "via vmbr0"
+    );
     assert_eq!(server.peers().len(), 1);
     let (passed, dropped) = lab.hoster_filter_counts();
-    assert!(passed > passed_at_ready, "frames with the virtual MAC reached the hoster");
-    assert_eq!(dropped, dropped_at_ready, "no frame with a wrong MAC after routerd configured the WAN");
+    assert!(
+        passed > passed_at_ready,
+        "frames with the virtual MAC reached the hoster"
+    );
+    assert_eq!(
+        dropped, dropped_at_ready,
+        "no frame with a wrong MAC after routerd configured the WAN"
+    );
 }
 
 #[test]
 fn wan_nic_selected_by_mac_when_no_interface_is_named() {
-    let mut lab = Lab::new(Options { wan_mac: Some(VIRTUAL_MAC) });
-    let config = CONFIG.replace("interface = \"wan\"\n", "").replace("interface = \"lan\"\n", "");
+    let mut lab = Lab::new(Options {
+        wan_mac: Some(VIRTUAL_MAC),
+    });
+    let config = CONFIG
+        .replace("interface = \"wan\"\n", "")
+        .replace("interface = \"lan\"\n", "");
     lab.start_routerd(&config);
-    assert!(lab.log().contains("wan wan 203.0.113.10/32 via 203.0.113.254, lan lan"), "{}", lab.log());
+    assert!(
+        lab.log().contains("wan wan 203.0.113.10/32 via 203.0.113.254, lan lan"),
+        "{}",
+        lab.log()
+    );
     let _server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
-    assert_eq!(tcp_echo(&lab.guest, "198.51.100.1:7000", "by mac").expect("NAT"), "by mac");
+    assert_eq!(
+        tcp_echo(&lab.guest, "198.51.100.1:7000", "by mac").expect("NAT"),
+        "by mac"
+    );
     // The off-prefix gateway is reached through an on-link route.
     let routes = lab.router.sh("ip route show");
-    assert!(routes.contains("default via 203.0.113.254 dev wan proto static onlink"), "{routes}");
-    assert!(routes.contains("203.0.113.254 dev wan proto static scope link"), "{routes}");
+    assert!(
+        routes.contains("default via 203.0.113.254 dev wan proto static onlink"),
+        "{routes}"
+    );
+    assert!(
+        routes.contains("203.0.113.254 dev wan proto static scope link"),
+        "{routes}"
+    );
 }
 
 #[test]
 fn tcp_and_udp_forwards_work_from_the_internet_with_port_translation() {
     let lab = lab_with_routerd();
     let web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
-    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:80", "GET /").expect("tcp forward 80 -> 8080"), "GET /");
-    assert_eq!(web.last_peer_ip().as_deref(), Some(INET_IP), "the guest sees the real client address");
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.10:80", "GET /").expect("tcp forward 80 -> 8080"),
+        "GET /"
+    );
+    assert_eq!(
+        web.last_peer_ip().as_deref(),
+        Some(INET_IP),
+        "the guest sees the real client address"
+    );
 
     let dns = EchoServer::udp(&lab.web, "0.0.0.0:5353");
-    assert_eq!(udp_echo(&lab.inet, "203.0.113.10:5353", "query").expect("udp forward 5353"), "query");
+    assert_eq!(
+        udp_echo(&lab.inet, "203.0.113.10:5353", "query").expect("udp forward 5353"),
+        "query"
+    );
     assert_eq!(dns.last_peer_ip().as_deref(), Some(INET_IP));
 }
 
@@ -80,13 +126,28 @@ fn port_range_forward_maps_one_to_one_for_tcp_and_udp() {
     let t9002 = EchoServer::tcp(&lab.web, "0.0.0.0:9002");
     let t9000 = EchoServer::tcp(&lab.web, "0.0.0.0:9000");
     let u9003 = EchoServer::udp(&lab.web, "0.0.0.0:9003");
-    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:8002", "p8002").expect("8002 -> 9002"), "p8002");
-    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:8000", "p8000").expect("8000 -> 9000"), "p8000");
-    assert_eq!(udp_echo(&lab.inet, "203.0.113.10:8003", "u8003").expect("udp 8003 -> 9003"), "u8003");
-    assert_eq!((t9002.peers().len(), t9000.peers().len(), u9003.peers().len()), (1, 1, 1));
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.10:8002", "p8002").expect("8002 -> 9002"),
+        "p8002"
+    );
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.10:8000", "p8000").expect("8000 -> 9000"),
+        "p8000"
+    );
+    assert_eq!(
+        udp_echo(&lab.inet, "203.0.113.10:8003", "u8003").expect("udp 8003 -> 9003"),
+        "u8003"
+    );
+    assert_eq!(
+        (t9002.peers().len(), t9000.peers().len(), u9003.peers().len()),
+        (1, 1, 1)
+    );
     // Outside the range nothing is forwarded.
     let _t9004 = EchoServer::tcp(&lab.web, "0.0.0.0:9004");
-    assert!(tcp_connect(&lab.inet, "203.0.113.10:8004").is_err(), "port 8004 is not forwarded");
+    assert!(
+        tcp_connect(&lab.inet, "203.0.113.10:8004").is_err(),
+        "port 8004 is not forwarded"
+    );
 }
 
 #[test]
@@ -107,14 +168,36 @@ fn unsolicited_connections_from_the_internet_fail() {
     let _guest_svc = EchoServer::tcp(&lab.guest, "0.0.0.0:7000");
     let _guest_udp = EchoServer::udp(&lab.guest, "0.0.0.0:7001");
     // The hoster network routes the LAN prefix to the router, as an attacker next door could.
-    lab.hoster.ip(&["route", "add", "172.16.0.0/16", "via", FAILOVER_IP, "dev", "vmbr0", "onlink"]);
+    lab.hoster.ip(&[
+        "route",
+        "add",
+        "172.16.0.0/16",
+        "via",
+        FAILOVER_IP,
+        "dev",
+        "vmbr0",
+        "onlink",
+    ]);
 
-    assert!(tcp_connect(&lab.inet, "203.0.113.10:22").is_err(), "router's port 22 reached from the internet");
-    assert!(tcp_connect(&lab.inet, &format!("{GUEST_IP}:7000")).is_err(), "LAN guest reached from the internet");
-    assert!(udp_echo(&lab.inet, &format!("{GUEST_IP}:7001"), "x").is_err(), "LAN guest reached over UDP");
+    assert!(
+        tcp_connect(&lab.inet, "203.0.113.10:22").is_err(),
+        "router's port 22 reached from the internet"
+    );
+    assert!(
+        tcp_connect(&lab.inet, &format!("{GUEST_IP}:7000")).is_err(),
+        "LAN guest reached from the internet"
+    );
+    assert!(
+        udp_echo(&lab.inet, &format!("{GUEST_IP}:7001"), "x").is_err(),
+        "LAN guest reached over UDP"
+    );
     // A packet from the WAN with a spoofed LAN source does not reach the guest. With
     // reverse-path filtering off, only the firewall's own spoofing rule stands in the way.
-    for key in ["net.ipv4.conf.all.rp_filter", "net.ipv4.conf.wan.rp_filter", "net.ipv4.conf.default.rp_filter"] {
+    for key in [
+        "net.ipv4.conf.all.rp_filter",
+        "net.ipv4.conf.wan.rp_filter",
+        "net.ipv4.conf.default.rp_filter",
+    ] {
         lab.router.sysctl(key, "0");
     }
     let dns = EchoServer::udp(&lab.web, "0.0.0.0:5353");
@@ -123,20 +206,42 @@ fn unsolicited_connections_from_the_internet_fail() {
         .enter(|| std::net::UdpSocket::bind("172.16.99.99:0").and_then(|s| s.send_to(b"spoof", "203.0.113.10:5353")))
         .expect("send spoofed datagram");
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(dns.peers().is_empty(), "a spoofed LAN source got through: {:?}", dns.peers());
+    assert!(
+        dns.peers().is_empty(),
+        "a spoofed LAN source got through: {:?}",
+        dns.peers()
+    );
     let forward = lab.router.sh("nft list chain inet routerd forward");
     let dropped: u64 = forward
         .lines()
         .find(|l| l.contains("spoofed source on the WAN"))
-        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "packets").nth(1)?.parse().ok())
+        .and_then(|l| {
+            l.split_whitespace()
+                .skip_while(|w| *w != "packets")
+                .nth(1)?
+                .parse()
+                .ok()
+        })
         .unwrap_or(0);
     assert!(dropped > 0, "the firewall's spoofing rule dropped it:\n{forward}");
     // Control: the same path works for what is meant to be reachable.
     let _web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
-    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:80", "allowed").expect("forward still works"), "allowed");
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.10:80", "allowed").expect("forward still works"),
+        "allowed"
+    );
     // Ping of the router is allowed.
-    let ping = lab.inet.command("ping").args(["-c", "1", "-W", "2", FAILOVER_IP]).output().expect("ping");
-    assert!(ping.status.success(), "the router answers ping: {}", String::from_utf8_lossy(&ping.stdout));
+    let ping = lab
+        .inet
+        .command("ping")
+        .args(["-c", "1", "-W", "2", FAILOVER_IP])
+        .output()
+        .expect("ping");
+    assert!(
+        ping.status.success(),
+        "the router answers ping: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
 }
 
 #[test]
@@ -153,7 +258,10 @@ fn applying_twice_changes_nothing() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for change in ["address added", "route set", "MAC set", "stale"] {
-        assert!(!stderr.contains(change), "second apply changed something ({change}):\n{stderr}");
+        assert!(
+            !stderr.contains(change),
+            "second apply changed something ({change}):\n{stderr}"
+        );
     }
     assert_eq!(before, lab.router_state());
 }
@@ -166,7 +274,10 @@ fn sighup_with_a_changed_forward_keeps_open_connections() {
     let mut inbound = tcp_connect(&lab.inet, "203.0.113.10:80").expect("forward");
     let mut outbound = tcp_connect(&lab.guest, "198.51.100.1:7000").expect("NAT");
     assert_eq!(tcp_exchange(&mut inbound, "before").expect("inbound before"), "before");
-    assert_eq!(tcp_exchange(&mut outbound, "before").expect("outbound before"), "before");
+    assert_eq!(
+        tcp_exchange(&mut outbound, "before").expect("outbound before"),
+        "before"
+    );
 
     // Move the UDP forward and add a new TCP one; the port 80 forward stays.
     let changed = CONFIG.replace("port = 5353", "port = 5354")
@@ -174,12 +285,24 @@ fn sighup_with_a_changed_forward_keeps_open_connections() {
     lab.reload(&changed);
     lab.wait_log("config applied", 1);
 
-    assert_eq!(tcp_exchange(&mut inbound, "after").expect("the open forwarded connection survived"), "after");
-    assert_eq!(tcp_exchange(&mut outbound, "after").expect("the open NAT connection survived"), "after");
+    assert_eq!(
+        tcp_exchange(&mut inbound, "after").expect("the open forwarded connection survived"),
+        "after"
+    );
+    assert_eq!(
+        tcp_exchange(&mut outbound, "after").expect("the open NAT connection survived"),
+        "after"
+    );
     let _ssh = EchoServer::tcp(&lab.guest, "0.0.0.0:22");
-    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:2222", "new").expect("the new forward works"), "new");
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.10:2222", "new").expect("the new forward works"),
+        "new"
+    );
     let _dns = EchoServer::udp(&lab.web, "0.0.0.0:5354");
-    assert_eq!(udp_echo(&lab.inet, "203.0.113.10:5354", "moved").expect("moved udp forward"), "moved");
+    assert_eq!(
+        udp_echo(&lab.inet, "203.0.113.10:5354", "moved").expect("moved udp forward"),
+        "moved"
+    );
     let rules = lab.router.sh("nft list table inet routerd");
     assert!(!rules.contains("dport 5353"), "the old forward is gone:\n{rules}");
 }
@@ -188,21 +311,30 @@ fn sighup_with_a_changed_forward_keeps_open_connections() {
 fn sighup_with_a_broken_config_keeps_the_old_rules() {
     let mut lab = lab_with_routerd();
     let before = lab.router_state();
-    let broken = CONFIG.replace("to_port = 8080", "to_port = 80800").replace("gateway = ", "gatway = ");
+    let broken = CONFIG
+        .replace("to_port = 8080", "to_port = 80800")
+        .replace("gateway = ", "gatway = ");
     lab.reload(&broken);
     lab.wait_log("config rejected", 1);
     let log = lab.log();
-    assert!(log.contains("router.toml:7:1: unknown field `gatway`"), "the error names line and column:\n{log}");
+    assert!(
+        log.contains("router.toml:7:1: unknown field `gatway`"),
+        "the error names line and column:\n{log}"
+    );
     assert!(lab.routerd_alive(), "routerd keeps running");
     assert_eq!(before, lab.router_state(), "nothing changed");
     let _web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
-    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:80", "still").expect("old forward"), "still");
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.10:80", "still").expect("old forward"),
+        "still"
+    );
 }
 
 #[test]
 fn an_invalid_config_at_start_falls_back_to_the_last_good_one() {
     let mut lab = lab_with_routerd();
-    let saved = std::fs::read_to_string(lab.state_dir().join("last-good.toml")).expect("routerd saved the applied config");
+    let saved =
+        std::fs::read_to_string(lab.state_dir().join("last-good.toml")).expect("routerd saved the applied config");
     assert_eq!(saved, CONFIG);
     assert!(lab.stop_routerd().success(), "routerd exits cleanly on SIGTERM");
 
@@ -210,12 +342,21 @@ fn an_invalid_config_at_start_falls_back_to_the_last_good_one() {
     lab.spawn_routerd();
     lab.wait_log("routerd ready", 1);
     let log = lab.log();
-    assert!(log.contains("router.toml:5:7: wan.mac: expected a MAC address"), "the error is shown:\n{log}");
+    assert!(
+        log.contains("router.toml:5:7: wan.mac: expected a MAC address"),
+        "the error is shown:\n{log}"
+    );
     assert!(log.contains("running the last good config"), "{log}");
     let _web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
-    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:80", "still routing").expect("forward"), "still routing");
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.10:80", "still routing").expect("forward"),
+        "still routing"
+    );
     // The broken file never replaces the last good one.
-    assert_eq!(std::fs::read_to_string(lab.state_dir().join("last-good.toml")).unwrap_or_default(), CONFIG);
+    assert_eq!(
+        std::fs::read_to_string(lab.state_dir().join("last-good.toml")).unwrap_or_default(),
+        CONFIG
+    );
 }
 
 #[test]
@@ -227,10 +368,16 @@ fn a_valid_config_that_cannot_apply_falls_back_to_the_last_good_one() {
     lab.spawn_routerd();
     lab.wait_log("routerd ready", 1);
     let log = lab.log();
-    assert!(log.contains("no single wan NIC: looked for the NIC named wan0"), "the reason is shown:\n{log}");
+    assert!(
+        log.contains("no single wan NIC: looked for the NIC named wan0"),
+        "the reason is shown:\n{log}"
+    );
     assert!(log.contains("running the last good config instead"), "{log}");
     let _web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
-    assert_eq!(tcp_echo(&lab.inet, "203.0.113.10:80", "still routing").expect("forward"), "still routing");
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.10:80", "still routing").expect("forward"),
+        "still routing"
+    );
 }
 
 #[test]

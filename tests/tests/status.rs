@@ -32,8 +32,17 @@ fn artifacts() -> PathBuf {
 #[test]
 fn metrics_count_traffic_forwards_and_dhcp() {
     let mut lab = lab("");
-    let before = get(&lab.guest, "172.16.0.1:80", "/metrics").expect("metrics from the LAN").1;
-    assert_eq!(metric(&before, "router_forward_packets_total", &[("protocol", "tcp"), ("port", "80")]), Some(0.0));
+    let before = get(&lab.guest, "172.16.0.1:80", "/metrics")
+        .expect("metrics from the LAN")
+        .1;
+    assert_eq!(
+        metric(
+            &before,
+            "router_forward_packets_total",
+            &[("protocol", "tcp"), ("port", "80")]
+        ),
+        Some(0.0)
+    );
     assert_eq!(metric(&before, "router_config_generation", &[]), Some(1.0));
 
     // Traffic: a forward from the internet, NAT from a guest, and a DHCP exchange.
@@ -50,17 +59,40 @@ fn metrics_count_traffic_forwards_and_dhcp() {
 
     let (code, text) = get(&lab.guest, "172.16.0.1:80", "/metrics").expect("metrics");
     assert_eq!(code, 200);
-    assert_eq!(metric(&text, "router_forward_packets_total", &[("protocol", "tcp"), ("port", "80")]), Some(3.0), "{text}");
-    assert!(metric(&text, "router_forward_bytes_total", &[("protocol", "tcp"), ("port", "80")]).is_some_and(|b| b > 0.0));
+    assert_eq!(
+        metric(
+            &text,
+            "router_forward_packets_total",
+            &[("protocol", "tcp"), ("port", "80")]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+    assert!(metric(
+        &text,
+        "router_forward_bytes_total",
+        &[("protocol", "tcp"), ("port", "80")]
+    )
+    .is_some_and(|b| b > 0.0));
     let wan_rx = metric(&text, "router_interface_rx_bytes_total", &[("role", "wan")]).unwrap_or(0.0);
     let wan_rx_before = metric(&before, "router_interface_rx_bytes_total", &[("role", "wan")]).unwrap_or(0.0);
     assert!(wan_rx > wan_rx_before, "WAN bytes moved: {wan_rx_before} -> {wan_rx}");
-    assert!(metric(&text, "router_dhcp_acks_total", &[]).is_some_and(|n| n >= 1.0), "{text}");
+    assert!(
+        metric(&text, "router_dhcp_acks_total", &[]).is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
     assert!(metric(&text, "router_dhcp_offers_total", &[]).is_some_and(|n| n >= 1.0));
     assert_eq!(metric(&text, "router_dhcp_leases_active", &[]), Some(1.0));
     assert_eq!(metric(&text, "router_dhcp_pool_size", &[]), Some(51.0));
-    assert_eq!(metric(&text, "router_gateway_reachable", &[("gateway", "203.0.113.254")]), Some(1.0), "{text}");
-    assert!(metric(&text, "router_conntrack_entries", &[]).is_some_and(|n| n >= 1.0), "{text}");
+    assert_eq!(
+        metric(&text, "router_gateway_reachable", &[("gateway", "203.0.113.254")]),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        metric(&text, "router_conntrack_entries", &[]).is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
     assert!(metric(&text, "process_resident_memory_bytes", &[]).is_some_and(|n| n > 1e6));
     assert_eq!(metric(&text, "router_config_last_reload_success", &[]), Some(1.0));
 
@@ -71,8 +103,14 @@ fn metrics_count_traffic_forwards_and_dhcp() {
     assert_eq!(metric(&text, "router_config_last_reload_success", &[]), Some(0.0));
     let page = get(&lab.guest, "172.16.0.1:80", "/").expect("page").1;
     assert!(page.contains("dhcp.lease_time: expected a duration"), "{page}");
-    assert!(page.contains("<td>172.16.10.211</td><td>webhost</td>"), "the lease with its host name: {page}");
-    assert!(page.contains("203.0.113.10/32") && page.contains("02:00:00:00:00:10"), "WAN address and MAC");
+    assert!(
+        page.contains("<td>172.16.10.211</td><td>webhost</td>"),
+        "the lease with its host name: {page}"
+    );
+    assert!(
+        page.contains("203.0.113.10/32") && page.contains("02:00:00:00:00:10"),
+        "WAN address and MAC"
+    );
 }
 
 #[test]
@@ -80,14 +118,41 @@ fn the_status_page_is_never_reachable_from_the_wan() {
     let lab = lab("\n[status]\nport = 8081\n");
     assert_eq!(get(&lab.guest, "172.16.0.1:8081", "/").expect("from the LAN").0, 200);
     // From the internet host, through the public address and straight at the LAN address.
-    lab.hoster.ip(&["route", "add", "172.16.0.0/16", "via", "203.0.113.10", "dev", "vmbr0", "onlink"]);
-    assert!(tcp_connect(&lab.inet, "203.0.113.10:8081").is_err(), "status page reached on the public address");
-    assert!(tcp_connect(&lab.inet, "172.16.0.1:8081").is_err(), "status page reached from the internet");
+    lab.hoster.ip(&[
+        "route",
+        "add",
+        "172.16.0.0/16",
+        "via",
+        "203.0.113.10",
+        "dev",
+        "vmbr0",
+        "onlink",
+    ]);
+    assert!(
+        tcp_connect(&lab.inet, "203.0.113.10:8081").is_err(),
+        "status page reached on the public address"
+    );
+    assert!(
+        tcp_connect(&lab.inet, "172.16.0.1:8081").is_err(),
+        "status page reached from the internet"
+    );
     // And from a host on the hoster's segment, next to the router.
     let neighbour = lab.add_wan_neighbour("nb");
     neighbour.ip(&["addr", "add", "203.0.113.77/24", "dev", "eth0"]);
-    neighbour.ip(&["route", "add", "172.16.0.0/16", "via", "203.0.113.10", "dev", "eth0", "onlink"]);
-    assert!(tcp_connect(&neighbour, "172.16.0.1:8081").is_err(), "status page reached from the WAN segment");
+    neighbour.ip(&[
+        "route",
+        "add",
+        "172.16.0.0/16",
+        "via",
+        "203.0.113.10",
+        "dev",
+        "eth0",
+        "onlink",
+    ]);
+    assert!(
+        tcp_connect(&neighbour, "172.16.0.1:8081").is_err(),
+        "status page reached from the WAN segment"
+    );
     let input = lab.router.sh("nft list chain inet routerd input");
     assert!(input.contains("policy drop"), "{input}");
 }
@@ -120,11 +185,23 @@ fn the_status_page_renders_in_a_real_browser() {
         cmd.args(extra).arg("http://172.16.0.1/");
         cmd
     };
-    let dom = chromium(&["--dump-dom"]).output().expect("run chromium (Debian package chromium)");
+    let dom = chromium(&["--dump-dom"])
+        .output()
+        .expect("run chromium (Debian package chromium)");
     let dom = String::from_utf8_lossy(&dom.stdout);
-    assert!(dom.contains("webhost") && dom.contains("172.16.10.211"), "the browser sees the lease: {dom}");
+    assert!(
+        dom.contains("webhost") && dom.contains("172.16.10.211"),
+        "the browser sees the lease: {dom}"
+    );
     assert!(dom.contains("reachable"), "gateway state shown");
-    let out = chromium(&[&format!("--screenshot={}", shot.display())]).output().expect("chromium screenshot");
-    let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&out.stderr)));
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "a real picture of the page ({} bytes)", png.len());
+    let out = chromium(&[&format!("--screenshot={}", shot.display())])
+        .output()
+        .expect("chromium screenshot");
+    let png =
+        std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "a real picture of the page ({} bytes)",
+        png.len()
+    );
 }

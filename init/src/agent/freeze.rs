@@ -33,9 +33,7 @@ fn unescape(field: &str) -> String {
     let mut rest = field;
     while let Some(i) = rest.find('\\') {
         out.push_str(rest.get(..i).unwrap_or(""));
-        let code = rest
-            .get(i + 1..i + 4)
-            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        let code = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(c) => {
                 out.push(char::from(c));
@@ -113,10 +111,7 @@ pub fn thaw(target: &str) -> Result<bool, String> {
 /// Thaws every freezable filesystem, whoever froze it (before a shutdown syncs
 /// and unmounts: a frozen filesystem would block both). Returns how many were.
 pub fn thaw_all() -> usize {
-    current_freezable()
-        .iter()
-        .filter(|t| thaw(t).unwrap_or(false))
-        .count()
+    current_freezable().iter().filter(|t| thaw(t).unwrap_or(false)).count()
 }
 
 #[cfg(test)]

@@ -35,10 +35,7 @@ pub fn parse_os_release(text: &str) -> BTreeMap<String, String> {
 }
 
 /// `guest-get-osinfo` from os-release and uname.
-pub fn os_info(
-    os_release: &BTreeMap<String, String>,
-    uname: Option<(String, String, String)>,
-) -> Value {
+pub fn os_info(os_release: &BTreeMap<String, String>, uname: Option<(String, String, String)>) -> Value {
     let mut info = Map::new();
     for (key, field) in [
         ("ID", "id"),
@@ -106,25 +103,24 @@ fn interfaces() -> Value {
         let Some(address) = a.address else { continue };
         if let Some(link) = address.as_link_addr() {
             if let Some(mac) = link.addr() {
-                entry.0 = Some(
-                    mac.iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect::<Vec<_>>()
-                        .join(":"),
-                );
+                entry.0 = Some(mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"));
             }
         } else if let Some(v4) = address.as_sockaddr_in() {
             let prefix = a
                 .netmask
                 .and_then(|m| m.as_sockaddr_in().map(|m| prefix_of(&m.ip().octets())))
                 .unwrap_or(32);
-            entry.1.push(json!({ "ip-address-type": "ipv4", "ip-address": v4.ip().to_string(), "prefix": prefix }));
+            entry
+                .1
+                .push(json!({ "ip-address-type": "ipv4", "ip-address": v4.ip().to_string(), "prefix": prefix }));
         } else if let Some(v6) = address.as_sockaddr_in6() {
             let prefix = a
                 .netmask
                 .and_then(|m| m.as_sockaddr_in6().map(|m| prefix_of(&m.ip().octets())))
                 .unwrap_or(128);
-            entry.1.push(json!({ "ip-address-type": "ipv6", "ip-address": v6.ip().to_string(), "prefix": prefix }));
+            entry
+                .1
+                .push(json!({ "ip-address-type": "ipv6", "ip-address": v6.ip().to_string(), "prefix": prefix }));
         }
     }
     let list: Vec<Value> = order
@@ -168,8 +164,7 @@ impl Host for System {
     }
 
     fn os_info(&self) -> Value {
-        let release =
-            parse_os_release(&std::fs::read_to_string("/etc/os-release").unwrap_or_default());
+        let release = parse_os_release(&std::fs::read_to_string("/etc/os-release").unwrap_or_default());
         let uname = nix::sys::utsname::uname().ok().map(|u| {
             let s = |o: &std::ffi::OsStr| o.to_string_lossy().into_owned();
             (s(u.release()), s(u.version()), s(u.machine()))
@@ -246,14 +241,12 @@ mod tests {
 
     #[test]
     fn osinfo_from_os_release_and_uname() {
-        let release = parse_os_release("PRETTY_NAME=\"Router appliance 0.1.0\"\nNAME=\"Router appliance\"\nID=router\nVERSION_ID=\"0.1.0\"\n");
+        let release = parse_os_release(
+            "PRETTY_NAME=\"Router appliance 0.1.0\"\nNAME=\"Router appliance\"\nID=router\nVERSION_ID=\"0.1.0\"\n",
+        );
         let info = os_info(
             &release,
-            Some((
-                "6.1.0-28-amd64".into(),
-                "#1 SMP Debian".into(),
-                "x86_64".into(),
-            )),
+            Some(("6.1.0-28-amd64".into(), "#1 SMP Debian".into(), "x86_64".into())),
         );
         assert_eq!(info["id"], "router");
         assert_eq!(info["pretty-name"], "Router appliance 0.1.0");

@@ -50,10 +50,8 @@ pub fn find_port_in(sys: &Path, name: &str) -> Option<PathBuf> {
             return None;
         }
         let uevent = std::fs::read_to_string(e.path().join("uevent")).unwrap_or_default();
-        let dev = uevent_value(&uevent, "DEVNAME").map_or_else(
-            || e.file_name().to_string_lossy().into_owned(),
-            str::to_string,
-        );
+        let dev = uevent_value(&uevent, "DEVNAME")
+            .map_or_else(|| e.file_name().to_string_lossy().into_owned(), str::to_string);
         Some(Path::new("/dev").join(dev))
     })
 }
@@ -93,10 +91,7 @@ impl Agent {
         let args = vec!["agent".to_string(), port.display().to_string()];
         match crate::spawn::spawn(SELF, &args) {
             Ok(pid) => {
-                say(&format!(
-                    "init: QEMU guest agent on {} ({PORT_NAME})",
-                    port.display()
-                ));
+                say(&format!("init: QEMU guest agent on {} ({PORT_NAME})", port.display()));
                 self.pid = Some(pid);
             }
             Err(e) => say(&format!("init: cannot start the guest agent: {e}")),
@@ -141,11 +136,7 @@ pub fn main(port: Option<&str>) -> i32 {
 
 /// Answers requests on `port` for ever (`until_eof`: until the other end closes,
 /// for tests: a virtio port reads EOF whenever no host is connected).
-fn serve<P: Read + Write + AsFd>(
-    mut port: P,
-    system: &mut dyn protocol::Host,
-    until_eof: bool,
-) -> i32 {
+fn serve<P: Read + Write + AsFd>(mut port: P, system: &mut dyn protocol::Host, until_eof: bool) -> i32 {
     let version = env!("CARGO_PKG_VERSION");
     let mut framer = protocol::Framer::default();
     let mut buf = [0u8; 4096];
@@ -209,14 +200,8 @@ fn set_nonblocking(port: &impl AsFd) -> Result<(), Errno> {
 }
 
 /// Writes all of `data` unless the other end does not take it within `limit`.
-fn write_bounded<P: Write + AsFd>(
-    port: &mut P,
-    mut data: &[u8],
-    limit: Duration,
-) -> Result<(), String> {
-    let deadline = Instant::now()
-        .checked_add(limit)
-        .unwrap_or_else(Instant::now);
+fn write_bounded<P: Write + AsFd>(port: &mut P, mut data: &[u8], limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now().checked_add(limit).unwrap_or_else(Instant::now);
     while !data.is_empty() {
         match port.write(data) {
             Ok(0) => return Err("the port is closed".into()),
@@ -269,9 +254,7 @@ mod tests {
         let mut got = Vec::new();
         let mut buf = [0u8; 1024];
         while got.iter().filter(|b| **b == b'\n').count() < 2 {
-            let n = proxmox
-                .read(&mut buf)
-                .unwrap_or_else(|e| panic!("read: {e}"));
+            let n = proxmox.read(&mut buf).unwrap_or_else(|e| panic!("read: {e}"));
             assert!(n > 0, "the agent closed the connection");
             got.extend_from_slice(&buf[..n]);
         }
@@ -279,12 +262,8 @@ mod tests {
         let text = String::from_utf8_lossy(&got[1..]).into_owned();
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some("{\"return\":4711}"));
-        let reply: serde_json::Value =
-            serde_json::from_str(lines.next().unwrap_or("")).unwrap_or_default();
-        assert_eq!(
-            reply["return"][0]["ip-addresses"][0]["ip-address"],
-            "203.0.113.10"
-        );
+        let reply: serde_json::Value = serde_json::from_str(lines.next().unwrap_or("")).unwrap_or_default();
+        assert_eq!(reply["return"][0]["ip-addresses"][0]["ip-address"], "203.0.113.10");
         drop(proxmox);
         assert_eq!(agent.join().ok(), Some(0));
     }
@@ -310,10 +289,7 @@ mod tests {
             let d = sys.join(dir);
             let _ = std::fs::create_dir_all(&d);
             let _ = std::fs::write(d.join("name"), format!("{name}\n"));
-            let _ = std::fs::write(
-                d.join("uevent"),
-                format!("MAJOR=244\nMINOR=1\nDEVNAME={devname}\n"),
-            );
+            let _ = std::fs::write(d.join("uevent"), format!("MAJOR=244\nMINOR=1\nDEVNAME={devname}\n"));
         }
         let found = find_port_in(&sys, PORT_NAME);
         let missing = find_port_in(&sys, "org.example.none");

@@ -163,17 +163,11 @@ pub fn handle(frame: &Frame, host: &mut dyn Host, version: &str) -> Vec<u8> {
             )),
         ),
         Frame::Object(bytes) => match serde_json::from_slice::<Value>(bytes) {
-            Err(e) => (
-                false,
-                Some(error("GenericError", format!("JSON parse error: {e}"))),
-            ),
+            Err(e) => (false, Some(error("GenericError", format!("JSON parse error: {e}")))),
             Ok(request) => {
                 let name = request.get("execute").and_then(Value::as_str).unwrap_or("");
                 let empty = Map::new();
-                let args = request
-                    .get("arguments")
-                    .and_then(Value::as_object)
-                    .unwrap_or(&empty);
+                let args = request.get("arguments").and_then(Value::as_object).unwrap_or(&empty);
                 let response = execute(name, args, host, version);
                 // qemu-ga echoes a request's "id" in the reply.
                 let response = match (response, request.get("id")) {
@@ -212,12 +206,7 @@ fn shutdown_mode(args: &Map<String, Value>) -> Result<ShutdownMode, String> {
     }
 }
 
-fn execute(
-    name: &str,
-    args: &Map<String, Value>,
-    host: &mut dyn Host,
-    version: &str,
-) -> Option<Value> {
+fn execute(name: &str, args: &Map<String, Value>, host: &mut dyn Host, version: &str) -> Option<Value> {
     if name.is_empty() {
         return Some(error("GenericError", "expected {\"execute\": COMMAND}"));
     }
@@ -236,10 +225,7 @@ fn execute(
     Some(match name {
         "guest-sync" | "guest-sync-delimited" => match args.get("id") {
             Some(id) if id.is_i64() || id.is_u64() => reply(id.clone()),
-            _ => error(
-                "GenericError",
-                "Parameter 'id' is missing or not an integer",
-            ),
+            _ => error("GenericError", "Parameter 'id' is missing or not an integer"),
         },
         "guest-ping" => reply(json!({})),
         "guest-info" => {
@@ -268,12 +254,10 @@ fn execute(
             if host.frozen() {
                 return Some(error("GenericError", "The filesystems are already frozen"));
             }
-            let list: Option<Vec<String>> =
-                args.get("mountpoints").and_then(Value::as_array).map(|a| {
-                    a.iter()
-                        .filter_map(|m| m.as_str().map(str::to_string))
-                        .collect()
-                });
+            let list: Option<Vec<String>> = args
+                .get("mountpoints")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect());
             match host.freeze(list.as_deref()) {
                 Ok(n) => reply(json!(n)),
                 Err(e) => error("GenericError", e),
@@ -283,10 +267,7 @@ fn execute(
             Ok(n) => reply(json!(n)),
             Err(e) => error("GenericError", e),
         },
-        _ => error(
-            "CommandNotFound",
-            format!("The command {name} has not been found"),
-        ),
+        _ => error("CommandNotFound", format!("The command {name} has not been found")),
     })
 }
 
@@ -343,10 +324,7 @@ pub(crate) mod tests {
     #[test]
     fn ping_and_sync() {
         let mut h = FakeHost::default();
-        assert_eq!(
-            talk(&mut h, b"{\"execute\":\"guest-ping\"}"),
-            "{\"return\":{}}\n"
-        );
+        assert_eq!(talk(&mut h, b"{\"execute\":\"guest-ping\"}"), "{\"return\":{}}\n");
         assert_eq!(
             talk(
                 &mut h,
@@ -355,10 +333,7 @@ pub(crate) mod tests {
             "<FF>{\"return\":1234}\n"
         );
         assert_eq!(
-            talk(
-                &mut h,
-                b"{\"execute\":\"guest-sync\",\"arguments\":{\"id\":7}}"
-            ),
+            talk(&mut h, b"{\"execute\":\"guest-sync\",\"arguments\":{\"id\":7}}"),
             "{\"return\":7}\n"
         );
     }
@@ -370,10 +345,7 @@ pub(crate) mod tests {
         assert!(framer.push(b"{\"execute\":\"guest-").is_empty());
         let frames = framer.push(b"ping\"}{\"execute\":\"guest-get-host-name\"}");
         assert_eq!(frames.len(), 2);
-        let out: Vec<u8> = frames
-            .iter()
-            .flat_map(|f| handle(f, &mut h, "1.0"))
-            .collect();
+        let out: Vec<u8> = frames.iter().flat_map(|f| handle(f, &mut h, "1.0")).collect();
         assert_eq!(
             String::from_utf8_lossy(&out),
             "{\"return\":{}}\n{\"return\":{\"host-name\":\"router\"}}\n"
@@ -384,20 +356,14 @@ pub(crate) mod tests {
     fn braces_in_strings_do_not_end_the_object() {
         let mut framer = Framer::default();
         let frames = framer.push(b"{\"execute\":\"x}\\\"{\"} ");
-        assert_eq!(
-            frames,
-            vec![Frame::Object(b"{\"execute\":\"x}\\\"{\"}".to_vec())]
-        );
+        assert_eq!(frames, vec![Frame::Object(b"{\"execute\":\"x}\\\"{\"}".to_vec())]);
     }
 
     #[test]
     fn a_delimiter_resets_a_half_read_request() {
         let mut h = FakeHost::default();
         assert_eq!(
-            talk(
-                &mut h,
-                b"{\"execute\":\"guest-pi\xff{\"execute\":\"guest-ping\"}"
-            ),
+            talk(&mut h, b"{\"execute\":\"guest-pi\xff{\"execute\":\"guest-ping\"}"),
             "{\"return\":{}}\n"
         );
     }
@@ -411,16 +377,10 @@ pub(crate) mod tests {
         );
         assert!(talk(&mut h, b"{\"execute\" guest-ping}")
             .starts_with("{\"error\":{\"class\":\"GenericError\",\"desc\":\"JSON parse error"));
-        let huge = format!(
-            "{{\"execute\":\"guest-ping\",\"x\":\"{}\"}}",
-            "a".repeat(MAX_REQUEST)
-        );
+        let huge = format!("{{\"execute\":\"guest-ping\",\"x\":\"{}\"}}", "a".repeat(MAX_REQUEST));
         assert!(talk(&mut h, huge.as_bytes()).contains("request larger than"));
         // The framer recovers after the oversized request.
-        assert_eq!(
-            talk(&mut h, b"{\"execute\":\"guest-ping\"}"),
-            "{\"return\":{}}\n"
-        );
+        assert_eq!(talk(&mut h, b"{\"execute\":\"guest-ping\"}"), "{\"return\":{}}\n");
     }
 
     #[test]
@@ -443,10 +403,7 @@ pub(crate) mod tests {
             "guest-fsfreeze-thaw",
             "guest-fsfreeze-status",
         ] {
-            assert!(
-                names.contains(&required),
-                "{required} missing from {names:?}"
-            );
+            assert!(names.contains(&required), "{required} missing from {names:?}");
         }
         assert_eq!(v["return"]["version"], "1.0");
     }
@@ -462,10 +419,7 @@ pub(crate) mod tests {
             ),
             ""
         );
-        assert_eq!(
-            h.shutdowns,
-            vec![ShutdownMode::Powerdown, ShutdownMode::Reboot]
-        );
+        assert_eq!(h.shutdowns, vec![ShutdownMode::Powerdown, ShutdownMode::Reboot]);
         assert!(talk(
             &mut h,
             b"{\"execute\":\"guest-shutdown\",\"arguments\":{\"mode\":\"sleep\"}}"
@@ -490,10 +444,7 @@ pub(crate) mod tests {
         );
         assert!(talk(&mut h, b"{\"execute\":\"guest-fsfreeze-freeze\"}").contains("frozen state"));
         assert!(talk(&mut h, b"{\"execute\":\"guest-get-host-name\"}").contains("frozen state"));
-        assert_eq!(
-            talk(&mut h, b"{\"execute\":\"guest-ping\"}"),
-            "{\"return\":{}}\n"
-        );
+        assert_eq!(talk(&mut h, b"{\"execute\":\"guest-ping\"}"), "{\"return\":{}}\n");
         assert_eq!(
             talk(&mut h, b"{\"execute\":\"guest-fsfreeze-thaw\"}"),
             "{\"return\":1}\n"

@@ -50,9 +50,16 @@ pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
             UserData::RouterToml => {
                 let mut notes = vec![format!("{}: a router.toml, used as it is", origin(USER_DATA))];
                 if dir.join(NETWORK_CONFIG).is_file() {
-                    notes.push(format!("{}: not used (user-data is a full router.toml)", origin(NETWORK_CONFIG)));
+                    notes.push(format!(
+                        "{}: not used (user-data is a full router.toml)",
+                        origin(NETWORK_CONFIG)
+                    ));
                 }
-                return Ok(Generated { toml: text.clone(), origin: origin(USER_DATA), notes });
+                return Ok(Generated {
+                    toml: text.clone(),
+                    origin: origin(USER_DATA),
+                    notes,
+                });
             }
             UserData::Unsupported(kind) => {
                 return Err(message(
@@ -80,12 +87,20 @@ pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
     };
     if let Some((name, from)) = &hostname {
         if !super::hostname::valid_system_name(name) {
-            return Err(message(from.clone(), format!("hostname {name:?} is not a valid host name (letters, digits and '-', dot-separated)")));
+            return Err(message(
+                from.clone(),
+                format!("hostname {name:?} is not a valid host name (letters, digits and '-', dot-separated)"),
+            ));
         }
     }
     let roles = net.roles(&origin(NETWORK_CONFIG))?;
     let mut notes = vec![match &roles.lan {
-        Some(lan) => format!("{}: WAN from {}, LAN from {}", origin(NETWORK_CONFIG), roles.wan.name, lan.name),
+        Some(lan) => format!(
+            "{}: WAN from {}, LAN from {}",
+            origin(NETWORK_CONFIG),
+            roles.wan.name,
+            lan.name
+        ),
         None => format!(
             "{}: WAN from {}; no address for a second NIC, so the LAN is {DEFAULT_LAN} on the NIC that is not the WAN \
              (set another with `qm set ID --ipconfig1 ip=ADDRESS/PREFIX`)",
@@ -95,7 +110,11 @@ pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
     }];
     notes.extend(net.notes.iter().map(|n| format!("{}: {n}", origin(NETWORK_CONFIG))));
     let toml = render(dir, hostname.as_ref().map(|(h, _)| h.as_str()), &roles, &net.dns);
-    let origin = format!("router.toml made from {} (`routerd cloud-init {}` shows it)", dir.display(), dir.display());
+    let origin = format!(
+        "router.toml made from {} (`routerd cloud-init {}` shows it)",
+        dir.display(),
+        dir.display()
+    );
     Ok(Generated { toml, origin, notes })
 }
 
@@ -110,7 +129,15 @@ fn read_optional(dir: &Path, file: &str) -> Result<Option<String>, ConfigError> 
 
 /// An error about a whole file or a value without a position.
 fn message(origin: String, message: String) -> ConfigError {
-    ConfigError { origin, diagnostics: vec![Diagnostic { line: 0, column: 0, message }], unreadable: None }
+    ConfigError {
+        origin,
+        diagnostics: vec![Diagnostic {
+            line: 0,
+            column: 0,
+            message,
+        }],
+        unreadable: None,
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -197,7 +224,10 @@ impl Walk<'_> {
         match map.get(key)? {
             Value::String(s) => Some(s.as_str()),
             other => {
-                self.error(&format!("{at}.{key}"), format!("expected a string, found {}", describe(other)));
+                self.error(
+                    &format!("{at}.{key}"),
+                    format!("expected a string, found {}", describe(other)),
+                );
                 None
             }
         }
@@ -214,13 +244,19 @@ impl Walk<'_> {
                 .filter_map(|(i, v)| match v {
                     Value::String(s) => Some((format!("{at}.{key}[{i}]"), s.as_str())),
                     other => {
-                        self.error(&format!("{at}.{key}[{i}]"), format!("expected an address, found {}", describe(other)));
+                        self.error(
+                            &format!("{at}.{key}[{i}]"),
+                            format!("expected an address, found {}", describe(other)),
+                        );
                         None
                     }
                 })
                 .collect(),
             Some(other) => {
-                self.error(&format!("{at}.{key}"), format!("expected an address or a list of them, found {}", describe(other)));
+                self.error(
+                    &format!("{at}.{key}"),
+                    format!("expected an address or a list of them, found {}", describe(other)),
+                );
                 Vec::new()
             }
         }
@@ -243,26 +279,43 @@ fn describe(v: &Value) -> String {
 pub fn netmask_prefix(mask: Ipv4Addr) -> Option<u8> {
     let bits = u32::from(mask);
     let ones = bits.leading_ones();
-    (bits.checked_shl(ones).unwrap_or(0) == 0).then(|| u8::try_from(ones).ok()).flatten()
+    (bits.checked_shl(ones).unwrap_or(0) == 0)
+        .then(|| u8::try_from(ones).ok())
+        .flatten()
 }
 
 impl NetworkConfig {
     fn parse(text: &str, origin: &str) -> Result<NetworkConfig, ConfigError> {
         let doc: Value = serde_yaml::from_str(text).map_err(|e| {
             let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-            ConfigError { origin: origin.to_string(), diagnostics: vec![Diagnostic { line, column, message: format!("not YAML: {e}") }], unreadable: None }
+            ConfigError {
+                origin: origin.to_string(),
+                diagnostics: vec![Diagnostic {
+                    line,
+                    column,
+                    message: format!("not YAML: {e}"),
+                }],
+                unreadable: None,
+            }
         })?;
         // cloud-init also accepts the whole document under a `network:` key.
         let doc = match doc.get("network") {
             Some(inner) if doc.get("version").is_none() => inner,
             _ => &doc,
         };
-        let mut walk = Walk { origin, errors: Vec::new() };
+        let mut walk = Walk {
+            origin,
+            errors: Vec::new(),
+        };
         let mut net = NetworkConfig::default();
         match doc.get("version") {
             Some(Value::Number(n)) if n.as_u64() == Some(1) => {}
             Some(Value::Number(n)) if n.as_u64() == Some(2) => {
-                return Err(message(origin.to_string(), "version 2 is not supported: routerd reads version 1, which Proxmox writes for citype nocloud".into()));
+                return Err(message(
+                    origin.to_string(),
+                    "version 2 is not supported: routerd reads version 1, which Proxmox writes for citype nocloud"
+                        .into(),
+                ));
             }
             Some(other) => walk.error("version", format!("expected 1, found {}", describe(other))),
             None => walk.error("version", "missing (Proxmox writes `version: 1`)"),
@@ -274,13 +327,28 @@ impl NetworkConfig {
                 }
             }
             Some(Value::Null) | None => {}
-            Some(other) => walk.error("config", format!("expected a list of interfaces, found {}", describe(other))),
+            Some(other) => walk.error(
+                "config",
+                format!("expected a list of interfaces, found {}", describe(other)),
+            ),
         }
         if walk.errors.is_empty() {
             Ok(net)
         } else {
-            let diagnostics = walk.errors.into_iter().map(|message| Diagnostic { line: 0, column: 0, message }).collect();
-            Err(ConfigError { origin: walk.origin.to_string(), diagnostics, unreadable: None })
+            let diagnostics = walk
+                .errors
+                .into_iter()
+                .map(|message| Diagnostic {
+                    line: 0,
+                    column: 0,
+                    message,
+                })
+                .collect();
+            Err(ConfigError {
+                origin: walk.origin.to_string(),
+                diagnostics,
+                unreadable: None,
+            })
         }
     }
 
@@ -297,9 +365,15 @@ impl NetworkConfig {
                 }
             }
             Some(other @ ("bond" | "bridge" | "vlan" | "route")) => {
-                walk.error(&format!("{at}.type"), format!("{other:?} is not supported: the router uses two plain NICs (net0 WAN, net1 LAN)"));
+                walk.error(
+                    &format!("{at}.type"),
+                    format!("{other:?} is not supported: the router uses two plain NICs (net0 WAN, net1 LAN)"),
+                );
             }
-            Some(other) => walk.error(&format!("{at}.type"), format!("unknown type {other:?} (expected \"physical\" or \"nameserver\")")),
+            Some(other) => walk.error(
+                &format!("{at}.type"),
+                format!("unknown type {other:?} (expected \"physical\" or \"nameserver\")"),
+            ),
             None => walk.error(at, "missing `type`"),
         }
     }
@@ -308,27 +382,44 @@ impl NetworkConfig {
         match addr.parse::<IpAddr>() {
             Ok(IpAddr::V4(ip)) if !self.dns.contains(&ip) => self.dns.push(ip),
             Ok(IpAddr::V4(_)) => {}
-            Ok(IpAddr::V6(ip)) => self.notes.push(format!("{at}: IPv6 resolver {ip} left out (routerd is IPv4 only)")),
+            Ok(IpAddr::V6(ip)) => self
+                .notes
+                .push(format!("{at}: IPv6 resolver {ip} left out (routerd is IPv4 only)")),
             Err(_) => walk.error(at, format!("expected an IP address, found {addr:?}")),
         }
     }
 
     fn physical(&mut self, walk: &mut Walk<'_>, entry: &Value, at: &str) {
-        let name = walk.str(entry, "name", at).map_or_else(|| at.to_string(), str::to_string);
+        let name = walk
+            .str(entry, "name", at)
+            .map_or_else(|| at.to_string(), str::to_string);
         let at = format!("{at} ({name})");
-        let mac = walk.str(entry, "mac_address", &at).and_then(|m| match m.parse::<MacAddr>() {
-            Ok(mac) => Some(mac),
-            Err(()) => {
-                walk.error(&format!("{at}.mac_address"), format!("expected a MAC like 02:00:00:00:00:10, found {m:?}"));
-                None
-            }
-        });
-        let mut iface = Interface { name, mac, static_v4: None, dhcp4: false };
+        let mac = walk
+            .str(entry, "mac_address", &at)
+            .and_then(|m| match m.parse::<MacAddr>() {
+                Ok(mac) => Some(mac),
+                Err(()) => {
+                    walk.error(
+                        &format!("{at}.mac_address"),
+                        format!("expected a MAC like 02:00:00:00:00:10, found {m:?}"),
+                    );
+                    None
+                }
+            });
+        let mut iface = Interface {
+            name,
+            mac,
+            static_v4: None,
+            dhcp4: false,
+        };
         let subnets = match entry.get("subnets") {
             None | Some(Value::Null) => &[][..],
             Some(Value::Sequence(s)) => s.as_slice(),
             Some(other) => {
-                walk.error(&format!("{at}.subnets"), format!("expected a list, found {}", describe(other)));
+                walk.error(
+                    &format!("{at}.subnets"),
+                    format!("expected a list, found {}", describe(other)),
+                );
                 &[][..]
             }
         };
@@ -363,11 +454,15 @@ impl NetworkConfig {
         let ip = match addr.parse::<IpAddr>() {
             Ok(IpAddr::V4(ip)) => ip,
             Ok(IpAddr::V6(_)) => {
-                self.notes.push(format!("{at}: IPv6 address {address} left out (routerd is IPv4 only)"));
+                self.notes
+                    .push(format!("{at}: IPv6 address {address} left out (routerd is IPv4 only)"));
                 return;
             }
             Err(_) => {
-                walk.error(&format!("{at}.address"), format!("expected an IPv4 address, found {address:?}"));
+                walk.error(
+                    &format!("{at}.address"),
+                    format!("expected an IPv4 address, found {address:?}"),
+                );
                 return;
             }
         };
@@ -384,19 +479,28 @@ impl NetworkConfig {
             Some(mask) => match mask.parse::<Ipv4Addr>().ok().and_then(netmask_prefix) {
                 Some(p) => Some(p),
                 None => {
-                    walk.error(&format!("{at}.netmask"), format!("expected a dotted netmask like 255.255.255.255, found {mask:?}"));
+                    walk.error(
+                        &format!("{at}.netmask"),
+                        format!("expected a dotted netmask like 255.255.255.255, found {mask:?}"),
+                    );
                     return;
                 }
             },
         };
         let prefix_len = match (from_prefix, from_mask) {
             (Some(a), Some(b)) if a != b => {
-                walk.error(&format!("{at}.netmask"), format!("/{b} contradicts the /{a} in address {address:?}"));
+                walk.error(
+                    &format!("{at}.netmask"),
+                    format!("/{b} contradicts the /{a} in address {address:?}"),
+                );
                 return;
             }
             (Some(p), _) | (None, Some(p)) => p,
             (None, None) => {
-                walk.error(at, format!("address {address:?} has no prefix length and there is no `netmask`"));
+                walk.error(
+                    at,
+                    format!("address {address:?} has no prefix length and there is no `netmask`"),
+                );
                 return;
             }
         };
@@ -406,13 +510,22 @@ impl NetworkConfig {
             Some(g) => match g.parse::<Ipv4Addr>() {
                 Ok(gw) => Some(gw),
                 Err(_) => {
-                    walk.error(&format!("{at}.gateway"), format!("expected an IPv4 address, found {g:?}"));
+                    walk.error(
+                        &format!("{at}.gateway"),
+                        format!("expected an IPv4 address, found {g:?}"),
+                    );
                     return;
                 }
             },
         };
         if iface.static_v4.is_some() {
-            walk.error(at, format!("a second IPv4 address on {}: the router takes one address per NIC", iface.name));
+            walk.error(
+                at,
+                format!(
+                    "a second IPv4 address on {}: the router takes one address per NIC",
+                    iface.name
+                ),
+            );
             return;
         }
         iface.static_v4 = Some((net, gateway));
@@ -421,7 +534,11 @@ impl NetworkConfig {
     /// The WAN is the interface with a gateway, the LAN the other one with an address.
     fn roles(&self, origin: &str) -> Result<Roles, ConfigError> {
         let fail = |m: String| Err(message(origin.to_string(), m));
-        let with_gateway: Vec<&Interface> = self.interfaces.iter().filter(|i| matches!(i.static_v4, Some((_, Some(_))))).collect();
+        let with_gateway: Vec<&Interface> = self
+            .interfaces
+            .iter()
+            .filter(|i| matches!(i.static_v4, Some((_, Some(_)))))
+            .collect();
         let wan = match with_gateway.as_slice() {
             [wan] => (*wan).clone(),
             [] => {
@@ -447,15 +564,25 @@ impl NetworkConfig {
             }
         };
         if wan.mac.is_none() {
-            return fail(format!("{}: no mac_address: the WAN NIC is chosen by its MAC (the hoster's virtual MAC on net0)", wan.name));
+            return fail(format!(
+                "{}: no mac_address: the WAN NIC is chosen by its MAC (the hoster's virtual MAC on net0)",
+                wan.name
+            ));
         }
-        let others: Vec<&Interface> = self.interfaces.iter().filter(|i| i.name != wan.name && i.static_v4.is_some()).collect();
+        let others: Vec<&Interface> = self
+            .interfaces
+            .iter()
+            .filter(|i| i.name != wan.name && i.static_v4.is_some())
+            .collect();
         let lan = match others.as_slice() {
             [lan] => Some((*lan).clone()),
             [] => None,
             several => {
                 let names: Vec<&str> = several.iter().map(|i| i.name.as_str()).collect();
-                return fail(format!("{} have static addresses but the router has one LAN: keep ipconfig on net0 and net1 only", names.join(", ")));
+                return fail(format!(
+                    "{} have static addresses but the router has one LAN: keep ipconfig on net0 and net1 only",
+                    names.join(", ")
+                ));
             }
         };
         Ok(Roles { wan, lan })
@@ -470,12 +597,20 @@ pub fn default_dhcp_range(lan: Ipv4Net) -> (Ipv4Addr, Ipv4Addr) {
     let (first, last) = if lan.prefix_len() <= 24 {
         let base = router & 0xffff_ff00;
         let (a, b) = (base + 100, base + 249);
-        if (a..=b).contains(&router) { (base + 10, base + 99) } else { (a, b) }
+        if (a..=b).contains(&router) {
+            (base + 10, base + 99)
+        } else {
+            (a, b)
+        }
     } else {
         let network = u32::from(lan.network());
         let broadcast = u32::from(lan.broadcast());
         let middle = network + (broadcast - network).div_ceil(2);
-        if (middle..broadcast).contains(&router) { (network + 1, middle - 1) } else { (middle, broadcast - 1) }
+        if (middle..broadcast).contains(&router) {
+            (network + 1, middle - 1)
+        } else {
+            (middle, broadcast - 1)
+        }
     };
     (Ipv4Addr::from(first), Ipv4Addr::from(last))
 }
@@ -483,7 +618,11 @@ pub fn default_dhcp_range(lan: Ipv4Net) -> (Ipv4Addr, Ipv4Addr) {
 fn render(dir: &Path, hostname: Option<&str>, roles: &Roles, dns: &[Ipv4Addr]) -> String {
     let quoted = |items: &[String]| items.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
     let mut t = String::new();
-    let _ = writeln!(t, "# Made by routerd from the cloud-init drive at {} (its network-config).", dir.display());
+    let _ = writeln!(
+        t,
+        "# Made by routerd from the cloud-init drive at {} (its network-config).",
+        dir.display()
+    );
     if let Some(h) = hostname {
         let _ = writeln!(t, "hostname = {h:?}");
     }
@@ -499,7 +638,11 @@ fn render(dir: &Path, hostname: Option<&str>, roles: &Roles, dns: &[Ipv4Addr]) -
     let dns: Vec<String> = dns.iter().map(ToString::to_string).collect();
     let _ = writeln!(t, "dns = [{}]", quoted(&dns));
     let default_lan: Ipv4Net = DEFAULT_LAN.parse().unwrap_or_default();
-    let lan_net = roles.lan.as_ref().and_then(|l| l.static_v4).map_or(default_lan, |(net, _)| net);
+    let lan_net = roles
+        .lan
+        .as_ref()
+        .and_then(|l| l.static_v4)
+        .map_or(default_lan, |(net, _)| net);
     t.push_str("\n[lan]\n");
     if let Some(mac) = roles.lan.as_ref().and_then(|l| l.mac) {
         let _ = writeln!(t, "mac = \"{mac}\"");
@@ -528,18 +671,30 @@ mod tests {
 
     #[test]
     fn user_data_kinds() {
-        assert_eq!(UserData::classify("#cloud-config\nhostname: x\n"), UserData::CloudConfig);
+        assert_eq!(
+            UserData::classify("#cloud-config\nhostname: x\n"),
+            UserData::CloudConfig
+        );
         assert_eq!(UserData::classify("hostname = \"r\"\n[wan]\n"), UserData::RouterToml);
         assert_eq!(UserData::classify("# my router\n[wan]\n"), UserData::RouterToml);
-        assert!(matches!(UserData::classify("#!/bin/sh\necho\n"), UserData::Unsupported(_)));
-        assert!(matches!(UserData::classify("Content-Type: multipart/mixed\n"), UserData::Unsupported(_)));
+        assert!(matches!(
+            UserData::classify("#!/bin/sh\necho\n"),
+            UserData::Unsupported(_)
+        ));
+        assert!(matches!(
+            UserData::classify("Content-Type: multipart/mixed\n"),
+            UserData::Unsupported(_)
+        ));
     }
 
     #[test]
     fn hostname_lines() {
         let ud = "#cloud-config\nhostname: edge\nmanage_etc_hosts: true\nfqdn: edge.example.net\n";
         assert_eq!(top_level_scalar(ud, "hostname").as_deref(), Some("edge"));
-        assert_eq!(top_level_scalar("local-hostname: 'r1'\n", "local-hostname").as_deref(), Some("r1"));
+        assert_eq!(
+            top_level_scalar("local-hostname: 'r1'\n", "local-hostname").as_deref(),
+            Some("r1")
+        );
         assert_eq!(top_level_scalar("  hostname: nested\n", "hostname"), None);
         assert_eq!(top_level_scalar("hostnames: x\n", "hostname"), None);
     }

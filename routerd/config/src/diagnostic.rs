@@ -35,7 +35,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn unreadable(origin: String, err: &std::io::Error) -> ConfigError {
-        ConfigError { origin, diagnostics: Vec::new(), unreadable: Some(err.to_string()) }
+        ConfigError {
+            origin,
+            diagnostics: Vec::new(),
+            unreadable: Some(err.to_string()),
+        }
     }
 }
 

@@ -226,11 +226,19 @@ impl Config {
         if path.is_dir() {
             let generated = cloudinit::generate(path)?;
             let config = Config::parse(&generated.toml, &generated.origin)?;
-            return Ok(Loaded { config, text: generated.toml, notes: generated.notes });
+            return Ok(Loaded {
+                config,
+                text: generated.toml,
+                notes: generated.notes,
+            });
         }
         let origin = path.display().to_string();
         match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, &origin).map(|config| Loaded { config, text, notes: Vec::new() }),
+            Ok(text) => Config::parse(&text, &origin).map(|config| Loaded {
+                config,
+                text,
+                notes: Vec::new(),
+            }),
             Err(e) => Err(ConfigError::unreadable(origin, &e)),
         }
     }
@@ -263,7 +271,13 @@ mod tests {
             "02-00-00-00-00-1A".parse::<MacAddr>(),
             Ok(MacAddr([2, 0, 0, 0, 0, 0x1a]))
         );
-        for bad in ["", "02:00:00:00:00", "02:00:00:00:00:00:00", "zz:00:00:00:00:00", "2:0:0:0:0:0"] {
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:00:00",
+            "zz:00:00:00:00:00",
+            "2:0:0:0:0:0",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
     }

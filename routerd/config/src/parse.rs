@@ -9,8 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::{
-    hostname,     Config, ConfigError, Dhcp, DhcpHost, Diagnostic, Forward, Lan, MacAddr, NicSelector,
-    PortRange, Protocol, Status, Wan,
+    hostname, Config, ConfigError, Dhcp, DhcpHost, Diagnostic, Forward, Lan, MacAddr, NicSelector, PortRange, Protocol,
+    Status, Wan,
 };
 
 type S<T> = Spanned<T>;
@@ -98,7 +98,10 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
             });
         }
     };
-    let mut v = Validator { text, diagnostics: Vec::new() };
+    let mut v = Validator {
+        text,
+        diagnostics: Vec::new(),
+    };
     let config = v.config(raw);
     match config {
         Some(config) if v.diagnostics.is_empty() => Ok(config),
@@ -123,7 +126,13 @@ impl Validator<'_> {
     }
 
     /// `hint` says what the value is, like `the hoster's gateway, like "203.0.113.254"`.
-    fn required<'v, T>(&mut self, value: &'v Option<S<T>>, table: &S<impl Sized>, key: &str, hint: &str) -> Option<&'v S<T>> {
+    fn required<'v, T>(
+        &mut self,
+        value: &'v Option<S<T>>,
+        table: &S<impl Sized>,
+        key: &str,
+        hint: &str,
+    ) -> Option<&'v S<T>> {
         if value.is_none() {
             self.error(table.span(), format!("missing key `{key}` ({hint})"));
         }
@@ -138,7 +147,13 @@ impl Validator<'_> {
             }
             Ok(mac) => Some(mac),
             Err(()) => {
-                self.error(s.span(), format!("{key}: expected a MAC address like 02:00:00:00:00:10, found {:?}", s.get_ref()));
+                self.error(
+                    s.span(),
+                    format!(
+                        "{key}: expected a MAC address like 02:00:00:00:00:10, found {:?}",
+                        s.get_ref()
+                    ),
+                );
                 None
             }
         }
@@ -148,7 +163,13 @@ impl Validator<'_> {
         match s.get_ref().parse::<Ipv4Addr>() {
             Ok(ip) => Some(ip),
             Err(_) => {
-                self.error(s.span(), format!("{key}: expected an IPv4 address like 203.0.113.254, found {:?}", s.get_ref()));
+                self.error(
+                    s.span(),
+                    format!(
+                        "{key}: expected an IPv4 address like 203.0.113.254, found {:?}",
+                        s.get_ref()
+                    ),
+                );
                 None
             }
         }
@@ -158,7 +179,13 @@ impl Validator<'_> {
         match s.get_ref().parse::<Ipv4Net>() {
             Ok(net) => Some(net),
             Err(_) => {
-                self.error(s.span(), format!("{key}: expected an IPv4 address with prefix length like 203.0.113.10/32, found {:?}", s.get_ref()));
+                self.error(
+                    s.span(),
+                    format!(
+                        "{key}: expected an IPv4 address with prefix length like 203.0.113.10/32, found {:?}",
+                        s.get_ref()
+                    ),
+                );
                 None
             }
         }
@@ -167,13 +194,15 @@ impl Validator<'_> {
     fn interface(&mut self, key: &str, s: &S<String>) -> Option<String> {
         let name = s.get_ref();
         // The kernel's rules: 1 to 15 bytes, no '/', ':' or whitespace.
-        let valid = !name.is_empty()
-            && name.len() <= 15
-            && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+        let valid =
+            !name.is_empty() && name.len() <= 15 && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
         if valid {
             Some(name.clone())
         } else {
-            self.error(s.span(), format!("{key}: {name:?} is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)"));
+            self.error(
+                s.span(),
+                format!("{key}: {name:?} is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)"),
+            );
             None
         }
     }
@@ -183,7 +212,10 @@ impl Validator<'_> {
         if hostname::valid_dns_name(name) {
             Some(name.clone())
         } else {
-            self.error(s.span(), format!("{key}: {name:?} is not a valid host name (letters, digits and '-', dot-separated)"));
+            self.error(
+                s.span(),
+                format!("{key}: {name:?} is not a valid host name (letters, digits and '-', dot-separated)"),
+            );
             None
         }
     }
@@ -192,7 +224,14 @@ impl Validator<'_> {
     fn system_hostname(&mut self, s: &S<String>) -> Option<String> {
         let name = self.hostname("hostname", s)?;
         if name.len() > hostname::SYSTEM_MAX_LEN {
-            self.error(s.span(), format!("hostname: {} characters, the kernel takes {} at most", name.len(), hostname::SYSTEM_MAX_LEN));
+            self.error(
+                s.span(),
+                format!(
+                    "hostname: {} characters, the kernel takes {} at most",
+                    name.len(),
+                    hostname::SYSTEM_MAX_LEN
+                ),
+            );
             return None;
         }
         Some(name)
@@ -211,11 +250,22 @@ impl Validator<'_> {
             None => Vec::new(),
         };
         let status = self.status(raw.status.as_ref());
-        Some(Config { hostname, wan: wan?, lan: lan?, dhcp, forwards, status })
+        Some(Config {
+            hostname,
+            wan: wan?,
+            lan: lan?,
+            dhcp,
+            forwards,
+            status,
+        })
     }
 
     fn status(&mut self, table: Option<&S<RawStatus>>) -> Option<Status> {
-        let Some(raw) = table.map(S::get_ref) else { return Some(Status { port: DEFAULT_STATUS_PORT }) };
+        let Some(raw) = table.map(S::get_ref) else {
+            return Some(Status {
+                port: DEFAULT_STATUS_PORT,
+            });
+        };
         if raw.enabled == Some(false) {
             return None;
         }
@@ -224,7 +274,10 @@ impl Validator<'_> {
             Some(p) => match u16::try_from(*p.get_ref()) {
                 Ok(port) if port != 0 => port,
                 _ => {
-                    self.error(p.span(), format!("status.port: expected a port 1-65535, found {}", p.get_ref()));
+                    self.error(
+                        p.span(),
+                        format!("status.port: expected a port 1-65535, found {}", p.get_ref()),
+                    );
                     DEFAULT_STATUS_PORT
                 }
             },
@@ -241,15 +294,28 @@ impl Validator<'_> {
             (Some(_), _) => interface.map(NicSelector::Name),
             (None, Some(_)) => mac.map(NicSelector::Mac),
             (None, None) => {
-                self.error(table.span(), "[wan] needs `mac` (the hoster's virtual MAC, which selects the NIC) or `interface`".into());
+                self.error(
+                    table.span(),
+                    "[wan] needs `mac` (the hoster's virtual MAC, which selects the NIC) or `interface`".into(),
+                );
                 None
             }
         };
         let address = self
-            .required(&raw.address, table, "address", "the failover IP with its prefix, like \"203.0.113.10/32\"")
+            .required(
+                &raw.address,
+                table,
+                "address",
+                "the failover IP with its prefix, like \"203.0.113.10/32\"",
+            )
             .and_then(|a| self.cidr("wan.address", a));
         let gateway = self
-            .required(&raw.gateway, table, "gateway", "the hoster's gateway, like \"203.0.113.254\"")
+            .required(
+                &raw.gateway,
+                table,
+                "gateway",
+                "the hoster's gateway, like \"203.0.113.254\"",
+            )
             .and_then(|g| self.ip("wan.gateway", g));
         if let (Some(address), Some(gateway), Some(g)) = (address, gateway, &raw.gateway) {
             if address.addr() == gateway {
@@ -263,7 +329,13 @@ impl Validator<'_> {
         if dns.len() != raw.dns.len() {
             return None;
         }
-        Some(Wan { nic: nic?, mac, address: address?, gateway: gateway?, dns })
+        Some(Wan {
+            nic: nic?,
+            mac,
+            address: address?,
+            gateway: gateway?,
+            dns,
+        })
     }
 
     fn lan(&mut self, table: &S<RawLan>, wan: Option<&Wan>) -> Option<Lan> {
@@ -275,16 +347,41 @@ impl Validator<'_> {
             (None, Some(_)) => mac.map(NicSelector::Mac),
             (None, None) => Some(NicSelector::NotWan),
         };
-        let a = self.required(&raw.address, table, "address", "the router's LAN address with prefix, like \"172.16.0.1/16\"")?;
+        let a = self.required(
+            &raw.address,
+            table,
+            "address",
+            "the router's LAN address with prefix, like \"172.16.0.1/16\"",
+        )?;
         let address = self.cidr("lan.address", a)?;
         if address.prefix_len() > 30 {
-            self.error(a.span(), format!("lan.address: /{} leaves no room for guests; use a prefix of /30 or shorter", address.prefix_len()));
+            self.error(
+                a.span(),
+                format!(
+                    "lan.address: /{} leaves no room for guests; use a prefix of /30 or shorter",
+                    address.prefix_len()
+                ),
+            );
         } else if address.addr() == address.network() || address.addr() == address.broadcast() {
-            self.error(a.span(), format!("lan.address: {} is the network or broadcast address of {}", address.addr(), address.trunc()));
+            self.error(
+                a.span(),
+                format!(
+                    "lan.address: {} is the network or broadcast address of {}",
+                    address.addr(),
+                    address.trunc()
+                ),
+            );
         }
         if let Some(wan) = wan {
             if wan.address.trunc().contains(&address.network()) || address.trunc().contains(&wan.address.network()) {
-                self.error(a.span(), format!("lan.address: {} overlaps the WAN prefix {}", address.trunc(), wan.address.trunc()));
+                self.error(
+                    a.span(),
+                    format!(
+                        "lan.address: {} overlaps the WAN prefix {}",
+                        address.trunc(),
+                        wan.address.trunc()
+                    ),
+                );
             }
             if let (Some(NicSelector::Name(l)), NicSelector::Name(w), Some(i)) = (&nic, &wan.nic, &raw.interface) {
                 if l == w {
@@ -309,7 +406,10 @@ impl Validator<'_> {
             self.error(s.span(), format!("{key}: {ip} is outside the LAN {net}"));
             None
         } else if ip == net.network() || ip == net.broadcast() {
-            self.error(s.span(), format!("{key}: {ip} is the network or broadcast address of the LAN {net}"));
+            self.error(
+                s.span(),
+                format!("{key}: {ip} is the network or broadcast address of the LAN {net}"),
+            );
             None
         } else if ip == lan.address.addr() {
             self.error(s.span(), format!("{key}: {ip} is the router's own LAN address"));
@@ -322,42 +422,88 @@ impl Validator<'_> {
     fn dhcp(&mut self, table: &S<RawDhcp>, lan: &Lan) -> Option<Dhcp> {
         let raw = table.get_ref();
         let range = self
-            .required(&raw.range, table, "range", "the addresses to lease, like \"172.16.10.100-172.16.10.250\"")
+            .required(
+                &raw.range,
+                table,
+                "range",
+                "the addresses to lease, like \"172.16.10.100-172.16.10.250\"",
+            )
             .and_then(|r| self.dhcp_range(r, lan));
         let lease_time = match &raw.lease_time {
             None => Some(DEFAULT_LEASE_TIME),
             Some(v) => self.duration("dhcp.lease_time", v),
         };
-        let dns = raw.dns.iter().filter_map(|d| self.ip("dhcp.dns", d)).collect::<Vec<_>>();
+        let dns = raw
+            .dns
+            .iter()
+            .filter_map(|d| self.ip("dhcp.dns", d))
+            .collect::<Vec<_>>();
         let domain = raw.domain.as_ref().and_then(|d| self.hostname("dhcp.domain", d));
         let mut hosts: Vec<DhcpHost> = Vec::new();
         for h in &raw.host {
             let rh = h.get_ref();
-            let mac = self.required(&rh.mac, h, "mac", "the guest's MAC, like \"52:54:00:12:34:56\"").and_then(|m| self.mac("dhcp.host.mac", m));
+            let mac = self
+                .required(&rh.mac, h, "mac", "the guest's MAC, like \"52:54:00:12:34:56\"")
+                .and_then(|m| self.mac("dhcp.host.mac", m));
             let address = self
-                .required(&rh.address, h, "address", "the guest's fixed address, like \"172.16.10.205\"")
+                .required(
+                    &rh.address,
+                    h,
+                    "address",
+                    "the guest's fixed address, like \"172.16.10.205\"",
+                )
                 .and_then(|a| self.lan_host("dhcp.host.address", a, lan));
-            let hostname = rh.hostname.as_ref().and_then(|n| self.hostname("dhcp.host.hostname", n));
-            let (Some(mac), Some(address)) = (mac, address) else { continue };
+            let hostname = rh
+                .hostname
+                .as_ref()
+                .and_then(|n| self.hostname("dhcp.host.hostname", n));
+            let (Some(mac), Some(address)) = (mac, address) else {
+                continue;
+            };
             if let Some(other) = hosts.iter().find(|o| o.mac == mac) {
-                self.error(h.span(), format!("dhcp.host: MAC {mac} already has a reservation ({})", other.address));
+                self.error(
+                    h.span(),
+                    format!("dhcp.host: MAC {mac} already has a reservation ({})", other.address),
+                );
             } else if let Some(other) = hosts.iter().find(|o| o.address == address) {
-                self.error(h.span(), format!("dhcp.host: {address} is already reserved for {}", other.mac));
+                self.error(
+                    h.span(),
+                    format!("dhcp.host: {address} is already reserved for {}", other.mac),
+                );
             } else {
                 hosts.push(DhcpHost { mac, address, hostname });
             }
         }
         let (range_start, range_end) = range?;
-        Some(Dhcp { range_start, range_end, lease_time: lease_time?, dns, domain, hosts })
+        Some(Dhcp {
+            range_start,
+            range_end,
+            lease_time: lease_time?,
+            dns,
+            domain,
+            hosts,
+        })
     }
 
     fn dhcp_range(&mut self, s: &S<String>, lan: &Lan) -> Option<(Ipv4Addr, Ipv4Addr)> {
         let Some((a, b)) = s.get_ref().split_once('-') else {
-            self.error(s.span(), format!("dhcp.range: expected \"first-last\" like \"172.16.10.100-172.16.10.250\", found {:?}", s.get_ref()));
+            self.error(
+                s.span(),
+                format!(
+                    "dhcp.range: expected \"first-last\" like \"172.16.10.100-172.16.10.250\", found {:?}",
+                    s.get_ref()
+                ),
+            );
             return None;
         };
         let (Ok(first), Ok(last)) = (a.trim().parse::<Ipv4Addr>(), b.trim().parse::<Ipv4Addr>()) else {
-            self.error(s.span(), format!("dhcp.range: expected two IPv4 addresses like \"172.16.10.100-172.16.10.250\", found {:?}", s.get_ref()));
+            self.error(
+                s.span(),
+                format!(
+                    "dhcp.range: expected two IPv4 addresses like \"172.16.10.100-172.16.10.250\", found {:?}",
+                    s.get_ref()
+                ),
+            );
             return None;
         };
         let net = lan.address.trunc();
@@ -367,13 +513,19 @@ impl Validator<'_> {
         }
         for ip in [first, last] {
             if !net.contains(&ip) || ip == net.network() || ip == net.broadcast() {
-                self.error(s.span(), format!("dhcp.range: {ip} is outside the usable addresses of the LAN {net}"));
+                self.error(
+                    s.span(),
+                    format!("dhcp.range: {ip} is outside the usable addresses of the LAN {net}"),
+                );
                 return None;
             }
         }
         let router = lan.address.addr();
         if first <= router && router <= last {
-            self.error(s.span(), format!("dhcp.range: contains the router's own address {router}"));
+            self.error(
+                s.span(),
+                format!("dhcp.range: contains the router's own address {router}"),
+            );
             return None;
         }
         Some((first, last))
@@ -393,7 +545,11 @@ impl Validator<'_> {
                     "d" => Some(86400),
                     _ => None,
                 };
-                number.parse::<u64>().ok().zip(factor).and_then(|(n, f)| n.checked_mul(f))
+                number
+                    .parse::<u64>()
+                    .ok()
+                    .zip(factor)
+                    .and_then(|(n, f)| n.checked_mul(f))
             }
             _ => None,
         };
@@ -404,7 +560,10 @@ impl Validator<'_> {
                 None
             }
             None => {
-                self.error(v.span(), format!("{key}: expected a duration like \"12h\", \"30m\", \"1d\" or a number of seconds"));
+                self.error(
+                    v.span(),
+                    format!("{key}: expected a duration like \"12h\", \"30m\", \"1d\" or a number of seconds"),
+                );
                 None
             }
         }
@@ -415,8 +574,19 @@ impl Validator<'_> {
         let parsed = match v.get_ref() {
             toml::Value::Integer(n) => port(*n).map(|p| PortRange { first: p, last: p }),
             toml::Value::String(s) => match s.split_once('-') {
-                Some((a, b)) => a.trim().parse::<i64>().ok().and_then(port).zip(b.trim().parse::<i64>().ok().and_then(port)).map(|(first, last)| PortRange { first, last }),
-                None => s.trim().parse::<i64>().ok().and_then(port).map(|p| PortRange { first: p, last: p }),
+                Some((a, b)) => a
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(port)
+                    .zip(b.trim().parse::<i64>().ok().and_then(port))
+                    .map(|(first, last)| PortRange { first, last }),
+                None => s
+                    .trim()
+                    .parse::<i64>()
+                    .ok()
+                    .and_then(port)
+                    .map(|p| PortRange { first: p, last: p }),
             },
             _ => None,
         };
@@ -427,7 +597,13 @@ impl Validator<'_> {
                 None
             }
             None => {
-                self.error(v.span(), format!("{key}: expected a port 1-65535 or a range like \"8000-8010\", found {}", v.get_ref()));
+                self.error(
+                    v.span(),
+                    format!(
+                        "{key}: expected a port 1-65535 or a range like \"8000-8010\", found {}",
+                        v.get_ref()
+                    ),
+                );
                 None
             }
         }
@@ -442,12 +618,24 @@ impl Validator<'_> {
                 Some((_, "udp")) => Some(Protocol::Udp),
                 Some((_, "both")) => Some(Protocol::Both),
                 Some((p, other)) => {
-                    self.error(p.span(), format!("forward.protocol: expected \"tcp\", \"udp\" or \"both\", found {other:?}"));
+                    self.error(
+                        p.span(),
+                        format!("forward.protocol: expected \"tcp\", \"udp\" or \"both\", found {other:?}"),
+                    );
                     None
                 }
             };
-            let ports = self.required(&raw.port, table, "port", "the public port like 80, or a range like \"8000-8010\"").and_then(|p| self.port_range("forward.port", p));
-            let to = self.required(&raw.to, table, "to", "the LAN host, like \"172.16.10.205\"").and_then(|t| self.lan_host("forward.to", t, lan));
+            let ports = self
+                .required(
+                    &raw.port,
+                    table,
+                    "port",
+                    "the public port like 80, or a range like \"8000-8010\"",
+                )
+                .and_then(|p| self.port_range("forward.port", p));
+            let to = self
+                .required(&raw.to, table, "to", "the LAN host, like \"172.16.10.205\"")
+                .and_then(|t| self.lan_host("forward.to", t, lan));
             let to_ports = match (&raw.to_port, ports) {
                 (None, ports) => ports,
                 (Some(tp), Some(ports)) => {
@@ -459,13 +647,23 @@ impl Validator<'_> {
                             match u16::try_from(last) {
                                 Ok(last) => Some(PortRange { first: t.first, last }),
                                 Err(_) => {
-                                    self.error(tp.span(), format!("forward.to_port: {} + {} ports runs past 65535", t.first, ports.len()));
+                                    self.error(
+                                        tp.span(),
+                                        format!("forward.to_port: {} + {} ports runs past 65535", t.first, ports.len()),
+                                    );
                                     None
                                 }
                             }
                         }
                         Some(t) if t.len() != ports.len() => {
-                            self.error(tp.span(), format!("forward.to_port: {t} has {} ports but port {ports} has {}; ranges map one to one", t.len(), ports.len()));
+                            self.error(
+                                tp.span(),
+                                format!(
+                                    "forward.to_port: {t} has {} ports but port {ports} has {}; ranges map one to one",
+                                    t.len(),
+                                    ports.len()
+                                ),
+                            );
                             None
                         }
                         other => other,
@@ -481,14 +679,23 @@ impl Validator<'_> {
                 continue;
             };
             let clash = forwards.iter().filter(|f| f.ports.overlaps(ports)).find_map(|f| {
-                let shared = f.protocol.transports().iter().find(|t| protocol.transports().contains(t))?;
+                let shared = f
+                    .protocol
+                    .transports()
+                    .iter()
+                    .find(|t| protocol.transports().contains(t))?;
                 Some((f, shared))
             });
             if let Some((f, transport)) = clash {
                 self.error(table.span(), format!("forward: {transport} port {ports} overlaps {transport} port {}, already forwarded to {}; each public port can be forwarded only once per protocol", f.ports, f.to));
                 continue;
             }
-            forwards.push(Forward { protocol, ports, to, to_ports });
+            forwards.push(Forward {
+                protocol,
+                ports,
+                to,
+                to_ports,
+            });
         }
         forwards
     }

@@ -55,7 +55,11 @@ impl ArpSocket {
         let proto = ETH_P_ARP.to_be();
         // SAFETY: socket(2) with constant arguments; the result is checked.
         let raw = unsafe {
-            libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, i32::from(proto))
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                i32::from(proto),
+            )
         };
         if raw < 0 {
             return Err(io::Error::last_os_error());

@@ -33,7 +33,11 @@ impl Scope {
             dns: config.dhcp_dns().to_vec(),
             domain: dhcp.domain.clone(),
             lease_time: u32::try_from(dhcp.lease_time.as_secs()).unwrap_or(u32::MAX),
-            hostnames: dhcp.hosts.iter().filter_map(|h| Some((h.mac, h.hostname.clone()?))).collect(),
+            hostnames: dhcp
+                .hosts
+                .iter()
+                .filter_map(|h| Some((h.mac, h.hostname.clone()?)))
+                .collect(),
         };
         let reservations: Vec<_> = dhcp.hosts.iter().map(|h| (h.mac, h.address)).collect();
         Some((scope, Pool::new(dhcp.range_start, dhcp.range_end, &reservations)))
@@ -189,7 +193,9 @@ fn parse(msg: &Message) -> Result<Request<'_>, Ignored> {
     if msg.htype() != HType::Eth || msg.hlen() != 6 {
         return Err(Ignored::Malformed("not an Ethernet hardware address"));
     }
-    let mac = <[u8; 6]>::try_from(msg.chaddr()).map(MacAddr).map_err(|_| Ignored::Malformed("bad chaddr"))?;
+    let mac = <[u8; 6]>::try_from(msg.chaddr())
+        .map(MacAddr)
+        .map_err(|_| Ignored::Malformed("bad chaddr"))?;
     let kind = msg.opts().msg_type().ok_or(Ignored::Malformed("no message type"))?;
     let client = match msg.opts().get(OptionCode::ClientIdentifier) {
         Some(DhcpOption::ClientIdentifier(id)) if !id.is_empty() => ClientKey(id.clone()),
@@ -205,10 +211,23 @@ fn parse(msg: &Message) -> Result<Request<'_>, Ignored> {
         _ => None,
     };
     let hostname = match msg.opts().get(OptionCode::Hostname) {
-        Some(DhcpOption::Hostname(h)) => Some(h.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.').take(63).collect()),
+        Some(DhcpOption::Hostname(h)) => Some(
+            h.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+                .take(63)
+                .collect(),
+        ),
         _ => None,
     };
-    Ok(Request { msg, kind, mac, client, requested, server_id, hostname })
+    Ok(Request {
+        msg,
+        kind,
+        mac,
+        client,
+        requested,
+        server_id,
+        hostname,
+    })
 }
 
 /// Handles one request. `now` is unix seconds.
@@ -267,7 +286,10 @@ fn request(pool: &mut Pool, scope: &Scope, req: &Request, now: Secs) -> Outcome 
         (Some(sid), Some(addr)) if ciaddr.is_unspecified() => {
             if sid != scope.server_id {
                 // The client took another server's offer: free ours now.
-                if let Some(l) = pool.binding(&req.client).filter(|l| l.state == super::pool::LeaseState::Offered) {
+                if let Some(l) = pool
+                    .binding(&req.client)
+                    .filter(|l| l.state == super::pool::LeaseState::Offered)
+                {
                     let addr = l.addr;
                     pool.release(&req.client, addr, now);
                 }
@@ -299,11 +321,21 @@ fn request(pool: &mut Pool, scope: &Scope, req: &Request, now: Secs) -> Outcome 
         return nak(scope, req, "no offer of this address to this client");
     }
     // The name the operator gave the reservation, else the one the client sent.
-    let reserved_name = scope.hostnames.iter().find(|(m, _)| *m == req.mac).map(|(_, n)| n.clone());
+    let reserved_name = scope
+        .hostnames
+        .iter()
+        .find(|(m, _)| *m == req.mac)
+        .map(|(_, n)| n.clone());
     let hostname = reserved_name
         .or_else(|| req.hostname.clone())
         .or_else(|| pool.binding(&req.client).and_then(|l| l.hostname.clone()));
-    let lease = pool.bind(req.client.clone(), req.mac, addr, hostname, now + u64::from(scope.lease_time));
+    let lease = pool.bind(
+        req.client.clone(),
+        req.mac,
+        addr,
+        hostname,
+        now + u64::from(scope.lease_time),
+    );
     Outcome::Reply(reply(scope, req, MessageType::Ack, addr, Some(lease)))
 }
 
@@ -317,8 +349,19 @@ fn nak(scope: &Scope, req: &Request, why: &'static str) -> Outcome {
 /// client asked for.
 fn reply(scope: &Scope, req: &Request, kind: MessageType, yiaddr: Ipv4Addr, persist: Option<Lease>) -> Reply {
     let msg = req.msg;
-    let ciaddr = if kind == MessageType::Nak { Ipv4Addr::UNSPECIFIED } else { msg.ciaddr() };
-    let mut m = Message::new_with_id(msg.xid(), ciaddr, yiaddr, Ipv4Addr::UNSPECIFIED, msg.giaddr(), &req.mac.0);
+    let ciaddr = if kind == MessageType::Nak {
+        Ipv4Addr::UNSPECIFIED
+    } else {
+        msg.ciaddr()
+    };
+    let mut m = Message::new_with_id(
+        msg.xid(),
+        ciaddr,
+        yiaddr,
+        Ipv4Addr::UNSPECIFIED,
+        msg.giaddr(),
+        &req.mac.0,
+    );
     m.set_opcode(Opcode::BootReply).set_htype(HType::Eth);
     let mut flags = msg.flags();
     if kind == MessageType::Nak && !msg.giaddr().is_unspecified() {
@@ -332,7 +375,12 @@ fn reply(scope: &Scope, req: &Request, kind: MessageType, yiaddr: Ipv4Addr, pers
         opts.insert(DhcpOption::ClientIdentifier(id.clone())); // RFC 6842
     }
     if kind == MessageType::Nak {
-        return Reply { message: m, kind, dest: destination(msg, kind, yiaddr, req.mac), persist };
+        return Reply {
+            message: m,
+            kind,
+            dest: destination(msg, kind, yiaddr, req.mac),
+            persist,
+        };
     }
     if kind == MessageType::Offer || yiaddr != Ipv4Addr::UNSPECIFIED {
         opts.insert(DhcpOption::AddressLeaseTime(scope.lease_time));
@@ -361,7 +409,12 @@ fn reply(scope: &Scope, req: &Request, kind: MessageType, yiaddr: Ipv4Addr, pers
             opts.insert(DhcpOption::Hostname(name.clone()));
         }
     }
-    Reply { message: m, kind, dest: destination(msg, kind, yiaddr, req.mac), persist }
+    Reply {
+        message: m,
+        kind,
+        dest: destination(msg, kind, yiaddr, req.mac),
+        persist,
+    }
 }
 
 #[cfg(test)]

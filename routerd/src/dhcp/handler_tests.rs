@@ -7,8 +7,8 @@ use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, Optio
 use dhcproto::{Decodable, Encodable};
 
 use super::{destination, handle, Destination, Ignored, Outcome, Reply, Scope};
-use config::{Config, MacAddr};
 use crate::dhcp::pool::{ClientKey, Lease, LeaseState, Pool, Secs, OFFER_HOLD, QUARANTINE};
+use config::{Config, MacAddr};
 
 /// Four dynamic addresses (.100, .101, .103, .104: .102 is reserved inside the range),
 /// and one more reservation outside the range.
@@ -111,7 +111,14 @@ impl Env {
 }
 
 fn msg(kind: MessageType, mac: MacAddr) -> Message {
-    let mut m = Message::new_with_id(0x1234_5678, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, Ipv4Addr::UNSPECIFIED, &mac.0);
+    let mut m = Message::new_with_id(
+        0x1234_5678,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        Ipv4Addr::UNSPECIFIED,
+        &mac.0,
+    );
     m.opts_mut().insert(DhcpOption::MessageType(kind));
     m
 }
@@ -200,17 +207,35 @@ fn assert_encodes(r: &Reply) {
 
 /// RFC 2131 §4.3.2: an INIT-REBOOT from a client without a record gets no answer.
 fn assert_silent(out: Outcome) {
-    assert_eq!(out, Outcome::Ignored(Ignored::NoReply("INIT-REBOOT from a client without a record")));
+    assert_eq!(
+        out,
+        Outcome::Ignored(Ignored::NoReply("INIT-REBOOT from a client without a record"))
+    );
 }
 
 fn assert_nak(r: &Reply) {
     assert_eq!(r.kind, MessageType::Nak);
-    assert_eq!(opt(r, OptionCode::MessageType), Some(&DhcpOption::MessageType(MessageType::Nak)));
-    assert_eq!(opt(r, OptionCode::ServerIdentifier), Some(&DhcpOption::ServerIdentifier(SERVER)));
-    assert!(matches!(opt(r, OptionCode::Message), Some(DhcpOption::Message(m)) if !m.is_empty()), "a NAK says why");
+    assert_eq!(
+        opt(r, OptionCode::MessageType),
+        Some(&DhcpOption::MessageType(MessageType::Nak))
+    );
+    assert_eq!(
+        opt(r, OptionCode::ServerIdentifier),
+        Some(&DhcpOption::ServerIdentifier(SERVER))
+    );
+    assert!(
+        matches!(opt(r, OptionCode::Message), Some(DhcpOption::Message(m)) if !m.is_empty()),
+        "a NAK says why"
+    );
     assert_eq!(r.message.yiaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(r.message.ciaddr(), Ipv4Addr::UNSPECIFIED);
-    for code in [OptionCode::AddressLeaseTime, OptionCode::Renewal, OptionCode::Rebinding, OptionCode::SubnetMask, OptionCode::Router] {
+    for code in [
+        OptionCode::AddressLeaseTime,
+        OptionCode::Renewal,
+        OptionCode::Rebinding,
+        OptionCode::SubnetMask,
+        OptionCode::Router,
+    ] {
         assert!(opt(r, code).is_none(), "a NAK carries no {code:?}");
     }
     assert_eq!(r.persist, None);
@@ -224,7 +249,11 @@ fn discover_of_a_fresh_address_asks_for_a_probe_first_then_offers_it() {
     let mut env = Env::new();
     assert_eq!(env.handle(&discover(mac(1))), Outcome::Probe(DYNAMIC[0]));
     assert!(env.pool.lease(DYNAMIC[0]).is_none(), "a probe holds nothing yet");
-    assert_eq!(env.handle(&discover(mac(1))), Outcome::Probe(DYNAMIC[0]), "still unprobed");
+    assert_eq!(
+        env.handle(&discover(mac(1))),
+        Outcome::Probe(DYNAMIC[0]),
+        "still unprobed"
+    );
 
     env.pool.mark_probed_free(DYNAMIC[0]);
     let r = env.reply(&discover(mac(1)));
@@ -232,7 +261,10 @@ fn discover_of_a_fresh_address_asks_for_a_probe_first_then_offers_it() {
     assert_eq!(r.message.yiaddr(), DYNAMIC[0]);
     assert_eq!(r.persist, None, "offers are not written to disk");
     let held = env.pool.lease(DYNAMIC[0]).expect("the offer holds the address");
-    assert_eq!((held.state, &held.client, held.expires), (LeaseState::Offered, &key(1), NOW + OFFER_HOLD));
+    assert_eq!(
+        (held.state, &held.client, held.expires),
+        (LeaseState::Offered, &key(1), NOW + OFFER_HOLD)
+    );
     // A retransmitted DISCOVER gets the same offer without a second probe.
     assert_eq!(env.reply(&discover(mac(1))).message.yiaddr(), DYNAMIC[0]);
 }
@@ -252,7 +284,11 @@ fn start_probe(env: &mut Env, msg: &Message) -> Ipv4Addr {
 fn clients_arriving_together_get_different_addresses_probed_at_the_same_time() {
     let mut env = Env::new();
     let probes: Vec<Ipv4Addr> = (1..=3).map(|n| start_probe(&mut env, &discover(mac(n)))).collect();
-    assert_eq!(probes, DYNAMIC[..3].to_vec(), "one probe per client, not all on the first address");
+    assert_eq!(
+        probes,
+        DYNAMIC[..3].to_vec(),
+        "one probe per client, not all on the first address"
+    );
     // Probes end in any order; a waiting client then gets an address already probed
     // free, with no second probe.
     env.pool.mark_probed_free(probes[2]);
@@ -274,7 +310,11 @@ fn an_address_whose_probe_is_answered_is_quarantined_and_the_next_one_probed() {
     assert_ne!(second, first);
     env.pool.mark_probed_free(second);
     assert_eq!(env.reply(&discover(mac(1))).message.yiaddr(), second);
-    assert_ne!(env.offer(&discover(mac(2))).message.yiaddr(), first, "still quarantined");
+    assert_ne!(
+        env.offer(&discover(mac(2))).message.yiaddr(),
+        first,
+        "still quarantined"
+    );
 }
 
 #[test]
@@ -289,18 +329,44 @@ fn offer_without_a_parameter_request_list_carries_every_option() {
     assert_eq!(m.ciaddr(), Ipv4Addr::UNSPECIFIED);
     assert_eq!(m.yiaddr(), DYNAMIC[0]);
     assert_eq!(m.giaddr(), Ipv4Addr::UNSPECIFIED);
-    assert_eq!(opt(&r, OptionCode::MessageType), Some(&DhcpOption::MessageType(MessageType::Offer)));
-    assert_eq!(opt(&r, OptionCode::ServerIdentifier), Some(&DhcpOption::ServerIdentifier(SERVER)));
-    assert_eq!(opt(&r, OptionCode::SubnetMask), Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 0, 0))));
+    assert_eq!(
+        opt(&r, OptionCode::MessageType),
+        Some(&DhcpOption::MessageType(MessageType::Offer))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::ServerIdentifier),
+        Some(&DhcpOption::ServerIdentifier(SERVER))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::SubnetMask),
+        Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 0, 0)))
+    );
     assert_eq!(opt(&r, OptionCode::Router), Some(&DhcpOption::Router(vec![SERVER])));
     assert_eq!(
         opt(&r, OptionCode::DomainNameServer),
-        Some(&DhcpOption::DomainNameServer(vec![Ipv4Addr::new(172, 16, 0, 1), Ipv4Addr::new(198, 51, 100, 53)]))
+        Some(&DhcpOption::DomainNameServer(vec![
+            Ipv4Addr::new(172, 16, 0, 1),
+            Ipv4Addr::new(198, 51, 100, 53)
+        ]))
     );
-    assert_eq!(opt(&r, OptionCode::DomainName), Some(&DhcpOption::DomainName("lan".into())));
-    assert_eq!(opt(&r, OptionCode::AddressLeaseTime), Some(&DhcpOption::AddressLeaseTime(3600)));
-    assert_eq!(opt(&r, OptionCode::Renewal), Some(&DhcpOption::Renewal(1800)), "T1 = 0.5 lease");
-    assert_eq!(opt(&r, OptionCode::Rebinding), Some(&DhcpOption::Rebinding(3150)), "T2 = 0.875 lease");
+    assert_eq!(
+        opt(&r, OptionCode::DomainName),
+        Some(&DhcpOption::DomainName("lan".into()))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::AddressLeaseTime),
+        Some(&DhcpOption::AddressLeaseTime(3600))
+    );
+    assert_eq!(
+        opt(&r, OptionCode::Renewal),
+        Some(&DhcpOption::Renewal(1800)),
+        "T1 = 0.5 lease"
+    );
+    assert_eq!(
+        opt(&r, OptionCode::Rebinding),
+        Some(&DhcpOption::Rebinding(3150)),
+        "T2 = 0.875 lease"
+    );
     assert!(opt(&r, OptionCode::ClientIdentifier).is_none(), "no client id to echo");
     assert!(opt(&r, OptionCode::Hostname).is_none(), "not a reserved host");
     assert_encodes(&r);
@@ -319,22 +385,45 @@ fn parameter_request_list_limits_the_options_to_those_asked_for_and_the_mandator
     let r = env.offer(&with_prl(discover(mac(1)), &[OptionCode::SubnetMask]));
     assert_eq!(codes(&r), sorted([&mandatory[..], &[OptionCode::SubnetMask]].concat()));
 
-    let r = env.offer(&with_prl(discover(mac(1)), &[OptionCode::Router, OptionCode::DomainName]));
-    assert_eq!(codes(&r), sorted([&mandatory[..], &[OptionCode::Router, OptionCode::DomainName]].concat()));
+    let r = env.offer(&with_prl(
+        discover(mac(1)),
+        &[OptionCode::Router, OptionCode::DomainName],
+    ));
+    assert_eq!(
+        codes(&r),
+        sorted([&mandatory[..], &[OptionCode::Router, OptionCode::DomainName]].concat())
+    );
 
-    let r = env.offer(&with_prl(discover(mac(1)), &[OptionCode::DomainNameServer, OptionCode::NtpServers]));
-    assert_eq!(codes(&r), sorted([&mandatory[..], &[OptionCode::DomainNameServer]].concat()), "unknown wishes are skipped");
+    let r = env.offer(&with_prl(
+        discover(mac(1)),
+        &[OptionCode::DomainNameServer, OptionCode::NtpServers],
+    ));
+    assert_eq!(
+        codes(&r),
+        sorted([&mandatory[..], &[OptionCode::DomainNameServer]].concat()),
+        "unknown wishes are skipped"
+    );
 
     let r = env.offer(&with_prl(discover(mac(1)), &[]));
-    assert_eq!(codes(&r), sorted(mandatory.to_vec()), "an empty list asks for nothing optional");
+    assert_eq!(
+        codes(&r),
+        sorted(mandatory.to_vec()),
+        "an empty list asks for nothing optional"
+    );
 
     // The ACK follows the same rule.
     let ack = env.reply(&with_prl(select(mac(1), DYNAMIC[0], SERVER), &[OptionCode::SubnetMask]));
     assert_eq!(ack.kind, MessageType::Ack);
-    assert_eq!(codes(&ack), sorted([&mandatory[..], &[OptionCode::SubnetMask]].concat()));
+    assert_eq!(
+        codes(&ack),
+        sorted([&mandatory[..], &[OptionCode::SubnetMask]].concat())
+    );
 
     // A reserved host's configured hostname is sent when asked for, and only then.
-    let r = env.offer(&with_prl(discover(RESERVED_MAC), &[OptionCode::SubnetMask, OptionCode::Hostname]));
+    let r = env.offer(&with_prl(
+        discover(RESERVED_MAC),
+        &[OptionCode::SubnetMask, OptionCode::Hostname],
+    ));
     assert_eq!(opt(&r, OptionCode::Hostname), Some(&DhcpOption::Hostname("web".into())));
     let r = env.offer(&discover(RESERVED_MAC));
     assert!(opt(&r, OptionCode::Hostname).is_none());
@@ -345,13 +434,22 @@ fn client_identifier_is_echoed_in_offer_ack_and_nak() {
     let mut env = Env::new();
     let id = [0xff, 1, 2, 3, 4];
     let r = env.offer(&with_client_id(discover(mac(1)), &id));
-    assert_eq!(opt(&r, OptionCode::ClientIdentifier), Some(&DhcpOption::ClientIdentifier(id.to_vec())));
+    assert_eq!(
+        opt(&r, OptionCode::ClientIdentifier),
+        Some(&DhcpOption::ClientIdentifier(id.to_vec()))
+    );
     let ack = env.reply(&with_client_id(select(mac(1), r.message.yiaddr(), SERVER), &id));
     assert_eq!(ack.kind, MessageType::Ack);
-    assert_eq!(opt(&ack, OptionCode::ClientIdentifier), Some(&DhcpOption::ClientIdentifier(id.to_vec())));
+    assert_eq!(
+        opt(&ack, OptionCode::ClientIdentifier),
+        Some(&DhcpOption::ClientIdentifier(id.to_vec()))
+    );
     let nak = env.reply(&with_client_id(init_reboot(mac(1), Ipv4Addr::new(10, 0, 0, 5)), &id));
     assert_nak(&nak);
-    assert_eq!(opt(&nak, OptionCode::ClientIdentifier), Some(&DhcpOption::ClientIdentifier(id.to_vec())));
+    assert_eq!(
+        opt(&nak, OptionCode::ClientIdentifier),
+        Some(&DhcpOption::ClientIdentifier(id.to_vec()))
+    );
 }
 
 #[test]
@@ -378,10 +476,16 @@ fn request_selecting_our_offer_is_acked_with_a_lease_to_persist() {
     let ack = env.reply(&req);
     assert_eq!(ack.kind, MessageType::Ack);
     assert_eq!(ack.message.yiaddr(), offered);
-    assert_eq!(opt(&ack, OptionCode::AddressLeaseTime), Some(&DhcpOption::AddressLeaseTime(3600)));
+    assert_eq!(
+        opt(&ack, OptionCode::AddressLeaseTime),
+        Some(&DhcpOption::AddressLeaseTime(3600))
+    );
     assert_eq!(opt(&ack, OptionCode::Renewal), Some(&DhcpOption::Renewal(1800)));
     assert_eq!(opt(&ack, OptionCode::Rebinding), Some(&DhcpOption::Rebinding(3150)));
-    assert_eq!(opt(&ack, OptionCode::ServerIdentifier), Some(&DhcpOption::ServerIdentifier(SERVER)));
+    assert_eq!(
+        opt(&ack, OptionCode::ServerIdentifier),
+        Some(&DhcpOption::ServerIdentifier(SERVER))
+    );
     let lease = Lease {
         addr: offered,
         client: key(1),
@@ -390,7 +494,11 @@ fn request_selecting_our_offer_is_acked_with_a_lease_to_persist() {
         expires: NOW + 5 + LEASE,
         state: LeaseState::Bound,
     };
-    assert_eq!(ack.persist, Some(lease.clone()), "the lease must reach the disk before the ACK leaves");
+    assert_eq!(
+        ack.persist,
+        Some(lease.clone()),
+        "the lease must reach the disk before the ACK leaves"
+    );
     assert_eq!(env.pool.lease(offered), Some(&lease));
     assert_eq!(env.pool.active(env.now), 1);
     assert_encodes(&ack);
@@ -400,15 +508,24 @@ fn request_selecting_our_offer_is_acked_with_a_lease_to_persist() {
 fn request_selecting_another_server_gets_no_reply_and_frees_our_offer() {
     let mut env = Env::new();
     let offered = env.offer(&discover(mac(1))).message.yiaddr();
-    assert_eq!(env.handle(&select(mac(1), ip(77), OTHER_SERVER)), Outcome::Ignored(Ignored::NoReply("client chose another server")));
+    assert_eq!(
+        env.handle(&select(mac(1), ip(77), OTHER_SERVER)),
+        Outcome::Ignored(Ignored::NoReply("client chose another server"))
+    );
     let l = env.pool.lease(offered).expect("kept as history");
     assert_eq!(l.state, LeaseState::Released);
     assert!(!l.is_live(env.now));
-    assert!(env.pool.available_to(offered, &key(2), mac(2), env.now), "the offer no longer holds the address");
+    assert!(
+        env.pool.available_to(offered, &key(2), mac(2), env.now),
+        "the offer no longer holds the address"
+    );
     assert_eq!(env.pool.active(env.now), 0);
     // A bound client that answers another server's offer keeps its binding.
     let bound = env.lease(3);
-    assert!(env.handle(&select(mac(3), ip(77), OTHER_SERVER)) == Outcome::Ignored(Ignored::NoReply("client chose another server")));
+    assert!(
+        env.handle(&select(mac(3), ip(77), OTHER_SERVER))
+            == Outcome::Ignored(Ignored::NoReply("client chose another server"))
+    );
     assert_eq!(env.pool.lease(bound).map(|l| l.state), Some(LeaseState::Bound));
 }
 
@@ -428,7 +545,10 @@ fn request_with_server_id_but_no_address_is_malformed() {
     let mut m = msg(MessageType::Request, mac(1));
     m.opts_mut().insert(DhcpOption::ServerIdentifier(SERVER));
     assert!(matches!(env.handle(&m), Outcome::Ignored(Ignored::Malformed(_))));
-    assert!(matches!(env.handle(&msg(MessageType::Request, mac(1))), Outcome::Ignored(Ignored::Malformed(_))));
+    assert!(matches!(
+        env.handle(&msg(MessageType::Request, mac(1))),
+        Outcome::Ignored(Ignored::Malformed(_))
+    ));
 }
 
 #[test]
@@ -439,7 +559,10 @@ fn init_reboot_of_the_own_address_is_acked() {
     let ack = env.reply(&init_reboot(mac(1), addr));
     assert_eq!(ack.kind, MessageType::Ack);
     assert_eq!(ack.message.yiaddr(), addr);
-    assert_eq!(ack.persist.as_ref().map(|l| (l.addr, l.expires)), Some((addr, NOW + 100 + LEASE)));
+    assert_eq!(
+        ack.persist.as_ref().map(|l| (l.addr, l.expires)),
+        Some((addr, NOW + 100 + LEASE))
+    );
     // Also after the lease expired, while nobody else took the address.
     env.advance(10 * LEASE);
     assert_eq!(env.reply(&init_reboot(mac(1), addr)).kind, MessageType::Ack);
@@ -453,14 +576,22 @@ fn init_reboot_of_another_live_clients_address_is_naked() {
     let r = env.reply(&init_reboot(mac(2), addr));
     assert_nak(&r);
     assert_eq!(r.dest, Destination::Broadcast);
-    assert_eq!(env.pool.lease(addr).map(|l| (&l.client, l.state)), Some((&key(1), LeaseState::Bound)), "untouched");
+    assert_eq!(
+        env.pool.lease(addr).map(|l| (&l.client, l.state)),
+        Some((&key(1), LeaseState::Bound)),
+        "untouched"
+    );
 }
 
 #[test]
 fn init_reboot_on_the_wrong_subnet_is_naked() {
     let mut env = Env::new();
     let addr = env.lease(1);
-    for wrong in [Ipv4Addr::new(192, 168, 1, 20), Ipv4Addr::new(172, 17, 10, 100), Ipv4Addr::new(10, 0, 0, 1)] {
+    for wrong in [
+        Ipv4Addr::new(192, 168, 1, 20),
+        Ipv4Addr::new(172, 17, 10, 100),
+        Ipv4Addr::new(10, 0, 0, 1),
+    ] {
         let r = env.reply(&init_reboot(mac(1), wrong));
         assert_nak(&r);
         assert_eq!(r.dest, Destination::Broadcast);
@@ -482,7 +613,10 @@ fn renewing_extends_the_lease_and_answers_by_unicast_to_ciaddr() {
     assert_eq!(ack.message.ciaddr(), addr, "ciaddr echoed");
     assert_eq!(ack.dest, Destination::Unicast(SocketAddrV4::new(addr, 68)));
     let expires = NOW + LEASE / 2 + LEASE;
-    assert_eq!(ack.persist.as_ref().map(|l| (l.addr, l.expires, l.state)), Some((addr, expires, LeaseState::Bound)));
+    assert_eq!(
+        ack.persist.as_ref().map(|l| (l.addr, l.expires, l.state)),
+        Some((addr, expires, LeaseState::Bound))
+    );
     assert_eq!(env.pool.lease(addr).map(|l| l.expires), Some(expires));
     assert_encodes(&ack);
 }
@@ -494,7 +628,11 @@ fn rebinding_extends_the_lease_too() {
     env.advance(LEASE / 8 * 7 + 1); // past T2: broadcast REQUEST with ciaddr
     let ack = env.reply(&broadcast_flag(renew(mac(1), addr)));
     assert_eq!(ack.kind, MessageType::Ack);
-    assert_eq!(ack.dest, Destination::Unicast(SocketAddrV4::new(addr, 68)), "ciaddr wins over the broadcast flag (§4.1)");
+    assert_eq!(
+        ack.dest,
+        Destination::Unicast(SocketAddrV4::new(addr, 68)),
+        "ciaddr wins over the broadcast flag (§4.1)"
+    );
     let expires = NOW + LEASE / 8 * 7 + 1 + LEASE;
     assert_eq!(env.pool.lease(addr).map(|l| l.expires), Some(expires));
     assert!(env.pool.lease(addr).is_some_and(|l| l.is_live(NOW + LEASE + 10)));
@@ -520,7 +658,10 @@ fn renewing_an_address_that_went_to_someone_else_is_naked() {
 fn declined_address_is_quarantined_and_not_offered_again() {
     let mut env = Env::new();
     let addr = env.lease(1);
-    assert_eq!(env.handle(&decline(mac(1), addr, SERVER)), Outcome::Ignored(Ignored::NoReply("declined: address quarantined")));
+    assert_eq!(
+        env.handle(&decline(mac(1), addr, SERVER)),
+        Outcome::Ignored(Ignored::NoReply("declined: address quarantined"))
+    );
     assert!(env.pool.lease(addr).is_none());
     assert!(env.pool.binding(&key(1)).is_none());
     // Neither the client that declined it nor anyone else gets it while quarantined,
@@ -544,7 +685,10 @@ fn decline_that_is_not_for_us_changes_nothing() {
     let addr = env.lease(1);
     for m in [decline(mac(1), addr, OTHER_SERVER), decline(mac(2), addr, SERVER)] {
         assert!(matches!(env.handle(&m), Outcome::Ignored(Ignored::NoReply(_))));
-        assert_eq!(env.pool.lease(addr).map(|l| (&l.client, l.state)), Some((&key(1), LeaseState::Bound)));
+        assert_eq!(
+            env.pool.lease(addr).map(|l| (&l.client, l.state)),
+            Some((&key(1), LeaseState::Bound))
+        );
     }
 }
 
@@ -553,8 +697,19 @@ fn released_address_goes_back_to_the_same_client() {
     let mut env = Env::new();
     let addr = env.lease(1);
     env.advance(60);
-    let released = Lease { addr, client: key(1), mac: mac(1), hostname: None, expires: NOW + 60, state: LeaseState::Released };
-    assert_eq!(env.handle(&release(mac(1), addr)), Outcome::Record(released.clone()), "no reply, but the release is written down");
+    let released = Lease {
+        addr,
+        client: key(1),
+        mac: mac(1),
+        hostname: None,
+        expires: NOW + 60,
+        state: LeaseState::Released,
+    };
+    assert_eq!(
+        env.handle(&release(mac(1), addr)),
+        Outcome::Record(released.clone()),
+        "no reply, but the release is written down"
+    );
     assert_eq!(env.pool.lease(addr), Some(&released), "kept as history");
     assert_eq!(env.pool.active(env.now), 0);
     // Another client gets a fresh address, not the released one.
@@ -564,7 +719,10 @@ fn released_address_goes_back_to_the_same_client() {
     assert_eq!((r.kind, r.message.yiaddr()), (MessageType::Offer, addr));
     // A RELEASE by anybody else is ignored.
     env.reply(&select(mac(1), addr, SERVER));
-    assert!(matches!(env.handle(&release(mac(2), addr)), Outcome::Ignored(Ignored::NoReply(_))));
+    assert!(matches!(
+        env.handle(&release(mac(2), addr)),
+        Outcome::Ignored(Ignored::NoReply(_))
+    ));
     assert_eq!(env.pool.lease(addr).map(|l| l.state), Some(LeaseState::Bound));
 }
 
@@ -582,14 +740,23 @@ fn inform_is_acked_without_a_lease_by_unicast_to_ciaddr() {
     for code in [OptionCode::AddressLeaseTime, OptionCode::Renewal, OptionCode::Rebinding] {
         assert!(opt(&r, code).is_none(), "an INFORM ACK carries no {code:?}");
     }
-    assert_eq!(opt(&r, OptionCode::SubnetMask), Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 0, 0))));
+    assert_eq!(
+        opt(&r, OptionCode::SubnetMask),
+        Some(&DhcpOption::SubnetMask(Ipv4Addr::new(255, 255, 0, 0)))
+    );
     assert_eq!(opt(&r, OptionCode::Router), Some(&DhcpOption::Router(vec![SERVER])));
-    assert_eq!(opt(&r, OptionCode::ServerIdentifier), Some(&DhcpOption::ServerIdentifier(SERVER)));
+    assert_eq!(
+        opt(&r, OptionCode::ServerIdentifier),
+        Some(&DhcpOption::ServerIdentifier(SERVER))
+    );
     assert_eq!(r.persist, None);
     assert_eq!(env.pool.leases().count(), 0, "no lease made");
     assert_encodes(&r);
     // An INFORM without ciaddr is malformed.
-    assert!(matches!(env.handle(&msg(MessageType::Inform, mac(1))), Outcome::Ignored(Ignored::Malformed(_))));
+    assert!(matches!(
+        env.handle(&msg(MessageType::Inform, mac(1))),
+        Outcome::Ignored(Ignored::Malformed(_))
+    ));
 }
 
 // ---------------------------------------------------------------- expiry, reservations, exhaustion
@@ -636,7 +803,10 @@ fn reservation_always_wins_and_is_never_handed_to_anyone_else() {
     let r = env.reply(&m);
     assert_eq!((r.kind, r.message.yiaddr()), (MessageType::Offer, RESERVED));
     assert_nak(&env.reply(&init_reboot(RESERVED_MAC, DYNAMIC[1])));
-    assert_eq!(env.reply(&select(RESERVED_MAC, RESERVED, SERVER)).kind, MessageType::Ack);
+    assert_eq!(
+        env.reply(&select(RESERVED_MAC, RESERVED, SERVER)).kind,
+        MessageType::Ack
+    );
     assert_eq!(env.reply(&init_reboot(RESERVED_MAC, RESERVED)).kind, MessageType::Ack);
 
     // Nobody else gets it: not when asking in DISCOVER, INIT-REBOOT, RENEWING, nor
@@ -660,7 +830,14 @@ fn reservation_always_wins_and_is_never_handed_to_anyone_else() {
 #[test]
 fn reservation_wins_over_a_lease_from_before_it_was_configured() {
     let mut env = Env::new();
-    env.pool.restore(Lease { addr: RESERVED, client: key(1), mac: mac(1), hostname: None, expires: NOW + LEASE, state: LeaseState::Bound });
+    env.pool.restore(Lease {
+        addr: RESERVED,
+        client: key(1),
+        mac: mac(1),
+        hostname: None,
+        expires: NOW + LEASE,
+        state: LeaseState::Bound,
+    });
     let r = env.reply(&discover(RESERVED_MAC));
     assert_eq!(r.message.yiaddr(), RESERVED);
     // ... and the old holder cannot renew it.
@@ -688,15 +865,31 @@ fn pool_exhaustion_is_reported() {
 #[test]
 fn client_identifier_is_preferred_over_chaddr() {
     let mut env = Env::new();
-    let a = env.offer(&with_client_id(discover(mac(1)), b"\x00vm-a")).message.yiaddr();
+    let a = env
+        .offer(&with_client_id(discover(mac(1)), b"\x00vm-a"))
+        .message
+        .yiaddr();
     env.reply(&with_client_id(select(mac(1), a, SERVER), b"\x00vm-a"));
-    let b = env.offer(&with_client_id(discover(mac(1)), b"\x00vm-b")).message.yiaddr();
+    let b = env
+        .offer(&with_client_id(discover(mac(1)), b"\x00vm-b"))
+        .message
+        .yiaddr();
     env.reply(&with_client_id(select(mac(1), b, SERVER), b"\x00vm-b"));
     let plain = env.lease(1);
-    assert_eq!(vec![a, b, plain], DYNAMIC[..3].to_vec(), "same chaddr, three clients, three leases");
+    assert_eq!(
+        vec![a, b, plain],
+        DYNAMIC[..3].to_vec(),
+        "same chaddr, three clients, three leases"
+    );
     assert_eq!(env.pool.active(env.now), 3);
-    assert_eq!(env.pool.binding(&ClientKey(b"\x00vm-a".to_vec())).map(|l| l.addr), Some(a));
-    assert_eq!(env.pool.binding(&ClientKey(b"\x00vm-b".to_vec())).map(|l| l.addr), Some(b));
+    assert_eq!(
+        env.pool.binding(&ClientKey(b"\x00vm-a".to_vec())).map(|l| l.addr),
+        Some(a)
+    );
+    assert_eq!(
+        env.pool.binding(&ClientKey(b"\x00vm-b".to_vec())).map(|l| l.addr),
+        Some(b)
+    );
     assert_eq!(env.pool.binding(&key(1)).map(|l| l.addr), Some(plain));
     // One client id cannot take the other's address.
     assert_nak(&env.reply(&with_client_id(init_reboot(mac(1), a), b"\x00vm-b")));
@@ -708,7 +901,10 @@ fn client_identifier_is_preferred_over_chaddr() {
 #[test]
 fn empty_client_identifier_is_malformed() {
     let mut env = Env::new();
-    assert!(matches!(env.handle(&with_client_id(discover(mac(1)), b"")), Outcome::Ignored(Ignored::Malformed(_))));
+    assert!(matches!(
+        env.handle(&with_client_id(discover(mac(1)), b"")),
+        Outcome::Ignored(Ignored::Malformed(_))
+    ));
 }
 
 // ---------------------------------------------------------------- §4.1 destination
@@ -732,21 +928,39 @@ fn destination_table_of_rfc2131_section_4_1() {
     }
     // NAKs (not relayed) are broadcast, even to a configured client.
     for m in [&plain, &configured, &bcast] {
-        assert_eq!(destination(m, MessageType::Nak, Ipv4Addr::UNSPECIFIED, mac(1)), Destination::Broadcast);
+        assert_eq!(
+            destination(m, MessageType::Nak, Ipv4Addr::UNSPECIFIED, mac(1)),
+            Destination::Broadcast
+        );
     }
     // ciaddr: unicast there, even with the broadcast flag.
     let mut configured_bcast = broadcast_flag(discover(mac(1)));
     configured_bcast.set_ciaddr(ip(101));
     for m in [&configured, &configured_bcast] {
-        assert_eq!(destination(m, MessageType::Ack, yiaddr, mac(1)), Destination::Unicast(SocketAddrV4::new(ip(101), 68)));
+        assert_eq!(
+            destination(m, MessageType::Ack, yiaddr, mac(1)),
+            Destination::Unicast(SocketAddrV4::new(ip(101), 68))
+        );
     }
     // The broadcast flag asks for broadcast.
-    assert_eq!(destination(&bcast, MessageType::Offer, yiaddr, mac(1)), Destination::Broadcast);
+    assert_eq!(
+        destination(&bcast, MessageType::Offer, yiaddr, mac(1)),
+        Destination::Broadcast
+    );
     // Else: unicast to yiaddr at the client's MAC.
-    assert_eq!(destination(&plain, MessageType::Offer, yiaddr, mac(1)), Destination::UnicastHw(SocketAddrV4::new(yiaddr, 68), mac(1)));
+    assert_eq!(
+        destination(&plain, MessageType::Offer, yiaddr, mac(1)),
+        Destination::UnicastHw(SocketAddrV4::new(yiaddr, 68), mac(1))
+    );
     // No address to unicast to: broadcast.
-    assert_eq!(destination(&plain, MessageType::Ack, Ipv4Addr::UNSPECIFIED, mac(1)), Destination::Broadcast);
-    assert_eq!(Destination::Broadcast.socket_addr(), SocketAddrV4::new(Ipv4Addr::BROADCAST, 68));
+    assert_eq!(
+        destination(&plain, MessageType::Ack, Ipv4Addr::UNSPECIFIED, mac(1)),
+        Destination::Broadcast
+    );
+    assert_eq!(
+        Destination::Broadcast.socket_addr(),
+        SocketAddrV4::new(Ipv4Addr::BROADCAST, 68)
+    );
 }
 
 #[test]
@@ -754,7 +968,10 @@ fn replies_carry_the_destination_of_section_4_1() {
     let mut env = Env::new();
     // Plain client: OFFER to yiaddr at its MAC.
     let r = env.offer(&discover(mac(1)));
-    assert_eq!(r.dest, Destination::UnicastHw(SocketAddrV4::new(DYNAMIC[0], 68), mac(1)));
+    assert_eq!(
+        r.dest,
+        Destination::UnicastHw(SocketAddrV4::new(DYNAMIC[0], 68), mac(1))
+    );
     assert!(!r.message.flags().broadcast());
     // Broadcast flag: broadcast, flag kept in the reply.
     let r = env.reply(&broadcast_flag(select(mac(1), DYNAMIC[0], SERVER)));
@@ -766,7 +983,10 @@ fn replies_carry_the_destination_of_section_4_1() {
     assert_eq!(r.message.giaddr(), RELAY);
     assert!(!r.message.flags().broadcast());
     let r = env.reply(&relayed(select(mac(2), r.message.yiaddr(), SERVER), RELAY));
-    assert_eq!((r.kind, r.dest), (MessageType::Ack, Destination::Relay(SocketAddrV4::new(RELAY, 67))));
+    assert_eq!(
+        (r.kind, r.dest),
+        (MessageType::Ack, Destination::Relay(SocketAddrV4::new(RELAY, 67)))
+    );
     // A NAK is broadcast; through a relay it goes to the relay with the broadcast flag
     // set, so the relay broadcasts it on (§4.3.2).
     let r = env.reply(&init_reboot(mac(3), Ipv4Addr::new(10, 1, 2, 3)));
@@ -786,7 +1006,10 @@ fn replies_carry_the_destination_of_section_4_1() {
 fn relayed_requests_from_another_subnet_are_ignored() {
     let mut env = Env::new();
     for giaddr in [Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(172, 17, 0, 1)] {
-        assert_eq!(env.handle(&relayed(discover(mac(1)), giaddr)), Outcome::Ignored(Ignored::NoReply("relayed from another subnet")));
+        assert_eq!(
+            env.handle(&relayed(discover(mac(1)), giaddr)),
+            Outcome::Ignored(Ignored::NoReply("relayed from another subnet"))
+        );
     }
     assert_eq!(env.pool.leases().count(), 0);
 }
@@ -796,7 +1019,12 @@ fn relayed_requests_from_another_subnet_are_ignored() {
 #[test]
 fn requests_that_are_not_ethernet_client_messages_are_malformed() {
     let mut env = Env::new();
-    let malformed = |env: &mut Env, m: &Message| assert!(matches!(env.handle(m), Outcome::Ignored(Ignored::Malformed(_))), "{m:?}");
+    let malformed = |env: &mut Env, m: &Message| {
+        assert!(
+            matches!(env.handle(m), Outcome::Ignored(Ignored::Malformed(_))),
+            "{m:?}"
+        )
+    };
 
     let mut reply_op = discover(mac(1));
     reply_op.set_opcode(Opcode::BootReply);
@@ -828,7 +1056,10 @@ fn hlen_past_chaddr_is_rejected_before_chaddr_is_read() {
     for hlen in [0u8, 5, 7, 16, 17, 200, 255] {
         bytes[2] = hlen;
         let m = Message::from_bytes(&bytes).expect("decodes");
-        assert!(matches!(env.handle(&m), Outcome::Ignored(Ignored::Malformed(_))), "hlen {hlen}");
+        assert!(
+            matches!(env.handle(&m), Outcome::Ignored(Ignored::Malformed(_))),
+            "hlen {hlen}"
+        );
     }
 }
 
@@ -844,25 +1075,38 @@ fn discover_with_raw_options(extra: &[u8]) -> Vec<u8> {
 fn decode_refuses_the_option_lengths_dhcproto_trips_over() {
     use super::decode;
     let bad: [&[u8]; 8] = [
-        &[80, 1, 0],                   // Rapid Commit carries nothing
-        &[94, 2, 1, 2],                // Client Network Interface is 3 bytes
+        &[80, 1, 0],                       // Rapid Commit carries nothing
+        &[94, 2, 1, 2],                    // Client Network Interface is 3 bytes
         &[94, 3, 1, 2, 3, 94, 3, 1, 2, 3], // ... also when split in two (RFC 3396)
-        &[81, 2, 0, 0],                // Client FQDN has 3 bytes of flags first
-        &[151, 0],                     // status code needs its code byte
-        &[152, 3, 0, 0, 0],            // times are 4 bytes
+        &[81, 2, 0, 0],                    // Client FQDN has 3 bytes of flags first
+        &[151, 0],                         // status code needs its code byte
+        &[152, 3, 0, 0, 0],                // times are 4 bytes
         &[154, 5, 0, 0, 0, 0, 0],
         &[155, 0],
     ];
     for extra in bad {
-        assert_eq!(decode(&discover_with_raw_options(extra)).err(), Some(Ignored::Malformed("bad option length")), "{extra:?}");
+        assert_eq!(
+            decode(&discover_with_raw_options(extra)).err(),
+            Some(Ignored::Malformed("bad option length")),
+            "{extra:?}"
+        );
     }
-    let good: [&[u8]; 5] = [&[], &[80, 0], &[94, 3, 1, 2, 3], &[81, 3, 0, 0, 0], &[152, 4, 0, 0, 0, 1]];
+    let good: [&[u8]; 5] = [
+        &[],
+        &[80, 0],
+        &[94, 3, 1, 2, 3],
+        &[81, 3, 0, 0, 0],
+        &[152, 4, 0, 0, 0, 1],
+    ];
     for extra in good {
         let m = decode(&discover_with_raw_options(extra)).unwrap_or_else(|e| panic!("{extra:?}: {e:?}"));
         assert_eq!(m.opts().msg_type(), Some(MessageType::Discover));
     }
     // A bad length past a truncated option is never reached by dhcproto either.
-    assert!(decode(&discover(mac(1)).to_vec().expect("encodes")[..100]).is_err(), "too short for a message");
+    assert!(
+        decode(&discover(mac(1)).to_vec().expect("encodes")[..100]).is_err(),
+        "too short for a message"
+    );
 }
 
 #[test]

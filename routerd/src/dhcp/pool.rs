@@ -130,7 +130,10 @@ impl Pool {
 
     /// The address this client holds or last held.
     pub fn binding(&self, client: &ClientKey) -> Option<&Lease> {
-        self.by_client.get(client).and_then(|a| self.by_addr.get(a)).filter(|l| &l.client == client)
+        self.by_client
+            .get(client)
+            .and_then(|a| self.by_addr.get(a))
+            .filter(|l| &l.client == client)
     }
 
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
@@ -139,7 +142,9 @@ impl Pool {
 
     /// Bound, unexpired leases.
     pub fn active_leases(&self, now: Secs) -> impl Iterator<Item = &Lease> {
-        self.by_addr.values().filter(move |l| l.state == LeaseState::Bound && l.expires > now)
+        self.by_addr
+            .values()
+            .filter(move |l| l.state == LeaseState::Bound && l.expires > now)
     }
 
     pub fn active(&self, now: Secs) -> usize {
@@ -178,26 +183,43 @@ impl Pool {
         let known = |addr: Ipv4Addr| self.by_addr.contains_key(&addr) || self.probed_free.contains(&addr);
         if let Some(prev) = self.binding(client) {
             if self.available_to(prev.addr, client, mac, now) {
-                return Some(Choice { addr: prev.addr, probe: false });
+                return Some(Choice {
+                    addr: prev.addr,
+                    probe: false,
+                });
             }
         }
         if let Some(req) = requested {
             let unowned = self.by_addr.get(&req).is_none_or(|l| &l.client == client);
             if unowned && self.available_to(req, client, mac, now) {
-                return Some(Choice { addr: req, probe: !known(req) });
+                return Some(Choice {
+                    addr: req,
+                    probe: !known(req),
+                });
             }
         }
-        if let Some(addr) = self.ready.iter().copied().find(|a| self.available_to(*a, client, mac, now)) {
+        if let Some(addr) = self
+            .ready
+            .iter()
+            .copied()
+            .find(|a| self.available_to(*a, client, mac, now))
+        {
             return Some(Choice { addr, probe: false });
         }
-        let fresh = (self.cursor..=self.last).chain(self.first..self.cursor).map(Ipv4Addr::from).find(|a| {
-            !self.by_addr.contains_key(a)
-                && !self.reserved_addrs.contains_key(a)
-                && !self.quarantined(*a, now)
-                && !self.probing.contains(a)
-        });
+        let fresh = (self.cursor..=self.last)
+            .chain(self.first..self.cursor)
+            .map(Ipv4Addr::from)
+            .find(|a| {
+                !self.by_addr.contains_key(a)
+                    && !self.reserved_addrs.contains_key(a)
+                    && !self.quarantined(*a, now)
+                    && !self.probing.contains(a)
+            });
         if let Some(addr) = fresh {
-            return Some(Choice { addr, probe: !known(addr) });
+            return Some(Choice {
+                addr,
+                probe: !known(addr),
+            });
         }
         self.by_addr
             .values()
@@ -209,7 +231,10 @@ impl Pool {
                     && !self.quarantined(l.addr, now)
             })
             .min_by_key(|l| (l.expires, l.addr))
-            .map(|l| Choice { addr: l.addr, probe: false })
+            .map(|l| Choice {
+                addr: l.addr,
+                probe: false,
+            })
     }
 
     /// Moves the cursor past `addr` and the used or probing addresses after it.
@@ -245,18 +270,39 @@ impl Pool {
                 return;
             }
         }
-        self.put(Lease { addr, client, mac, hostname: None, expires: now + OFFER_HOLD, state: LeaseState::Offered });
+        self.put(Lease {
+            addr,
+            client,
+            mac,
+            hostname: None,
+            expires: now + OFFER_HOLD,
+            state: LeaseState::Offered,
+        });
     }
 
     /// Binds `addr` to the client; returns the lease to persist.
-    pub fn bind(&mut self, client: ClientKey, mac: MacAddr, addr: Ipv4Addr, hostname: Option<String>, expires: Secs) -> Lease {
+    pub fn bind(
+        &mut self,
+        client: ClientKey,
+        mac: MacAddr,
+        addr: Ipv4Addr,
+        hostname: Option<String>,
+        expires: Secs,
+    ) -> Lease {
         // One address per client: binding a new one gives the previous one back.
         if let Some(previous) = self.by_client.get(&client).copied().filter(|a| *a != addr) {
             if let Some(old) = self.by_addr.get_mut(&previous).filter(|l| l.client == client) {
                 old.state = LeaseState::Released;
             }
         }
-        let lease = Lease { addr, client, mac, hostname, expires, state: LeaseState::Bound };
+        let lease = Lease {
+            addr,
+            client,
+            mac,
+            hostname,
+            expires,
+            state: LeaseState::Bound,
+        };
         self.put(lease.clone());
         lease
     }
@@ -323,17 +369,38 @@ mod tests {
     #[test]
     fn fresh_addresses_in_order_skipping_reservations_and_need_a_probe() {
         let mut p = pool();
-        assert_eq!(p.choose(&key(1), mac(1), None, NOW), Some(Choice { addr: ip(100), probe: true }));
+        assert_eq!(
+            p.choose(&key(1), mac(1), None, NOW),
+            Some(Choice {
+                addr: ip(100),
+                probe: true
+            })
+        );
         p.offer(key(1), mac(1), ip(100), NOW);
-        assert_eq!(p.choose(&key(2), mac(2), None, NOW), Some(Choice { addr: ip(102), probe: true }));
+        assert_eq!(
+            p.choose(&key(2), mac(2), None, NOW),
+            Some(Choice {
+                addr: ip(102),
+                probe: true
+            })
+        );
     }
 
     #[test]
     fn reservation_always_wins_and_is_never_given_to_others() {
         let mut p = pool();
-        assert_eq!(p.choose(&key(9), mac(9), Some(ip(103)), NOW), Some(Choice { addr: ip(101), probe: false }));
+        assert_eq!(
+            p.choose(&key(9), mac(9), Some(ip(103)), NOW),
+            Some(Choice {
+                addr: ip(101),
+                probe: false
+            })
+        );
         assert!(!p.available_to(ip(101), &key(1), mac(1), NOW));
-        assert!(!p.available_to(ip(103), &key(9), mac(9), NOW), "a reserved host gets only its reservation");
+        assert!(
+            !p.available_to(ip(103), &key(9), mac(9), NOW),
+            "a reserved host gets only its reservation"
+        );
         for n in 1..=3 {
             let c = p.choose(&key(n), mac(n), Some(ip(101)), NOW).map(|c| c.addr);
             assert_ne!(c, Some(ip(101)));
@@ -349,7 +416,10 @@ mod tests {
         p.bind(key(1), mac(1), ip(102), None, NOW + 10);
         p.bind(key(2), mac(2), ip(100), None, NOW + 10);
         // expired
-        assert_eq!(p.choose(&key(1), mac(1), None, NOW + 1000).map(|c| c.addr), Some(ip(102)));
+        assert_eq!(
+            p.choose(&key(1), mac(1), None, NOW + 1000).map(|c| c.addr),
+            Some(ip(102))
+        );
         // released
         p.release(&key(2), ip(100), NOW);
         assert_eq!(p.choose(&key(2), mac(2), None, NOW + 1).map(|c| c.addr), Some(ip(100)));
@@ -365,7 +435,10 @@ mod tests {
         // an outstanding offer holds the address too
         p.offer(key(2), mac(2), ip(102), NOW);
         assert!(!p.available_to(ip(102), &key(3), mac(3), NOW));
-        assert!(p.available_to(ip(102), &key(3), mac(3), NOW + OFFER_HOLD + 1), "offers time out");
+        assert!(
+            p.available_to(ip(102), &key(3), mac(3), NOW + OFFER_HOLD + 1),
+            "offers time out"
+        );
     }
 
     #[test]
@@ -375,7 +448,11 @@ mod tests {
         p.bind(key(2), mac(2), ip(102), None, NOW + 10);
         p.bind(key(3), mac(3), ip(103), None, NOW + 100);
         assert_eq!(p.choose(&key(4), mac(4), None, NOW), None, "all taken, .101 reserved");
-        assert_eq!(p.choose(&key(4), mac(4), None, NOW + 60).map(|c| c.addr), Some(ip(102)), "oldest expired first");
+        assert_eq!(
+            p.choose(&key(4), mac(4), None, NOW + 60).map(|c| c.addr),
+            Some(ip(102)),
+            "oldest expired first"
+        );
     }
 
     #[test]
@@ -384,7 +461,10 @@ mod tests {
         p.bind(key(1), mac(1), ip(100), None, NOW + 100);
         p.quarantine(ip(100), NOW);
         assert!(p.binding(&key(1)).is_none());
-        assert_eq!(p.choose(&key(1), mac(1), Some(ip(100)), NOW).map(|c| c.addr), Some(ip(102)));
+        assert_eq!(
+            p.choose(&key(1), mac(1), Some(ip(100)), NOW).map(|c| c.addr),
+            Some(ip(102))
+        );
         assert!(!p.available_to(ip(100), &key(5), mac(5), NOW + QUARANTINE - 1));
         assert!(p.available_to(ip(100), &key(5), mac(5), NOW + QUARANTINE + 1));
     }
@@ -393,7 +473,13 @@ mod tests {
     fn probed_address_needs_no_second_probe() {
         let mut p = pool();
         p.mark_probed_free(ip(100));
-        assert_eq!(p.choose(&key(1), mac(1), None, NOW), Some(Choice { addr: ip(100), probe: false }));
+        assert_eq!(
+            p.choose(&key(1), mac(1), None, NOW),
+            Some(Choice {
+                addr: ip(100),
+                probe: false
+            })
+        );
     }
 
     #[test]
@@ -414,7 +500,11 @@ mod tests {
             narrow.restore(lease);
         }
         narrow.bind(key(2), mac(2), ip(100), None, NOW + 1000);
-        assert_eq!(narrow.choose(&key(3), mac(3), None, NOW + 100), None, "exhausted, not .110");
+        assert_eq!(
+            narrow.choose(&key(3), mac(3), None, NOW + 100),
+            None,
+            "exhausted, not .110"
+        );
     }
 
     #[test]

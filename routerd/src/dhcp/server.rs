@@ -94,20 +94,35 @@ impl Running {
 }
 
 /// Opens the sockets and the lease store, then serves in a task.
-pub fn start(scope: Scope, mut pool: Pool, lan: &Nic, state_dir: Option<PathBuf>, netlink: Handle) -> anyhow::Result<Running> {
+pub fn start(
+    scope: Scope,
+    mut pool: Pool,
+    lan: &Nic,
+    state_dir: Option<PathBuf>,
+    netlink: Handle,
+) -> anyhow::Result<Running> {
     let socket = udp_socket(&lan.name)?;
-    let mac = lan.mac.ok_or_else(|| anyhow::anyhow!("{} has no MAC address", lan.name))?;
+    let mac = lan
+        .mac
+        .ok_or_else(|| anyhow::anyhow!("{} has no MAC address", lan.name))?;
     let arp = ArpSocket::open(lan.index, mac)?;
     let opened = state_dir.as_ref().map(|dir| (dir, LeaseStore::open(dir)));
     let store = match opened {
         // Leases that cannot be kept are no reason to leave the guests without addresses.
         Some((dir, Err(e))) => {
-            tracing::error!("cannot open the lease file in {}: {e}; serving with leases in memory only", dir.display());
+            tracing::error!(
+                "cannot open the lease file in {}: {e}; serving with leases in memory only",
+                dir.display()
+            );
             None
         }
         Some((dir, Ok((store, loaded)))) => {
             if let Some(aside) = &loaded.moved_aside {
-                tracing::error!("the lease file was corrupt: moved it to {}; kept {} good records", aside.display(), loaded.leases.len());
+                tracing::error!(
+                    "the lease file was corrupt: moved it to {}; kept {} good records",
+                    aside.display(),
+                    loaded.leases.len()
+                );
             }
             if loaded.torn_tail {
                 tracing::warn!("the lease file ended in a partly written record (power cut?): dropped it");
@@ -143,7 +158,14 @@ pub fn start(scope: Scope, mut pool: Pool, lan: &Nic, state_dir: Option<PathBuf>
     };
     tracing::info!(nic = %lan.name, "DHCP server listening");
     let task = tokio::spawn(server.run(stop_rx));
-    Ok(Running { stop: Some(stop_tx), task, view: View { counters, requests: view_tx } })
+    Ok(Running {
+        stop: Some(stop_tx),
+        task,
+        view: View {
+            counters,
+            requests: view_tx,
+        },
+    })
 }
 
 fn udp_socket(device: &str) -> anyhow::Result<UdpSocket> {
@@ -263,7 +285,13 @@ impl Server {
                     tracing::warn!(address = %addr, "ARP probe failed to send: {e}");
                 }
                 self.pool.probe_started(addr);
-                self.probing.insert(addr, Probe { deadline: Instant::now() + PROBE_WAIT, waiting: vec![(msg, attempts + 1)] });
+                self.probing.insert(
+                    addr,
+                    Probe {
+                        deadline: Instant::now() + PROBE_WAIT,
+                        waiting: vec![(msg, attempts + 1)],
+                    },
+                );
             }
             Outcome::Probe(_) => bump(&self.counters.ignored),
             Outcome::Record(lease) => {
@@ -280,10 +308,15 @@ impl Server {
             }
             Outcome::Ignored(Ignored::PoolExhausted) => {
                 bump(&self.counters.pool_exhausted);
-                let quiet = self.last_exhausted_log.is_some_and(|t| t.elapsed() < Duration::from_secs(60));
+                let quiet = self
+                    .last_exhausted_log
+                    .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
                 if !quiet {
                     self.last_exhausted_log = Some(Instant::now());
-                    tracing::warn!("DHCP pool exhausted: all {} addresses are leased or held; no offer made", self.pool.size());
+                    tracing::warn!(
+                        "DHCP pool exhausted: all {} addresses are leased or held; no offer made",
+                        self.pool.size()
+                    );
                 }
             }
         }
@@ -294,7 +327,11 @@ impl Server {
     fn commit(&mut self, replies: &[Reply]) {
         let records = std::mem::take(&mut self.records);
         let Some(store) = self.store.as_mut() else { return };
-        let leases: Vec<&Lease> = replies.iter().filter_map(|r| r.persist.as_ref()).chain(&records).collect();
+        let leases: Vec<&Lease> = replies
+            .iter()
+            .filter_map(|r| r.persist.as_ref())
+            .chain(&records)
+            .collect();
         if leases.is_empty() {
             return;
         }

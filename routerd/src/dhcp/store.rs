@@ -12,10 +12,9 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use super::pool::{ClientKey, Lease, LeaseState};
+use crate::state::write_atomic;
 use config::image::LEASES_FILE_NAME;
 use config::MacAddr;
-use crate::state::write_atomic;
-
 
 pub struct LeaseStore {
     path: PathBuf,
@@ -29,7 +28,15 @@ fn encode(l: &Lease) -> String {
         LeaseState::Released | LeaseState::Offered => "R",
     };
     let host = l.hostname.as_deref().filter(|h| !h.is_empty()).unwrap_or("-");
-    let record = format!("{} {} {} {} {} {}", l.addr, l.mac, l.client.hex(), l.expires, state, host);
+    let record = format!(
+        "{} {} {} {} {} {}",
+        l.addr,
+        l.mac,
+        l.client.hex(),
+        l.expires,
+        state,
+        host
+    );
     format!("{:08x} {record}\n", crc32fast::hash(record.as_bytes()))
 }
 
@@ -49,7 +56,14 @@ fn decode(line: &str) -> Option<Lease> {
         _ => return None,
     };
     let hostname = Some(f.next()?).filter(|h| *h != "-").map(str::to_string);
-    f.next().is_none().then_some(Lease { addr, client, mac, hostname, expires, state })
+    f.next().is_none().then_some(Lease {
+        addr,
+        client,
+        mac,
+        hostname,
+        expires,
+        state,
+    })
 }
 
 /// What reading the file found.
@@ -126,7 +140,11 @@ impl LeaseStore {
 
     /// Rewrites the log as exactly `leases`, atomically.
     pub fn compact<'a>(&mut self, leases: impl IntoIterator<Item = &'a Lease>) -> io::Result<()> {
-        let text: String = leases.into_iter().filter(|l| l.state != LeaseState::Offered).map(encode).collect();
+        let text: String = leases
+            .into_iter()
+            .filter(|l| l.state != LeaseState::Offered)
+            .map(encode)
+            .collect();
         write_atomic(&self.path, text.as_bytes())?;
         self.file = OpenOptions::new().append(true).open(&self.path)?;
         self.lines = text.matches('\n').count();
@@ -179,7 +197,14 @@ mod tests {
         store.append(&[lease(1, LeaseState::Released)]).expect("append");
         drop(store);
         let (_, loaded) = LeaseStore::open(&dir).expect("reopen");
-        assert_eq!(loaded.leases, vec![lease(1, LeaseState::Bound), lease(2, LeaseState::Bound), lease(1, LeaseState::Released)]);
+        assert_eq!(
+            loaded.leases,
+            vec![
+                lease(1, LeaseState::Bound),
+                lease(2, LeaseState::Bound),
+                lease(1, LeaseState::Released)
+            ]
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -193,7 +218,11 @@ mod tests {
         assert!(loaded.torn_tail);
         assert!(loaded.moved_aside.is_none());
         assert_eq!(loaded.leases, vec![lease(1, LeaseState::Bound)]);
-        assert_eq!(fs::read_to_string(dir.join(LEASES_FILE_NAME)).unwrap_or_default(), good, "the torn tail is cut off");
+        assert_eq!(
+            fs::read_to_string(dir.join(LEASES_FILE_NAME)).unwrap_or_default(),
+            good,
+            "the torn tail is cut off"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -206,8 +235,13 @@ mod tests {
         let (mut store, loaded) = LeaseStore::open(&dir).expect("open");
         let aside = loaded.moved_aside.clone().expect("moved aside");
         assert!(aside.exists());
-        assert_eq!(loaded.leases, vec![lease(1, LeaseState::Bound), lease(3, LeaseState::Bound)]);
-        store.append(&[lease(5, LeaseState::Bound)]).expect("append after recovery");
+        assert_eq!(
+            loaded.leases,
+            vec![lease(1, LeaseState::Bound), lease(3, LeaseState::Bound)]
+        );
+        store
+            .append(&[lease(5, LeaseState::Bound)])
+            .expect("append after recovery");
         let (_, again) = LeaseStore::open(&dir).expect("reopen");
         assert_eq!(again.leases.len(), 3);
         assert!(again.moved_aside.is_none());
@@ -219,12 +253,17 @@ mod tests {
         let dir = tempdir("compact");
         let (mut store, _) = LeaseStore::open(&dir).expect("open");
         for _ in 0..3 {
-            store.append(&[lease(1, LeaseState::Bound), lease(2, LeaseState::Bound)]).expect("append");
+            store
+                .append(&[lease(1, LeaseState::Bound), lease(2, LeaseState::Bound)])
+                .expect("append");
         }
         store.compact(&[lease(2, LeaseState::Bound)]).expect("compact");
         store.append(&[lease(4, LeaseState::Bound)]).expect("append");
         let (_, loaded) = LeaseStore::open(&dir).expect("reopen");
-        assert_eq!(loaded.leases, vec![lease(2, LeaseState::Bound), lease(4, LeaseState::Bound)]);
+        assert_eq!(
+            loaded.leases,
+            vec![lease(2, LeaseState::Bound), lease(4, LeaseState::Bound)]
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -29,7 +29,10 @@ pub fn program() -> String {
 pub fn apply(batch: &Nftables) -> Result<(), NftError> {
     let json = serde_json::to_vec(batch)?;
     let program = program();
-    let spawn_err = |source| NftError::Spawn { program: program.clone(), source };
+    let spawn_err = |source| NftError::Spawn {
+        program: program.clone(),
+        source,
+    };
     let mut child = Command::new(&program)
         .args(["-j", "-f", "-"])
         .stdin(Stdio::piped())

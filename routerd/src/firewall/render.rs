@@ -11,9 +11,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use nftables::batch::Batch;
-use nftables::expr::{
-    Expression, Map, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, SetItem, CT,
-};
+use nftables::expr::{Expression, Map, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, SetItem, CT};
 use nftables::schema::{Chain, FlowTable, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{Counter, Flow, Match, NATFamily, Operator, SetOp, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
@@ -41,7 +39,11 @@ pub struct Features {
 /// The complete batch that replaces routerd's table.
 pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftables<'static> {
     let mut batch = Batch::new();
-    let table = Table { family: FAMILY, name: TABLE.into(), handle: None };
+    let table = Table {
+        family: FAMILY,
+        name: TABLE.into(),
+        handle: None,
+    };
     // "add" succeeds whether or not the table exists, so the "delete" after it never
     // fails; the fresh table is then built in the same transaction.
     batch.add(NfListObject::Table(table.clone()));
@@ -61,10 +63,22 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         }));
     }
     for (name, kind, hook, prio, policy) in [
-        ("prerouting", NfChainType::NAT, NfHook::Prerouting, -100, NfChainPolicy::Accept),
+        (
+            "prerouting",
+            NfChainType::NAT,
+            NfHook::Prerouting,
+            -100,
+            NfChainPolicy::Accept,
+        ),
         ("input", NfChainType::Filter, NfHook::Input, 0, NfChainPolicy::Drop),
         ("forward", NfChainType::Filter, NfHook::Forward, 0, NfChainPolicy::Drop),
-        ("postrouting", NfChainType::NAT, NfHook::Postrouting, 100, NfChainPolicy::Accept),
+        (
+            "postrouting",
+            NfChainType::NAT,
+            NfHook::Postrouting,
+            100,
+            NfChainPolicy::Accept,
+        ),
     ] {
         batch.add(NfListObject::Chain(Chain {
             family: FAMILY,
@@ -95,9 +109,21 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     rules.extend([
         rule("input", vec![ct_state(&["established", "related"]), accept()], None),
         rule("input", vec![ct_state(&["invalid"]), drop()], None),
-        rule("input", vec![m(meta(MetaKey::Iifname), Operator::EQ, s("lo")), accept()], None),
-        rule("input", spoofed_from_wan(&wan, lan_net, wan_ip), Some("spoofed source on the WAN")),
-        rule("input", spoofed_from_lan(&lan, lan_net), Some("spoofed source on the LAN")),
+        rule(
+            "input",
+            vec![m(meta(MetaKey::Iifname), Operator::EQ, s("lo")), accept()],
+            None,
+        ),
+        rule(
+            "input",
+            spoofed_from_wan(&wan, lan_net, wan_ip),
+            Some("spoofed source on the WAN"),
+        ),
+        rule(
+            "input",
+            spoofed_from_lan(&lan, lan_net),
+            Some("spoofed source on the LAN"),
+        ),
         rule(
             "input",
             vec![
@@ -105,7 +131,13 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
                 m(
                     payload("icmp", "type"),
                     Operator::EQ,
-                    set(["echo-request", "destination-unreachable", "time-exceeded", "parameter-problem"].map(s)),
+                    set([
+                        "echo-request",
+                        "destination-unreachable",
+                        "time-exceeded",
+                        "parameter-problem",
+                    ]
+                    .map(s)),
                 ),
                 accept(),
             ],
@@ -113,7 +145,11 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         ),
         rule(
             "input",
-            vec![m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)), m(payload("udp", "dport"), Operator::EQ, num(67)), accept()],
+            vec![
+                m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
+                m(payload("udp", "dport"), Operator::EQ, num(67)),
+                accept(),
+            ],
             Some("DHCP from the LAN"),
         ),
     ]);
@@ -136,7 +172,10 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             "forward",
             vec![
                 m(meta(MetaKey::L4proto), Operator::EQ, set([s("tcp"), s("udp")])),
-                Statement::Flow(Flow { op: SetOp::Add, flowtable: format!("@{FLOWTABLE}").into() }),
+                Statement::Flow(Flow {
+                    op: SetOp::Add,
+                    flowtable: format!("@{FLOWTABLE}").into(),
+                }),
             ],
             None,
         ));
@@ -144,14 +183,30 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     rules.extend([
         rule("forward", vec![ct_state(&["established", "related"]), accept()], None),
         rule("forward", vec![ct_state(&["invalid"]), drop()], None),
-        rule("forward", spoofed_from_wan(&wan, lan_net, wan_ip), Some("spoofed source on the WAN")),
-        rule("forward", spoofed_from_lan(&lan, lan_net), Some("spoofed source on the LAN")),
         rule(
             "forward",
-            vec![m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)), m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)), accept()],
+            spoofed_from_wan(&wan, lan_net, wan_ip),
+            Some("spoofed source on the WAN"),
+        ),
+        rule(
+            "forward",
+            spoofed_from_lan(&lan, lan_net),
+            Some("spoofed source on the LAN"),
+        ),
+        rule(
+            "forward",
+            vec![
+                m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
+                m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)),
+                accept(),
+            ],
             Some("LAN to the internet"),
         ),
-        rule("forward", vec![m(ct("status"), Operator::IN, s("dnat")), accept()], Some("port forwards")),
+        rule(
+            "forward",
+            vec![m(ct("status"), Operator::IN, s("dnat")), accept()],
+            Some("port forwards"),
+        ),
     ]);
 
     // postrouting: the LAN leaves with the failover IP, and hairpinned forwards leave
@@ -186,7 +241,11 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
 
 /// A minimal batch that only checks whether the kernel accepts a flowtable on `dev`.
 pub fn flowtable_probe(dev: &str) -> (Nftables<'static>, Nftables<'static>) {
-    let table = Table { family: FAMILY, name: "routerd_probe".into(), handle: None };
+    let table = Table {
+        family: FAMILY,
+        name: "routerd_probe".into(),
+        handle: None,
+    };
     let mut add = Batch::new();
     add.add(NfListObject::Table(table.clone()));
     add.add(NfListObject::FlowTable(FlowTable {
@@ -248,11 +307,7 @@ fn spoofed_from_wan(wan: &str, lan_net: Ipv4Net, wan_ip: Ipv4Addr) -> Vec<Statem
         m(
             payload("ip", "saddr"),
             Operator::EQ,
-            set([
-                prefix(net(lan_net)),
-                prefix(LOOPBACK),
-                s(&wan_ip.to_string()),
-            ]),
+            set([prefix(net(lan_net)), prefix(LOOPBACK), s(&wan_ip.to_string())]),
         ),
         Statement::Counter(Counter::Anonymous(None)),
         drop(),
@@ -264,7 +319,11 @@ fn spoofed_from_lan(lan: &str, lan_net: Ipv4Net) -> Vec<Statement<'static>> {
         m(meta(MetaKey::Iifname), Operator::EQ, s(lan)),
         m(meta(MetaKey::Nfproto), Operator::EQ, s("ipv4")),
         // 0.0.0.0 is a DHCP client that has no address yet.
-        m(payload("ip", "saddr"), Operator::NEQ, set([s("0.0.0.0"), prefix(net(lan_net))])),
+        m(
+            payload("ip", "saddr"),
+            Operator::NEQ,
+            set([s("0.0.0.0"), prefix(net(lan_net))]),
+        ),
         Statement::Counter(Counter::Anonymous(None)),
         drop(),
     ]
@@ -313,7 +372,10 @@ fn net(n: Ipv4Net) -> (Ipv4Addr, u8) {
 }
 
 fn prefix((addr, len): (Ipv4Addr, u8)) -> Expression<'static> {
-    Expression::Named(NamedExpression::Prefix(Prefix { addr: Box::new(s(&addr.to_string())), len: u32::from(len) }))
+    Expression::Named(NamedExpression::Prefix(Prefix {
+        addr: Box::new(s(&addr.to_string())),
+        len: u32::from(len),
+    }))
 }
 
 fn meta(key: MetaKey) -> Expression<'static> {
@@ -328,15 +390,28 @@ fn payload(protocol: &str, field: &str) -> Expression<'static> {
 }
 
 fn ct(key: &str) -> Expression<'static> {
-    Expression::Named(NamedExpression::CT(CT { key: key.to_string().into(), family: None, dir: None }))
+    Expression::Named(NamedExpression::CT(CT {
+        key: key.to_string().into(),
+        family: None,
+        dir: None,
+    }))
 }
 
 fn ct_state(states: &[&str]) -> Statement<'static> {
-    m(ct("state"), Operator::IN, Expression::List(states.iter().map(|st| s(st)).collect()))
+    m(
+        ct("state"),
+        Operator::IN,
+        Expression::List(states.iter().map(|st| s(st)).collect()),
+    )
 }
 
 fn snat(to: Ipv4Addr) -> Statement<'static> {
-    Statement::SNAT(Some(NAT { addr: Some(s(&to.to_string())), family: Some(NATFamily::IP), port: None, flags: None }))
+    Statement::SNAT(Some(NAT {
+        addr: Some(s(&to.to_string())),
+        family: Some(NATFamily::IP),
+        port: None,
+        flags: None,
+    }))
 }
 
 fn accept() -> Statement<'static> {

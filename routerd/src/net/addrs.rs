@@ -28,7 +28,11 @@ fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Net> {
 pub async fn ensure(handle: &Handle, nic: &Nic, want: Ipv4Net) -> Result<(), NetError> {
     let mut present = Vec::new();
     let mut stream = handle.address().get().set_link_index_filter(nic.index).execute();
-    while let Some(msg) = stream.try_next().await.map_err(|e| NetError::netlink("listing addresses", e))? {
+    while let Some(msg) = stream
+        .try_next()
+        .await
+        .map_err(|e| NetError::netlink("listing addresses", e))?
+    {
         if msg.header.index == nic.index {
             if let Some(net) = ipv4_of(&msg) {
                 present.push((net, msg));

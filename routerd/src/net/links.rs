@@ -5,8 +5,8 @@ use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMe
 use rtnetlink::{Handle, LinkUnspec};
 
 use super::NetError;
-use config::{MacAddr, NicSelector};
 use crate::plan::LinkPlan;
+use config::{MacAddr, NicSelector};
 
 /// A NIC as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +53,11 @@ impl Nic {
 pub async fn list(handle: &Handle) -> Result<Vec<Nic>, NetError> {
     let mut nics = Vec::new();
     let mut stream = handle.link().get().execute();
-    while let Some(msg) = stream.try_next().await.map_err(|e| NetError::netlink("listing links", e))? {
+    while let Some(msg) = stream
+        .try_next()
+        .await
+        .map_err(|e| NetError::netlink("listing links", e))?
+    {
         nics.extend(Nic::from_message(&msg));
     }
     Ok(nics)
@@ -73,7 +77,11 @@ pub fn select<'n>(nics: &'n [Nic], plan: &LinkPlan, wan: Option<&Nic>) -> Result
             role: plan.role,
             wanted: plan.select.to_string(),
             matches: found.len(),
-            present: nics.iter().map(|n| format!("{} ({})", n.name, n.mac.map(|m| m.to_string()).unwrap_or_default())).collect::<Vec<_>>().join(", "),
+            present: nics
+                .iter()
+                .map(|n| format!("{} ({})", n.name, n.mac.map(|m| m.to_string()).unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(", "),
         }),
     }
 }

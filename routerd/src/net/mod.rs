@@ -17,7 +17,12 @@ use crate::plan::{NetPlan, Role, RoutePlan};
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
     #[error("no single {role} NIC: looked for {wanted}, found {matches} matching; NICs present: {present}")]
-    NicNotFound { role: Role, wanted: String, matches: usize, present: String },
+    NicNotFound {
+        role: Role,
+        wanted: String,
+        matches: usize,
+        present: String,
+    },
     #[error("netlink: {what}: {source}")]
     Netlink { what: String, source: rtnetlink::Error },
     #[error("sysctl {path}: {source}")]
@@ -28,7 +33,10 @@ pub enum NetError {
 
 impl NetError {
     fn netlink(what: &str, source: rtnetlink::Error) -> NetError {
-        NetError::Netlink { what: what.to_string(), source }
+        NetError::Netlink {
+            what: what.to_string(),
+            source,
+        }
     }
 }
 

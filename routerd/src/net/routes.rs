@@ -3,7 +3,9 @@
 use std::net::Ipv4Addr;
 
 use futures::TryStreamExt;
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+};
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
 
@@ -72,8 +74,15 @@ impl Route {
 /// any same-destination route), stale ones from an earlier config removed.
 pub async fn ensure(handle: &Handle, want: &[Route], nics: &[u32]) -> Result<(), NetError> {
     let mut present = Vec::new();
-    let mut stream = handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
-    while let Some(msg) = stream.try_next().await.map_err(|e| NetError::netlink("listing routes", e))? {
+    let mut stream = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(msg) = stream
+        .try_next()
+        .await
+        .map_err(|e| NetError::netlink("listing routes", e))?
+    {
         if let Some(route) = Route::from_message(&msg) {
             if nics.contains(&route.oif) {
                 present.push((route, msg));
@@ -82,7 +91,12 @@ pub async fn ensure(handle: &Handle, want: &[Route], nics: &[u32]) -> Result<(),
     }
     for (route, msg) in &present {
         if !want.contains(route) {
-            handle.route().del(msg.clone()).execute().await.map_err(|e| NetError::netlink(&format!("removing stale route {route:?}"), e))?;
+            handle
+                .route()
+                .del(msg.clone())
+                .execute()
+                .await
+                .map_err(|e| NetError::netlink(&format!("removing stale route {route:?}"), e))?;
             tracing::info!(dst = %route.dst, prefix = route.prefix_len, "stale route removed");
         }
     }
@@ -94,7 +108,15 @@ pub async fn ensure(handle: &Handle, want: &[Route], nics: &[u32]) -> Result<(),
                 .replace()
                 .execute()
                 .await
-                .map_err(|e| NetError::netlink(&format!("adding route to {}/{} via {:?}", route.dst, route.prefix_len, route.gateway), e))?;
+                .map_err(|e| {
+                    NetError::netlink(
+                        &format!(
+                            "adding route to {}/{} via {:?}",
+                            route.dst, route.prefix_len, route.gateway
+                        ),
+                        e,
+                    )
+                })?;
             tracing::info!(dst = %route.dst, prefix = route.prefix_len, gateway = ?route.gateway, "route set");
         }
     }

@@ -7,9 +7,15 @@ use crate::plan::Sysctl;
 pub fn ensure(sysctls: &[Sysctl], wan: &str, lan: &str) -> Result<(), NetError> {
     for s in sysctls {
         let path = s.path(wan, lan);
-        let current = std::fs::read_to_string(&path).map_err(|e| NetError::Sysctl { path: path.clone(), source: e })?;
+        let current = std::fs::read_to_string(&path).map_err(|e| NetError::Sysctl {
+            path: path.clone(),
+            source: e,
+        })?;
         if current.trim() != s.value {
-            std::fs::write(&path, s.value).map_err(|e| NetError::Sysctl { path: path.clone(), source: e })?;
+            std::fs::write(&path, s.value).map_err(|e| NetError::Sysctl {
+                path: path.clone(),
+                source: e,
+            })?;
         }
     }
     Ok(())

@@ -12,8 +12,16 @@ use super::{DhcpStats, ForwardStats, InterfaceStats, LeaseRow, Shared, Snapshot}
 use crate::dhcp::server::unix_now;
 use crate::firewall::TABLE;
 
-const NIC_COUNTERS: [&str; 8] =
-    ["rx_bytes", "rx_packets", "rx_errors", "rx_dropped", "tx_bytes", "tx_packets", "tx_errors", "tx_dropped"];
+const NIC_COUNTERS: [&str; 8] = [
+    "rx_bytes",
+    "rx_packets",
+    "rx_errors",
+    "rx_dropped",
+    "tx_bytes",
+    "tx_packets",
+    "tx_errors",
+    "tx_dropped",
+];
 
 fn read_u64(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
@@ -25,12 +33,21 @@ fn interface(role: &'static str, name: &str, address: String) -> InterfaceStats 
         .filter_map(|c| Some((*c, read_u64(&format!("/sys/class/net/{name}/statistics/{c}"))?)))
         .collect();
     let mac = nic_mac(name);
-    InterfaceStats { role, name: name.to_string(), mac, address, counters }
+    InterfaceStats {
+        role,
+        name: name.to_string(),
+        mac,
+        address,
+        counters,
+    }
 }
 
 /// The MAC address `nic` sends from now, as sysfs shows it ("" if unknown).
 pub fn nic_mac(nic: &str) -> String {
-    std::fs::read_to_string(format!("/sys/class/net/{nic}/address")).unwrap_or_default().trim().to_string()
+    std::fs::read_to_string(format!("/sys/class/net/{nic}/address"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 /// The kernel's ARP state for `gateway` on `nic`: (answers, state name).
@@ -38,12 +55,19 @@ pub async fn gateway_state(netlink: &Handle, nic: &str, gateway: Ipv4Addr) -> (b
     let index = read_u64(&format!("/sys/class/net/{nic}/ifindex")).and_then(|i| u32::try_from(i).ok());
     let mut stream = netlink.neighbours().get().execute();
     while let Ok(Some(n)) = stream.try_next().await {
-        let is_gateway = n.attributes.iter().any(|a| matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) if *ip == gateway));
+        let is_gateway = n
+            .attributes
+            .iter()
+            .any(|a| matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) if *ip == gateway));
         if is_gateway && Some(n.header.ifindex) == index {
             let state = n.header.state;
             let answers = matches!(
                 state,
-                NeighbourState::Reachable | NeighbourState::Stale | NeighbourState::Delay | NeighbourState::Probe | NeighbourState::Permanent
+                NeighbourState::Reachable
+                    | NeighbourState::Stale
+                    | NeighbourState::Delay
+                    | NeighbourState::Probe
+                    | NeighbourState::Permanent
             );
             return (answers, format!("{state:?}").to_lowercase());
         }
@@ -53,10 +77,15 @@ pub async fn gateway_state(netlink: &Handle, nic: &str, gateway: Ipv4Addr) -> (b
 
 /// Per-forward counters from the nft ruleset: the prerouting rules routerd commented.
 pub fn forward_counters() -> Vec<ForwardStats> {
-    let Ok(out) = Command::new(crate::firewall::program()).args(["-j", "list", "chain", "inet", TABLE, "prerouting"]).output() else {
+    let Ok(out) = Command::new(crate::firewall::program())
+        .args(["-j", "list", "chain", "inet", TABLE, "prerouting"])
+        .output()
+    else {
         return Vec::new();
     };
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else { return Vec::new() };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return Vec::new();
+    };
     let rules = json["nftables"].as_array().cloned().unwrap_or_default();
     rules
         .iter()
@@ -140,7 +169,11 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
             })
             .collect();
         leases.sort_by_key(|l| l.address);
-        s.dhcp = Some(DhcpStats { pool_size: u64::from(report.pool_size), leases, counters });
+        s.dhcp = Some(DhcpStats {
+            pool_size: u64::from(report.pool_size),
+            leases,
+            counters,
+        });
     }
     s
 }

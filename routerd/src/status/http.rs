@@ -75,8 +75,16 @@ async fn serve(mut stream: TcpStream, shared: &Shared, netlink: &Handle) -> std:
         head.extend_from_slice(&buf[..n]);
     }
     let (status, kind, body) = match request_path(&head).map(|p| p.split('?').next().unwrap_or(p)) {
-        Some("/") => ("200 OK", "text/html; charset=utf-8", page::render(&collect::snapshot(shared, netlink).await)),
-        Some("/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", metrics::render(&collect::snapshot(shared, netlink).await)),
+        Some("/") => (
+            "200 OK",
+            "text/html; charset=utf-8",
+            page::render(&collect::snapshot(shared, netlink).await),
+        ),
+        Some("/metrics") => (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::render(&collect::snapshot(shared, netlink).await),
+        ),
         Some(_) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         None => ("400 Bad Request", "text/plain", "bad request\n".to_string()),
     };
@@ -94,7 +102,10 @@ mod tests {
 
     #[test]
     fn parses_get_lines_only() {
-        assert_eq!(request_path(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Some("/metrics"));
+        assert_eq!(
+            request_path(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Some("/metrics")
+        );
         assert_eq!(request_path(b"GET / HTTP/1.0\n\n"), Some("/"));
         assert_eq!(request_path(b"POST / HTTP/1.1\r\n\r\n"), None);
         assert_eq!(request_path(b"GET /\r\n\r\n"), None);

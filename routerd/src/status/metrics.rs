@@ -51,16 +51,36 @@ pub fn render(s: &Snapshot) -> String {
         o.family("router_conntrack_limit", "gauge", "Most connections the kernel tracks.");
         o.sample("router_conntrack_limit", &[], limit);
     }
-    o.family("router_forward_packets_total", "counter", "Packets that took a port forward.");
+    o.family(
+        "router_forward_packets_total",
+        "counter",
+        "Packets that took a port forward.",
+    );
     for f in &s.forwards {
-        o.sample("router_forward_packets_total", &[("protocol", &f.protocol), ("port", &f.port), ("to", &f.to)], f.packets);
+        o.sample(
+            "router_forward_packets_total",
+            &[("protocol", &f.protocol), ("port", &f.port), ("to", &f.to)],
+            f.packets,
+        );
     }
-    o.family("router_forward_bytes_total", "counter", "Bytes that took a port forward (first packets of each connection).");
+    o.family(
+        "router_forward_bytes_total",
+        "counter",
+        "Bytes that took a port forward (first packets of each connection).",
+    );
     for f in &s.forwards {
-        o.sample("router_forward_bytes_total", &[("protocol", &f.protocol), ("port", &f.port), ("to", &f.to)], f.bytes);
+        o.sample(
+            "router_forward_bytes_total",
+            &[("protocol", &f.protocol), ("port", &f.port), ("to", &f.to)],
+            f.bytes,
+        );
     }
     if let Some(d) = &s.dhcp {
-        o.family("router_dhcp_leases_active", "gauge", "DHCP leases bound and not expired.");
+        o.family(
+            "router_dhcp_leases_active",
+            "gauge",
+            "DHCP leases bound and not expired.",
+        );
         o.sample("router_dhcp_leases_active", &[], d.leases.len());
         o.family("router_dhcp_pool_size", "gauge", "Addresses in the DHCP range.");
         o.sample("router_dhcp_pool_size", &[], d.pool_size);
@@ -71,15 +91,35 @@ pub fn render(s: &Snapshot) -> String {
         }
     }
     if let Some((gw, reachable, state)) = &s.gateway {
-        o.family("router_gateway_reachable", "gauge", "1 when the WAN gateway answers ARP.");
-        o.sample("router_gateway_reachable", &[("gateway", &gw.to_string()), ("state", state)], u8::from(*reachable));
+        o.family(
+            "router_gateway_reachable",
+            "gauge",
+            "1 when the WAN gateway answers ARP.",
+        );
+        o.sample(
+            "router_gateway_reachable",
+            &[("gateway", &gw.to_string()), ("state", state)],
+            u8::from(*reachable),
+        );
     }
-    o.family("router_config_generation", "gauge", "Configs applied since routerd started.");
+    o.family(
+        "router_config_generation",
+        "gauge",
+        "Configs applied since routerd started.",
+    );
     o.sample("router_config_generation", &[], s.generation);
     if let Some((at, ok)) = s.last_reload {
-        o.family("router_config_last_reload_success", "gauge", "1 when the last config load applied.");
+        o.family(
+            "router_config_last_reload_success",
+            "gauge",
+            "1 when the last config load applied.",
+        );
         o.sample("router_config_last_reload_success", &[], u8::from(ok));
-        o.family("router_config_last_reload_timestamp_seconds", "gauge", "Unix time of the last config load.");
+        o.family(
+            "router_config_last_reload_timestamp_seconds",
+            "gauge",
+            "Unix time of the last config load.",
+        );
         o.sample("router_config_last_reload_timestamp_seconds", &[], at);
     }
     o.family("process_resident_memory_bytes", "gauge", "routerd's resident memory.");
@@ -101,13 +141,28 @@ mod tests {
                 counters: vec![("rx_bytes", 1234), ("tx_packets", 7)],
                 ..Default::default()
             }],
-            forwards: vec![ForwardStats { protocol: "tcp".into(), port: "80".into(), to: "172.16.10.5:8080".into(), packets: 3, bytes: 180 }],
+            forwards: vec![ForwardStats {
+                protocol: "tcp".into(),
+                port: "80".into(),
+                to: "172.16.10.5:8080".into(),
+                packets: 3,
+                bytes: 180,
+            }],
             dhcp: Some(DhcpStats {
                 pool_size: 151,
-                leases: vec![LeaseRow { address: std::net::Ipv4Addr::new(172, 16, 10, 9), mac: String::new(), hostname: String::new(), expires_in: 1 }],
+                leases: vec![LeaseRow {
+                    address: std::net::Ipv4Addr::new(172, 16, 10, 9),
+                    mac: String::new(),
+                    hostname: String::new(),
+                    expires_in: 1,
+                }],
                 counters: vec![("acks", 2)],
             }),
-            gateway: Some(("203.0.113.254".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED), true, "reachable".into())),
+            gateway: Some((
+                "203.0.113.254".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                true,
+                "reachable".into(),
+            )),
             generation: 2,
             last_reload: Some((100, false)),
             rss_bytes: 4096,

@@ -12,8 +12,8 @@ use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
-use config::Config;
 use crate::dhcp;
+use config::Config;
 
 /// How many recent errors the status page keeps.
 const ERRORS_KEPT: usize = 20;

@@ -5,7 +5,10 @@ use std::fmt::Write;
 use super::Snapshot;
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn duration(secs: u64) -> String {
@@ -63,8 +66,16 @@ pub fn render(s: &Snapshot) -> String {
     }
     h.push_str("</table>");
     if let Some((gw, reachable, state)) = &s.gateway {
-        let (class, word) = if *reachable { ("ok", "reachable") } else { ("bad", "not answering ARP") };
-        let _ = write!(h, "<p>Gateway {gw}: <span class=\"{class}\">{word}</span> <span class=\"muted\">({})</span></p>", esc(state));
+        let (class, word) = if *reachable {
+            ("ok", "reachable")
+        } else {
+            ("bad", "not answering ARP")
+        };
+        let _ = write!(
+            h,
+            "<p>Gateway {gw}: <span class=\"{class}\">{word}</span> <span class=\"muted\">({})</span></p>",
+            esc(state)
+        );
         if !reachable {
             h.push_str("<p class=\"bad\">Check that the WAN NIC carries the hoster's virtual MAC and that the gateway address is right.</p>");
         }
@@ -118,7 +129,11 @@ pub fn render(s: &Snapshot) -> String {
     let _ = write!(h, "<p>Generation {}", s.generation);
     if let Some((at, ok)) = s.last_reload {
         let (class, word) = if ok { ("ok", "applied") } else { ("bad", "rejected") };
-        let _ = write!(h, "; last load {} ago: <span class=\"{class}\">{word}</span>", duration(s.now.saturating_sub(at)));
+        let _ = write!(
+            h,
+            "; last load {} ago: <span class=\"{class}\">{word}</span>",
+            duration(s.now.saturating_sub(at))
+        );
     }
     let _ = write!(h, ". routerd uses {} of memory.</p>", bytes(s.rss_bytes));
 
@@ -128,7 +143,12 @@ pub fn render(s: &Snapshot) -> String {
     } else {
         h.push_str("<table>");
         for (at, e) in s.errors.iter().rev() {
-            let _ = write!(h, "<tr><td class=\"muted\">{} ago</td><td>{}</td></tr>", duration(s.now.saturating_sub(*at)), esc(e));
+            let _ = write!(
+                h,
+                "<tr><td class=\"muted\">{} ago</td><td>{}</td></tr>",
+                duration(s.now.saturating_sub(*at)),
+                esc(e)
+            );
         }
         h.push_str("</table>");
     }

@@ -34,23 +34,49 @@ fn iperf(lab: &Lab) -> f64 {
         .spawn()
         .expect("iperf3 server");
     std::thread::sleep(Duration::from_millis(300));
-    let out = run(lab.guest.command("iperf3").args(["-c", "198.51.100.1", "-t", IPERF_SECONDS, "-J"]));
+    let out = run(lab
+        .guest
+        .command("iperf3")
+        .args(["-c", "198.51.100.1", "-t", IPERF_SECONDS, "-J"]));
     let _ = server.wait();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("iperf3 json");
-    json["end"]["sum_received"]["bits_per_second"].as_f64().expect("bits_per_second") / 1e9
+    json["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("bits_per_second")
+        / 1e9
 }
 
 /// The baseline router: same lab, addresses and routes by hand, forwarding only.
 fn plain_forwarding_lab() -> Lab {
-    let lab = Lab::new(Options { wan_mac: Some(VIRTUAL_MAC) });
+    let lab = Lab::new(Options {
+        wan_mac: Some(VIRTUAL_MAC),
+    });
     let r = &lab.router;
     r.ip(&["addr", "add", "203.0.113.10/32", "dev", "wan"]);
     r.ip(&["addr", "add", "172.16.0.1/16", "dev", "lan"]);
     r.ip(&["route", "add", "203.0.113.254/32", "dev", "wan", "scope", "link"]);
-    r.ip(&["route", "add", "default", "via", "203.0.113.254", "dev", "wan", "onlink"]);
+    r.ip(&[
+        "route",
+        "add",
+        "default",
+        "via",
+        "203.0.113.254",
+        "dev",
+        "wan",
+        "onlink",
+    ]);
     r.sysctl("net.ipv4.ip_forward", "1");
     // Without NAT the internet side needs a route back to the LAN.
-    lab.hoster.ip(&["route", "add", "172.16.0.0/16", "via", "203.0.113.10", "dev", "vmbr0", "onlink"]);
+    lab.hoster.ip(&[
+        "route",
+        "add",
+        "172.16.0.0/16",
+        "via",
+        "203.0.113.10",
+        "dev",
+        "vmbr0",
+        "onlink",
+    ]);
     lab
 }
 
@@ -67,7 +93,10 @@ fn nat_throughput() {
     println!("## NAT throughput (iperf3 guest -> internet host, {IPERF_SECONDS} s, median of {ROUNDS})\n");
     println!("| path | Gbit/s | ratio |\n|---|---|---|");
     println!("| plain forwarding, no NAT, no firewall (baseline) | {p:.2} | 1.00 |");
-    println!("| routerd: SNAT + forwards + default-deny firewall | {n:.2} | {:.2} |\n", n / p);
+    println!(
+        "| routerd: SNAT + forwards + default-deny firewall | {n:.2} | {:.2} |\n",
+        n / p
+    );
     eprintln!("samples plain={plain:?} nat={nat:?}");
 }
 
@@ -75,7 +104,12 @@ fn config_with_forwards(n: u16) -> String {
     let mut c = CONFIG.split("[[forward]]").next().unwrap_or(CONFIG).to_string();
     for i in 0..n {
         let proto = ["tcp", "udp", "both"][usize::from(i % 3)];
-        c += &format!("[[forward]]\nprotocol = \"{proto}\"\nport = {}\nto = \"172.16.10.{}\"\nto_port = {}\n\n", 10000 + i, 2 + i % 250, 20000 + i);
+        c += &format!(
+            "[[forward]]\nprotocol = \"{proto}\"\nport = {}\nto = \"172.16.10.{}\"\nto_port = {}\n\n",
+            10000 + i,
+            2 + i % 250,
+            20000 + i
+        );
     }
     c
 }
@@ -94,14 +128,24 @@ fn apply_time() {
         let text = config_with_forwards(n);
         lab.write_config(&text);
         let config = Config::parse(&text, "bench").expect("bench config is valid");
-        let json = serde_json::to_string(&firewall::ruleset(&config, &Interfaces { wan: "wan", lan: "lan" }, Features { flowtable: false }))
-            .expect("json");
+        let json = serde_json::to_string(&firewall::ruleset(
+            &config,
+            &Interfaces { wan: "wan", lan: "lan" },
+            Features { flowtable: false },
+        ))
+        .expect("json");
         let json_path = lab.dir.join("ruleset.json");
         std::fs::write(&json_path, json).expect("write ruleset");
         let mut routerd = Vec::new();
         let mut nft = Vec::new();
         for _ in 0..5 {
-            routerd.push(time_it(lab.router.command(routerd_bin().to_str().unwrap_or("routerd")).args(["apply", "--config"]).arg(lab.config_path()).stderr(Stdio::null())));
+            routerd.push(time_it(
+                lab.router
+                    .command(routerd_bin().to_str().unwrap_or("routerd"))
+                    .args(["apply", "--config"])
+                    .arg(lab.config_path())
+                    .stderr(Stdio::null()),
+            ));
             nft.push(time_it(lab.router.command("nft").args(["-j", "-f"]).arg(&json_path)));
         }
         let (r, b) = (median(routerd), median(nft));

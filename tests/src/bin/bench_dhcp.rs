@@ -115,7 +115,10 @@ struct Instance {
 
 impl Instance {
     fn start(lab: &mut Lab, server: Server, trial: usize) -> Instance {
-        let dir = lab.dir.join(format!("{}-{trial}", server.name().split(' ').next().unwrap_or("server")));
+        let dir = lab.dir.join(format!(
+            "{}-{trial}",
+            server.name().split(' ').next().unwrap_or("server")
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let (child, pid) = match server {
@@ -181,7 +184,12 @@ impl Instance {
                 (Some(child), pid)
             }
         };
-        let instance = Instance { server, child, pid, dir };
+        let instance = Instance {
+            server,
+            child,
+            pid,
+            dir,
+        };
         instance.wait_listening(lab);
         instance
     }
@@ -191,11 +199,21 @@ impl Instance {
         let deadline = Instant::now() + Duration::from_secs(20);
         let needle = format!("pid={},", self.pid);
         loop {
-            let out = lab.router.command("ss").args(["-Hulpn", "sport = :67"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+            let out = lab
+                .router
+                .command("ss")
+                .args(["-Hulpn", "sport = :67"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
             if out.as_deref().is_ok_and(|s| s.contains(&needle)) {
                 return;
             }
-            assert!(Instant::now() < deadline, "{} does not listen on :67 after 20 s; see {}", self.server.name(), self.dir.display());
+            assert!(
+                Instant::now() < deadline,
+                "{} does not listen on :67 after 20 s; see {}",
+                self.server.name(),
+                self.dir.display()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -246,11 +264,19 @@ impl Perf {
 }
 
 fn number_after(section: &str, key: &str) -> Option<f64> {
-    section.lines().find_map(|l| l.trim().strip_prefix(key)).and_then(|v| v.split_whitespace().next()?.parse().ok())
+    section
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 fn parse_perfdhcp(out: &str) -> Perf {
-    let section = |name: &str| out.split(&format!("***Statistics for: {name}***")).nth(1).and_then(|s| s.split("***").next()).unwrap_or("");
+    let section = |name: &str| {
+        out.split(&format!("***Statistics for: {name}***"))
+            .nth(1)
+            .and_then(|s| s.split("***").next())
+            .unwrap_or("")
+    };
     let (d, r) = (section("DISCOVER-OFFER"), section("REQUEST-ACK"));
     let count = |s: &str, key: &str| number_after(s, key).map_or(0, |n| n as u64);
     Perf {
@@ -271,14 +297,31 @@ fn parse_perfdhcp(out: &str) -> Perf {
 /// or `requests` exchanges; every exchange a new client (random MAC among 2^24).
 fn perfdhcp(lab: &Lab, rate: u32, requests: Option<u32>) -> (Perf, String) {
     let mut cmd = lab.guest.command("perfdhcp");
-    cmd.args(["-4", "-l", GUEST_IP, "-r", &rate.to_string(), "-R", "16000000", "-W", "1500000"]);
+    cmd.args([
+        "-4",
+        "-l",
+        GUEST_IP,
+        "-r",
+        &rate.to_string(),
+        "-R",
+        "16000000",
+        "-W",
+        "1500000",
+    ]);
     match requests {
         Some(n) => cmd.args(["-n", &n.to_string()]),
         None => cmd.args(["-p", &PERIOD.to_string()]),
     };
     cmd.arg(ROUTER_LAN_IP);
-    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run perfdhcp: {e}"));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run perfdhcp: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut perf = parse_perfdhcp(&text);
     // perfdhcp's own "Rate:" also counts the wait at the end: use ACKs per second of traffic.
     let seconds = f64::from(requests.map_or(PERIOD, |n| n.div_ceil(rate)));
@@ -306,7 +349,14 @@ struct Search {
 
 impl Search {
     fn new(server: Server) -> Search {
-        Search { server, trials: Vec::new(), pass: None, fail: None, retried: false, next: Some(START_RATE) }
+        Search {
+            server,
+            trials: Vec::new(),
+            pass: None,
+            fail: None,
+            retried: false,
+            next: Some(START_RATE),
+        }
     }
 
     fn record(&mut self, rate: u32, perf: Perf) {
@@ -333,7 +383,10 @@ impl Search {
     }
 
     fn best(&self) -> Option<&Trial> {
-        self.trials.iter().filter(|t| t.perf.loss() < MAX_LOSS).max_by_key(|t| t.rate)
+        self.trials
+            .iter()
+            .filter(|t| t.perf.loss() < MAX_LOSS)
+            .max_by_key(|t| t.rate)
     }
 }
 
@@ -372,16 +425,30 @@ fn trial(lab: &mut Lab, server: Server, rate: u32, n: usize) -> Perf {
 fn udp_rcvbuf_errors(ns: &tests::netns::Netns) -> u64 {
     let snmp = ns.sh("cat /proc/net/snmp");
     let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
-    let (Some(names), Some(values)) = (udp.next(), udp.next()) else { return 0 };
-    names.split_whitespace().zip(values.split_whitespace()).find(|(n, _)| *n == "RcvbufErrors").and_then(|(_, v)| v.parse().ok()).unwrap_or(0)
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// User + system CPU seconds of a process so far.
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the ")" that ends the command name: utime and stime are 14 and 15.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
-    let ticks: f64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<f64>().ok()).sum();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+        .sum();
     ticks / 100.0
 }
 
@@ -418,7 +485,11 @@ fn throughput(lab: &mut Lab, servers: &[Server], started: Instant) -> Vec<(Serve
     }
     let rows: Vec<(Server, Option<&Trial>)> = searches.iter().map(|s| (s.server, s.best())).collect();
     let all: Vec<(Server, &Vec<Trial>)> = searches.iter().map(|s| (s.server, &s.trials)).collect();
-    let kea = rows.iter().find(|(s, _)| *s == Server::Kea).and_then(|(_, b)| b.as_ref()).map(|t| t.perf.rate);
+    let kea = rows
+        .iter()
+        .find(|(s, _)| *s == Server::Kea)
+        .and_then(|(_, b)| b.as_ref())
+        .map(|t| t.perf.rate);
     let best = rows.iter().filter_map(|(s, b)| Some((*s, b.as_ref()?.rate))).collect();
     println!("## DHCPv4 DORA throughput (perfdhcp relay from a guest, new clients, {PERIOD} s per trial, highest rate with < 1 % of exchanges lost)\n");
     println!("| server | leases on disk | offered rate | completed exchanges/s | ratio to Kea | mean D→O / R→A delay ms |\n|---|---|---|---|---|---|");
@@ -436,7 +507,11 @@ fn throughput(lab: &mut Lab, servers: &[Server], started: Instant) -> Vec<(Serve
                     t.perf.ra_ms
                 );
             }
-            None => println!("| {} | {} | none passed (down to 10/s) | - | - | - |", server.name(), server.durability()),
+            None => println!(
+                "| {} | {} | none passed (down to 10/s) | - | - | - |",
+                server.name(),
+                server.durability()
+            ),
         }
     }
     println!("\n### Trials (in each server's order; the servers took turns)\n");
@@ -463,14 +538,19 @@ fn throughput(lab: &mut Lab, servers: &[Server], started: Instant) -> Vec<(Serve
 }
 
 fn memory(lab: &mut Lab, servers: &[Server], best: &[(Server, u32)]) {
-    println!("## Resident memory with {MEMORY_LEASES} active leases (VmRSS after perfdhcp -n {MEMORY_LEASES} new clients)\n");
+    println!(
+        "## Resident memory with {MEMORY_LEASES} active leases (VmRSS after perfdhcp -n {MEMORY_LEASES} new clients)\n"
+    );
     println!("| server | rate /s | RSS KiB idle | RSS KiB with the leases | leases acknowledged | ratio to Kea |\n|---|---|---|---|---|---|");
     let mut rows = Vec::new();
     for &server in servers {
         let instance = Instance::start(lab, server, 100);
         std::thread::sleep(Duration::from_millis(500));
         let idle = rss_kib(instance.pid);
-        let rate = best.iter().find(|(s, _)| *s == server).map_or(MEMORY_RATE, |(_, r)| MEMORY_RATE.min(r / 2));
+        let rate = best
+            .iter()
+            .find(|(s, _)| *s == server)
+            .map_or(MEMORY_RATE, |(_, r)| MEMORY_RATE.min(r / 2));
         let (perf, _) = perfdhcp(lab, rate, Some(MEMORY_LEASES));
         let after = rss_kib(instance.pid);
         let acked = match server {
@@ -482,7 +562,11 @@ fn memory(lab: &mut Lab, servers: &[Server], best: &[(Server, u32)]) {
     }
     let kea = rows.iter().find(|r| r.0 == Server::Kea).map_or(0, |r| r.3) as f64;
     for (server, rate, idle, after, acked) in rows {
-        println!("| {} | {rate} | {idle} | {after} | {acked} | {:.2} |", server.name(), after as f64 / kea);
+        println!(
+            "| {} | {rate} | {idle} | {after} | {acked} | {:.2} |",
+            server.name(),
+            after as f64 / kea
+        );
     }
     println!();
 }
@@ -496,10 +580,18 @@ fn main() {
         .into_iter()
         .filter(|s| which.iter().any(|w| s.name().to_lowercase().starts_with(w.as_str())))
         .collect();
-    let servers = if named.is_empty() { vec![Server::Kea, Server::Routerd, Server::Dnsmasq] } else { named };
+    let servers = if named.is_empty() {
+        vec![Server::Kea, Server::Routerd, Server::Dnsmasq]
+    } else {
+        named
+    };
     let started = Instant::now();
     let mut lab = Lab::new(Options { wan_mac: None });
-    let best = if want("throughput") { throughput(&mut lab, &servers, started) } else { Vec::new() };
+    let best = if want("throughput") {
+        throughput(&mut lab, &servers, started)
+    } else {
+        Vec::new()
+    };
     if want("memory") {
         memory(&mut lab, &servers, &best);
     }

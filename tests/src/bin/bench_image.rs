@@ -47,30 +47,51 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// The VM's config: the lab's, NICs found the Proxmox way, DHCP on.
 fn vm_config() -> String {
-    CONFIG.replace("interface = \"wan\"\n", "").replace("interface = \"lan\"\n", "") + DHCP
+    CONFIG
+        .replace("interface = \"wan\"\n", "")
+        .replace("interface = \"lan\"\n", "")
+        + DHCP
 }
 
 // ---------------------------------------------------------------- sizes
 
 fn sizes() {
     use std::os::unix::fs::MetadataExt;
-    println!("## Image sizes (baseline: OpenWrt x86-64 combined image, ≈120 MiB raw, the figure quoted in the issue)\n");
+    println!(
+        "## Image sizes (baseline: OpenWrt x86-64 combined image, ≈120 MiB raw, the figure quoted in the issue)\n"
+    );
     println!("| artefact | bytes | MiB | ratio to OpenWrt ≈120 MiB |\n|---|---|---|---|");
     let out = out_dir();
     let row = |what: &str, bytes: u64| {
-        println!("| {what} | {bytes} | {:.1} | {:.2} |", bytes as f64 / MIB, bytes as f64 / OPENWRT_COMBINED_BYTES);
+        println!(
+            "| {what} | {bytes} | {:.1} | {:.2} |",
+            bytes as f64 / MIB,
+            bytes as f64 / OPENWRT_COMBINED_BYTES
+        );
     };
     let meta = |name: &str| {
         let p = out.join(name);
         std::fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e} (build it with qemu/build)", p.display()))
     };
     let img = meta("router.img");
-    row("out/router.img, raw: blocks in use (sparse file, `du --block-size=1`)", img.blocks() * 512);
-    row("out/router.img, raw: apparent size (64 MiB blank state partition included)", img.len());
+    row(
+        "out/router.img, raw: blocks in use (sparse file, `du --block-size=1`)",
+        img.blocks() * 512,
+    );
+    row(
+        "out/router.img, raw: apparent size (64 MiB blank state partition included)",
+        img.len(),
+    );
     row("out/router.qcow2 (file size)", meta("router.qcow2").len());
-    row("out/initrd.img (init, routerd, nft, mke2fs, libraries, modules; compressed)", meta("initrd.img").len());
+    row(
+        "out/initrd.img (init, routerd, nft, mke2fs, libraries, modules; compressed)",
+        meta("initrd.img").len(),
+    );
     row("out/vmlinuz (Debian kernel)", meta("vmlinuz").len());
-    println!("| OpenWrt x86-64 combined image, raw (the issue's figure, not measured) | {} | 120.0 | 1.00 |\n", OPENWRT_COMBINED_BYTES as u64);
+    println!(
+        "| OpenWrt x86-64 combined image, raw (the issue's figure, not measured) | {} | 120.0 | 1.00 |\n",
+        OPENWRT_COMBINED_BYTES as u64
+    );
 }
 
 // ---------------------------------------------------------------- the floor
@@ -99,7 +120,10 @@ fn build_floor(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&root).expect("floor dir");
     let src = dir.join("floor.c");
     std::fs::write(&src, FLOOR_C).expect("floor.c");
-    run(Command::new("gcc").args(["-static", "-Os", "-s", "-o"]).arg(root.join("init")).arg(&src));
+    run(Command::new("gcc")
+        .args(["-static", "-Os", "-s", "-o"])
+        .arg(root.join("init"))
+        .arg(&src));
     let cpio = dir.join("floor.cpio");
     let file = std::fs::File::create(&cpio).expect("floor.cpio");
     let status = Command::new("sh")
@@ -121,7 +145,18 @@ fn boot_floor(dir: &Path, initrd: &Path, mib: u32) -> Option<(f64, f64)> {
     let _ = std::fs::remove_file(&console);
     let start = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
-        .args(["-nodefaults", "-no-user-config", "-accel", "tcg", "-machine", "pc", "-smp", "1", "-display", "none"])
+        .args([
+            "-nodefaults",
+            "-no-user-config",
+            "-accel",
+            "tcg",
+            "-machine",
+            "pc",
+            "-smp",
+            "1",
+            "-display",
+            "none",
+        ])
         .args(["-m", &mib.to_string(), "-no-reboot"])
         .arg("-kernel")
         .arg(out_dir().join("vmlinuz"))
@@ -138,12 +173,20 @@ fn boot_floor(dir: &Path, initrd: &Path, mib: u32) -> Option<(f64, f64)> {
     let deadline = start + Duration::from_secs(60);
     let mut mark = None;
     loop {
-        if mark.is_none() && std::fs::read_to_string(&console).unwrap_or_default().contains(FLOOR_MARK) {
+        if mark.is_none()
+            && std::fs::read_to_string(&console)
+                .unwrap_or_default()
+                .contains(FLOOR_MARK)
+        {
             mark = Some(start.elapsed().as_secs_f64());
         }
         if child.try_wait().ok().flatten().is_some() {
             let exit = start.elapsed().as_secs_f64();
-            if mark.is_none() && std::fs::read_to_string(&console).unwrap_or_default().contains(FLOOR_MARK) {
+            if mark.is_none()
+                && std::fs::read_to_string(&console)
+                    .unwrap_or_default()
+                    .contains(FLOOR_MARK)
+            {
                 mark = Some(exit);
             }
             return mark.map(|m| (m, exit));
@@ -180,9 +223,11 @@ fn until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
 }
 
 fn scrape_rss(lab: &Lab) -> f64 {
-    let text = until(Duration::from_secs(30), || match http::get(&lab.guest, "172.16.0.1:80", "/metrics") {
-        Ok((200, body)) => Some(body),
-        _ => None,
+    let text = until(Duration::from_secs(30), || {
+        match http::get(&lab.guest, "172.16.0.1:80", "/metrics") {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        }
     })
     .expect("the metrics page from a LAN guest");
     http::metric(&text, "process_resident_memory_bytes", &[]).expect("process_resident_memory_bytes")
@@ -193,8 +238,16 @@ fn scrape_rss(lab: &Lab) -> f64 {
 fn boot_appliance() -> Boot {
     let lab = vm_lab();
     let config = config_disk(&lab.dir, "config", &vm_config(), true);
-    let mut vm = Vm::start(&lab, VmOptions { uefi: false, config: Some(config.clone()) });
-    let ready = vm.poll_console("routerd ready", &["Kernel panic"], Duration::from_secs(180)).expect("routerd ready");
+    let mut vm = Vm::start(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(config.clone()),
+        },
+    );
+    let ready = vm
+        .poll_console("routerd ready", &["Kernel panic"], Duration::from_secs(180))
+        .expect("routerd ready");
     let guest = lab.add_lan_guest("bench1", "52:54:00:00:50:01");
     let mut client = Client::new(Kind::Udhcpc, &guest, &lab.dir);
     client.start();
@@ -207,10 +260,19 @@ fn boot_appliance() -> Boot {
     let rss_bytes = scrape_rss(&lab);
     let _ = vm.qmp("system_powerdown");
     assert!(vm.wait_exit(POWEROFF_TIMEOUT).is_some(), "no power-off");
-    vm.restart(VmOptions { uefi: false, config: Some(config) });
-    let second_ready =
-        vm.poll_console("routerd ready", &["Kernel panic"], Duration::from_secs(180)).expect("routerd ready (second boot)");
-    Boot { ready: ready.as_secs_f64(), ack, second_ready: second_ready.as_secs_f64(), rss_bytes }
+    vm.restart(VmOptions {
+        uefi: false,
+        config: Some(config),
+    });
+    let second_ready = vm
+        .poll_console("routerd ready", &["Kernel panic"], Duration::from_secs(180))
+        .expect("routerd ready (second boot)");
+    Boot {
+        ready: ready.as_secs_f64(),
+        ack,
+        second_ready: second_ready.as_secs_f64(),
+        rss_bytes,
+    }
 }
 
 fn boot_times(work: &Path) -> (Vec<Boot>, f64) {
@@ -233,10 +295,23 @@ fn boot_times(work: &Path) -> (Vec<Boot>, f64) {
     println!("(SeaBIOS → syslinux → kernel + 17 MB initramfs), so the ratio includes the boot loader.\n");
     println!("| milestone | s | ratio to the floor |\n|---|---|---|");
     println!("| floor: trivial init runs (baseline) | {floor:.1} | 1.00 |");
-    println!("| floor: QEMU exits after power-off | {:.1} | {:.2} |", median(floor_exit.clone()), median(floor_exit.clone()) / floor);
-    println!("| appliance, first boot (makes the state filesystem): \"routerd ready\" | {ready:.1} | {:.2} |", ready / floor);
-    println!("| appliance, first boot: first DHCP ACK (udhcpc started at \"routerd ready\") | {ack:.1} | {:.2} |", ack / floor);
-    println!("| appliance, second boot from the same disk: \"routerd ready\" | {second:.1} | {:.2} |\n", second / floor);
+    println!(
+        "| floor: QEMU exits after power-off | {:.1} | {:.2} |",
+        median(floor_exit.clone()),
+        median(floor_exit.clone()) / floor
+    );
+    println!(
+        "| appliance, first boot (makes the state filesystem): \"routerd ready\" | {ready:.1} | {:.2} |",
+        ready / floor
+    );
+    println!(
+        "| appliance, first boot: first DHCP ACK (udhcpc started at \"routerd ready\") | {ack:.1} | {:.2} |",
+        ack / floor
+    );
+    println!(
+        "| appliance, second boot from the same disk: \"routerd ready\" | {second:.1} | {:.2} |\n",
+        second / floor
+    );
     eprintln!(
         "samples floor={floor_mark:?} floor_exit={floor_exit:?} ready={:?} ack={:?} second={:?}",
         boots.iter().map(|b| b.ready).collect::<Vec<_>>(),
@@ -252,15 +327,35 @@ fn boot_times(work: &Path) -> (Vec<Boot>, f64) {
 fn boots_and_routes(mib: u32, timeout: Duration) -> bool {
     let lab = vm_lab();
     let config = config_disk(&lab.dir, "config", &vm_config(), true);
-    let mut vm = Vm::start_tuned(&lab, VmOptions { uefi: false, config: Some(config) }, VmTuning { memory_mib: Some(mib), ..VmTuning::default() });
-    let ok = vm.poll_console("routerd ready", &["Kernel panic", "Out of memory"], timeout).is_some() && {
-        let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
-        until(Duration::from_secs(20), || tcp_echo(&lab.guest, "198.51.100.1:7000", "ram").ok()).is_some()
-            && server.last_peer_ip().as_deref() == Some(FAILOVER_IP)
-            && !vm.console_text().contains("Out of memory")
-    };
+    let mut vm = Vm::start_tuned(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(config),
+        },
+        VmTuning {
+            memory_mib: Some(mib),
+            ..VmTuning::default()
+        },
+    );
+    let ok = vm
+        .poll_console("routerd ready", &["Kernel panic", "Out of memory"], timeout)
+        .is_some()
+        && {
+            let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
+            until(Duration::from_secs(20), || {
+                tcp_echo(&lab.guest, "198.51.100.1:7000", "ram").ok()
+            })
+            .is_some()
+                && server.last_peer_ip().as_deref() == Some(FAILOVER_IP)
+                && !vm.console_text().contains("Out of memory")
+        };
     let tail: Vec<String> = vm.console_text().lines().rev().take(2).map(str::to_string).collect();
-    eprintln!("ram: {mib} MiB -> {} (console ends {:?})", if ok { "boots and routes" } else { "fails" }, tail);
+    eprintln!(
+        "ram: {mib} MiB -> {} (console ends {:?})",
+        if ok { "boots and routes" } else { "fails" },
+        tail
+    );
     ok
 }
 
@@ -297,7 +392,10 @@ fn min_ram(work: &Path, ready_secs: f64) {
     println!("(no \"Out of memory\" on the console). Baseline: the floor (same kernel, trivial init) boots.\n");
     println!("| what | MiB | ratio to the floor |\n|---|---|---|");
     println!("| floor: kernel + trivial init (baseline) | {floor_min} | 1.00 |");
-    println!("| appliance: boots and routes | {appliance_min} | {:.2} |\n", f64::from(appliance_min) / f64::from(floor_min));
+    println!(
+        "| appliance: boots and routes | {appliance_min} | {:.2} |\n",
+        f64::from(appliance_min) / f64::from(floor_min)
+    );
 }
 
 // ---------------------------------------------------------------- routerd's memory
@@ -320,8 +418,16 @@ fn rss(boots: &[Boot]) {
     let host = host_rss();
     println!("## routerd resident memory (process_resident_memory_bytes from its /metrics, scraped from a LAN guest after one DHCP lease)\n");
     println!("| where | KiB | ratio |\n|---|---|---|");
-    println!("| same routerd binary in the namespace lab on the host (baseline) | {:.0} | 1.00 |", host / 1024.0);
-    println!("| in the VM (median of {} boots) | {:.0} | {:.2} |\n", boots.len(), vm / 1024.0, vm / host);
+    println!(
+        "| same routerd binary in the namespace lab on the host (baseline) | {:.0} | 1.00 |",
+        host / 1024.0
+    );
+    println!(
+        "| in the VM (median of {} boots) | {:.0} | {:.2} |\n",
+        boots.len(),
+        vm / 1024.0,
+        vm / host
+    );
 }
 
 fn main() {

@@ -14,7 +14,9 @@ use tests::vm::{config_disk, vm_lab, Vm, VmOptions, BOOT_TIMEOUT};
 /// The lab's config with the NICs found the Proxmox way (WAN by the virtual MAC) and
 /// a DHCP server whose reservation gives the demo guest the forward's target address.
 fn demo_config() -> String {
-    CONFIG.replace("interface = \"wan\"\n", "").replace("interface = \"lan\"\n", "")
+    CONFIG
+        .replace("interface = \"wan\"\n", "")
+        .replace("interface = \"lan\"\n", "")
         + r#"
 [dhcp]
 range = "172.16.10.100-172.16.10.250"
@@ -71,7 +73,13 @@ fn main() -> ExitCode {
         println!("    {line}");
     }
     let disk = config_disk(&lab.dir, "config", &config, true);
-    let mut vm = Vm::start(&lab, VmOptions { uefi: false, config: Some(disk) });
+    let mut vm = Vm::start(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(disk),
+        },
+    );
     println!("\nBooting out/router.img (SeaBIOS, TCG):");
     if !follow_console(&mut vm, "routerd ready") {
         println!("FAIL: no \"routerd ready\" within {} s", BOOT_TIMEOUT.as_secs());
