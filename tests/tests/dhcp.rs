@@ -36,10 +36,9 @@ fn in_range(addr: &str) -> bool {
 
 /// The last record the server wrote for `addr` in its lease file.
 fn lease_record(lab: &Lab, addr: &str) -> Option<String> {
-    let text = std::fs::read_to_string(lab.state_dir().join("dhcp-leases")).unwrap_or_default();
+    let text = std::fs::read_to_string(lab.state_dir().join(config::image::LEASES_FILE_NAME)).unwrap_or_default();
     text.lines()
-        .filter(|l| l.split(' ').nth(1) == Some(addr))
-        .last()
+        .rfind(|l| l.split(' ').nth(1) == Some(addr))
         .map(str::to_string)
 }
 

@@ -136,6 +136,7 @@ pub struct PortRange {
 }
 
 impl PortRange {
+    #[allow(clippy::len_without_is_empty)] // a range holds one port at least
     pub fn len(self) -> u32 {
         u32::from(self.last) - u32::from(self.first) + 1
     }

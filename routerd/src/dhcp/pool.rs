@@ -30,7 +30,7 @@ impl ClientKey {
     }
 
     pub fn from_hex(s: &str) -> Option<ClientKey> {
-        if s.len() % 2 != 0 {
+        if !s.len().is_multiple_of(2) {
             return None;
         }
         (0..s.len())

@@ -162,7 +162,7 @@ mod tests {
             addr: Ipv4Addr::new(172, 16, 10, n),
             client: ClientKey::from_mac(mac),
             mac,
-            hostname: (n % 2 == 0).then(|| format!("host{n}")),
+            hostname: n.is_multiple_of(2).then(|| format!("host{n}")),
             expires: 1_000_000 + u64::from(n),
             state,
         }
