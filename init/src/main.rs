@@ -26,6 +26,9 @@ mod spawn;
 mod state;
 mod supervisor;
 
+use config::image::{
+    CIDATA_MOUNT, CONFIG_FILE, CONFIG_FILE_NAME, CONFIG_LABEL, CONFIG_MOUNT, LAST_GOOD_FILE_NAME, STATE_MOUNT,
+};
 use nix::mount::MsFlags;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
@@ -34,12 +37,6 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use supervisor::{RunSpec, Supervisor};
-
-pub const CONFIG_DIR: &str = "/config";
-const CONFIG_FILE: &str = "/config/router.toml";
-/// Where a cloud-init drive is mounted; routerd reads the directory itself.
-pub const CIDATA_DIR: &str = "/cidata";
-const LAST_GOOD: &str = "/state/last-good.toml";
 
 /// How long to wait for the state partition before going on without it
 /// (it may show up later still: then routerd is restarted with --state).
@@ -51,10 +48,10 @@ const CONFIG_GRACE: Duration = Duration::from_secs(3);
 const NO_CONFIG_REPEAT: Duration = Duration::from_secs(30);
 const SCAN_EVERY: Duration = Duration::from_secs(1);
 
-const NO_CONFIG_MESSAGE: &str = "init: no config disk: attach a disk labelled ROUTERCFG \
-(vfat or iso9660) holding router.toml (`image config router.toml -o config.img` makes one), \
-or a Proxmox cloud-init drive with the WAN set \
-(`qm set ID --ide2 local-lvm:cloudinit --ipconfig0 ip=203.0.113.10/32,gw=203.0.113.254`)";
+/// The last good config routerd saved on the state partition.
+fn last_good() -> PathBuf {
+    Path::new(STATE_MOUNT).join(LAST_GOOD_FILE_NAME)
+}
 
 fn main() {
     // The guest agent is this same binary, started by init as `/init agent PORT`.
@@ -154,7 +151,7 @@ fn choose_run(
 ) -> Option<RunSpec> {
     let state = match state {
         StateDisk::Searching { .. } => return None,
-        StateDisk::Mounted => Some(PathBuf::from(state::MOUNTPOINT)),
+        StateDisk::Mounted => Some(PathBuf::from(STATE_MOUNT)),
         StateDisk::Absent | StateDisk::Failed => None,
     };
     match config {
@@ -166,12 +163,12 @@ fn choose_run(
             let waited = now.saturating_duration_since(since) >= CONFIG_GRACE;
             if waited && cidata == CloudInit::Mounted {
                 Some(RunSpec {
-                    config: CIDATA_DIR.into(),
+                    config: CIDATA_MOUNT.into(),
                     state,
                 })
             } else if state.is_some() && waited && last_good_exists() {
                 Some(RunSpec {
-                    config: LAST_GOOD.into(),
+                    config: last_good(),
                     state,
                 })
             } else {
@@ -250,8 +247,8 @@ impl Init {
                 } else if now >= until {
                     say!(
                         "init: no state partition (GPT partition named {}): running without {}",
-                        state::PARTNAME,
-                        state::MOUNTPOINT
+                        config::image::STATE_PARTITION,
+                        STATE_MOUNT
                     );
                     self.state = StateDisk::Absent;
                 }
@@ -270,18 +267,14 @@ impl Init {
     fn mount_state(&mut self, node: &Path) {
         match state::prepare_and_mount(node) {
             Ok(()) => {
-                say!(
-                    "init: state partition {} mounted at {}",
-                    node.display(),
-                    state::MOUNTPOINT
-                );
+                say!("init: state partition {} mounted at {}", node.display(), STATE_MOUNT);
                 self.state = StateDisk::Mounted;
             }
             Err(e) => {
                 say!(
                     "init: state partition {}: {e}; running without {}",
                     node.display(),
-                    state::MOUNTPOINT
+                    STATE_MOUNT
                 );
                 self.state = StateDisk::Failed;
             }
@@ -300,23 +293,23 @@ impl Init {
             }
             if let Some(disk) = found.config {
                 let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-                match mounts::mount_device(&disk.node, CONFIG_DIR, disk.kind.fstype(), flags) {
+                match mounts::mount_device(&disk.node, CONFIG_MOUNT, disk.kind.fstype(), flags) {
                     Ok(()) => {
                         say!(
-                            "init: config disk {} ({}) mounted read-only at {CONFIG_DIR}",
+                            "init: config disk {} ({}) mounted read-only at {CONFIG_MOUNT}",
                             disk.node.display(),
                             disk.kind.fstype()
                         );
                         if !Path::new(CONFIG_FILE).is_file() {
                             say!(
-                                "init: config disk {} has no router.toml at its root",
+                                "init: config disk {} has no {CONFIG_FILE_NAME} at its root",
                                 disk.node.display()
                             );
                         }
                         if self.cidata == CloudInit::Mounted {
                             say!(
-                                "init: the ROUTERCFG config disk takes precedence over the \
-                                 cloud-init drive: routerd runs {CONFIG_FILE}, {CIDATA_DIR} is ignored"
+                                "init: the {CONFIG_LABEL} config disk takes precedence over the \
+                                 cloud-init drive: routerd runs {CONFIG_FILE}, {CIDATA_MOUNT} is ignored"
                             );
                         }
                         self.config = ConfigDisk::Mounted;
@@ -333,10 +326,15 @@ impl Init {
         }
         if now >= next_message {
             if self.cidata == CloudInit::Absent {
-                say!("{NO_CONFIG_MESSAGE}");
+                say!(
+                    "init: no config disk: attach a disk labelled {CONFIG_LABEL} (vfat or iso9660) \
+                     holding {CONFIG_FILE_NAME} (`image config router.toml -o config.img` makes one), \
+                     or a Proxmox cloud-init drive with the WAN set (`qm set ID --ide2 local-lvm:cloudinit \
+                     --ipconfig0 ip=203.0.113.10/32,gw=203.0.113.254`)"
+                );
             }
             if let Some(e) = &self.config_error {
-                say!("init: (a disk labelled ROUTERCFG is there but cannot be mounted: {e})");
+                say!("init: (a disk labelled {CONFIG_LABEL} is there but cannot be mounted: {e})");
             }
             self.config = ConfigDisk::Searching {
                 since,
@@ -347,11 +345,11 @@ impl Init {
 
     fn mount_cidata(&mut self, disk: &disks::ConfigDisk) {
         let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        match mounts::mount_device(&disk.node, CIDATA_DIR, disk.kind.fstype(), flags) {
+        match mounts::mount_device(&disk.node, CIDATA_MOUNT, disk.kind.fstype(), flags) {
             Ok(()) => {
                 say!(
-                    "init: cloud-init drive {} ({}) mounted read-only at {CIDATA_DIR}: it configures \
-                     the router unless a ROUTERCFG config disk is attached (that takes precedence)",
+                    "init: cloud-init drive {} ({}) mounted read-only at {CIDATA_MOUNT}: it configures \
+                     the router unless a {CONFIG_LABEL} config disk is attached (that takes precedence)",
                     disk.node.display(),
                     disk.kind.fstype()
                 );
@@ -368,9 +366,7 @@ impl Init {
 
     /// What routerd should run with now, if anything.
     fn desired(&self, now: Instant) -> Option<RunSpec> {
-        choose_run(self.state, self.config, self.cidata, now, || {
-            Path::new(LAST_GOOD).is_file()
-        })
+        choose_run(self.state, self.config, self.cidata, now, || last_good().is_file())
     }
 
     /// How long the next wait may last: at most a second, less if a scan or
@@ -448,12 +444,12 @@ mod tests {
         assert_eq!(choose_run(StateDisk::Mounted, searching(t), mounted, t, || true), None);
         assert_eq!(
             choose_run(StateDisk::Mounted, searching(t), mounted, later, || true),
-            spec(CIDATA_DIR, true)
+            spec(CIDATA_MOUNT, true)
         );
         // Without a state partition too (then with no --state).
         assert_eq!(
             choose_run(StateDisk::Absent, searching(t), mounted, later, || false),
-            spec(CIDATA_DIR, false)
+            spec(CIDATA_MOUNT, false)
         );
     }
 
@@ -476,7 +472,7 @@ mod tests {
     fn spec(config: &str, state: bool) -> Option<RunSpec> {
         Some(RunSpec {
             config: config.into(),
-            state: state.then(|| PathBuf::from("/state")),
+            state: state.then(|| PathBuf::from(STATE_MOUNT)),
         })
     }
 
@@ -515,7 +511,10 @@ mod tests {
         );
         assert_eq!(
             choose_run(StateDisk::Mounted, searching(t), CloudInit::Absent, later, || true),
-            spec(LAST_GOOD, true)
+            Some(RunSpec {
+                config: last_good(),
+                state: Some(STATE_MOUNT.into()),
+            })
         );
         assert_eq!(
             choose_run(StateDisk::Mounted, searching(t), CloudInit::Absent, later, || false),

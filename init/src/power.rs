@@ -7,6 +7,7 @@
 
 use crate::console::say;
 use crate::supervisor::{self, Supervisor};
+use config::image;
 use nix::errno::Errno;
 use nix::sys::reboot::RebootMode;
 use nix::sys::signal::{kill, SigSet, Signal};
@@ -233,7 +234,7 @@ pub fn shutdown(action: Action, supervisor: &mut Supervisor) -> ! {
     supervisor.stop(supervisor::STOP_GRACE);
     end_all_processes();
     nix::unistd::sync();
-    for target in [crate::state::MOUNTPOINT, crate::CONFIG_DIR, crate::CIDATA_DIR] {
+    for target in [image::STATE_MOUNT, image::CONFIG_MOUNT, image::CIDATA_MOUNT] {
         if let Err(e) = crate::mounts::unmount(target) {
             say(&format!("init: {e}"));
         }

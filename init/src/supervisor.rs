@@ -303,19 +303,20 @@ mod tests {
 
     #[test]
     fn args_with_and_without_state() {
+        use config::image::{CONFIG_FILE, STATE_MOUNT};
         let spec = RunSpec {
-            config: "/config/router.toml".into(),
-            state: Some("/state".into()),
+            config: CONFIG_FILE.into(),
+            state: Some(STATE_MOUNT.into()),
         };
         assert_eq!(
             spec.args(),
-            vec!["run", "--config", "/config/router.toml", "--state", "/state"]
+            vec!["run", "--config", CONFIG_FILE, "--state", STATE_MOUNT]
         );
         let spec = RunSpec {
-            config: "/config/router.toml".into(),
+            config: CONFIG_FILE.into(),
             state: None,
         };
-        assert_eq!(spec.args(), vec!["run", "--config", "/config/router.toml"]);
+        assert_eq!(spec.args(), vec!["run", "--config", CONFIG_FILE]);
     }
 
     #[test]
