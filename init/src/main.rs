@@ -18,7 +18,6 @@
 mod console;
 mod agent;
 mod disks;
-mod hostname;
 mod modules;
 mod mounts;
 mod power;
@@ -81,10 +80,19 @@ fn boot() -> ! {
         say!("init: signalfd: {}: signals are not handled", e.desc());
     }
     power::route_ctrl_alt_del();
-    hostname::set(hostname::DEFAULT);
+    set_default_hostname();
     modules::load_listed();
     let mut init = Init::new(signals.ok(), Instant::now());
     init.run()
+}
+
+/// The name the router has until routerd applies a config: routerd sets the name
+/// the config gives (`--set-hostname`), at start and on every reload.
+fn set_default_hostname() {
+    let name = config::hostname::DEFAULT;
+    if let Err(e) = nix::unistd::sethostname(name) {
+        say!("init: sethostname {name}: {}", e.desc());
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
