@@ -155,7 +155,7 @@ pub fn build(o: &Options) -> Result<()> {
         img.display(),
         layout.disk_size,
         layout.partitions[0].size() >> 20,
-        disk::STATE_PARTITION,
+        config::image::STATE_PARTITION,
         layout.partitions[1].size() >> 20,
         qcow.display(),
         qcow_used.split_whitespace().next().unwrap_or("?")

@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use config::image::{CONFIG_FILE_NAME, CONFIG_LABEL};
 
 use crate::util::{mtools, run};
 
-pub const LABEL: &str = "ROUTERCFG";
 /// 2 MiB: a FAT12 volume with room for any router.toml.
 const SECTORS: u64 = 4096;
 
@@ -31,10 +31,14 @@ pub fn write(input: &Path, out: &Path, check: bool) -> Result<bool> {
         "-s",
         "32",
         "-v",
-        LABEL,
+        CONFIG_LABEL,
         "::",
     ]))?;
-    run(mtools("mcopy").arg("-i").arg(&tmp).arg(input).arg("::router.toml"))?;
+    run(mtools("mcopy")
+        .arg("-i")
+        .arg(&tmp)
+        .arg(input)
+        .arg(format!("::{CONFIG_FILE_NAME}")))?;
     std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(true)
 }
@@ -63,12 +67,16 @@ mod tests {
         let disk = std::fs::read(&img)?;
         assert_eq!(
             &disk[43..52],
-            LABEL.as_bytes(),
+            CONFIG_LABEL.as_bytes(),
             "FAT12/16 volume label in the boot sector"
         );
         assert_eq!(&disk[510..512], &[0x55, 0xAA]);
         let copy = dir.join("back.toml");
-        run(mtools("mcopy").arg("-i").arg(&img).arg("::router.toml").arg(&copy))?;
+        run(mtools("mcopy")
+            .arg("-i")
+            .arg(&img)
+            .arg(format!("::{CONFIG_FILE_NAME}"))
+            .arg(&copy))?;
         assert_eq!(std::fs::read_to_string(&copy)?, text);
 
         // Invalid: refused unless unchecked.

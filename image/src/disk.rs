@@ -12,7 +12,6 @@ use crate::gpt::{self, PartitionSpec};
 use crate::util::{mtools, read, run};
 
 pub const GPTMBR: &str = "/usr/lib/syslinux/mbr/gptmbr.bin";
-pub const STATE_PARTITION: &str = "routerstate";
 pub const STATE_SIZE: u64 = 64 * 1024 * 1024;
 const MIB: u64 = 1024 * 1024;
 
@@ -58,7 +57,7 @@ pub fn write(out: &Path, files: &Files, work: &Path) -> Result<gpt::Layout> {
             attributes: gpt::ATTR_LEGACY_BIOS_BOOTABLE,
         },
         PartitionSpec {
-            name: STATE_PARTITION.into(),
+            name: config::image::STATE_PARTITION.into(),
             type_guid: gpt::LINUX_DATA_TYPE.into(),
             size: STATE_SIZE,
             attributes: 0,

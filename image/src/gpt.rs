@@ -181,7 +181,7 @@ mod tests {
                 attributes: ATTR_LEGACY_BIOS_BOOTABLE,
             },
             PartitionSpec {
-                name: "routerstate".into(),
+                name: config::image::STATE_PARTITION.into(),
                 type_guid: LINUX_DATA_TYPE.into(),
                 size: 64 * MIB,
                 attributes: 0,
@@ -247,11 +247,11 @@ mod tests {
             let entries = &disk[entries_lba * 512..entries_lba * 512 + 16384];
             assert_eq!(crc32(entries), u32::from_le_bytes([h[88], h[89], h[90], h[91]]));
             // partition 2's name
-            let name: Vec<u16> = entries[128 + 56..128 + 56 + 22]
+            let name: Vec<u16> = entries[128 + 56..128 + 56 + 2 * config::image::STATE_PARTITION.len()]
                 .chunks(2)
                 .map(|c| u16::from_le_bytes([c[0], c[1]]))
                 .collect();
-            assert_eq!(String::from_utf16_lossy(&name), "routerstate");
+            assert_eq!(String::from_utf16_lossy(&name), config::image::STATE_PARTITION);
             assert_eq!(entries[48], ATTR_LEGACY_BIOS_BOOTABLE as u8);
         }
         // util-linux agrees, when it is installed.

@@ -2,17 +2,12 @@
 //! `uevent`, reading the start of each, and recognising filesystem labels
 //! (FAT boot-sector label, iso9660 volume identifier) with pure functions.
 
+use config::image::{CIDATA_LABEL, CONFIG_LABEL};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const SYS_BLOCK: &str = "/sys/class/block";
-
-/// The config disk's filesystem label.
-pub const CONFIG_LABEL: &str = "ROUTERCFG";
-
-/// The label of a cloud-init NoCloud drive (Proxmox: `genisoimage -V cidata`).
-pub const CIDATA_LABEL: &str = "cidata";
 
 /// How many bytes of a device [`read_head`] reads: through the iso9660
 /// primary volume descriptor (2048 bytes at 0x8000).

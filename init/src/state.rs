@@ -4,12 +4,11 @@
 
 use crate::console::say;
 use crate::disks::{self, BlockDev};
+use config::image::{STATE_MOUNT, STATE_PARTITION};
 use nix::mount::MsFlags;
 use nix::sys::wait::WaitStatus;
 use std::path::{Path, PathBuf};
 
-pub const PARTNAME: &str = "routerstate";
-pub const MOUNTPOINT: &str = "/state";
 pub const FS_LABEL: &str = "ROUTERSTATE";
 const MKE2FS: &str = "/usr/sbin/mke2fs";
 const E2FSCK: &str = "/usr/sbin/e2fsck";
@@ -21,7 +20,7 @@ const EXT_MAGIC: u16 = 0xEF53;
 /// The device among `devs` whose uevent says `PARTNAME=routerstate`.
 pub fn find_partition(devs: &[BlockDev]) -> Option<&BlockDev> {
     devs.iter()
-        .find(|d| disks::uevent_value(&d.uevent, "PARTNAME") == Some(PARTNAME))
+        .find(|d| disks::uevent_value(&d.uevent, "PARTNAME") == Some(STATE_PARTITION))
 }
 
 /// Whether the first bytes of a device (at least 1024 + 58) hold an ext
@@ -39,7 +38,7 @@ pub fn find() -> Option<PathBuf> {
 }
 
 /// Makes the filesystem if the partition has none, then mounts it at
-/// [`MOUNTPOINT`].
+/// [`STATE_MOUNT`].
 pub fn prepare_and_mount(node: &Path) -> Result<(), String> {
     let head = disks::read_head(node, 2048).map_err(|e| format!("read {}: {e}", node.display()))?;
     if !has_ext_superblock(&head) {
@@ -53,7 +52,7 @@ pub fn prepare_and_mount(node: &Path) -> Result<(), String> {
     }
     crate::mounts::mount_device(
         node,
-        MOUNTPOINT,
+        STATE_MOUNT,
         "ext4",
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_NOATIME,
     )

@@ -51,7 +51,8 @@ pub struct RunSpec {
 }
 
 impl RunSpec {
-    /// routerd's arguments.
+    /// routerd's arguments. `--set-hostname`: routerd owns the host name (it sets
+    /// the one its config gives, at start and on every reload).
     pub fn args(&self) -> Vec<String> {
         let mut args = vec![
             "run".to_string(),
@@ -62,6 +63,7 @@ impl RunSpec {
             args.push("--state".to_string());
             args.push(state.display().to_string());
         }
+        args.push("--set-hostname".to_string());
         args
     }
 }
@@ -179,8 +181,6 @@ impl Supervisor {
     }
 
     fn start(&mut self, spec: &RunSpec, now: Instant) {
-        // The config chosen is the one whose hostname applies.
-        crate::hostname::set(&crate::hostname::for_config_file(&spec.config));
         let args = spec.args();
         say(&format!("init: starting {ROUTERD} {}", args.join(" ")));
         // Its own process group: SIGKILL reaches the nft it may be running.
@@ -303,19 +303,20 @@ mod tests {
 
     #[test]
     fn args_with_and_without_state() {
+        use config::image::{CONFIG_FILE, STATE_MOUNT};
         let spec = RunSpec {
-            config: "/config/router.toml".into(),
-            state: Some("/state".into()),
+            config: CONFIG_FILE.into(),
+            state: Some(STATE_MOUNT.into()),
         };
         assert_eq!(
             spec.args(),
-            vec!["run", "--config", "/config/router.toml", "--state", "/state"]
+            vec!["run", "--config", CONFIG_FILE, "--state", STATE_MOUNT, "--set-hostname"]
         );
         let spec = RunSpec {
-            config: "/config/router.toml".into(),
+            config: CONFIG_FILE.into(),
             state: None,
         };
-        assert_eq!(spec.args(), vec!["run", "--config", "/config/router.toml"]);
+        assert_eq!(spec.args(), vec!["run", "--config", CONFIG_FILE, "--set-hostname"]);
     }
 
     #[test]

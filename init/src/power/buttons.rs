@@ -1,22 +1,12 @@
-//! Power: the ACPI power button (an evdev input device named "Power
-//! Button"), the signals init acts on, and the orderly shutdown sequence.
-//!
-//! SIGTERM / SIGUSR2 / the power button power off; SIGINT (ctrl-alt-del,
-//! which the kernel turns into SIGINT to init once `RB_DISABLE_CAD` is set)
-//! reboots; SIGHUP is passed on to routerd; SIGCHLD means "reap".
+//! The ACPI power button: an evdev input device named "Power Button", found
+//! in `/sys/class/input`, whose `struct input_event` records are read for a
+//! KEY_POWER press.
 
 use crate::console::say;
-use crate::supervisor::{self, Supervisor};
-use nix::errno::Errno;
-use nix::sys::reboot::RebootMode;
-use nix::sys::signal::{kill, SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::unistd::Pid;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
-use std::time::Duration;
 
 const SYS_INPUT: &str = "/sys/class/input";
 const BUTTON_NAME: &str = "Power Button";
@@ -145,143 +135,6 @@ impl Buttons {
     }
 }
 
-/// What a signal asks init to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Request {
-    Reap,
-    Shutdown(Action),
-    ReloadRouterd,
-    Ignore,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    PowerOff,
-    Reboot,
-}
-
-/// The signals init handles (all blocked, read from a signalfd).
-pub const HANDLED: &[Signal] = &[
-    Signal::SIGCHLD,
-    Signal::SIGTERM,
-    Signal::SIGUSR2,
-    Signal::SIGINT,
-    Signal::SIGHUP,
-];
-
-pub fn request_for(sig: Signal) -> Request {
-    match sig {
-        Signal::SIGCHLD => Request::Reap,
-        Signal::SIGTERM | Signal::SIGUSR2 => Request::Shutdown(Action::PowerOff),
-        Signal::SIGINT => Request::Shutdown(Action::Reboot),
-        Signal::SIGHUP => Request::ReloadRouterd,
-        _ => Request::Ignore,
-    }
-}
-
-/// Blocks [`HANDLED`] and opens a signalfd for them. Call before any child
-/// exists. (Children start with an empty mask: spawn.rs resets it.)
-pub fn open_signals() -> Result<SignalFd, Errno> {
-    let mut mask = SigSet::empty();
-    for sig in HANDLED {
-        mask.add(*sig);
-    }
-    mask.thread_block()?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-}
-
-/// Every signal waiting on the signalfd.
-pub fn pending_signals(fd: &SignalFd) -> Vec<Signal> {
-    let mut out = Vec::new();
-    for _ in 0..1024 {
-        match fd.read_signal() {
-            Ok(Some(info)) => {
-                let number = i32::try_from(info.ssi_signo).ok();
-                if let Some(sig) = number.and_then(|n| Signal::try_from(n).ok()) {
-                    out.push(sig);
-                }
-            }
-            Ok(None) => break,
-            Err(Errno::EINTR) => continue,
-            Err(_) => break,
-        }
-    }
-    out
-}
-
-/// Lets ctrl-alt-del reach init as SIGINT instead of rebooting at once.
-pub fn route_ctrl_alt_del() {
-    if let Err(e) = nix::sys::reboot::set_cad_enabled(false) {
-        say(&format!("init: reboot(RB_DISABLE_CAD): {}", e.desc()));
-    }
-}
-
-/// The orderly shutdown: routerd gets SIGTERM (SIGKILL after 10 s), every
-/// other process is ended, the disks are synced and unmounted, then power
-/// off or reboot. Never returns.
-pub fn shutdown(action: Action, supervisor: &mut Supervisor) -> ! {
-    say(match action {
-        Action::PowerOff => "init: shutting down",
-        Action::Reboot => "init: shutting down for reboot",
-    });
-    // A filesystem a backup left frozen would block routerd's last writes, the
-    // sync and the unmount.
-    let thawed = crate::agent::freeze::thaw_all();
-    if thawed > 0 {
-        say(&format!("init: thawed {thawed} frozen filesystem(s)"));
-    }
-    supervisor.stop(supervisor::STOP_GRACE);
-    end_all_processes();
-    nix::unistd::sync();
-    for target in [crate::state::MOUNTPOINT, crate::CONFIG_DIR, crate::CIDATA_DIR] {
-        if let Err(e) = crate::mounts::unmount(target) {
-            say(&format!("init: {e}"));
-        }
-    }
-    nix::unistd::sync();
-    let mode = match action {
-        Action::PowerOff => {
-            say("init: powering off");
-            RebootMode::RB_POWER_OFF
-        }
-        Action::Reboot => {
-            say("init: rebooting");
-            RebootMode::RB_AUTOBOOT
-        }
-    };
-    let Err(e) = nix::sys::reboot::reboot(mode);
-    say(&format!("init: reboot(2): {}", e.desc()));
-    halt_forever()
-}
-
-/// Any process left (nft, mke2fs, ...): SIGTERM, 2 s, SIGKILL.
-fn end_all_processes() {
-    let all = Pid::from_raw(-1);
-    if kill(all, Signal::SIGTERM).is_err() {
-        // ESRCH: nothing else runs.
-        return;
-    }
-    for _ in 0..40 {
-        supervisor::reap_all();
-        if kill(all, None).is_err() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = kill(all, Signal::SIGKILL);
-    std::thread::sleep(Duration::from_millis(100));
-    supervisor::reap_all();
-}
-
-/// The last resort: PID 1 must not exit (the kernel would panic), so it
-/// sleeps for ever, still reaping.
-pub fn halt_forever() -> ! {
-    loop {
-        supervisor::reap_all();
-        std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,18 +214,5 @@ mod tests {
         assert!(is_power_button_name("Power Button\n"));
         assert!(!is_power_button_name("Sleep Button\n"));
         assert!(!is_power_button_name("AT Translated Set 2 keyboard\n"));
-    }
-
-    #[test]
-    fn signal_requests() {
-        assert_eq!(request_for(Signal::SIGCHLD), Request::Reap);
-        assert_eq!(request_for(Signal::SIGTERM), Request::Shutdown(Action::PowerOff));
-        assert_eq!(request_for(Signal::SIGUSR2), Request::Shutdown(Action::PowerOff));
-        assert_eq!(request_for(Signal::SIGINT), Request::Shutdown(Action::Reboot));
-        assert_eq!(request_for(Signal::SIGHUP), Request::ReloadRouterd);
-        assert_eq!(request_for(Signal::SIGUSR1), Request::Ignore);
-        for sig in HANDLED {
-            assert_ne!(request_for(*sig), Request::Ignore);
-        }
     }
 }
