@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use tests::lab::FAILOVER_IP;
-use tests::traffic::{tcp_echo, EchoServer};
-use tests::vm::{
+use testkit::lab::FAILOVER_IP;
+use testkit::traffic::{tcp_echo, EchoServer};
+use testkit::vm::{
     cidata_iso, config_disk, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, LAN_MAC, POWEROFF_TIMEOUT, WAN_MAC,
 };
 
@@ -28,7 +28,7 @@ fn proxmox_cidata(dir: &Path) -> PathBuf {
     cidata_iso(dir, "cidata", &files)
 }
 
-fn start(lab: &tests::lab::Lab, config: Option<PathBuf>, cidata: Option<PathBuf>) -> Vm {
+fn start(lab: &testkit::lab::Lab, config: Option<PathBuf>, cidata: Option<PathBuf>) -> Vm {
     Vm::start_tuned(
         lab,
         VmOptions { uefi: false, config },

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use routerd::dhcp::pool::{Lease as StoredLease, LeaseState};
 use routerd::dhcp::store::{LeaseStore, Loaded};
-use tests::dhcp_client::{Client, Kind, Lease};
-use tests::lab::{Lab, CONFIG, FAILOVER_IP, INET_IP, ROUTER_LAN_IP};
-use tests::netns::Netns;
-use tests::traffic::{tcp_echo, EchoServer};
-use tests::vm::{config_disk, iso_image, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, POWEROFF_TIMEOUT};
+use testkit::dhcp_client::{Client, Kind, Lease};
+use testkit::lab::{Lab, CONFIG, FAILOVER_IP, INET_IP, ROUTER_LAN_IP};
+use testkit::netns::Netns;
+use testkit::traffic::{tcp_echo, EchoServer};
+use testkit::vm::{config_disk, iso_image, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, POWEROFF_TIMEOUT};
 
 /// The lab's config with the NICs chosen the Proxmox way: WAN by the virtual MAC,
 /// LAN is the other NIC.

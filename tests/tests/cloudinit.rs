@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use tests::lab::{routerd_bin, Lab, Options, FAILOVER_IP, VIRTUAL_MAC};
-use tests::traffic::{tcp_echo, EchoServer};
+use testkit::lab::{routerd_bin, Lab, Options, FAILOVER_IP, VIRTUAL_MAC};
+use testkit::traffic::{tcp_echo, EchoServer};
 
 /// The fixture's net1 MAC, replaced by the lab's LAN veth MAC.
 const FIXTURE_LAN_MAC: &str = "bc:24:11:2a:3b:4c";

@@ -1,10 +1,10 @@
 //! routerd's DHCP server against real clients from Debian packages (ISC dhclient and
 //! busybox udhcpc) in the namespace lab. Needs root; run through `tests/run`.
 
-use tests::dhcp_client::{Client, Kind};
-use tests::lab::{Lab, Options, CONFIG};
-use tests::netns::Netns;
-use tests::traffic::{tcp_echo, EchoServer};
+use testkit::dhcp_client::{Client, Kind};
+use testkit::lab::{Lab, Options, CONFIG};
+use testkit::netns::Netns;
+use testkit::traffic::{tcp_echo, EchoServer};
 
 fn dhcp_config() -> String {
     CONFIG.to_string()

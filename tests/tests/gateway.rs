@@ -3,7 +3,7 @@
 //! the gateway never answers ARP, and routerd must say so plainly, name the likely
 //! causes and keep checking. Needs root (network namespaces) and `nft`.
 
-use tests::lab::{Lab, Options, CONFIG};
+use testkit::lab::{Lab, Options, CONFIG};
 
 const NO_ANSWER: &str = "the gateway 203.0.113.254 does not answer ARP on wan";
 const ANSWERS: &str = "the gateway 203.0.113.254 answers ARP on wan";

@@ -1,8 +1,8 @@
 //! routerd in the namespace lab: what a hoster's customer would see.
 //! Needs root (network namespaces) and `nft`; run through `tests/run`.
 
-use tests::lab::{Lab, Options, CONFIG, FAILOVER_IP, GUEST_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
-use tests::traffic::{tcp_connect, tcp_echo, tcp_exchange, udp_echo, EchoServer};
+use testkit::lab::{Lab, Options, CONFIG, FAILOVER_IP, GUEST_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
+use testkit::traffic::{tcp_connect, tcp_echo, tcp_exchange, udp_echo, EchoServer};
 
 fn lab_with_routerd() -> Lab {
     let mut lab = Lab::new(Options { wan_mac: None });
@@ -250,7 +250,7 @@ fn applying_twice_changes_nothing() {
     let before = lab.router_state();
     let out = lab
         .router
-        .command(tests::lab::routerd_bin().to_str().unwrap_or("routerd"))
+        .command(testkit::lab::routerd_bin().to_str().unwrap_or("routerd"))
         .args(["apply", "--config"])
         .arg(lab.config_path())
         .output()

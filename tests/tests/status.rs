@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use tests::dhcp_client::{Client, Kind};
-use tests::http::{get, metric};
-use tests::lab::{Lab, Options, CONFIG};
-use tests::traffic::{tcp_connect, tcp_echo, EchoServer};
+use testkit::dhcp_client::{Client, Kind};
+use testkit::http::{get, metric};
+use testkit::lab::{Lab, Options, CONFIG};
+use testkit::traffic::{tcp_connect, tcp_echo, EchoServer};
 
 fn config(status: &str) -> String {
     CONFIG.to_string()
