@@ -50,6 +50,9 @@ fn start_on_drive(lab: &Lab, drive: &Path) -> Routerd {
 
 #[test]
 fn a_proxmox_cloud_init_drive_configures_the_router() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = Lab::new(Options {
         wan_mac: Some(VIRTUAL_MAC),
     });

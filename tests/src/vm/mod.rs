@@ -35,16 +35,21 @@ pub const LAN_MAC: &str = "52:54:00:12:34:01";
 
 static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// The repository: the parent of this crate's folder `tests/`.
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }
 
-/// The raw disk image: `$ROUTER_IMAGE`, else `out/router.img` (qemu/build writes it).
+/// Where the raw disk image is: `$ROUTER_IMAGE`, else `out/router.img` (qemu/build
+/// writes it), whether it is there or not (see [`crate::require_image`]).
+pub fn image_file() -> PathBuf {
+    std::env::var_os("ROUTER_IMAGE").map_or_else(|| repo().join("out/router.img"), PathBuf::from)
+}
+
+/// The raw disk image ([`image_file`]); fails when it is missing.
 pub fn image_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("ROUTER_IMAGE") {
-        return PathBuf::from(p);
-    }
-    let p = repo().join("out/router.img");
+    let p = image_file();
     assert!(
         p.exists(),
         "{} is missing: build the image with qemu/build (or set ROUTER_IMAGE)",
