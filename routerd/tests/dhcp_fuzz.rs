@@ -1,4 +1,5 @@
-//! Malformed DHCP input never panics the server (design.md, "Bad input").
+//! Malformed DHCP input never panics the server: such packets are dropped and counted
+//! (README, "DHCP server").
 //!
 //! Property tests of the decode-and-handle path the socket loop runs for every packet:
 //! `Message::from_bytes` then `handler::handle` on one shared pool, with arbitrary

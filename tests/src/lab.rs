@@ -1,4 +1,4 @@
-//! The lab of design.md, in network namespaces:
+//! The lab: how the tests stand in for a hoster, in network namespaces.
 //!
 //! ```text
 //!  inet 198.51.100.1 ── hoster 198.51.100.254 / vmbr0 203.0.113.254 (MAC filter on the router's port)
@@ -7,6 +7,29 @@
 //!                                                           │
 //!                                      lanbr: vmbr1 ── guest 172.16.10.50, web 172.16.10.205
 //! ```
+//!
+//! The hosts, each a namespace named `<prefix>-<role>` with a prefix unique to the lab:
+//! - `inet`: an "internet" host, 198.51.100.1/24 (echo and HTTP servers), routed via the hoster.
+//! - `hoster`: the hoster's gateway: 198.51.100.254 towards `inet`, and the bridge `vmbr0`
+//!   (the WAN segment, Proxmox's vmbr0) holding 203.0.113.254 and the route to the failover
+//!   IP 203.0.113.10/32. A bridge filter drops every frame from the router's port whose
+//!   source MAC is not the virtual MAC [`VIRTUAL_MAC`], as hosters do.
+//! - `router`: routerd with its NICs `wan` and `lan` (veths; in [`crate::vm::vm_lab`] the
+//!   namespace is only two bridges and the VM's virtio NICs sit on them through taps).
+//! - `lanbr`: the LAN bridge `vmbr1` (Proxmox's vmbr1) with the guests `guest` and `web`
+//!   (the forwards' target), and any guest a test adds (DHCP clients).
+//!
+//! Safety rules, for every test and bench built on this crate:
+//! - Namespaces only: nothing changes the machine's root network namespace (no addresses,
+//!   links, routes, sysctls or nft rules there). Each test makes its own uniquely named
+//!   namespaces and removes them on drop, also when it fails.
+//! - QEMU only through `qemu/run`: `-nodefaults`, only the NICs the test attaches (taps
+//!   inside the test's own namespace), never user-mode networking; TCG unless asked.
+//! - "Public" addresses only from the documentation ranges 198.51.100.0/24 and
+//!   203.0.113.0/24, private ones only inside namespaces. Never 192.0.2.0/24: the
+//!   machines' own uplink is there, so a command that escaped its namespace would reach a
+//!   real gateway. Traffic never leaves the machine.
+//! - Load and soak loops are bounded in count and time.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use tests::lab::FAILOVER_IP;
-use tests::traffic::{tcp_echo, EchoServer};
-use tests::vm::{
+use testkit::lab::FAILOVER_IP;
+use testkit::traffic::{tcp_echo, EchoServer};
+use testkit::vm::{
     cidata_iso, config_disk, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, LAN_MAC, POWEROFF_TIMEOUT, WAN_MAC,
 };
 
@@ -28,7 +28,7 @@ fn proxmox_cidata(dir: &Path) -> PathBuf {
     cidata_iso(dir, "cidata", &files)
 }
 
-fn start(lab: &tests::lab::Lab, config: Option<PathBuf>, cidata: Option<PathBuf>) -> Vm {
+fn start(lab: &testkit::lab::Lab, config: Option<PathBuf>, cidata: Option<PathBuf>) -> Vm {
     Vm::start_tuned(
         lab,
         VmOptions { uefi: false, config },
@@ -64,6 +64,9 @@ fn ipv4_of(interfaces: &Value, mac: &str) -> Vec<String> {
 
 #[test]
 fn a_proxmox_cloud_init_drive_configures_the_vm() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     let lab = vm_lab();
     let cidata = proxmox_cidata(&lab.dir);
     let mut vm = start(&lab, None, Some(cidata));
@@ -94,6 +97,9 @@ fn a_proxmox_cloud_init_drive_configures_the_vm() {
 
 #[test]
 fn a_config_disk_takes_precedence_over_the_cloud_init_drive() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     let lab = vm_lab();
     let cidata = proxmox_cidata(&lab.dir);
     let toml = "hostname = \"from-disk\"\n\n[wan]\nmac = \"02:00:00:00:00:10\"\naddress = \"203.0.113.10/32\"\ngateway = \"203.0.113.254\"\n\n[lan]\naddress = \"172.16.0.1/24\"\n";
@@ -114,6 +120,9 @@ fn a_config_disk_takes_precedence_over_the_cloud_init_drive() {
 
 #[test]
 fn the_guest_agent_answers_proxmox_over_virtio_serial() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     let lab = vm_lab();
     let cidata = proxmox_cidata(&lab.dir);
     let mut vm = start(&lab, None, Some(cidata));

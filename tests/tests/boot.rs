@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use routerd::dhcp::pool::{Lease as StoredLease, LeaseState};
 use routerd::dhcp::store::{LeaseStore, Loaded};
-use tests::dhcp_client::{Client, Kind, Lease};
-use tests::lab::{Lab, CONFIG, FAILOVER_IP, INET_IP, ROUTER_LAN_IP};
-use tests::netns::Netns;
-use tests::traffic::{tcp_echo, EchoServer};
-use tests::vm::{config_disk, iso_image, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, POWEROFF_TIMEOUT};
+use testkit::dhcp_client::{Client, Kind, Lease};
+use testkit::lab::{Lab, CONFIG, FAILOVER_IP, INET_IP, ROUTER_LAN_IP};
+use testkit::netns::Netns;
+use testkit::traffic::{tcp_echo, EchoServer};
+use testkit::vm::{config_disk, iso_image, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, POWEROFF_TIMEOUT};
 
 /// The lab's config with the NICs chosen the Proxmox way: WAN by the virtual MAC,
 /// LAN is the other NIC.
@@ -196,11 +196,17 @@ fn check_nat_and_forward(lab: &Lab) {
 
 #[test]
 fn boots_with_seabios_and_routes_the_lan() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     boots_and_routes(false);
 }
 
 #[test]
 fn boots_with_ovmf_and_routes_the_lan() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     boots_and_routes(true);
 }
 
@@ -208,6 +214,9 @@ fn boots_with_ovmf_and_routes_the_lan() {
 /// guest was given is on the state partition afterwards (read from the host side).
 #[test]
 fn qmp_system_powerdown_powers_the_vm_off() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     let lab = vm_lab();
     let config = config_disk(&lab.dir, "config", &dhcp_config(), true);
     let mut vm = Vm::start(
@@ -238,6 +247,9 @@ fn qmp_system_powerdown_powers_the_vm_off() {
 /// guest the first address of the range, which was A's).
 #[test]
 fn a_guest_keeps_its_address_across_a_reboot() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     let lab = vm_lab();
     let config = config_disk(&lab.dir, "config", &dhcp_config(), true);
     let mut vm = Vm::start(
@@ -285,6 +297,9 @@ fn a_guest_keeps_its_address_across_a_reboot() {
 /// lease log parses, and every lease a client was given before the kill is in it.
 #[test]
 fn leases_granted_before_qemu_is_killed_survive_intact() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     const ACKED_FIRST: usize = 8;
     const BURST: usize = 12;
     let lab = vm_lab();
@@ -405,6 +420,9 @@ fn leases_granted_before_qemu_is_killed_survive_intact() {
 /// error with line and column and says it runs the last good config, which routes.
 #[test]
 fn an_invalid_config_runs_the_last_good_one() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     let lab = vm_lab();
     let good = config_disk(&lab.dir, "good", &vm_config(), true);
     let mut vm = Vm::start(
@@ -444,6 +462,9 @@ fn an_invalid_config_runs_the_last_good_one() {
 
 #[test]
 fn without_a_config_disk_the_console_says_what_to_attach() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     let lab = vm_lab();
     let mut vm = Vm::start(
         &lab,
@@ -463,6 +484,9 @@ fn without_a_config_disk_the_console_says_what_to_attach() {
 
 #[test]
 fn invalid_config_shows_the_errors_with_line_and_column() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     let lab = vm_lab();
     let bad_mac = vm_config().replace("mac = \"02:00:00:00:00:10\"", "mac = \"02:00:00:00:00:1g\"");
     let unknown_key = vm_config().replace("hostname = \"router\"", "hostname = \"router\"\ncolour = \"blue\"");
@@ -490,6 +514,9 @@ fn invalid_config_shows_the_errors_with_line_and_column() {
 
 #[test]
 fn state_survives_a_power_cycle_and_the_last_good_config_runs_without_a_config_disk() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     let lab = vm_lab();
     let config = config_disk(&lab.dir, "config", &vm_config(), true);
     let mut vm = Vm::start(
@@ -521,6 +548,9 @@ fn state_survives_a_power_cycle_and_the_last_good_config_runs_without_a_config_d
 
 #[test]
 fn boots_with_the_config_on_an_iso_cdrom() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
     // An ISO labelled ROUTERCFG on an IDE CD-ROM, as a Proxmox user attaches one.
     let lab = vm_lab();
     let config = vm_config();

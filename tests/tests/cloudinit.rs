@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use tests::lab::{routerd_bin, Lab, Options, FAILOVER_IP, VIRTUAL_MAC};
-use tests::traffic::{tcp_echo, EchoServer};
+use testkit::lab::{routerd_bin, Lab, Options, FAILOVER_IP, VIRTUAL_MAC};
+use testkit::traffic::{tcp_echo, EchoServer};
 
 /// The fixture's net1 MAC, replaced by the lab's LAN veth MAC.
 const FIXTURE_LAN_MAC: &str = "bc:24:11:2a:3b:4c";
@@ -50,6 +50,9 @@ fn start_on_drive(lab: &Lab, drive: &Path) -> Routerd {
 
 #[test]
 fn a_proxmox_cloud_init_drive_configures_the_router() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = Lab::new(Options {
         wan_mac: Some(VIRTUAL_MAC),
     });

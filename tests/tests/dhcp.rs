@@ -1,10 +1,10 @@
 //! routerd's DHCP server against real clients from Debian packages (ISC dhclient and
 //! busybox udhcpc) in the namespace lab. Needs root; run through `tests/run`.
 
-use tests::dhcp_client::{Client, Kind};
-use tests::lab::{Lab, Options, CONFIG};
-use tests::netns::Netns;
-use tests::traffic::{tcp_echo, EchoServer};
+use testkit::dhcp_client::{Client, Kind};
+use testkit::lab::{Lab, Options, CONFIG};
+use testkit::netns::Netns;
+use testkit::traffic::{tcp_echo, EchoServer};
 
 fn dhcp_config() -> String {
     CONFIG.to_string()
@@ -53,6 +53,9 @@ fn reaches_internet(lab: &Lab, guest: &Netns) {
 
 #[test]
 fn dhclient_gets_a_lease_with_the_options_comes_back_after_reboot_and_releases() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab();
     let guest = lab.add_lan_guest("dhc", "52:54:00:00:00:01");
     let mut client = Client::new(Kind::Dhclient, &guest, &lab.dir);
@@ -90,6 +93,9 @@ fn dhclient_gets_a_lease_with_the_options_comes_back_after_reboot_and_releases()
 
 #[test]
 fn udhcpc_gets_a_lease_renews_and_releases() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab();
     let guest = lab.add_lan_guest("udh", "52:54:00:00:00:02");
     let mut client = Client::new(Kind::Udhcpc, &guest, &lab.dir);
@@ -118,6 +124,9 @@ fn udhcpc_gets_a_lease_renews_and_releases() {
 
 #[test]
 fn a_reserved_mac_gets_its_fixed_address() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab();
     let guest = lab.add_lan_guest("res", "52:54:00:12:34:56");
     let mut client = Client::new(Kind::Udhcpc, &guest, &lab.dir);
@@ -127,6 +136,9 @@ fn a_reserved_mac_gets_its_fixed_address() {
 
 #[test]
 fn a_returning_client_keeps_its_address_after_routerd_restarts() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = lab();
     let first = lab.add_lan_guest("one", "52:54:00:00:00:11");
     let second = lab.add_lan_guest("two", "52:54:00:00:00:12");
@@ -154,6 +166,9 @@ fn a_returning_client_keeps_its_address_after_routerd_restarts() {
 
 #[test]
 fn an_address_in_use_by_a_host_without_a_lease_is_not_offered() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab();
     // A squatter with a static address, the first one of the range.
     lab.guest.ip(&["addr", "add", "172.16.10.100/16", "dev", "eth0"]);
@@ -168,6 +183,9 @@ fn an_address_in_use_by_a_host_without_a_lease_is_not_offered() {
 
 #[test]
 fn a_client_on_the_wan_side_gets_no_answer() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab();
     let outsider = lab.add_wan_neighbour("wanc");
     let out = outsider
@@ -202,6 +220,9 @@ fn a_client_on_the_wan_side_gets_no_answer() {
 
 #[test]
 fn dhclient_renews_its_lease_at_t1() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = Lab::new(Options { wan_mac: None });
     // The shortest lease routerd accepts: T1 comes after 30 s.
     lab.start_routerd(&dhcp_config().replace("lease_time = \"1h\"", "lease_time = \"1m\""));

@@ -3,7 +3,7 @@
 //! the gateway never answers ARP, and routerd must say so plainly, name the likely
 //! causes and keep checking. Needs root (network namespaces) and `nft`.
 
-use tests::lab::{Lab, Options, CONFIG};
+use testkit::lab::{Lab, Options, CONFIG};
 
 const NO_ANSWER: &str = "the gateway 203.0.113.254 does not answer ARP on wan";
 const ANSWERS: &str = "the gateway 203.0.113.254 answers ARP on wan";
@@ -18,6 +18,9 @@ fn config_with_wan_mac(mac: &str) -> String {
 
 #[test]
 fn wrong_mac_on_the_wan_the_console_says_the_gateway_does_not_answer_and_why() {
+    if !testkit::require_root() {
+        return;
+    }
     let wrong = "bc:24:11:2a:3b:4c";
     let mut lab = Lab::new(Options { wan_mac: Some(wrong) });
     lab.start_routerd(&config_with_wan_mac(wrong));
@@ -44,6 +47,9 @@ fn wrong_mac_on_the_wan_the_console_says_the_gateway_does_not_answer_and_why() {
 
 #[test]
 fn virtual_mac_on_the_wan_the_log_says_the_gateway_answers() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = Lab::new(Options { wan_mac: None });
     lab.start_routerd(CONFIG);
     lab.wait_log(ANSWERS, 1);

@@ -1,8 +1,8 @@
 //! routerd in the namespace lab: what a hoster's customer would see.
 //! Needs root (network namespaces) and `nft`; run through `tests/run`.
 
-use tests::lab::{Lab, Options, CONFIG, FAILOVER_IP, GUEST_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
-use tests::traffic::{tcp_connect, tcp_echo, tcp_exchange, udp_echo, EchoServer};
+use testkit::lab::{Lab, Options, CONFIG, FAILOVER_IP, GUEST_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
+use testkit::traffic::{tcp_connect, tcp_echo, tcp_exchange, udp_echo, EchoServer};
 
 fn lab_with_routerd() -> Lab {
     let mut lab = Lab::new(Options { wan_mac: None });
@@ -12,6 +12,9 @@ fn lab_with_routerd() -> Lab {
 
 #[test]
 fn lan_guest_reaches_the_internet_with_the_failover_ip_as_source() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab_with_routerd();
     let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
     let echo = tcp_echo(&lab.guest, "198.51.100.1:7000", "hello internet").expect("guest -> internet over NAT");
@@ -32,6 +35,9 @@ fn lan_guest_reaches_the_internet_with_the_failover_ip_as_source() {
 
 #[test]
 fn hoster_mac_filter_passes_the_router_because_it_uses_the_virtual_mac() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = Lab::new(Options { wan_mac: None });
     // Control: before routerd sets the virtual MAC, the hoster drops the router's frames.
     lab.router.ip(&["addr", "add", "203.0.113.10/32", "dev", "wan"]);
@@ -69,6 +75,9 @@ fn hoster_mac_filter_passes_the_router_because_it_uses_the_virtual_mac() {
 
 #[test]
 fn wan_nic_selected_by_mac_when_no_interface_is_named() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = Lab::new(Options {
         wan_mac: Some(VIRTUAL_MAC),
     });
@@ -100,6 +109,9 @@ fn wan_nic_selected_by_mac_when_no_interface_is_named() {
 
 #[test]
 fn tcp_and_udp_forwards_work_from_the_internet_with_port_translation() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab_with_routerd();
     let web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
     assert_eq!(
@@ -122,6 +134,9 @@ fn tcp_and_udp_forwards_work_from_the_internet_with_port_translation() {
 
 #[test]
 fn port_range_forward_maps_one_to_one_for_tcp_and_udp() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab_with_routerd();
     let t9002 = EchoServer::tcp(&lab.web, "0.0.0.0:9002");
     let t9000 = EchoServer::tcp(&lab.web, "0.0.0.0:9000");
@@ -152,6 +167,9 @@ fn port_range_forward_maps_one_to_one_for_tcp_and_udp() {
 
 #[test]
 fn lan_guest_reaches_a_forward_through_the_public_address() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab_with_routerd();
     let web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
     let echo = tcp_echo(&lab.guest, "203.0.113.10:80", "hairpin").expect("guest -> public address -> web");
@@ -162,6 +180,9 @@ fn lan_guest_reaches_a_forward_through_the_public_address() {
 
 #[test]
 fn unsolicited_connections_from_the_internet_fail() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab_with_routerd();
     // Services that must stay unreachable: one on the router, one on a guest.
     let _router_ssh = EchoServer::tcp(&lab.router, "0.0.0.0:22");
@@ -246,11 +267,14 @@ fn unsolicited_connections_from_the_internet_fail() {
 
 #[test]
 fn applying_twice_changes_nothing() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab_with_routerd();
     let before = lab.router_state();
     let out = lab
         .router
-        .command(tests::lab::routerd_bin().to_str().unwrap_or("routerd"))
+        .command(testkit::lab::routerd_bin().to_str().unwrap_or("routerd"))
         .args(["apply", "--config"])
         .arg(lab.config_path())
         .output()
@@ -268,6 +292,9 @@ fn applying_twice_changes_nothing() {
 
 #[test]
 fn sighup_with_a_changed_forward_keeps_open_connections() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = lab_with_routerd();
     let _web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
     let _internet = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
@@ -309,6 +336,9 @@ fn sighup_with_a_changed_forward_keeps_open_connections() {
 
 #[test]
 fn sighup_with_a_broken_config_keeps_the_old_rules() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = lab_with_routerd();
     let before = lab.router_state();
     let broken = CONFIG
@@ -332,6 +362,9 @@ fn sighup_with_a_broken_config_keeps_the_old_rules() {
 
 #[test]
 fn an_invalid_config_at_start_falls_back_to_the_last_good_one() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = lab_with_routerd();
     let saved =
         std::fs::read_to_string(lab.state_dir().join("last-good.toml")).expect("routerd saved the applied config");
@@ -361,6 +394,9 @@ fn an_invalid_config_at_start_falls_back_to_the_last_good_one() {
 
 #[test]
 fn a_valid_config_that_cannot_apply_falls_back_to_the_last_good_one() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = lab_with_routerd();
     assert!(lab.stop_routerd().success());
     // Valid, but names a NIC this router does not have: nothing can be applied.
@@ -382,6 +418,9 @@ fn a_valid_config_that_cannot_apply_falls_back_to_the_last_good_one() {
 
 #[test]
 fn a_reload_moving_the_lan_address_within_its_prefix_leaves_exactly_the_new_one() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = lab_with_routerd();
     lab.reload(&CONFIG.replace("address = \"172.16.0.1/16\"", "address = \"172.16.0.254/16\""));
     lab.wait_log("config applied", 1);

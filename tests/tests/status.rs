@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use tests::dhcp_client::{Client, Kind};
-use tests::http::{get, metric};
-use tests::lab::{Lab, Options, CONFIG};
-use tests::traffic::{tcp_connect, tcp_echo, EchoServer};
+use testkit::dhcp_client::{Client, Kind};
+use testkit::http::{get, metric};
+use testkit::lab::{Lab, Options, CONFIG};
+use testkit::traffic::{tcp_connect, tcp_echo, EchoServer};
 
 fn config(status: &str) -> String {
     CONFIG.to_string()
@@ -31,6 +31,9 @@ fn artifacts() -> PathBuf {
 
 #[test]
 fn metrics_count_traffic_forwards_and_dhcp() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = lab("");
     let before = get(&lab.guest, "172.16.0.1:80", "/metrics")
         .expect("metrics from the LAN")
@@ -115,6 +118,9 @@ fn metrics_count_traffic_forwards_and_dhcp() {
 
 #[test]
 fn the_status_page_is_never_reachable_from_the_wan() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab("\n[status]\nport = 8081\n");
     assert_eq!(get(&lab.guest, "172.16.0.1:8081", "/").expect("from the LAN").0, 200);
     // From the internet host, through the public address and straight at the LAN address.
@@ -159,6 +165,9 @@ fn the_status_page_is_never_reachable_from_the_wan() {
 
 #[test]
 fn the_status_page_renders_in_a_real_browser() {
+    if !testkit::require_root() {
+        return;
+    }
     let lab = lab("");
     let vm = lab.add_lan_guest("vm", "52:54:00:00:00:41");
     let mut client = Client::new(Kind::Udhcpc, &vm, &lab.dir);

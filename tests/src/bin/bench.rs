@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use config::Config;
 use routerd::firewall::{self, Features, Interfaces};
-use tests::lab::{routerd_bin, Lab, Options, CONFIG, VIRTUAL_MAC};
-use tests::netns::run;
-use tests::proc::rss_kib;
+use testkit::lab::{routerd_bin, Lab, Options, CONFIG, VIRTUAL_MAC};
+use testkit::netns::run;
+use testkit::proc::rss_kib;
 
 const ROUNDS: usize = 3;
 const IPERF_SECONDS: &str = "4";

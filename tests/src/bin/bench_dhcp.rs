@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tests::lab::{Lab, Options, CONFIG, GUEST_IP, ROUTER_LAN_IP};
-use tests::proc::rss_kib;
+use testkit::lab::{Lab, Options, CONFIG, GUEST_IP, ROUTER_LAN_IP};
+use testkit::proc::rss_kib;
 
 /// The dynamic range every server hands out (61,438 addresses, inside the lab's LAN
 /// 172.16.0.0/16, clear of the router's and the guests' fixed addresses). A trial must
@@ -422,7 +422,7 @@ fn trial(lab: &mut Lab, server: Server, rate: u32, n: usize) -> Perf {
 }
 
 /// The namespace's UDP RcvbufErrors counter (datagrams dropped for a full socket buffer).
-fn udp_rcvbuf_errors(ns: &tests::netns::Netns) -> u64 {
+fn udp_rcvbuf_errors(ns: &testkit::netns::Netns) -> u64 {
     let snmp = ns.sh("cat /proc/net/snmp");
     let mut udp = snmp.lines().filter(|l| l.starts_with("Udp:"));
     let (Some(names), Some(values)) = (udp.next(), udp.next()) else {

@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tests::dhcp_client::{Client, Kind};
-use tests::http;
-use tests::lab::{Lab, Options, CONFIG, FAILOVER_IP};
-use tests::netns::run;
-use tests::traffic::{tcp_echo, EchoServer};
-use tests::vm::{config_disk, vm_lab, Vm, VmOptions, VmTuning, POWEROFF_TIMEOUT};
+use testkit::dhcp_client::{Client, Kind};
+use testkit::http;
+use testkit::lab::{Lab, Options, CONFIG, FAILOVER_IP};
+use testkit::netns::run;
+use testkit::traffic::{tcp_echo, EchoServer};
+use testkit::vm::{config_disk, vm_lab, Vm, VmOptions, VmTuning, POWEROFF_TIMEOUT};
 
 const ROUNDS: usize = 3;
 /// The figure for OpenWrt's x86-64 combined (ext4/squashfs) image, raw.

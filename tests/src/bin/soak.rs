@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
 use dhcproto::{Decodable, Decoder, Encodable};
-use tests::http;
-use tests::lab::{Lab, Options, CONFIG, INET_IP, ROUTER_LAN_IP, WEB_IP};
-use tests::proc::rss_kib;
-use tests::traffic::{tcp_echo, EchoServer};
+use testkit::http;
+use testkit::lab::{Lab, Options, CONFIG, INET_IP, ROUTER_LAN_IP, WEB_IP};
+use testkit::proc::rss_kib;
+use testkit::traffic::{tcp_echo, EchoServer};
 
 const CLIENTS: u8 = 120;
 const WARM_UP: Duration = Duration::from_secs(15);

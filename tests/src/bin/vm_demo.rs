@@ -6,10 +6,10 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use tests::dhcp_client::{Client, Kind};
-use tests::lab::{CONFIG, FAILOVER_IP, INET_IP};
-use tests::traffic::{tcp_echo, EchoServer};
-use tests::vm::{config_disk, vm_lab, Vm, VmOptions, BOOT_TIMEOUT};
+use testkit::dhcp_client::{Client, Kind};
+use testkit::lab::{CONFIG, FAILOVER_IP, INET_IP};
+use testkit::traffic::{tcp_echo, EchoServer};
+use testkit::vm::{config_disk, vm_lab, Vm, VmOptions, BOOT_TIMEOUT};
 
 /// The lab's config with the NICs found the Proxmox way (WAN by the virtual MAC) and
 /// a DHCP server whose reservation gives the demo guest the forward's target address.

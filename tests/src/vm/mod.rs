@@ -6,9 +6,10 @@
 //! QEMU runs through `qemu/run` (TCG, `-nodefaults`, taps only inside the test's
 //! namespace), its console goes to a file, and the VM is killed on drop. VMs run one
 //! at a time: under TCG on two cores, parallel boots only make each other time out.
+//!
+//! Here: [`Vm`] (QEMU, its console, waits, kill on drop). `qmp`: the QMP client;
+//! `agent`: the guest agent client; `disks`: config, ISO and state-partition disks.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Mutex, MutexGuard};
@@ -16,6 +17,12 @@ use std::time::{Duration, Instant};
 
 use crate::lab::{Lab, Options};
 use crate::netns::run;
+
+mod agent;
+mod disks;
+mod qmp;
+
+pub use disks::{cidata_iso, config_disk, image_bin, iso_image, state_partition};
 
 /// Generous: a Debian kernel boots in seconds under TCG, OVMF and a loaded machine
 /// take longer. Tests never assert on timing.
@@ -28,78 +35,27 @@ pub const LAN_MAC: &str = "52:54:00:12:34:01";
 
 static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// The repository: the parent of this crate's folder `tests/`.
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir).to_path_buf()
 }
 
-/// The raw disk image: `$ROUTER_IMAGE`, else `out/router.img` (qemu/build writes it).
+/// Where the raw disk image is: `$ROUTER_IMAGE`, else `out/router.img` (qemu/build
+/// writes it), whether it is there or not (see [`crate::require_image`]).
+pub fn image_file() -> PathBuf {
+    std::env::var_os("ROUTER_IMAGE").map_or_else(|| repo().join("out/router.img"), PathBuf::from)
+}
+
+/// The raw disk image ([`image_file`]); fails when it is missing.
 pub fn image_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("ROUTER_IMAGE") {
-        return PathBuf::from(p);
-    }
-    let p = repo().join("out/router.img");
+    let p = image_file();
     assert!(
         p.exists(),
         "{} is missing: build the image with qemu/build (or set ROUTER_IMAGE)",
         p.display()
     );
     p
-}
-
-/// The image builder binary: `$IMAGE_BIN`, else the workspace's release or debug build.
-pub fn image_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("IMAGE_BIN") {
-        return PathBuf::from(p);
-    }
-    for profile in ["release", "debug"] {
-        let p = repo().join("target").join(profile).join("image");
-        if p.exists() {
-            return p;
-        }
-    }
-    panic!("the image builder is missing: run qemu/build (or cargo build -p image) or set IMAGE_BIN");
-}
-
-/// Writes a config disk holding `text` with `image config`; `checked: false` writes
-/// it even when invalid (to see what the appliance does with a bad config).
-pub fn config_disk(dir: &Path, name: &str, text: &str, checked: bool) -> PathBuf {
-    let toml = dir.join(format!("{name}.toml"));
-    std::fs::write(&toml, text).unwrap_or_else(|e| panic!("{}: {e}", toml.display()));
-    let img = dir.join(format!("{name}.img"));
-    let mut cmd = Command::new(image_bin());
-    cmd.arg("config").arg(&toml).arg("-o").arg(&img);
-    if !checked {
-        cmd.arg("--unchecked");
-    }
-    run(&mut cmd);
-    img
-}
-
-/// A cloud-init drive as Proxmox makes one: the files in an iso9660 volume from
-/// `genisoimage -quiet -iso-level 3 -J -R -V cidata`, padded to 4 MiB.
-pub fn cidata_iso(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
-    iso_image(dir, name, "cidata", files)
-}
-
-/// An ISO 9660 image (Joliet + Rock Ridge names, as `genisoimage -J -R` makes for
-/// Proxmox) labelled `label`, holding `files`, padded to 4 MiB.
-pub fn iso_image(dir: &Path, name: &str, label: &str, files: &[(&str, &str)]) -> PathBuf {
-    let tree = dir.join(format!("{name}-files"));
-    std::fs::create_dir_all(&tree).unwrap_or_else(|e| panic!("{}: {e}", tree.display()));
-    for (file, text) in files {
-        std::fs::write(tree.join(file), text).unwrap_or_else(|e| panic!("{file}: {e}"));
-    }
-    let iso = dir.join(format!("{name}.iso"));
-    run(Command::new("genisoimage")
-        .args(["-quiet", "-iso-level", "3", "-J", "-R", "-V", label, "-o"])
-        .arg(&iso)
-        .arg(&tree));
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&iso)
-        .unwrap_or_else(|e| panic!("{e}"));
-    f.set_len(4 << 20).unwrap_or_else(|e| panic!("{e}"));
-    iso
 }
 
 /// The lab of lab.rs with the router namespace turned into two switches: `wan` and
@@ -319,38 +275,7 @@ impl Vm {
 
     /// Sends one QMP command (after the capabilities handshake) and returns the reply.
     pub fn qmp(&self, command: &str) -> serde_json::Value {
-        let stream = UnixStream::connect(&self.qmp).unwrap_or_else(|e| panic!("QMP {}: {e}", self.qmp.display()));
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let mut writer = stream.try_clone().unwrap_or_else(|e| panic!("{e}"));
-        let mut reader = BufReader::new(stream);
-        let mut read_reply = |what: &str| -> serde_json::Value {
-            loop {
-                let mut line = String::new();
-                match reader.read_line(&mut line) {
-                    Ok(0) | Err(_) => panic!("QMP closed while waiting for {what}"),
-                    Ok(_) => {}
-                }
-                let v: serde_json::Value =
-                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("QMP sent {line:?}: {e}"));
-                // Skip asynchronous events.
-                if v.get("event").is_none() {
-                    return v;
-                }
-            }
-        };
-        let greeting = read_reply("the greeting");
-        assert!(greeting.get("QMP").is_some(), "not a QMP greeting: {greeting}");
-        writer
-            .write_all(b"{\"execute\":\"qmp_capabilities\"}\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let caps = read_reply("qmp_capabilities");
-        assert!(caps.get("return").is_some(), "qmp_capabilities: {caps}");
-        writer
-            .write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-        read_reply(command)
+        qmp::execute(&self.qmp, command)
     }
 
     /// Knobs for the next [`Vm::restart`].
@@ -400,120 +325,20 @@ impl Vm {
         self.kill();
     }
 
-    /// Reads `/<name>` from the VM's state partition (GPT name `routerstate`, ext4)
-    /// from the host side while QEMU is not running, with no kernel help (no loop
-    /// device, no nbd): `qemu-img convert` copies the partition out of the qcow2 overlay,
-    /// `e2fsck -fy` replays the journal on that copy (a killed VM leaves one to
-    /// replay, as the kernel would at the next mount), `debugfs` dumps the file.
-    /// None when the partition has no filesystem yet or the file does not exist.
+    /// Reads `/<name>` from the VM's state partition while QEMU is not running; see
+    /// `disks::read_state_file`.
     pub fn read_state_file(&mut self, name: &str) -> Option<Vec<u8>> {
         assert!(
             self.child.is_none() || self.try_wait().is_some(),
             "read_state_file needs QEMU stopped"
         );
-        let (start, size) = state_partition(&image_path());
-        let part = self.dir.join("state-part.img");
-        let _ = std::fs::remove_file(&part);
-        // The raw driver's offset/size window over the qcow2 overlay (`qemu-img dd
-        // skip=` refuses the offset on QEMU 7.2 and still exits 0).
-        run(Command::new("qemu-img")
-            .arg("convert")
-            .arg("--image-opts")
-            .arg(format!(
-                "driver=raw,offset={start},size={size},file.driver=qcow2,file.file.driver=file,file.file.filename={}",
-                self.disk.display()
-            ))
-            .args(["-O", "raw"])
-            .arg(&part));
-        let fsck = Command::new("e2fsck")
-            .arg("-fy")
-            .arg(&part)
-            .output()
-            .unwrap_or_else(|e| panic!("e2fsck: {e}"));
-        // 0: clean, 1: fixed (a journal replay counts), 8: no ext4 here (never booted).
-        let code = fsck.status.code().unwrap_or(-1);
-        let fsck_text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&fsck.stdout),
-            String::from_utf8_lossy(&fsck.stderr)
-        );
-        if code >= 8 {
-            eprintln!("vm: no ext4 filesystem on the state partition (e2fsck exit {code}):\n{fsck_text}");
-            return None;
-        }
-        assert!(
-            code < 4,
-            "e2fsck found uncorrected errors on the state partition (exit {code}):\n{fsck_text}"
-        );
-        if code != 0 {
-            eprintln!("vm: e2fsck on a copy of the state partition (exit {code}):\n{fsck_text}");
-        }
-        let out = self.dir.join(format!("state-{}", name.replace('/', "_")));
-        let _ = std::fs::remove_file(&out);
-        let dump = run(Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("dump /{name} {}", out.display()))
-            .arg(&part));
-        let bytes = std::fs::read(&out).ok();
-        if bytes.is_none() {
-            let ls = run(Command::new("debugfs").args(["-R", "ls -l /"]).arg(&part));
-            eprintln!(
-                "vm: debugfs found no /{name}: {}\nthe state partition holds:\n{}",
-                String::from_utf8_lossy(&dump.stderr),
-                String::from_utf8_lossy(&ls.stdout)
-            );
-        }
-        let _ = std::fs::remove_file(&part);
-        bytes
+        disks::read_state_file(&image_path(), &self.disk, &self.dir, name)
     }
 
-    /// Sends one guest agent command the way Proxmox's QMPClient does
-    /// (`guest-sync-delimited` with an id, then the command, in one write) and
-    /// returns the command's reply, or None for `guest-shutdown` (it answers
-    /// nothing). Fails when no reply comes within 30 s.
+    /// Sends one guest agent command as Proxmox does and returns its reply (None for
+    /// `guest-shutdown`); see `agent::execute`.
     pub fn agent(&self, command: &str, arguments: serde_json::Value) -> Option<serde_json::Value> {
-        use std::io::Read;
-        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let mut stream = UnixStream::connect(&self.qga).unwrap_or_else(|e| panic!("agent {}: {e}", self.qga.display()));
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap_or_else(|e| panic!("{e}"));
-        let request = format!(
-            "{}\n{}\n",
-            serde_json::json!({ "execute": "guest-sync-delimited", "arguments": { "id": id } }),
-            serde_json::json!({ "execute": command, "arguments": arguments })
-        );
-        stream
-            .write_all(request.as_bytes())
-            .unwrap_or_else(|e| panic!("agent: {e}"));
-        let lines_wanted = if command == "guest-shutdown" { 1 } else { 2 };
-        let mut got: Vec<u8> = Vec::new();
-        let mut buf = [0u8; 65536];
-        loop {
-            // Proxmox skips everything up to the last 0xFF, then reads whole lines.
-            let after = got.iter().rposition(|b| *b == 0xFF).map(|i| &got[i + 1..]);
-            if let Some(rest) = after {
-                let text = String::from_utf8_lossy(rest).into_owned();
-                let lines: Vec<&str> = text.split('\n').collect();
-                if lines.len() > lines_wanted {
-                    let sync: serde_json::Value = serde_json::from_str(lines[0])
-                        .unwrap_or_else(|e| panic!("agent sync reply {:?}: {e}", lines[0]));
-                    assert_eq!(
-                        sync["return"], id,
-                        "guest-sync-delimited answered with another id: {text:?}"
-                    );
-                    return (lines_wanted == 2).then(|| {
-                        serde_json::from_str(lines[1]).unwrap_or_else(|e| panic!("agent reply {:?}: {e}", lines[1]))
-                    });
-                }
-            }
-            let n = stream
-                .read(&mut buf)
-                .unwrap_or_else(|e| panic!("agent: no reply to {command} ({e}); got {got:?}"));
-            assert!(n > 0, "agent socket closed while waiting for {command}");
-            got.extend_from_slice(&buf[..n]);
-        }
+        agent::execute(&self.qga, command, arguments)
     }
 
     fn kill(&mut self) {
@@ -522,24 +347,6 @@ impl Vm {
             let _ = c.wait();
         }
     }
-}
-
-/// The state partition's byte offset and length in the image, from its GPT (read
-/// with `sfdisk -J`, which reads the file and needs no device).
-pub fn state_partition(image: &Path) -> (u64, u64) {
-    let out = run(Command::new("sfdisk").arg("-J").arg(image));
-    let json: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("sfdisk -J {}: {e}", image.display()));
-    let table = &json["partitiontable"];
-    let sector = table["sectorsize"].as_u64().unwrap_or(512);
-    let parts = table["partitions"].as_array().cloned().unwrap_or_default();
-    let p = parts
-        .iter()
-        .find(|p| p["name"].as_str() == Some("routerstate"))
-        .unwrap_or_else(|| panic!("no partition named routerstate in {}: {json}", image.display()));
-    let start = p["start"].as_u64().unwrap_or_else(|| panic!("partition start: {p}"));
-    let size = p["size"].as_u64().unwrap_or_else(|| panic!("partition size: {p}"));
-    (start * sector, size * sector)
 }
 
 impl Drop for Vm {
