@@ -1,16 +1,19 @@
 //! Gathers a [`Snapshot`] from the kernel (sysfs, procfs, netlink, nft) and from what
 //! the daemon shares.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
 use futures::TryStreamExt;
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
 use rtnetlink::Handle;
+use serde::Deserialize;
 
 use super::{DhcpStats, ForwardStats, InterfaceStats, LeaseRow, Shared, Snapshot};
 use crate::dhcp::server::unix_now;
-use crate::firewall::TABLE;
+use crate::firewall::{self, TABLE};
+use config::Config;
 
 const NIC_COUNTERS: [&str; 8] = [
     "rx_bytes",
@@ -75,36 +78,65 @@ pub async fn gateway_state(netlink: &Handle, nic: &str, gateway: Ipv4Addr) -> (b
     (false, "none".to_string())
 }
 
-/// Per-forward counters from the nft ruleset: the prerouting rules routerd commented.
-pub fn forward_counters() -> Vec<ForwardStats> {
-    let Ok(out) = Command::new(crate::firewall::program())
-        .args(["-j", "list", "chain", "inet", TABLE, "prerouting"])
+/// What `nft -j list counters table inet routerd` prints, as far as the collector reads
+/// it: each named counter's values (the metainfo and the other fields are skipped).
+#[derive(Debug, Deserialize)]
+struct CounterListing {
+    nftables: Vec<ListingItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListingItem {
+    #[serde(default)]
+    counter: Option<CounterValues>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CounterValues {
+    name: String,
+    packets: u64,
+    bytes: u64,
+}
+
+/// Each forward's counters in `listing`, found by the names the firewall gave them.
+/// A forward whose counter is not listed (a ruleset older than the config) is left out.
+pub fn forward_stats(config: &Config, listing: &[u8]) -> Vec<ForwardStats> {
+    let Ok(listing) = serde_json::from_slice::<CounterListing>(listing) else {
+        return Vec::new();
+    };
+    let values: HashMap<String, (u64, u64)> = listing
+        .nftables
+        .into_iter()
+        .filter_map(|item| item.counter)
+        .map(|c| (c.name, (c.packets, c.bytes)))
+        .collect();
+    firewall::forward_counters(config)
+        .into_iter()
+        .filter_map(|fc| {
+            let (packets, bytes) = *values.get(&fc.name)?;
+            Some(ForwardStats {
+                protocol: fc.transport.to_string(),
+                port: fc.forward.ports.to_string(),
+                to: format!("{}:{}", fc.forward.to, fc.forward.to_ports),
+                packets,
+                bytes,
+            })
+        })
+        .collect()
+}
+
+/// Per-forward counters, from routerd's named nft counters.
+pub fn forward_counters(config: &Config) -> Vec<ForwardStats> {
+    if config.forwards.is_empty() {
+        return Vec::new();
+    }
+    let Ok(out) = Command::new(firewall::program())
+        .args(["-j", "list", "counters", "table", "inet", TABLE])
         .output()
     else {
         return Vec::new();
     };
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        return Vec::new();
-    };
-    let rules = json["nftables"].as_array().cloned().unwrap_or_default();
-    rules
-        .iter()
-        .filter_map(|item| {
-            let rule = item.get("rule")?;
-            // "forward tcp 80 to 172.16.10.205:8080"
-            let comment = rule["comment"].as_str()?.strip_prefix("forward ")?;
-            let mut words = comment.split(' ');
-            let (protocol, port, _, to) = (words.next()?, words.next()?, words.next()?, words.next()?);
-            let counter = rule["expr"].as_array()?.iter().find_map(|e| e.get("counter"))?;
-            Some(ForwardStats {
-                protocol: protocol.to_string(),
-                port: port.to_string(),
-                to: to.to_string(),
-                packets: counter["packets"].as_u64().unwrap_or(0),
-                bytes: counter["bytes"].as_u64().unwrap_or(0),
-            })
-        })
-        .collect()
+    forward_stats(config, &out.stdout)
 }
 
 fn rss_bytes() -> u64 {
@@ -141,8 +173,12 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
     let count = read_u64("/proc/sys/net/netfilter/nf_conntrack_count");
     let max = read_u64("/proc/sys/net/netfilter/nf_conntrack_max");
     s.conntrack = count.zip(max);
-    // nft is a process to wait for: not on the runtime that also serves DHCP.
-    s.forwards = tokio::task::spawn_blocking(forward_counters).await.unwrap_or_default();
+    if let Some(config) = state.config.clone() {
+        // nft is a process to wait for: not on the runtime that also serves DHCP.
+        s.forwards = tokio::task::spawn_blocking(move || forward_counters(&config))
+            .await
+            .unwrap_or_default();
+    }
     if let Some(view) = &state.dhcp {
         let c = &view.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -176,4 +212,96 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
         });
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::{Features, Interfaces};
+    use nftables::schema::{NfCmd, NfListObject, NfObject};
+
+    const CONFIG: &str = r#"
+[wan]
+interface = "wan"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+
+[lan]
+interface = "lan"
+address = "172.16.0.1/16"
+
+[[forward]]
+protocol = "tcp"
+port = 80
+to = "172.16.10.205"
+to_port = 8080
+
+[[forward]]
+protocol = "both"
+port = "8000-8003"
+to = "172.16.10.206"
+to_port = 9000
+
+[[forward]]
+protocol = "udp"
+port = 5353
+to = "172.16.10.207"
+"#;
+
+    /// The counters the ruleset creates, listed the way `nft -j list counters` prints
+    /// them but in reverse order, each counting its position in the ruleset as packets.
+    fn listing_of_ruleset(config: &Config) -> Vec<u8> {
+        let batch = firewall::ruleset(
+            config,
+            &Interfaces { wan: "wan", lan: "lan" },
+            Features { flowtable: false },
+        );
+        let names: Vec<String> = batch
+            .objects
+            .iter()
+            .filter_map(|object| match object {
+                NfObject::CmdObject(NfCmd::Add(NfListObject::Counter(c))) => Some(c.name.to_string()),
+                _ => None,
+            })
+            .collect();
+        let mut items = vec![serde_json::json!({"metainfo": {"version": "1.0.6", "json_schema_version": 1}})];
+        for (position, name) in names.iter().enumerate().rev() {
+            items.push(serde_json::json!({"counter": {
+                "family": "inet", "name": name, "table": TABLE, "handle": 100 + position,
+                "packets": position, "bytes": 5_000_000_000u64 + position as u64,
+            }}));
+        }
+        serde_json::to_vec(&serde_json::json!({ "nftables": items })).unwrap_or_default()
+    }
+
+    #[test]
+    fn each_forward_is_found_by_the_firewalls_counter_name() {
+        let config = Config::parse(CONFIG, "router.toml").expect("valid config");
+        let stats = forward_stats(&config, &listing_of_ruleset(&config));
+        let rows: Vec<(&str, &str, &str, u64)> = stats
+            .iter()
+            .map(|f| (f.protocol.as_str(), f.port.as_str(), f.to.as_str(), f.packets))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("tcp", "80", "172.16.10.205:8080", 0),
+                ("tcp", "8000-8003", "172.16.10.206:9000-9003", 1),
+                ("udp", "8000-8003", "172.16.10.206:9000-9003", 2),
+                ("udp", "5353", "172.16.10.207:5353", 3),
+            ]
+        );
+        // Byte counts beyond 32 bits come through.
+        assert!(stats.iter().all(|f| f.bytes == 5_000_000_000 + f.packets), "{stats:?}");
+    }
+
+    #[test]
+    fn a_counter_missing_from_the_listing_leaves_its_forward_out() {
+        let config = Config::parse(CONFIG, "router.toml").expect("valid config");
+        let listing = br#"{"nftables": [{"metainfo": {}}, {"counter": {"family": "inet", "name": "fwd_2_udp", "table": "routerd", "handle": 9, "packets": 7, "bytes": 700}}]}"#;
+        let stats = forward_stats(&config, listing);
+        assert_eq!(stats.len(), 1);
+        assert_eq!((stats[0].port.as_str(), stats[0].packets), ("5353", 7));
+        assert!(forward_stats(&config, b"not json").is_empty());
+    }
 }
