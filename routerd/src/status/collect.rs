@@ -3,17 +3,72 @@
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::process::Command;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
 use rtnetlink::Handle;
 use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+use tokio::sync::Mutex;
 
 use super::{DhcpStats, ForwardStats, InterfaceStats, LeaseRow, Shared, Snapshot};
 use crate::dhcp::server::unix_now;
 use crate::firewall::{self, TABLE};
 use config::Config;
+
+/// The longest one `nft` listing may take before it is killed.
+const NFT_DEADLINE: Duration = Duration::from_secs(5);
+/// The most of nft's output read: a counter takes about 110 bytes, so room for
+/// over 100,000 of them.
+const NFT_OUTPUT_MAX: u64 = 16 << 20;
+/// The longest the DHCP server may take to list its leases.
+const LEASES_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The last snapshot and when its collection started.
+type Last = Option<(Instant, Arc<Snapshot>)>;
+
+/// Collects snapshots one at a time, each shared by all the requests that were waiting
+/// when it started: however many scrapers there are, one collection runs at a time,
+/// and every answer still shows the state after its request came in.
+pub struct Collector {
+    shared: Arc<Shared>,
+    netlink: Handle,
+    last: Arc<Mutex<Last>>,
+}
+
+impl Collector {
+    pub fn new(shared: Arc<Shared>, netlink: Handle) -> Arc<Collector> {
+        Arc::new(Collector {
+            shared,
+            netlink,
+            last: Arc::default(),
+        })
+    }
+
+    pub async fn snapshot(self: &Arc<Self>) -> Arc<Snapshot> {
+        let asked = Instant::now();
+        let mut last = self.last.clone().lock_owned().await;
+        if let Some((started, snapshot)) = last.as_ref() {
+            if *started >= asked {
+                return snapshot.clone();
+            }
+        }
+        // The collection runs in a task of its own that holds the lock: a request that
+        // gives up (timed out, hung up) leaves it to finish, and none starts another
+        // meanwhile, so there is never more than one nft process.
+        let this = self.clone();
+        let collection = tokio::spawn(async move {
+            let started = Instant::now();
+            let snapshot = Arc::new(snapshot(&this.shared, &this.netlink).await);
+            *last = Some((started, snapshot.clone()));
+            snapshot
+        });
+        collection.await.unwrap_or_default()
+    }
+}
 
 const NIC_COUNTERS: [&str; 8] = [
     "rx_bytes",
@@ -126,17 +181,43 @@ pub fn forward_stats(config: &Config, listing: &[u8]) -> Vec<ForwardStats> {
 }
 
 /// Per-forward counters, from routerd's named nft counters.
-pub fn forward_counters(config: &Config) -> Vec<ForwardStats> {
+pub async fn forward_counters(config: &Config) -> Vec<ForwardStats> {
     if config.forwards.is_empty() {
         return Vec::new();
     }
-    let Ok(out) = Command::new(firewall::program())
+    match list_counters().await {
+        Some(listing) => forward_stats(config, &listing),
+        None => Vec::new(),
+    }
+}
+
+/// `nft -j list counters table inet routerd`: at most [`NFT_OUTPUT_MAX`] bytes of it,
+/// and the process killed and reaped when it takes longer than [`NFT_DEADLINE`].
+async fn list_counters() -> Option<Vec<u8>> {
+    let mut child = tokio::process::Command::new(firewall::program())
         .args(["-j", "list", "counters", "table", "inet", TABLE])
-        .output()
-    else {
-        return Vec::new();
-    };
-    forward_stats(config, &out.stdout)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take()?;
+    let mut out = Vec::new();
+    let finished = tokio::time::timeout(NFT_DEADLINE, async {
+        stdout.take(NFT_OUTPUT_MAX).read_to_end(&mut out).await?;
+        child.wait().await
+    })
+    .await;
+    match finished {
+        Ok(Ok(status)) if status.success() => Some(out),
+        Ok(Ok(_)) | Ok(Err(_)) => None,
+        Err(_) => {
+            tracing::warn!("nft took longer than {}s to list the counters", NFT_DEADLINE.as_secs());
+            let _ = child.kill().await;
+            None
+        }
+    }
 }
 
 fn rss_bytes() -> u64 {
@@ -173,11 +254,8 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
     let count = read_u64("/proc/sys/net/netfilter/nf_conntrack_count");
     let max = read_u64("/proc/sys/net/netfilter/nf_conntrack_max");
     s.conntrack = count.zip(max);
-    if let Some(config) = state.config.clone() {
-        // nft is a process to wait for: not on the runtime that also serves DHCP.
-        s.forwards = tokio::task::spawn_blocking(move || forward_counters(&config))
-            .await
-            .unwrap_or_default();
+    if let Some(config) = &state.config {
+        s.forwards = forward_counters(config).await;
     }
     if let Some(view) = &state.dhcp {
         let c = &view.counters;
@@ -193,7 +271,11 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
             ("probes", load(&c.probes)),
             ("probe_conflicts", load(&c.probe_conflicts)),
         ];
-        let report = view.leases().await.unwrap_or_default();
+        let report = tokio::time::timeout(LEASES_DEADLINE, view.leases())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let mut leases: Vec<LeaseRow> = report
             .active
             .iter()

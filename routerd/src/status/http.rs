@@ -10,7 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::{collect, metrics, page, Shared};
+use super::collect::Collector;
+use super::{metrics, page, Shared};
 
 const MAX_REQUEST: usize = 8192;
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -32,6 +33,7 @@ impl Drop for Running {
 pub async fn start(addr: SocketAddrV4, shared: Arc<Shared>, netlink: Handle) -> std::io::Result<Running> {
     let listener = TcpListener::bind(addr).await?;
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let collector = Collector::new(shared, netlink);
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -42,9 +44,9 @@ pub async fn start(addr: SocketAddrV4, shared: Arc<Shared>, netlink: Handle) -> 
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 continue; // too many at once: drop the connection
             };
-            let (shared, netlink) = (shared.clone(), netlink.clone());
+            let collector = collector.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(TIMEOUT, serve(stream, &shared, &netlink)).await;
+                let _ = tokio::time::timeout(TIMEOUT, serve(stream, &collector)).await;
                 drop(permit);
             });
         }
@@ -64,7 +66,7 @@ pub fn request_path(head: &[u8]) -> Option<&str> {
     }
 }
 
-async fn serve(mut stream: TcpStream, shared: &Shared, netlink: &Handle) -> std::io::Result<()> {
+async fn serve(mut stream: TcpStream, collector: &Arc<Collector>) -> std::io::Result<()> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
@@ -78,12 +80,12 @@ async fn serve(mut stream: TcpStream, shared: &Shared, netlink: &Handle) -> std:
         Some("/") => (
             "200 OK",
             "text/html; charset=utf-8",
-            page::render(&collect::snapshot(shared, netlink).await),
+            page::render(&*collector.snapshot().await),
         ),
         Some("/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
-            metrics::render(&collect::snapshot(shared, netlink).await),
+            metrics::render(&*collector.snapshot().await),
         ),
         Some(_) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         None => ("400 Bad Request", "text/plain", "bad request\n".to_string()),
