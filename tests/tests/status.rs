@@ -284,3 +284,69 @@ fn many_scrapers_of_many_forwards_cost_no_more_than_one() {
     );
     assert!(most_nft <= 1, "{most_nft} nft processes at once");
 }
+
+/// A connection to the status page from `ns` that sends half a request head and stalls.
+fn stalled(ns: &Netns) -> TcpStream {
+    let mut stream = tcp_connect(ns, STATUS).expect("connect to the status page");
+    // The server may have closed it already; what it does is asserted by the caller.
+    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: rou");
+    stream
+}
+
+/// Whether the server closed `stream` (end of stream or reset), waiting up to 30 s.
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    match stream.read(&mut [0u8; 64]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+/// Whether `stream` is still open with nothing to read (the server holds it).
+fn held_open(stream: &TcpStream) -> bool {
+    let _ = stream.set_nonblocking(true);
+    let mut byte = [0u8; 1];
+    matches!((&*stream).read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[test]
+fn slow_clients_cannot_lock_others_out_of_the_status_page() {
+    let lab = lab("");
+    // Slowloris from one guest: 16 connections that never finish their request.
+    let mut from_guest: Vec<TcpStream> = (0..16).map(|_| stalled(&lab.guest)).collect();
+    let mut seventeenth = stalled(&lab.guest);
+    assert!(
+        closed_by_server(&mut seventeenth),
+        "the guest's 17th connection is closed"
+    );
+    let still_held = from_guest.iter().filter(|s| held_open(s)).count();
+    assert!(
+        still_held >= 1,
+        "the 17th was closed for being one too many, not by a timeout"
+    );
+    // Three more hosts fill the remaining slots with stalled connections too.
+    let slow_hosts: Vec<Netns> = (1..=3u8)
+        .map(|i| {
+            let ns = lab.add_lan_guest(&format!("slow{i}"), &format!("52:54:00:00:01:0{i}"));
+            ns.ip(&["addr", "add", &format!("172.16.10.{}/16", 60 + i), "dev", "eth0"]);
+            ns
+        })
+        .collect();
+    let mut from_others: Vec<TcpStream> = slow_hosts
+        .iter()
+        .flat_map(|ns| (0..4).map(|_| stalled(ns)).collect::<Vec<_>>())
+        .collect();
+
+    // Another LAN host still gets every scrape.
+    let served = (0..25)
+        .filter(|_| get(&lab.web, STATUS, "/metrics").is_ok_and(|(code, _)| code == 200))
+        .count();
+    assert_eq!(served, 25, "scrapes answered while slow clients hold connections");
+
+    // And the slow ones do not hold on forever: the request head has a deadline.
+    for stream in from_guest.iter_mut().chain(from_others.iter_mut()) {
+        assert!(closed_by_server(stream), "a stalled connection is closed in the end");
+    }
+}
