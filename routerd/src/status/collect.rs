@@ -17,6 +17,7 @@ use tokio::sync::Mutex;
 use super::{DhcpStats, ForwardStats, InterfaceStats, LeaseRow, Shared, Snapshot};
 use crate::dhcp::server::unix_now;
 use crate::firewall::{self, TABLE};
+use crate::net::Nic;
 use config::Config;
 
 /// The longest one `nft` listing may take before it is killed.
@@ -85,16 +86,17 @@ fn read_u64(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn interface(role: &'static str, name: &str, address: String) -> InterfaceStats {
+/// A NIC's row: its name and MAC as the apply step left them, its counters from sysfs.
+fn interface(role: &'static str, nic: &Nic, address: String) -> InterfaceStats {
+    let name = &nic.name;
     let counters = NIC_COUNTERS
         .iter()
         .filter_map(|c| Some((*c, read_u64(&format!("/sys/class/net/{name}/statistics/{c}"))?)))
         .collect();
-    let mac = nic_mac(name);
     InterfaceStats {
         role,
-        name: name.to_string(),
-        mac,
+        name: name.clone(),
+        mac: nic.mac.map(|m| m.to_string()).unwrap_or_default(),
         address,
         counters,
     }
@@ -247,7 +249,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
                 interface("wan", wan, config.wan.address.to_string()),
                 interface("lan", lan, config.lan.address.to_string()),
             ];
-            let (answers, st) = gateway_state(netlink, wan, config.wan.gateway).await;
+            let (answers, st) = gateway_state(netlink, &wan.name, config.wan.gateway).await;
             s.gateway = Some((config.wan.gateway, answers, st));
         }
     }
@@ -385,5 +387,40 @@ to = "172.16.10.207"
         assert_eq!(stats.len(), 1);
         assert_eq!((stats[0].port.as_str(), stats[0].packets), ("5353", 7));
         assert!(forward_stats(&config, b"not json").is_empty());
+    }
+
+    #[tokio::test]
+    async fn nic_facts_come_from_the_apply_step() {
+        let mut config = Config::parse(CONFIG, "router.toml").expect("valid config");
+        config.forwards.clear(); // no nft listing in a unit test
+        let nic = |index, name: &str, last| Nic {
+            index,
+            name: name.to_string(),
+            mac: Some(config::MacAddr([0x02, 0, 0, 0, 0, last])),
+            perm_mac: None,
+            up: true,
+        };
+        let shared = Shared::default();
+        shared.update(|s| {
+            s.config = Some(Arc::new(config.clone()));
+            // Names no NIC here has: sysfs knows nothing about them.
+            s.wan = Some(nic(1001, "routerd-nowan", 0x10));
+            s.lan = Some(nic(1002, "routerd-nolan", 0x20));
+        });
+        let (connection, netlink, _) = rtnetlink::new_connection().expect("a netlink socket");
+        tokio::spawn(connection);
+        let s = snapshot(&shared, &netlink).await;
+        let rows: Vec<(&str, &str, &str)> = s
+            .interfaces
+            .iter()
+            .map(|i| (i.role, i.name.as_str(), i.mac.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("wan", "routerd-nowan", "02:00:00:00:00:10"),
+                ("lan", "routerd-nolan", "02:00:00:00:00:20")
+            ]
+        );
     }
 }
