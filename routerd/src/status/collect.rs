@@ -183,7 +183,7 @@ pub fn forward_stats(config: &Config, listing: &[u8]) -> Vec<ForwardStats> {
 }
 
 /// Per-forward counters, from routerd's named nft counters.
-pub async fn forward_counters(config: &Config) -> Vec<ForwardStats> {
+pub async fn read_forward_stats(config: &Config) -> Vec<ForwardStats> {
     if config.forwards.is_empty() {
         return Vec::new();
     }
@@ -257,7 +257,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
     let max = read_u64("/proc/sys/net/netfilter/nf_conntrack_max");
     s.conntrack = count.zip(max);
     if let Some(config) = &state.config {
-        s.forwards = forward_counters(config).await;
+        s.forwards = read_forward_stats(config).await;
     }
     if let Some(view) = &state.dhcp {
         let c = &view.counters;

@@ -112,12 +112,12 @@ impl SharedSlots {
 }
 
 /// Frees a connection's slot however its task ends (done, timed out, evicted).
-struct Release {
+struct HeldSlot {
     slots: SharedSlots,
     id: u64,
 }
 
-impl Drop for Release {
+impl Drop for HeldSlot {
     fn drop(&mut self) {
         self.slots.lock().release(self.id);
     }
@@ -145,12 +145,12 @@ pub async fn start(addr: SocketAddrV4, shared: Arc<Shared>, netlink: Handle) -> 
                     id
                 }
             };
-            let release = Release {
+            let slot = HeldSlot {
                 slots: slots.clone(),
                 id,
             };
             let collector = collector.clone();
-            let task = tokio::spawn(async move { serve(stream, &collector, &release).await });
+            let task = tokio::spawn(async move { serve(stream, &collector, &slot).await });
             if let Some(slot) = slots.lock().slot(id) {
                 slot.task = Some(task.abort_handle());
             }
@@ -185,7 +185,7 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     Ok(Some(head))
 }
 
-async fn serve(mut stream: TcpStream, collector: &Arc<Collector>, slot: &Release) {
+async fn serve(mut stream: TcpStream, collector: &Arc<Collector>, slot: &HeldSlot) {
     let Ok(Ok(Some(head))) = tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await else {
         return;
     };
