@@ -130,8 +130,8 @@ impl Router {
         let view = self.dhcp.as_ref().map(|d| d.running.view.clone());
         self.shared.update(|s| {
             s.config = Some(Arc::new(config.clone()));
-            s.wan = Some(applied.wan.name.clone());
-            s.lan = Some(applied.lan.name.clone());
+            s.wan = Some(applied.wan.clone());
+            s.lan = Some(applied.lan.clone());
             s.dhcp = view;
         });
     }

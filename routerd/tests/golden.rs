@@ -272,3 +272,36 @@ fn a_shifted_port_range_maps_one_to_one() {
         to_guest("172.16.10.7")[0]
     );
 }
+
+#[test]
+fn every_forward_counts_into_its_own_named_counter_created_before_its_rule() {
+    let batch = ruleset_json(&golden_config("forwards"));
+    let commands = batch["nftables"].as_array().expect("a batch is {\"nftables\": [...]}");
+    let position = |wanted: &dyn Fn(&Value) -> bool| commands.iter().position(wanted);
+    let counters = statements(&batch, "prerouting", "counter");
+    assert_eq!(counters.len(), 10, "one per forward rule: {counters:?}");
+    let mut names: Vec<&str> = Vec::new();
+    for counter in &counters {
+        let name = counter
+            .as_str()
+            .unwrap_or_else(|| panic!("a named counter, not {counter}"));
+        let created = position(&|c| c["add"]["counter"]["name"] == name);
+        let used = position(&|c| {
+            c["add"]["rule"]["expr"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|s| s["counter"] == name))
+        });
+        assert!(
+            created.is_some() && created < used,
+            "{name}: created at {created:?}, used at {used:?}"
+        );
+        names.push(name);
+    }
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(
+        names.len(),
+        counters.len(),
+        "no two forwards share a counter: {names:?}"
+    );
+}

@@ -2,12 +2,20 @@
 //! that move with real traffic and a real DHCP exchange, and the page as a browser
 //! renders it. Needs root; run through `tests/run`.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use testkit::dhcp_client::{Client, Kind};
 use testkit::http::{get, metric};
 use testkit::lab::{Lab, Options, CONFIG};
-use testkit::traffic::{tcp_connect, tcp_echo, EchoServer};
+use testkit::netns::Netns;
+use testkit::proc::{children, peak_rss_kib, rss_kib};
+use testkit::traffic::{tcp_connect, tcp_echo, EchoServer, TIMEOUT};
+
+const STATUS: &str = "172.16.0.1:80";
 
 fn config(status: &str) -> String {
     CONFIG.to_string()
@@ -213,4 +221,147 @@ fn the_status_page_renders_in_a_real_browser() {
         "a real picture of the page ({} bytes)",
         png.len()
     );
+}
+
+/// Scrapes `/metrics` from `ns` over and over until `until`; how many scrapes got a 200.
+fn scrape_until(ns: &Netns, until: Instant) -> JoinHandle<u32> {
+    ns.spawn(move || {
+        let addr: SocketAddr = STATUS.parse().unwrap_or_else(|e| panic!("{e}"));
+        let mut served = 0;
+        while Instant::now() < until {
+            let Ok(mut stream) = TcpStream::connect_timeout(&addr, TIMEOUT) else {
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
+            let _ = stream.set_read_timeout(Some(TIMEOUT));
+            let mut response = Vec::new();
+            if stream
+                .write_all(b"GET /metrics HTTP/1.1\r\nHost: router\r\n\r\n")
+                .is_ok()
+            {
+                let _ = stream.read_to_end(&mut response);
+            }
+            if response.starts_with(b"HTTP/1.1 200") {
+                served += 1;
+            }
+        }
+        served
+    })
+}
+
+#[test]
+fn many_scrapers_of_many_forwards_cost_no_more_than_one() {
+    if !testkit::require_root() {
+        return;
+    }
+    let forwards: String = (0..1000)
+        .map(|i| {
+            format!(
+                "\n[[forward]]\nprotocol = \"tcp\"\nport = {}\nto = \"172.16.10.205\"\n",
+                10000 + i
+            )
+        })
+        .collect();
+    let lab = lab(&forwards);
+    let pid = lab.routerd_pid().expect("routerd runs");
+    let first = get(&lab.guest, STATUS, "/metrics").expect("metrics").1;
+    assert_eq!(
+        metric(&first, "router_forward_packets_total", &[("port", "10999")]),
+        Some(0.0),
+        "every forward has its counter"
+    );
+    let idle_kib = rss_kib(pid);
+    // Only the peak from here on counts (5: reset VmHWM to the current RSS).
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+
+    let until = Instant::now() + Duration::from_secs(10);
+    let scrapers: Vec<JoinHandle<u32>> = (0..16).map(|_| scrape_until(&lab.guest, until)).collect();
+    let mut most_nft = 0;
+    let mut samples = 0;
+    while Instant::now() < until {
+        most_nft = most_nft.max(children(pid).iter().filter(|c| *c == "nft").count());
+        samples += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let served: u32 = scrapers.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+    let peak_kib = peak_rss_kib(pid);
+    eprintln!(
+        "16 scrapers: {served} scrapes served; routerd idle {idle_kib} KiB, peak {peak_kib} KiB; \
+         at most {most_nft} nft children in {samples} samples"
+    );
+    assert!(served > 0, "no scrape was served");
+    assert!(
+        peak_kib <= 2 * idle_kib + 16 * 1024,
+        "routerd grew from {idle_kib} KiB to a peak of {peak_kib} KiB under 16 scrapers"
+    );
+    assert!(most_nft <= 1, "{most_nft} nft processes at once");
+}
+
+/// A connection to the status page from `ns` that sends half a request head and stalls.
+fn stalled(ns: &Netns) -> TcpStream {
+    let mut stream = tcp_connect(ns, STATUS).expect("connect to the status page");
+    // The server may have closed it already; what it does is asserted by the caller.
+    let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: rou");
+    stream
+}
+
+/// Whether the server closed `stream` (end of stream or reset), waiting up to 30 s.
+fn closed_by_server(stream: &mut TcpStream) -> bool {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    match stream.read(&mut [0u8; 64]) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+    }
+}
+
+/// Whether `stream` is still open with nothing to read (the server holds it).
+fn held_open(stream: &TcpStream) -> bool {
+    let _ = stream.set_nonblocking(true);
+    let mut byte = [0u8; 1];
+    matches!((&*stream).read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+#[test]
+fn slow_clients_cannot_lock_others_out_of_the_status_page() {
+    if !testkit::require_root() {
+        return;
+    }
+    let lab = lab("");
+    // Slowloris from one guest: 16 connections that never finish their request.
+    let mut from_guest: Vec<TcpStream> = (0..16).map(|_| stalled(&lab.guest)).collect();
+    let mut seventeenth = stalled(&lab.guest);
+    assert!(
+        closed_by_server(&mut seventeenth),
+        "the guest's 17th connection is closed"
+    );
+    let still_held = from_guest.iter().filter(|s| held_open(s)).count();
+    assert!(
+        still_held >= 1,
+        "the 17th was closed for being one too many, not by a timeout"
+    );
+    // Three more hosts fill the remaining slots with stalled connections too.
+    let slow_hosts: Vec<Netns> = (1..=3u8)
+        .map(|i| {
+            let ns = lab.add_lan_guest(&format!("slow{i}"), &format!("52:54:00:00:01:0{i}"));
+            ns.ip(&["addr", "add", &format!("172.16.10.{}/16", 60 + i), "dev", "eth0"]);
+            ns
+        })
+        .collect();
+    let mut from_others: Vec<TcpStream> = slow_hosts
+        .iter()
+        .flat_map(|ns| (0..4).map(|_| stalled(ns)).collect::<Vec<_>>())
+        .collect();
+
+    // Another LAN host still gets every scrape.
+    let served = (0..25)
+        .filter(|_| get(&lab.web, STATUS, "/metrics").is_ok_and(|(code, _)| code == 200))
+        .count();
+    assert_eq!(served, 25, "scrapes answered while slow clients hold connections");
+
+    // And the slow ones do not hold on forever: the request head has a deadline.
+    for stream in from_guest.iter_mut().chain(from_others.iter_mut()) {
+        assert!(closed_by_server(stream), "a stalled connection is closed in the end");
+    }
 }

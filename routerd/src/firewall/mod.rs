@@ -2,7 +2,7 @@
 
 mod render;
 
-pub use render::{flowtable_probe, ruleset, Features, Interfaces, FLOWTABLE, TABLE};
+pub use render::{flowtable_probe, forward_counters, ruleset, Features, ForwardCounter, Interfaces, FLOWTABLE, TABLE};
 
 use std::io::Write;
 use std::process::{Command, Stdio};

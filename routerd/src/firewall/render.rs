@@ -12,7 +12,7 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use nftables::batch::Batch;
 use nftables::expr::{Expression, Map, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, SetItem, CT};
-use nftables::schema::{Chain, FlowTable, NfListObject, Nftables, Rule, Table};
+use nftables::schema::{self, Chain, FlowTable, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{Counter, Flow, Match, NATFamily, Operator, SetOp, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
@@ -98,11 +98,19 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     let mut rules = Vec::new();
 
     // prerouting: port forwards, from anywhere to the public address (so LAN guests
-    // reach them through the public address too: hairpin).
-    for f in &config.forwards {
-        for transport in f.protocol.transports() {
-            rules.push(forward_dnat(f, transport, wan_ip));
-        }
+    // reach them through the public address too: hairpin). Each counts into its own
+    // named counter, which the status page reads back by the same name.
+    for fc in forward_counters(config) {
+        batch.add(NfListObject::Counter(schema::Counter {
+            family: FAMILY,
+            table: TABLE.into(),
+            name: fc.name.clone().into(),
+            handle: None,
+            // Starting values; the crate would otherwise write `"bytes": null`.
+            packets: Some(0),
+            bytes: Some(0),
+        }));
+        rules.push(forward_dnat(&fc, wan_ip));
     }
 
     // input: default deny, the router offers nothing to the WAN.
@@ -263,7 +271,38 @@ pub fn flowtable_probe(dev: &str) -> (Nftables<'static>, Nftables<'static>) {
     (add.to_nftables(), delete.to_nftables())
 }
 
-fn forward_dnat(f: &Forward, transport: &'static str, wan_ip: Ipv4Addr) -> Rule<'static> {
+/// The named nft counter of one port forward and transport (a `both` forward has two).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardCounter<'a> {
+    /// `fwd_<index in config.forwards>_<transport>`: made here only, for the ruleset and
+    /// for whoever reads the counters back.
+    pub name: String,
+    pub transport: &'static str,
+    pub forward: &'a Forward,
+}
+
+/// The forwards' counters, in rule order: the one owner of their names.
+pub fn forward_counters(config: &Config) -> Vec<ForwardCounter<'_>> {
+    config
+        .forwards
+        .iter()
+        .enumerate()
+        .flat_map(|(i, forward)| {
+            forward
+                .protocol
+                .transports()
+                .iter()
+                .map(move |transport| ForwardCounter {
+                    name: format!("fwd_{i}_{transport}"),
+                    transport,
+                    forward,
+                })
+        })
+        .collect()
+}
+
+fn forward_dnat(fc: &ForwardCounter, wan_ip: Ipv4Addr) -> Rule<'static> {
+    let (f, transport) = (fc.forward, fc.transport);
     let dport = payload(transport, "dport");
     let port = if f.to_ports == f.ports {
         None // the destination port stays as it is
@@ -283,13 +322,14 @@ fn forward_dnat(f: &Forward, transport: &'static str, wan_ip: Ipv4Addr) -> Rule<
             data: Expression::Named(NamedExpression::Set(items)),
         }))))
     };
+    // For people reading `nft list ruleset`; nothing parses it.
     let comment = format!("forward {transport} {} to {}:{}", f.ports, f.to, f.to_ports);
     rule(
         "prerouting",
         vec![
             m(payload("ip", "daddr"), Operator::EQ, s(&wan_ip.to_string())),
             m(dport, Operator::EQ, ports(f.ports)),
-            Statement::Counter(Counter::Anonymous(None)),
+            Statement::Counter(Counter::Named(fc.name.clone().into())),
             Statement::DNAT(Some(NAT {
                 addr: Some(s(&f.to.to_string())),
                 family: Some(NATFamily::IP),

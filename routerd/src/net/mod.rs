@@ -99,5 +99,14 @@ pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError>
         })
         .collect();
     routes::ensure(handle, &want, &[wan.index, lan.index]).await?;
-    Ok(Applied { wan, lan })
+    // What the NICs are now, for those who need their facts (the status page).
+    let configured = |nic: Nic, link: &crate::plan::LinkPlan| Nic {
+        mac: link.mac.or(nic.mac),
+        up: true,
+        ..nic
+    };
+    Ok(Applied {
+        wan: configured(wan, &plan.wan),
+        lan: configured(lan, &plan.lan),
+    })
 }

@@ -1,16 +1,75 @@
 //! Gathers a [`Snapshot`] from the kernel (sysfs, procfs, netlink, nft) and from what
 //! the daemon shares.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::process::Command;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
 use rtnetlink::Handle;
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+use tokio::sync::Mutex;
 
 use super::{DhcpStats, ForwardStats, InterfaceStats, LeaseRow, Shared, Snapshot};
 use crate::dhcp::server::unix_now;
-use crate::firewall::TABLE;
+use crate::firewall::{self, TABLE};
+use crate::net::Nic;
+use config::Config;
+
+/// The longest one `nft` listing may take before it is killed.
+const NFT_DEADLINE: Duration = Duration::from_secs(5);
+/// The most of nft's output read: a counter takes about 110 bytes, so room for
+/// over 100,000 of them.
+const NFT_OUTPUT_MAX: u64 = 16 << 20;
+/// The longest the DHCP server may take to list its leases.
+const LEASES_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The last snapshot and when its collection started.
+type Last = Option<(Instant, Arc<Snapshot>)>;
+
+/// Collects snapshots one at a time, each shared by all the requests that were waiting
+/// when it started: however many scrapers there are, one collection runs at a time,
+/// and every answer still shows the state after its request came in.
+pub struct Collector {
+    shared: Arc<Shared>,
+    netlink: Handle,
+    last: Arc<Mutex<Last>>,
+}
+
+impl Collector {
+    pub fn new(shared: Arc<Shared>, netlink: Handle) -> Arc<Collector> {
+        Arc::new(Collector {
+            shared,
+            netlink,
+            last: Arc::default(),
+        })
+    }
+
+    pub async fn snapshot(self: &Arc<Self>) -> Arc<Snapshot> {
+        let asked = Instant::now();
+        let mut last = self.last.clone().lock_owned().await;
+        if let Some((started, snapshot)) = last.as_ref() {
+            if *started >= asked {
+                return snapshot.clone();
+            }
+        }
+        // The collection runs in a task of its own that holds the lock: a request that
+        // gives up (timed out, hung up) leaves it to finish, and none starts another
+        // meanwhile, so there is never more than one nft process.
+        let this = self.clone();
+        let collection = tokio::spawn(async move {
+            let started = Instant::now();
+            let snapshot = Arc::new(snapshot(&this.shared, &this.netlink).await);
+            *last = Some((started, snapshot.clone()));
+            snapshot
+        });
+        collection.await.unwrap_or_default()
+    }
+}
 
 const NIC_COUNTERS: [&str; 8] = [
     "rx_bytes",
@@ -27,16 +86,17 @@ fn read_u64(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn interface(role: &'static str, name: &str, address: String) -> InterfaceStats {
+/// A NIC's row: its name and MAC as the apply step left them, its counters from sysfs.
+fn interface(role: &'static str, nic: &Nic, address: String) -> InterfaceStats {
+    let name = &nic.name;
     let counters = NIC_COUNTERS
         .iter()
         .filter_map(|c| Some((*c, read_u64(&format!("/sys/class/net/{name}/statistics/{c}"))?)))
         .collect();
-    let mac = nic_mac(name);
     InterfaceStats {
         role,
-        name: name.to_string(),
-        mac,
+        name: name.clone(),
+        mac: nic.mac.map(|m| m.to_string()).unwrap_or_default(),
         address,
         counters,
     }
@@ -75,36 +135,91 @@ pub async fn gateway_state(netlink: &Handle, nic: &str, gateway: Ipv4Addr) -> (b
     (false, "none".to_string())
 }
 
-/// Per-forward counters from the nft ruleset: the prerouting rules routerd commented.
-pub fn forward_counters() -> Vec<ForwardStats> {
-    let Ok(out) = Command::new(crate::firewall::program())
-        .args(["-j", "list", "chain", "inet", TABLE, "prerouting"])
-        .output()
-    else {
+/// What `nft -j list counters table inet routerd` prints, as far as the collector reads
+/// it: each named counter's values (the metainfo and the other fields are skipped).
+#[derive(Debug, Deserialize)]
+struct CounterListing {
+    nftables: Vec<ListingItem>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ListingItem {
+    #[serde(default)]
+    counter: Option<CounterValues>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CounterValues {
+    name: String,
+    packets: u64,
+    bytes: u64,
+}
+
+/// Each forward's counters in `listing`, found by the names the firewall gave them.
+/// A forward whose counter is not listed (a ruleset older than the config) is left out.
+pub fn forward_stats(config: &Config, listing: &[u8]) -> Vec<ForwardStats> {
+    let Ok(listing) = serde_json::from_slice::<CounterListing>(listing) else {
         return Vec::new();
     };
-    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
-        return Vec::new();
-    };
-    let rules = json["nftables"].as_array().cloned().unwrap_or_default();
-    rules
-        .iter()
-        .filter_map(|item| {
-            let rule = item.get("rule")?;
-            // "forward tcp 80 to 172.16.10.205:8080"
-            let comment = rule["comment"].as_str()?.strip_prefix("forward ")?;
-            let mut words = comment.split(' ');
-            let (protocol, port, _, to) = (words.next()?, words.next()?, words.next()?, words.next()?);
-            let counter = rule["expr"].as_array()?.iter().find_map(|e| e.get("counter"))?;
+    let values: HashMap<String, (u64, u64)> = listing
+        .nftables
+        .into_iter()
+        .filter_map(|item| item.counter)
+        .map(|c| (c.name, (c.packets, c.bytes)))
+        .collect();
+    firewall::forward_counters(config)
+        .into_iter()
+        .filter_map(|fc| {
+            let (packets, bytes) = *values.get(&fc.name)?;
             Some(ForwardStats {
-                protocol: protocol.to_string(),
-                port: port.to_string(),
-                to: to.to_string(),
-                packets: counter["packets"].as_u64().unwrap_or(0),
-                bytes: counter["bytes"].as_u64().unwrap_or(0),
+                protocol: fc.transport.to_string(),
+                port: fc.forward.ports.to_string(),
+                to: format!("{}:{}", fc.forward.to, fc.forward.to_ports),
+                packets,
+                bytes,
             })
         })
         .collect()
+}
+
+/// Per-forward counters, from routerd's named nft counters.
+pub async fn read_forward_stats(config: &Config) -> Vec<ForwardStats> {
+    if config.forwards.is_empty() {
+        return Vec::new();
+    }
+    match list_counters().await {
+        Some(listing) => forward_stats(config, &listing),
+        None => Vec::new(),
+    }
+}
+
+/// `nft -j list counters table inet routerd`: at most [`NFT_OUTPUT_MAX`] bytes of it,
+/// and the process killed and reaped when it takes longer than [`NFT_DEADLINE`].
+async fn list_counters() -> Option<Vec<u8>> {
+    let mut child = tokio::process::Command::new(firewall::program())
+        .args(["-j", "list", "counters", "table", "inet", TABLE])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take()?;
+    let mut out = Vec::new();
+    let finished = tokio::time::timeout(NFT_DEADLINE, async {
+        stdout.take(NFT_OUTPUT_MAX).read_to_end(&mut out).await?;
+        child.wait().await
+    })
+    .await;
+    match finished {
+        Ok(Ok(status)) if status.success() => Some(out),
+        Ok(Ok(_)) | Ok(Err(_)) => None,
+        Err(_) => {
+            tracing::warn!("nft took longer than {}s to list the counters", NFT_DEADLINE.as_secs());
+            let _ = child.kill().await;
+            None
+        }
+    }
 }
 
 fn rss_bytes() -> u64 {
@@ -134,15 +249,16 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
                 interface("wan", wan, config.wan.address.to_string()),
                 interface("lan", lan, config.lan.address.to_string()),
             ];
-            let (answers, st) = gateway_state(netlink, wan, config.wan.gateway).await;
+            let (answers, st) = gateway_state(netlink, &wan.name, config.wan.gateway).await;
             s.gateway = Some((config.wan.gateway, answers, st));
         }
     }
     let count = read_u64("/proc/sys/net/netfilter/nf_conntrack_count");
     let max = read_u64("/proc/sys/net/netfilter/nf_conntrack_max");
     s.conntrack = count.zip(max);
-    // nft is a process to wait for: not on the runtime that also serves DHCP.
-    s.forwards = tokio::task::spawn_blocking(forward_counters).await.unwrap_or_default();
+    if let Some(config) = &state.config {
+        s.forwards = read_forward_stats(config).await;
+    }
     if let Some(view) = &state.dhcp {
         let c = &view.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -157,7 +273,11 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
             ("probes", load(&c.probes)),
             ("probe_conflicts", load(&c.probe_conflicts)),
         ];
-        let report = view.leases().await.unwrap_or_default();
+        let report = tokio::time::timeout(LEASES_DEADLINE, view.leases())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         let mut leases: Vec<LeaseRow> = report
             .active
             .iter()
@@ -176,4 +296,131 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
         });
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::{Features, Interfaces};
+    use nftables::schema::{NfCmd, NfListObject, NfObject};
+
+    const CONFIG: &str = r#"
+[wan]
+interface = "wan"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+
+[lan]
+interface = "lan"
+address = "172.16.0.1/16"
+
+[[forward]]
+protocol = "tcp"
+port = 80
+to = "172.16.10.205"
+to_port = 8080
+
+[[forward]]
+protocol = "both"
+port = "8000-8003"
+to = "172.16.10.206"
+to_port = 9000
+
+[[forward]]
+protocol = "udp"
+port = 5353
+to = "172.16.10.207"
+"#;
+
+    /// The counters the ruleset creates, listed the way `nft -j list counters` prints
+    /// them but in reverse order, each counting its position in the ruleset as packets.
+    fn listing_of_ruleset(config: &Config) -> Vec<u8> {
+        let batch = firewall::ruleset(
+            config,
+            &Interfaces { wan: "wan", lan: "lan" },
+            Features { flowtable: false },
+        );
+        let names: Vec<String> = batch
+            .objects
+            .iter()
+            .filter_map(|object| match object {
+                NfObject::CmdObject(NfCmd::Add(NfListObject::Counter(c))) => Some(c.name.to_string()),
+                _ => None,
+            })
+            .collect();
+        let mut items = vec![serde_json::json!({"metainfo": {"version": "1.0.6", "json_schema_version": 1}})];
+        for (position, name) in names.iter().enumerate().rev() {
+            items.push(serde_json::json!({"counter": {
+                "family": "inet", "name": name, "table": TABLE, "handle": 100 + position,
+                "packets": position, "bytes": 5_000_000_000u64 + position as u64,
+            }}));
+        }
+        serde_json::to_vec(&serde_json::json!({ "nftables": items })).unwrap_or_default()
+    }
+
+    #[test]
+    fn each_forward_is_found_by_the_firewalls_counter_name() {
+        let config = Config::parse(CONFIG, "router.toml").expect("valid config");
+        let stats = forward_stats(&config, &listing_of_ruleset(&config));
+        let rows: Vec<(&str, &str, &str, u64)> = stats
+            .iter()
+            .map(|f| (f.protocol.as_str(), f.port.as_str(), f.to.as_str(), f.packets))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("tcp", "80", "172.16.10.205:8080", 0),
+                ("tcp", "8000-8003", "172.16.10.206:9000-9003", 1),
+                ("udp", "8000-8003", "172.16.10.206:9000-9003", 2),
+                ("udp", "5353", "172.16.10.207:5353", 3),
+            ]
+        );
+        // Byte counts beyond 32 bits come through.
+        assert!(stats.iter().all(|f| f.bytes == 5_000_000_000 + f.packets), "{stats:?}");
+    }
+
+    #[test]
+    fn a_counter_missing_from_the_listing_leaves_its_forward_out() {
+        let config = Config::parse(CONFIG, "router.toml").expect("valid config");
+        let listing = br#"{"nftables": [{"metainfo": {}}, {"counter": {"family": "inet", "name": "fwd_2_udp", "table": "routerd", "handle": 9, "packets": 7, "bytes": 700}}]}"#;
+        let stats = forward_stats(&config, listing);
+        assert_eq!(stats.len(), 1);
+        assert_eq!((stats[0].port.as_str(), stats[0].packets), ("5353", 7));
+        assert!(forward_stats(&config, b"not json").is_empty());
+    }
+
+    #[tokio::test]
+    async fn nic_facts_come_from_the_apply_step() {
+        let mut config = Config::parse(CONFIG, "router.toml").expect("valid config");
+        config.forwards.clear(); // no nft listing in a unit test
+        let nic = |index, name: &str, last| Nic {
+            index,
+            name: name.to_string(),
+            mac: Some(config::MacAddr([0x02, 0, 0, 0, 0, last])),
+            perm_mac: None,
+            up: true,
+        };
+        let shared = Shared::default();
+        shared.update(|s| {
+            s.config = Some(Arc::new(config.clone()));
+            // Names no NIC here has: sysfs knows nothing about them.
+            s.wan = Some(nic(1001, "routerd-nowan", 0x10));
+            s.lan = Some(nic(1002, "routerd-nolan", 0x20));
+        });
+        let (connection, netlink, _) = rtnetlink::new_connection().expect("a netlink socket");
+        tokio::spawn(connection);
+        let s = snapshot(&shared, &netlink).await;
+        let rows: Vec<(&str, &str, &str)> = s
+            .interfaces
+            .iter()
+            .map(|i| (i.role, i.name.as_str(), i.mac.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("wan", "routerd-nowan", "02:00:00:00:00:10"),
+                ("lan", "routerd-nolan", "02:00:00:00:00:20")
+            ]
+        );
+    }
 }

@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
 use crate::dhcp;
+use crate::net::Nic;
 use config::Config;
 
 /// How many recent errors the status page keeps.
@@ -31,8 +32,9 @@ pub struct SharedState {
     pub last_reload: Option<(u64, bool)>,
     pub errors: VecDeque<(u64, String)>,
     pub config: Option<Arc<Config>>,
-    pub wan: Option<String>,
-    pub lan: Option<String>,
+    /// The NICs as the last apply left them (name, index, MAC).
+    pub wan: Option<Nic>,
+    pub lan: Option<Nic>,
     pub dhcp: Option<dhcp::server::View>,
 }
 
