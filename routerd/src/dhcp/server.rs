@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +30,12 @@ pub const PROBE_WAIT: Duration = Duration::from_millis(300);
 const PROBE_ATTEMPTS: u8 = 3;
 /// Requests handled per batch (and per fsync).
 const BATCH: usize = 256;
+/// How often a lease file that cannot be written is tried again (a whole rewrite).
+const LEASE_FILE_RETRY: Duration = Duration::from_secs(10);
+/// How long after a failed compaction the next one is tried.
+const COMPACTION_RETRY: Duration = Duration::from_secs(60);
+/// A problem that repeats is logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// What the server did, for logs and metrics.
 #[derive(Debug, Default)]
@@ -43,10 +49,35 @@ pub struct Counters {
     pub pool_exhausted: AtomicU64,
     pub probes: AtomicU64,
     pub probe_conflicts: AtomicU64,
+    /// Writes of the lease file that failed (appends, rewrites, compactions).
+    pub lease_write_failures: AtomicU64,
+    /// True while lease changes are kept in memory only (the disk is full or failing).
+    pub lease_file_failing: AtomicBool,
 }
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// At most one log line per `LOG_EVERY` for a problem that repeats, with a count of
+/// the lines left out.
+#[derive(Debug, Default)]
+struct Quiet {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Quiet {
+    /// `Some(lines left out since the last one)` when a line may be logged now.
+    fn ready(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
 }
 
 pub fn unix_now() -> Secs {
@@ -66,6 +97,8 @@ pub struct LeaseReport {
     pub pool_size: u32,
     /// Bound, unexpired leases.
     pub active: Vec<Lease>,
+    /// Why lease changes cannot be written now (they are kept in memory meanwhile).
+    pub lease_file_error: Option<String>,
 }
 
 /// A read-only window on a running server: its counters and, on request, its leases.
@@ -107,11 +140,14 @@ pub fn start(
         .ok_or_else(|| anyhow::anyhow!("{} has no MAC address", lan.name))?;
     let arp = ArpSocket::open(lan.index, mac)?;
     let opened = state_dir.as_ref().map(|dir| (dir, LeaseStore::open(dir)));
+    let counters = Arc::new(Counters::default());
+    let mut lease_file_error = None;
     let store = match opened {
         // Leases that cannot be kept are no reason to leave the guests without addresses.
+        // A file that cannot be read is not written over either: it may hold them.
         Some((dir, Err(e))) => {
             tracing::error!(
-                "cannot open the lease file in {}: {e}; serving with leases in memory only",
+                "cannot read the lease file in {}: {e}; serving with leases in memory only",
                 dir.display()
             );
             None
@@ -135,11 +171,19 @@ pub fn start(
                 }
             }
             tracing::info!(restored, file = %dir.join(config::image::LEASES_FILE_NAME).display(), "DHCP leases loaded");
+            if let Some(e) = &loaded.write_error {
+                tracing::error!(
+                    "cannot write the lease file: {e}; keeping lease changes in memory and trying again every {} s",
+                    LEASE_FILE_RETRY.as_secs()
+                );
+                counters.lease_file_failing.store(true, Ordering::Relaxed);
+                bump(&counters.lease_write_failures);
+                lease_file_error = Some(e.to_string());
+            }
             Some(store)
         }
         None => None,
     };
-    let counters = Arc::new(Counters::default());
     let (stop_tx, stop_rx) = oneshot::channel();
     let (view_tx, view_rx) = mpsc::channel(4);
     let server = Server {
@@ -154,7 +198,13 @@ pub fn start(
         probing: HashMap::new(),
         views: view_rx,
         records: Vec::new(),
-        last_exhausted_log: None,
+        exhausted_log: Quiet::default(),
+        lease_file: LeaseFileHealth {
+            retry_at: lease_file_error.is_some().then(|| Instant::now() + LEASE_FILE_RETRY),
+            error: lease_file_error,
+            compaction_after: None,
+            log: Quiet::default(),
+        },
     };
     tracing::info!(nic = %lan.name, "DHCP server listening");
     let task = tokio::spawn(server.run(stop_rx));
@@ -198,7 +248,20 @@ struct Server {
     views: mpsc::Receiver<oneshot::Sender<LeaseReport>>,
     /// Lease changes with no reply (releases), written with the next batch.
     records: Vec<Lease>,
-    last_exhausted_log: Option<Instant>,
+    exhausted_log: Quiet,
+    lease_file: LeaseFileHealth,
+}
+
+/// How writing the lease file goes.
+#[derive(Debug, Default)]
+struct LeaseFileHealth {
+    /// Why the last write failed, while the store is behind memory.
+    error: Option<String>,
+    /// When to try a whole rewrite of a store that is behind.
+    retry_at: Option<Instant>,
+    /// No compaction before this (one failed).
+    compaction_after: Option<Instant>,
+    log: Quiet,
 }
 
 impl Server {
@@ -212,7 +275,11 @@ impl Server {
                 Some(reply) = self.views.recv() => {
                     let now = unix_now();
                     let active = self.pool.active_leases(now).cloned().collect();
-                    let _ = reply.send(LeaseReport { pool_size: self.pool.size(), active });
+                    let _ = reply.send(LeaseReport {
+                        pool_size: self.pool.size(),
+                        active,
+                        lease_file_error: self.lease_file.error.clone(),
+                    });
                 }
                 ready = self.socket.readable() => {
                     if ready.is_err() {
@@ -242,6 +309,7 @@ impl Server {
                         }
                     }
                 }
+                _ = sleep_until(self.lease_file.retry_at) => self.rewrite_lease_file(),
                 _ = sleep_until(next_deadline) => {
                     let now = Instant::now();
                     let done: Vec<Ipv4Addr> = self.probing.iter().filter(|(_, p)| p.deadline <= now).map(|(a, _)| *a).collect();
@@ -308,11 +376,7 @@ impl Server {
             }
             Outcome::Ignored(Ignored::PoolExhausted) => {
                 bump(&self.counters.pool_exhausted);
-                let quiet = self
-                    .last_exhausted_log
-                    .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
-                if !quiet {
-                    self.last_exhausted_log = Some(Instant::now());
+                if self.exhausted_log.ready().is_some() {
                     tracing::warn!(
                         "DHCP pool exhausted: all {} addresses are leased or held; no offer made",
                         self.pool.size()
@@ -327,6 +391,11 @@ impl Server {
     fn commit(&mut self, replies: &[Reply]) {
         let records = std::mem::take(&mut self.records);
         let Some(store) = self.store.as_mut() else { return };
+        // Behind after a failed write: the changes stay in memory until the retry
+        // timer rewrites the whole table.
+        if !store.is_current() {
+            return;
+        }
         let leases: Vec<&Lease> = replies
             .iter()
             .filter_map(|r| r.persist.as_ref())
@@ -337,16 +406,56 @@ impl Server {
         }
         // The replies go out even when the disk fails: a router that stops handing out
         // addresses is worse than one that may forget some after a power cut.
-        let appended = store.append(leases);
-        let held = self.pool.leases().count();
-        if let Err(e) = &appended {
-            // A failed append may have left half a line: rewrite the file whole.
-            tracing::error!("cannot write the lease file: {e}; rewriting it from memory");
+        if let Err(e) = store.append(leases) {
+            self.lease_file_failed("cannot write the lease file", &e);
+            return;
         }
-        if appended.is_err() || store.wants_compaction(held) {
-            if let Err(e) = store.compact(self.pool.leases()) {
-                tracing::error!("cannot compact the lease file: {e}");
+        let compaction_due = self.lease_file.compaction_after.is_none_or(|t| Instant::now() >= t);
+        if compaction_due && store.wants_compaction(self.pool.leases().count()) {
+            match store.compact(self.pool.leases()) {
+                Ok(()) => self.lease_file.compaction_after = None,
+                Err(e) => {
+                    self.lease_file.compaction_after = Some(Instant::now() + COMPACTION_RETRY);
+                    self.lease_file_failed("cannot compact the lease file", &e);
+                }
             }
+        }
+    }
+
+    /// Counts and logs (at most once a minute) a failed write; when it left the store
+    /// behind, schedules a whole rewrite.
+    fn lease_file_failed(&mut self, what: &str, e: &std::io::Error) {
+        bump(&self.counters.lease_write_failures);
+        let behind = self.store.as_ref().is_some_and(|s| !s.is_current());
+        if behind {
+            self.counters.lease_file_failing.store(true, Ordering::Relaxed);
+            self.lease_file.error = Some(e.to_string());
+            self.lease_file.retry_at = Some(Instant::now() + LEASE_FILE_RETRY);
+        }
+        if let Some(suppressed) = self.lease_file.log.ready() {
+            let keeping = if behind {
+                format!(
+                    "; keeping lease changes in memory and trying again every {} s",
+                    LEASE_FILE_RETRY.as_secs()
+                )
+            } else {
+                String::new()
+            };
+            tracing::error!("{what}: {e}{keeping} ({suppressed} more such errors since the last report)");
+        }
+    }
+
+    /// Brings a store that is behind up to date by rewriting it from memory.
+    fn rewrite_lease_file(&mut self) {
+        self.lease_file.retry_at = None;
+        let Some(store) = self.store.as_mut() else { return };
+        match store.compact(self.pool.leases()) {
+            Ok(()) => {
+                self.lease_file.error = None;
+                self.counters.lease_file_failing.store(false, Ordering::Relaxed);
+                tracing::info!(leases = self.pool.leases().count(), "the lease file is written again");
+            }
+            Err(e) => self.lease_file_failed("cannot rewrite the lease file", &e),
         }
     }
 

@@ -156,6 +156,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
             ("pool_exhausted", load(&c.pool_exhausted)),
             ("probes", load(&c.probes)),
             ("probe_conflicts", load(&c.probe_conflicts)),
+            ("lease_write_failures", load(&c.lease_write_failures)),
         ];
         let report = view.leases().await.unwrap_or_default();
         let mut leases: Vec<LeaseRow> = report
@@ -173,6 +174,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
             pool_size: u64::from(report.pool_size),
             leases,
             counters,
+            lease_file_error: report.lease_file_error.clone(),
         });
     }
     s

@@ -90,6 +90,8 @@ pub struct DhcpStats {
     pub leases: Vec<LeaseRow>,
     /// offers, acks, naks, releases, malformed (dropped), ignored, pool_exhausted, probes, probe_conflicts
     pub counters: Vec<(&'static str, u64)>,
+    /// Why lease changes cannot be written now (disk full, say): kept in memory meanwhile.
+    pub lease_file_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

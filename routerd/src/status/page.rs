@@ -108,6 +108,9 @@ pub fn render(s: &Snapshot) -> String {
         None => h.push_str("<p class=\"muted\">DHCP server off</p>"),
         Some(d) => {
             let _ = write!(h, "<p>{} of {} addresses leased</p>", d.leases.len(), d.pool_size);
+            if let Some(e) = &d.lease_file_error {
+                let _ = write!(h, "<p class=\"bad\">Lease disk full or failing: cannot write the lease file ({}). Lease changes are kept in memory and written as soon as the disk takes them again.</p>", esc(e));
+            }
             if !d.leases.is_empty() {
                 h.push_str("<table><tr><th>address</th><th>host name</th><th>MAC</th><th>expires in</th></tr>");
                 for l in &d.leases {
@@ -175,6 +178,7 @@ mod tests {
                     expires_in: 3700,
                 }],
                 counters: vec![],
+                lease_file_error: Some("No space left on device".into()),
             }),
             errors: vec![(990, "router.toml:3:7: bad <mac>".into())],
             ..Default::default()
@@ -183,6 +187,7 @@ mod tests {
         assert!(page.contains("<h1>router&lt;1&gt;</h1>"));
         assert!(page.contains("<td>172.16.10.100</td><td>web</td><td>52:54:00:00:00:01</td><td>1h 1m</td>"));
         assert!(page.contains("1 of 10 addresses leased"));
+        assert!(page.contains("Lease disk full or failing: cannot write the lease file (No space left on device)"));
         assert!(page.contains("10s ago</td><td>router.toml:3:7: bad &lt;mac&gt;</td>"));
     }
 
