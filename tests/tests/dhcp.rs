@@ -165,6 +165,13 @@ fn an_address_in_use_by_a_host_without_a_lease_is_not_offered() {
     assert!(in_range(&lease.address));
     assert_ne!(lease.address, "172.16.10.100");
     assert!(lab.log().contains("a host already uses this address"), "{}", lab.log());
+    let text = metrics(&lab);
+    assert_eq!(metric(&text, "router_dhcp_quarantined", &[]), Some(1.0), "{text}");
+    assert_eq!(
+        metric(&text, "router_dhcp_probe_answers_total", &[]),
+        Some(1.0),
+        "{text}"
+    );
 }
 
 #[test]

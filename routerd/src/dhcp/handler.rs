@@ -247,8 +247,13 @@ pub fn handle(pool: &mut Pool, scope: &Scope, msg: &Message, now: Secs) -> Outco
             if req.server_id == Some(scope.server_id) {
                 if let Some(addr) = req.requested {
                     if pool.lease(addr).is_some_and(|l| l.client == req.client) {
-                        pool.quarantine(addr, now);
-                        return Outcome::Ignored(Ignored::NoReply("declined: address quarantined"));
+                        if pool.quarantine(addr, req.mac, now).is_ok() {
+                            return Outcome::Ignored(Ignored::NoReply("declined: address quarantined"));
+                        }
+                        // Over the quarantine bounds: the address is not held for the
+                        // client, and is probed by ARP before it is offered again.
+                        pool.forget(addr);
+                        return Outcome::Ignored(Ignored::NoReply("declined: quarantine limit reached"));
                     }
                 }
             }

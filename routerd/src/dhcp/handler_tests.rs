@@ -305,7 +305,8 @@ fn clients_arriving_together_get_different_addresses_probed_at_the_same_time() {
 fn an_address_whose_probe_is_answered_is_quarantined_and_the_next_one_probed() {
     let mut env = Env::new();
     let first = start_probe(&mut env, &discover(mac(1)));
-    env.pool.quarantine(first, env.now); // somebody answered the ARP probe
+    let squatter = mac(77);
+    assert!(env.pool.quarantine(first, squatter, env.now).is_ok()); // somebody answered the ARP probe
     let second = start_probe(&mut env, &discover(mac(1)));
     assert_ne!(second, first);
     env.pool.mark_probed_free(second);
@@ -677,6 +678,26 @@ fn declined_address_is_quarantined_and_not_offered_again() {
     // After the quarantine it comes back.
     env.advance(QUARANTINE + 1);
     assert_eq!(env.offer(&discover(mac(4))).message.yiaddr(), addr);
+}
+
+#[test]
+fn declines_beyond_the_quarantine_bounds_are_probed_again_instead() {
+    let mut env = Env::new();
+    // Five addresses in the range: one of them may be quarantined at a time.
+    let first = env.lease(1);
+    env.handle(&decline(mac(1), first, SERVER));
+    assert_eq!(env.pool.quarantined(env.now), 1);
+    let second = env.lease(2);
+    assert_eq!(
+        env.handle(&decline(mac(2), second, SERVER)),
+        Outcome::Ignored(Ignored::NoReply("declined: quarantine limit reached"))
+    );
+    assert_eq!(env.pool.quarantined(env.now), 1);
+    assert!(env.pool.binding(&key(2)).is_none(), "not held for the client");
+    // Whoever gets it next, gets it only after an ARP probe.
+    let mut ask = discover(mac(3));
+    ask.opts_mut().insert(DhcpOption::RequestedIpAddress(second));
+    assert_eq!(env.handle(&ask), Outcome::Probe(second));
 }
 
 #[test]

@@ -48,7 +48,11 @@ pub struct Counters {
     pub ignored: AtomicU64,
     pub pool_exhausted: AtomicU64,
     pub probes: AtomicU64,
+    /// ARP answers to our probes: each quarantined the address (a conflict) or was
+    /// ignored, over the quarantine bounds.
+    pub probe_answers: AtomicU64,
     pub probe_conflicts: AtomicU64,
+    pub probe_answers_ignored: AtomicU64,
     /// Writes of the lease file that failed (appends, rewrites, compactions).
     pub lease_write_failures: AtomicU64,
     /// True while lease changes are kept in memory only (the disk is full or failing).
@@ -99,6 +103,8 @@ pub struct LeaseReport {
     pub active: Vec<Lease>,
     /// Why lease changes cannot be written now (they are kept in memory meanwhile).
     pub lease_file_error: Option<String>,
+    /// Addresses kept out of the pool now (declined, or answered ARP probes).
+    pub quarantined: usize,
 }
 
 /// A read-only window on a running server: its counters and, on request, its leases.
@@ -199,6 +205,7 @@ pub fn start(
         views: view_rx,
         records: Vec::new(),
         exhausted_log: Quiet::default(),
+        quarantine_log: Quiet::default(),
         lease_file: LeaseFileHealth {
             retry_at: lease_file_error.is_some().then(|| Instant::now() + LEASE_FILE_RETRY),
             error: lease_file_error,
@@ -249,6 +256,7 @@ struct Server {
     /// Lease changes with no reply (releases), written with the next batch.
     records: Vec<Lease>,
     exhausted_log: Quiet,
+    quarantine_log: Quiet,
     lease_file: LeaseFileHealth,
 }
 
@@ -279,6 +287,7 @@ impl Server {
                         pool_size: self.pool.size(),
                         active,
                         lease_file_error: self.lease_file.error.clone(),
+                        quarantined: self.pool.quarantined(now),
                     });
                 }
                 ready = self.socket.readable() => {
@@ -298,15 +307,8 @@ impl Server {
                     }
                 }
                 answered = self.arp.recv_sender() => {
-                    if let Ok(ip) = answered {
-                        if let Some(probe) = self.probing.remove(&ip) {
-                            bump(&self.counters.probe_conflicts);
-                            tracing::warn!(address = %ip, "a host already uses this address: not offering it");
-                            self.pool.quarantine(ip, unix_now());
-                            for (msg, attempts) in probe.waiting {
-                                self.process(msg, attempts, &mut replies);
-                            }
-                        }
+                    if let Ok((ip, mac)) = answered {
+                        self.probe_answered(ip, mac, &mut replies);
                     }
                 }
                 _ = sleep_until(self.lease_file.retry_at) => self.rewrite_lease_file(),
@@ -329,6 +331,34 @@ impl Server {
             }
         }
         tracing::info!("DHCP server stopped");
+    }
+
+    /// Someone (`mac`) says it has `ip`: if that is an address being probed, keep it
+    /// out of the pool, within the quarantine bounds; over them, the answer is ignored
+    /// and the probe ends as if unanswered.
+    fn probe_answered(&mut self, ip: Ipv4Addr, mac: config::MacAddr, replies: &mut Vec<Reply>) {
+        if !self.probing.contains_key(&ip) {
+            return;
+        }
+        bump(&self.counters.probe_answers);
+        let now = unix_now();
+        match self.pool.quarantine(ip, mac, now) {
+            Ok(until) => {
+                bump(&self.counters.probe_conflicts);
+                tracing::warn!(address = %ip, %mac, quarantined_for_s = until - now, "a host already uses this address: not offering it");
+                if let Some(probe) = self.probing.remove(&ip) {
+                    for (msg, attempts) in probe.waiting {
+                        self.process(msg, attempts, replies);
+                    }
+                }
+            }
+            Err(why) => {
+                bump(&self.counters.probe_answers_ignored);
+                if let Some(suppressed) = self.quarantine_log.ready() {
+                    tracing::warn!(address = %ip, %mac, suppressed, "ignored an ARP answer to a probe: {why}");
+                }
+            }
+        }
     }
 
     /// Handles one request; replies go to `replies`, probes are started.

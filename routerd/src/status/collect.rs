@@ -155,7 +155,9 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
             ("ignored", load(&c.ignored)),
             ("pool_exhausted", load(&c.pool_exhausted)),
             ("probes", load(&c.probes)),
+            ("probe_answers", load(&c.probe_answers)),
             ("probe_conflicts", load(&c.probe_conflicts)),
+            ("probe_answers_ignored", load(&c.probe_answers_ignored)),
             ("lease_write_failures", load(&c.lease_write_failures)),
         ];
         let report = view.leases().await.unwrap_or_default();
@@ -175,6 +177,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
             leases,
             counters,
             lease_file_error: report.lease_file_error.clone(),
+            quarantined: report.quarantined as u64,
         });
     }
     s

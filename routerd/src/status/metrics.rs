@@ -94,6 +94,12 @@ pub fn render(s: &Snapshot) -> String {
             &[],
             u8::from(d.lease_file_error.is_some()),
         );
+        o.family(
+            "router_dhcp_quarantined",
+            "gauge",
+            "Addresses kept out of the DHCP pool now (declined, or a host answered the ARP probe).",
+        );
+        o.sample("router_dhcp_quarantined", &[], d.quarantined);
         for (name, value) in &d.counters {
             let metric = format!("router_dhcp_{name}_total");
             o.family(&metric, "counter", &format!("DHCP {}.", name.replace('_', " ")));
@@ -168,6 +174,7 @@ mod tests {
                 }],
                 counters: vec![("acks", 2)],
                 lease_file_error: Some("No space left on device".into()),
+                quarantined: 3,
             }),
             gateway: Some((
                 "203.0.113.254".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
@@ -189,6 +196,7 @@ mod tests {
             "router_dhcp_pool_size 151",
             "router_dhcp_acks_total 2",
             "router_dhcp_lease_file_failing 1",
+            "router_dhcp_quarantined 3",
             "router_gateway_reachable{gateway=\"203.0.113.254\",state=\"reachable\"} 1",
             "router_config_generation 2",
             "router_config_last_reload_success 0",
