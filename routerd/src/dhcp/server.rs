@@ -30,6 +30,9 @@ pub const PROBE_WAIT: Duration = Duration::from_millis(300);
 const PROBE_ATTEMPTS: u8 = 3;
 /// Requests handled per batch (and per fsync).
 const BATCH: usize = 256;
+/// The DHCP socket's receive buffer: bursts of thousands of requests a second must
+/// wait there, not be dropped, while a batch is fsynced.
+pub const RECEIVE_BUFFER: usize = 4 << 20;
 /// How often a lease file that cannot be written is tried again (a whole rewrite).
 const LEASE_FILE_RETRY: Duration = Duration::from_secs(10);
 /// How long after a failed compaction the next one is tried.
@@ -105,6 +108,8 @@ pub struct LeaseReport {
     pub lease_file_error: Option<String>,
     /// Addresses kept out of the pool now (declined, or answered ARP probes).
     pub quarantined: usize,
+    /// Requests the kernel dropped for a full receive buffer, since the socket opened.
+    pub socket_drops: u64,
 }
 
 /// A read-only window on a running server: its counters and, on request, its leases.
@@ -141,6 +146,7 @@ pub fn start(
     netlink: Handle,
 ) -> anyhow::Result<Running> {
     let socket = udp_socket(&lan.name)?;
+    let socket_inode = socket_inode(&socket);
     let mac = lan
         .mac
         .ok_or_else(|| anyhow::anyhow!("{} has no MAC address", lan.name))?;
@@ -200,6 +206,7 @@ pub fn start(
         store,
         netlink,
         ifindex: lan.index,
+        socket_inode,
         counters: counters.clone(),
         probing: HashMap::new(),
         views: view_rx,
@@ -233,8 +240,68 @@ fn udp_socket(device: &str) -> anyhow::Result<UdpSocket> {
     s.bind_device(Some(device.as_bytes()))?;
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, SERVER_PORT)).into())?;
-    let _ = s.set_recv_buffer_size(4 << 20);
+    match set_receive_buffer(&s, RECEIVE_BUFFER) {
+        // The kernel reports twice the size asked for (its bookkeeping share).
+        Ok((got, _)) if got >= 2 * RECEIVE_BUFFER => {
+            tracing::info!(bytes = got, "DHCP socket receive buffer");
+        }
+        Ok((got, forced)) => tracing::warn!(
+            bytes = got,
+            wanted = 2 * RECEIVE_BUFFER,
+            forced,
+            "the DHCP socket got a smaller receive buffer than asked for: bursts of requests may be dropped"
+        ),
+        Err(e) => tracing::warn!("cannot size the DHCP socket's receive buffer: {e}"),
+    }
     Ok(UdpSocket::from_std(s.into())?)
+}
+
+/// Sets the receive buffer of `s` to `bytes` with SO_RCVBUFFORCE, which may pass
+/// net.core.rmem_max (SO_RCVBUF is silently capped by it) but needs CAP_NET_ADMIN;
+/// without it, falls back to SO_RCVBUF with a log line. Returns the size the kernel
+/// reports now and whether the forced size was taken.
+#[allow(unsafe_code)]
+pub fn set_receive_buffer(s: &Socket, bytes: usize) -> std::io::Result<(usize, bool)> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt(2) on an open socket with a pointer to a c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            std::ptr::from_ref(&value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    let forced = rc == 0;
+    if !forced {
+        let e = std::io::Error::last_os_error();
+        tracing::info!("cannot force the DHCP receive buffer past net.core.rmem_max ({e}): asking within it");
+        s.set_recv_buffer_size(bytes)?;
+    }
+    Ok((s.recv_buffer_size()?, forced))
+}
+
+/// The inode of socket `fd`, as /proc/net/udp lists it.
+fn socket_inode(fd: &impl std::os::fd::AsRawFd) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let link = link.to_str()?;
+    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Datagrams the kernel dropped at the UDP socket with inode `inode` (the "drops"
+/// column of /proc/net/udp: a full receive buffer, mostly).
+fn udp_drops(inode: u64) -> u64 {
+    let table = std::fs::read_to_string("/proc/self/net/udp").unwrap_or_default();
+    parse_udp_drops(&table, inode).unwrap_or(0)
+}
+
+fn parse_udp_drops(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(9)?.parse::<u64>().ok()? == inode).then(|| f.last()?.parse().ok())?
+    })
 }
 
 struct Probe {
@@ -250,6 +317,8 @@ struct Server {
     store: Option<LeaseStore>,
     netlink: Handle,
     ifindex: u32,
+    /// The DHCP socket in /proc/net/udp, for its drop count.
+    socket_inode: Option<u64>,
     counters: Arc<Counters>,
     probing: HashMap<Ipv4Addr, Probe>,
     views: mpsc::Receiver<oneshot::Sender<LeaseReport>>,
@@ -288,6 +357,7 @@ impl Server {
                         active,
                         lease_file_error: self.lease_file.error.clone(),
                         quarantined: self.pool.quarantined(now),
+                        socket_drops: self.socket_inode.map_or(0, udp_drops),
                     });
                 }
                 ready = self.socket.readable() => {
@@ -526,5 +596,49 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_read_from_the_sockets_line_of_proc_net_udp() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  573: 00000000:0043 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 48261 2 0000000000000000 13571
+  574: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 48262 2 0000000000000000 0
+";
+        assert_eq!(parse_udp_drops(table, 48261), Some(13571));
+        assert_eq!(parse_udp_drops(table, 48262), Some(0));
+        assert_eq!(parse_udp_drops(table, 1), None);
+    }
+
+    #[test]
+    fn the_receive_buffer_is_forced_past_rmem_max() {
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(212_992);
+        let want = rmem_max + (1 << 20);
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+        let (got, forced) = set_receive_buffer(&s, want).expect("set");
+        // CAP_NET_ADMIN (bit 12) in the effective set: SO_RCVBUFFORCE must be taken.
+        let net_admin = std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
+            .is_some_and(|caps| caps & (1 << 12) != 0);
+        if net_admin {
+            assert!(forced);
+        }
+        if forced {
+            assert!(got >= 2 * want, "asked for {want}, rmem_max {rmem_max}: got {got}");
+        } else {
+            assert!(got >= 2 * want.min(rmem_max), "got {got}");
+        }
+        let inode = socket_inode(&s).expect("a socket inode");
+        assert!(inode > 0);
     }
 }

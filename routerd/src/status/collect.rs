@@ -146,7 +146,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
     if let Some(view) = &state.dhcp {
         let c = &view.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        let counters = vec![
+        let mut counters = vec![
             ("offers", load(&c.offers)),
             ("acks", load(&c.acks)),
             ("naks", load(&c.naks)),
@@ -161,6 +161,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
             ("lease_write_failures", load(&c.lease_write_failures)),
         ];
         let report = view.leases().await.unwrap_or_default();
+        counters.push(("socket_drops", report.socket_drops));
         let mut leases: Vec<LeaseRow> = report
             .active
             .iter()
