@@ -198,7 +198,7 @@ fn parse(msg: &Message) -> Result<Request<'_>, Ignored> {
         .map_err(|_| Ignored::Malformed("bad chaddr"))?;
     let kind = msg.opts().msg_type().ok_or(Ignored::Malformed("no message type"))?;
     let client = match msg.opts().get(OptionCode::ClientIdentifier) {
-        Some(DhcpOption::ClientIdentifier(id)) if !id.is_empty() => ClientKey(id.clone()),
+        Some(DhcpOption::ClientIdentifier(id)) if !id.is_empty() => ClientKey::for_client(id, mac),
         Some(DhcpOption::ClientIdentifier(_)) => return Err(Ignored::Malformed("empty client identifier")),
         _ => ClientKey::from_mac(mac),
     };

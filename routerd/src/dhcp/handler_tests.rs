@@ -920,6 +920,34 @@ fn client_identifier_is_preferred_over_chaddr() {
 }
 
 #[test]
+fn a_very_long_client_identifier_makes_a_short_record_and_keeps_its_address() {
+    let mut env = Env::new();
+    let id = vec![0xab; 1200];
+    let long_name = "n".repeat(200);
+    let with_id_and_name = |m: Message| {
+        let mut m = with_client_id(m, &id);
+        m.opts_mut().insert(DhcpOption::Hostname(long_name.clone()));
+        m
+    };
+    let offered = env.offer(&with_id_and_name(discover(mac(1)))).message.yiaddr();
+    let ack = env.reply(&with_id_and_name(select(mac(1), offered, SERVER)));
+    assert_eq!(ack.kind, MessageType::Ack);
+    let lease = ack.persist.expect("a lease to persist");
+    let record = crate::dhcp::store::encode(&lease);
+    assert!(record.len() < 300, "{} bytes: {record}", record.len());
+
+    // After a restart (the record read back) and the lease's expiry, the same client
+    // is offered its address again, even with another client asking first.
+    let restored = crate::dhcp::store::decode(record.trim_end()).expect("the record decodes");
+    let mut env = Env::new();
+    env.pool.restore(restored);
+    env.advance(LEASE + 60);
+    let other = env.offer(&discover(mac(2))).message.yiaddr();
+    assert_ne!(other, offered);
+    assert_eq!(env.offer(&with_id_and_name(discover(mac(1)))).message.yiaddr(), offered);
+}
+
+#[test]
 fn empty_client_identifier_is_malformed() {
     let mut env = Env::new();
     assert!(matches!(

@@ -51,7 +51,25 @@ struct Quarantined {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientKey(pub Vec<u8>);
 
+/// The longest client identifier a lease is keyed by. Real ones are short (type 1 +
+/// MAC: 7 bytes; RFC 4361's IAID + DUID: about 20), while option 61 may run to
+/// kilobytes (RFC 3396 concatenation), all of it in every lease record.
+pub const MAX_CLIENT_ID: usize = 64;
+
 impl ClientKey {
+    /// The key of a client that sent identifier `id` from hardware address `mac`: the
+    /// identifier, or for one longer than `MAX_CLIENT_ID` the hardware address. That
+    /// key is as stable as the identifier across the client's requests (it comes from
+    /// the same NIC), bounded in size, and cannot collide with another long identifier
+    /// that shares a prefix, as a truncated one could.
+    pub fn for_client(id: &[u8], mac: MacAddr) -> ClientKey {
+        if id.len() > MAX_CLIENT_ID {
+            ClientKey::from_mac(mac)
+        } else {
+            ClientKey(id.to_vec())
+        }
+    }
+
     pub fn from_mac(mac: MacAddr) -> ClientKey {
         let mut key = vec![1];
         key.extend_from_slice(&mac.0);

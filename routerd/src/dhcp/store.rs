@@ -32,12 +32,22 @@ pub struct LeaseStore {
     lines: usize,
 }
 
-fn encode(l: &Lease) -> String {
+/// The longest host name a record keeps: one DNS label, what a guest may send (the
+/// handler cuts theirs there too). A reserved host's longer name from router.toml is
+/// given again from the config at its next REQUEST.
+const MAX_HOSTNAME: usize = 63;
+
+pub(crate) fn encode(l: &Lease) -> String {
     let state = match l.state {
         LeaseState::Bound => "B",
         LeaseState::Released | LeaseState::Offered => "R",
     };
     let host = l.hostname.as_deref().filter(|h| !h.is_empty()).unwrap_or("-");
+    let cut = (0..=host.len().min(MAX_HOSTNAME))
+        .rev()
+        .find(|i| host.is_char_boundary(*i))
+        .unwrap_or(0);
+    let host = &host[..cut];
     let record = format!(
         "{} {} {} {} {} {}",
         l.addr,
@@ -50,7 +60,7 @@ fn encode(l: &Lease) -> String {
     format!("{:08x} {record}\n", crc32fast::hash(record.as_bytes()))
 }
 
-fn decode(line: &str) -> Option<Lease> {
+pub(crate) fn decode(line: &str) -> Option<Lease> {
     let (crc, record) = line.split_once(' ')?;
     if u32::from_str_radix(crc, 16).ok()? != crc32fast::hash(record.as_bytes()) {
         return None;
@@ -59,6 +69,9 @@ fn decode(line: &str) -> Option<Lease> {
     let addr = f.next()?.parse::<Ipv4Addr>().ok()?;
     let mac = f.next()?.parse::<MacAddr>().ok()?;
     let client = ClientKey::from_hex(f.next()?)?;
+    // Records of older versions kept identifiers of any length: key those by MAC,
+    // as requests from the same client are now.
+    let client = ClientKey::for_client(&client.0, mac);
     let expires = f.next()?.parse().ok()?;
     let state = match f.next()? {
         "B" => LeaseState::Bound,
@@ -274,6 +287,18 @@ mod tests {
         }
         assert_eq!(decode("garbage"), None);
         assert_eq!(decode(""), None);
+    }
+
+    #[test]
+    fn an_old_record_with_a_long_client_identifier_is_keyed_by_mac() {
+        let mut old = lease(1, LeaseState::Bound);
+        old.client = ClientKey(vec![0xab; 1200]); // as older versions wrote them
+        let back = decode(encode(&old).trim_end()).expect("decodes");
+        assert_eq!(back.client, ClientKey::from_mac(old.mac));
+        let mut named = lease(2, LeaseState::Bound);
+        named.hostname = Some("h".repeat(300));
+        let back = decode(encode(&named).trim_end()).expect("decodes");
+        assert_eq!(back.hostname.map(|h| h.len()), Some(MAX_HOSTNAME));
     }
 
     #[test]
