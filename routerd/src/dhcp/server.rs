@@ -541,7 +541,12 @@ impl Server {
             } else {
                 String::new()
             };
-            tracing::error!("{what}: {e}{keeping} ({suppressed} more such errors since the last report)");
+            let since = if suppressed > 0 {
+                format!(" ({suppressed} more such errors since the last report)")
+            } else {
+                String::new()
+            };
+            tracing::error!("{what}: {e}{keeping}{since}");
         }
     }
 
