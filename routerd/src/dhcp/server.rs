@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,8 +58,6 @@ pub struct Counters {
     pub probe_answers_ignored: AtomicU64,
     /// Writes of the lease file that failed (appends, rewrites, compactions).
     pub lease_write_failures: AtomicU64,
-    /// True while lease changes are kept in memory only (the disk is full or failing).
-    pub lease_file_failing: AtomicBool,
 }
 
 fn bump(c: &AtomicU64) {
@@ -188,7 +186,6 @@ pub fn start(
                     "cannot write the lease file: {e}; keeping lease changes in memory and trying again every {} s",
                     LEASE_FILE_RETRY.as_secs()
                 );
-                counters.lease_file_failing.store(true, Ordering::Relaxed);
                 bump(&counters.lease_write_failures);
                 lease_file_error = Some(e.to_string());
             }
@@ -196,6 +193,7 @@ pub fn start(
         }
         None => None,
     };
+    let failing = lease_file_error.is_some();
     let (stop_tx, stop_rx) = oneshot::channel();
     let (view_tx, view_rx) = mpsc::channel(4);
     let server = Server {
@@ -214,10 +212,14 @@ pub fn start(
         exhausted_log: Quiet::default(),
         quarantine_log: Quiet::default(),
         lease_file: LeaseFileHealth {
-            retry_at: lease_file_error.is_some().then(|| Instant::now() + LEASE_FILE_RETRY),
+            retry_at: failing.then(|| Instant::now() + LEASE_FILE_RETRY),
             error: lease_file_error,
             compaction_after: None,
-            log: Quiet::default(),
+            // The line above counts as this minute's report.
+            log: Quiet {
+                last: failing.then(Instant::now),
+                suppressed: 0,
+            },
         },
     };
     tracing::info!(nic = %lan.name, "DHCP server listening");
@@ -400,6 +402,9 @@ impl Server {
                 self.send(replies).await;
             }
         }
+        if self.store.as_ref().is_some_and(|s| !s.is_current()) {
+            self.rewrite_lease_file(); // a last chance for the changes held in memory
+        }
         tracing::info!("DHCP server stopped");
     }
 
@@ -528,7 +533,6 @@ impl Server {
         bump(&self.counters.lease_write_failures);
         let behind = self.store.as_ref().is_some_and(|s| !s.is_current());
         if behind {
-            self.counters.lease_file_failing.store(true, Ordering::Relaxed);
             self.lease_file.error = Some(e.to_string());
             self.lease_file.retry_at = Some(Instant::now() + LEASE_FILE_RETRY);
         }
@@ -557,7 +561,6 @@ impl Server {
         match store.compact(self.pool.leases()) {
             Ok(()) => {
                 self.lease_file.error = None;
-                self.counters.lease_file_failing.store(false, Ordering::Relaxed);
                 tracing::info!(leases = self.pool.leases().count(), "the lease file is written again");
             }
             Err(e) => self.lease_file_failed("cannot rewrite the lease file", &e),
