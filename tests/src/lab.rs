@@ -246,6 +246,13 @@ EOF"
         child.wait().unwrap_or_else(|e| panic!("wait routerd: {e}"))
     }
 
+    /// Kills routerd with SIGKILL (a crash or a power cut, as far as its files go).
+    pub fn kill_routerd(&mut self) {
+        let mut child = self.routerd.take().unwrap_or_else(|| panic!("routerd is not running"));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }

@@ -34,13 +34,15 @@ pub fn probe_frame(our_mac: MacAddr, target: Ipv4Addr) -> [u8; FRAME_LEN] {
     f
 }
 
-/// The sender IP of an ARP frame (request or reply) that is not from `our_mac`.
-pub fn sender_ip(frame: &[u8], our_mac: MacAddr) -> Option<Ipv4Addr> {
+/// The sender IP and hardware address of an ARP frame (request or reply) that is not
+/// from `our_mac`.
+pub fn sender(frame: &[u8], our_mac: MacAddr) -> Option<(Ipv4Addr, MacAddr)> {
     if frame.len() < FRAME_LEN || frame[12..14] != ETH_P_ARP.to_be_bytes() || frame[6..12] == our_mac.0 {
         return None;
     }
     let ip = Ipv4Addr::new(frame[28], frame[29], frame[30], frame[31]);
-    (!ip.is_unspecified()).then_some(ip)
+    let mac = MacAddr(<[u8; 6]>::try_from(&frame[22..28]).ok()?);
+    (!ip.is_unspecified()).then_some((ip, mac))
 }
 
 pub struct ArpSocket {
@@ -103,8 +105,8 @@ impl ArpSocket {
         Ok(())
     }
 
-    /// Waits for the next ARP frame from another host and returns its sender IP.
-    pub async fn recv_sender(&self) -> io::Result<Ipv4Addr> {
+    /// Waits for the next ARP frame from another host and returns its sender IP and MAC.
+    pub async fn recv_sender(&self) -> io::Result<(Ipv4Addr, MacAddr)> {
         let mut buf = [0u8; 128];
         loop {
             let mut guard = self.fd.readable().await?;
@@ -120,8 +122,8 @@ impl ArpSocket {
                 Ok(result) => result?,
                 Err(_would_block) => continue,
             };
-            if let Some(ip) = sender_ip(&buf[..n], self.mac) {
-                return Ok(ip);
+            if let Some(found) = sender(&buf[..n], self.mac) {
+                return Ok(found);
             }
         }
     }
@@ -154,11 +156,13 @@ mod tests {
         assert_eq!(&f[20..22], &[0, 1]);
         assert_eq!(&f[28..32], &[0, 0, 0, 0]);
         assert_eq!(&f[38..42], &[172, 16, 10, 7]);
-        assert_eq!(sender_ip(&f, mac), None, "our own probe is not an answer");
+        assert_eq!(sender(&f, mac), None, "our own probe is not an answer");
         let mut reply = f;
-        reply[6..12].copy_from_slice(&[0x52, 0x54, 0, 0, 0, 1]);
+        let guest = MacAddr([0x52, 0x54, 0, 0, 0, 1]);
+        reply[6..12].copy_from_slice(&guest.0);
+        reply[22..28].copy_from_slice(&guest.0);
         reply[28..32].copy_from_slice(&[172, 16, 10, 7]);
-        assert_eq!(sender_ip(&reply, mac), Some(Ipv4Addr::new(172, 16, 10, 7)));
-        assert_eq!(sender_ip(&reply[..20], mac), None);
+        assert_eq!(sender(&reply, mac), Some((Ipv4Addr::new(172, 16, 10, 7), guest)));
+        assert_eq!(sender(&reply[..20], mac), None);
     }
 }

@@ -198,7 +198,7 @@ fn parse(msg: &Message) -> Result<Request<'_>, Ignored> {
         .map_err(|_| Ignored::Malformed("bad chaddr"))?;
     let kind = msg.opts().msg_type().ok_or(Ignored::Malformed("no message type"))?;
     let client = match msg.opts().get(OptionCode::ClientIdentifier) {
-        Some(DhcpOption::ClientIdentifier(id)) if !id.is_empty() => ClientKey(id.clone()),
+        Some(DhcpOption::ClientIdentifier(id)) if !id.is_empty() => ClientKey::for_client(id, mac),
         Some(DhcpOption::ClientIdentifier(_)) => return Err(Ignored::Malformed("empty client identifier")),
         _ => ClientKey::from_mac(mac),
     };
@@ -247,8 +247,13 @@ pub fn handle(pool: &mut Pool, scope: &Scope, msg: &Message, now: Secs) -> Outco
             if req.server_id == Some(scope.server_id) {
                 if let Some(addr) = req.requested {
                     if pool.lease(addr).is_some_and(|l| l.client == req.client) {
-                        pool.quarantine(addr, now);
-                        return Outcome::Ignored(Ignored::NoReply("declined: address quarantined"));
+                        if pool.quarantine(addr, req.mac, now).is_ok() {
+                            return Outcome::Ignored(Ignored::NoReply("declined: address quarantined"));
+                        }
+                        // Over the quarantine bounds: the address is not held for the
+                        // client, and is probed by ARP before it is offered again.
+                        pool.forget(addr);
+                        return Outcome::Ignored(Ignored::NoReply("declined: quarantine limit reached"));
                     }
                 }
             }

@@ -305,7 +305,8 @@ fn clients_arriving_together_get_different_addresses_probed_at_the_same_time() {
 fn an_address_whose_probe_is_answered_is_quarantined_and_the_next_one_probed() {
     let mut env = Env::new();
     let first = start_probe(&mut env, &discover(mac(1)));
-    env.pool.quarantine(first, env.now); // somebody answered the ARP probe
+    let squatter = mac(77);
+    assert!(env.pool.quarantine(first, squatter, env.now).is_ok()); // somebody answered the ARP probe
     let second = start_probe(&mut env, &discover(mac(1)));
     assert_ne!(second, first);
     env.pool.mark_probed_free(second);
@@ -680,6 +681,26 @@ fn declined_address_is_quarantined_and_not_offered_again() {
 }
 
 #[test]
+fn declines_beyond_the_quarantine_bounds_are_probed_again_instead() {
+    let mut env = Env::new();
+    // Five addresses in the range: one of them may be quarantined at a time.
+    let first = env.lease(1);
+    env.handle(&decline(mac(1), first, SERVER));
+    assert_eq!(env.pool.quarantined(env.now), 1);
+    let second = env.lease(2);
+    assert_eq!(
+        env.handle(&decline(mac(2), second, SERVER)),
+        Outcome::Ignored(Ignored::NoReply("declined: quarantine limit reached"))
+    );
+    assert_eq!(env.pool.quarantined(env.now), 1);
+    assert!(env.pool.binding(&key(2)).is_none(), "not held for the client");
+    // Whoever gets it next, gets it only after an ARP probe.
+    let mut ask = discover(mac(3));
+    ask.opts_mut().insert(DhcpOption::RequestedIpAddress(second));
+    assert_eq!(env.handle(&ask), Outcome::Probe(second));
+}
+
+#[test]
 fn decline_that_is_not_for_us_changes_nothing() {
     let mut env = Env::new();
     let addr = env.lease(1);
@@ -896,6 +917,34 @@ fn client_identifier_is_preferred_over_chaddr() {
     // The same client id on another NIC (new MAC) is the same client.
     let r = env.reply(&with_client_id(discover(mac(7)), b"\x00vm-a"));
     assert_eq!(r.message.yiaddr(), a);
+}
+
+#[test]
+fn a_very_long_client_identifier_makes_a_short_record_and_keeps_its_address() {
+    let mut env = Env::new();
+    let id = vec![0xab; 1200];
+    let long_name = "n".repeat(200);
+    let with_id_and_name = |m: Message| {
+        let mut m = with_client_id(m, &id);
+        m.opts_mut().insert(DhcpOption::Hostname(long_name.clone()));
+        m
+    };
+    let offered = env.offer(&with_id_and_name(discover(mac(1)))).message.yiaddr();
+    let ack = env.reply(&with_id_and_name(select(mac(1), offered, SERVER)));
+    assert_eq!(ack.kind, MessageType::Ack);
+    let lease = ack.persist.expect("a lease to persist");
+    let record = crate::dhcp::store::encode(&lease);
+    assert!(record.len() < 300, "{} bytes: {record}", record.len());
+
+    // After a restart (the record read back) and the lease's expiry, the same client
+    // is offered its address again, even with another client asking first.
+    let restored = crate::dhcp::store::decode(record.trim_end()).expect("the record decodes");
+    let mut env = Env::new();
+    env.pool.restore(restored);
+    env.advance(LEASE + 60);
+    let other = env.offer(&discover(mac(2))).message.yiaddr();
+    assert_ne!(other, offered);
+    assert_eq!(env.offer(&with_id_and_name(discover(mac(1)))).message.yiaddr(), offered);
 }
 
 #[test]

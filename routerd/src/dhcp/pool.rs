@@ -12,13 +12,64 @@ pub type Secs = u64;
 pub const OFFER_HOLD: Secs = 60;
 /// How long a declined or conflicting address is kept out of the pool.
 pub const QUARANTINE: Secs = 600;
+/// The same, on the word of a MAC that holds a lease: a known guest, more likely
+/// misconfigured (or answering for addresses it does not use) than squatting.
+pub const QUARANTINE_KNOWN_GUEST: Secs = 60;
+/// Addresses quarantined on one MAC's word at a time: one guest answering every ARP
+/// probe (or declining every offer) must not empty the pool.
+pub const QUARANTINE_PER_MAC: usize = 4;
+/// At most 1/QUARANTINE_POOL_SHARE of the pool is quarantined at a time, whoever asks.
+pub const QUARANTINE_POOL_SHARE: u32 = 4;
+
+/// Why an address was not quarantined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuarantineRefused {
+    /// This MAC already has `QUARANTINE_PER_MAC` addresses quarantined.
+    MacLimit,
+    /// A `1/QUARANTINE_POOL_SHARE` share of the pool is quarantined already.
+    PoolShare,
+}
+
+impl std::fmt::Display for QuarantineRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuarantineRefused::MacLimit => write!(f, "this MAC has {QUARANTINE_PER_MAC} addresses quarantined already"),
+            QuarantineRefused::PoolShare => write!(f, "1/{QUARANTINE_POOL_SHARE} of the pool is quarantined already"),
+        }
+    }
+}
+
+/// An address kept out of the pool until `until`, on the word of `by`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Quarantined {
+    until: Secs,
+    by: MacAddr,
+}
 
 /// Who a lease belongs to: the client identifier (option 61) when the client sends
 /// one, else its hardware address (as type 1 + MAC, the usual client-id form).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientKey(pub Vec<u8>);
 
+/// The longest client identifier a lease is keyed by. Real ones are short (type 1 +
+/// MAC: 7 bytes; RFC 4361's IAID + DUID: about 20), while option 61 may run to
+/// kilobytes (RFC 3396 concatenation), all of it in every lease record.
+pub const MAX_CLIENT_ID: usize = 64;
+
 impl ClientKey {
+    /// The key of a client that sent identifier `id` from hardware address `mac`: the
+    /// identifier, or for one longer than `MAX_CLIENT_ID` the hardware address. That
+    /// key is as stable as the identifier across the client's requests (it comes from
+    /// the same NIC), bounded in size, and cannot collide with another long identifier
+    /// that shares a prefix, as a truncated one could.
+    pub fn for_client(id: &[u8], mac: MacAddr) -> ClientKey {
+        if id.len() > MAX_CLIENT_ID {
+            ClientKey::from_mac(mac)
+        } else {
+            ClientKey(id.to_vec())
+        }
+    }
+
     pub fn from_mac(mac: MacAddr) -> ClientKey {
         let mut key = vec![1];
         key.extend_from_slice(&mac.0);
@@ -83,7 +134,7 @@ pub struct Pool {
     reserved_addrs: HashMap<Ipv4Addr, MacAddr>,
     by_addr: HashMap<Ipv4Addr, Lease>,
     by_client: HashMap<ClientKey, Ipv4Addr>,
-    quarantine: HashMap<Ipv4Addr, Secs>,
+    quarantine: HashMap<Ipv4Addr, Quarantined>,
     probed_free: HashSet<Ipv4Addr>,
     /// Addresses being ARP-probed now: offered to nobody else meanwhile, so that
     /// clients arriving together get different addresses probed at the same time.
@@ -151,8 +202,13 @@ impl Pool {
         self.active_leases(now).count()
     }
 
-    fn quarantined(&self, addr: Ipv4Addr, now: Secs) -> bool {
-        self.quarantine.get(&addr).is_some_and(|until| *until > now)
+    fn is_quarantined(&self, addr: Ipv4Addr, now: Secs) -> bool {
+        self.quarantine.get(&addr).is_some_and(|q| q.until > now)
+    }
+
+    /// Addresses quarantined now.
+    pub fn quarantined(&self, now: Secs) -> usize {
+        self.quarantine.values().filter(|q| q.until > now).count()
     }
 
     /// May `client` (with hardware address `mac`) have `addr` now?
@@ -163,7 +219,7 @@ impl Pool {
         if self.reservation(mac).is_some() {
             return false; // a reserved host gets its reservation only
         }
-        if !self.in_range(addr) || self.quarantined(addr, now) {
+        if !self.in_range(addr) || self.is_quarantined(addr, now) {
             return false;
         }
         match self.by_addr.get(&addr) {
@@ -212,7 +268,7 @@ impl Pool {
             .find(|a| {
                 !self.by_addr.contains_key(a)
                     && !self.reserved_addrs.contains_key(a)
-                    && !self.quarantined(*a, now)
+                    && !self.is_quarantined(*a, now)
                     && !self.probing.contains(a)
             });
         if let Some(addr) = fresh {
@@ -228,7 +284,7 @@ impl Pool {
                 self.in_range(l.addr)
                     && !l.is_live(now)
                     && !self.reserved_addrs.contains_key(&l.addr)
-                    && !self.quarantined(l.addr, now)
+                    && !self.is_quarantined(l.addr, now)
             })
             .min_by_key(|l| (l.expires, l.addr))
             .map(|l| Choice {
@@ -320,8 +376,33 @@ impl Pool {
         Some(lease.clone())
     }
 
-    /// Someone else uses `addr` (a DECLINE, or an answered probe): keep it out.
-    pub fn quarantine(&mut self, addr: Ipv4Addr, now: Secs) {
+    /// Someone else uses `addr`, says the host with MAC `by` (a DECLINE, or an answer
+    /// to an ARP probe): keep the address out of the pool, within bounds (see
+    /// `QUARANTINE_PER_MAC`, `QUARANTINE_POOL_SHARE`). Returns until when.
+    pub fn quarantine(&mut self, addr: Ipv4Addr, by: MacAddr, now: Secs) -> Result<Secs, QuarantineRefused> {
+        self.quarantine.retain(|_, q| q.until > now);
+        if self.quarantine.values().filter(|q| q.by == by).count() >= QUARANTINE_PER_MAC {
+            return Err(QuarantineRefused::MacLimit);
+        }
+        let share = (self.size() / QUARANTINE_POOL_SHARE).max(1);
+        if self.quarantine.len() >= usize::try_from(share).unwrap_or(usize::MAX) {
+            return Err(QuarantineRefused::PoolShare);
+        }
+        self.forget(addr);
+        let known_guest = self.active_leases(now).any(|l| l.mac == by);
+        let until = now
+            + if known_guest {
+                QUARANTINE_KNOWN_GUEST
+            } else {
+                QUARANTINE
+            };
+        self.quarantine.insert(addr, Quarantined { until, by });
+        Ok(until)
+    }
+
+    /// Drops all that is known of `addr` (lease, probe): it is probed again before it is
+    /// offered.
+    pub fn forget(&mut self, addr: Ipv4Addr) {
         if let Some(l) = self.by_addr.remove(&addr) {
             if self.by_client.get(&l.client) == Some(&addr) {
                 self.by_client.remove(&l.client);
@@ -330,7 +411,6 @@ impl Pool {
         self.probed_free.remove(&addr);
         self.probing.remove(&addr);
         self.ready.remove(&addr);
-        self.quarantine.insert(addr, now + QUARANTINE);
     }
 
     /// An ARP probe of `addr` started: hold it until `mark_probed_free` or `quarantine`.
@@ -459,7 +539,7 @@ mod tests {
     fn declined_address_is_quarantined() {
         let mut p = pool();
         p.bind(key(1), mac(1), ip(100), None, NOW + 100);
-        p.quarantine(ip(100), NOW);
+        assert_eq!(p.quarantine(ip(100), mac(1), NOW), Ok(NOW + QUARANTINE));
         assert!(p.binding(&key(1)).is_none());
         assert_eq!(
             p.choose(&key(1), mac(1), Some(ip(100)), NOW).map(|c| c.addr),
@@ -467,6 +547,51 @@ mod tests {
         );
         assert!(!p.available_to(ip(100), &key(5), mac(5), NOW + QUARANTINE - 1));
         assert!(p.available_to(ip(100), &key(5), mac(5), NOW + QUARANTINE + 1));
+    }
+
+    #[test]
+    fn one_mac_answering_every_probe_quarantines_a_few_addresses_only() {
+        let mut p = Pool::new(ip(1), ip(200), &[]);
+        let attacker = mac(66);
+        let quarantined = (1..=200)
+            .filter(|n| p.quarantine(ip(*n), attacker, NOW).is_ok())
+            .count();
+        assert_eq!(quarantined, QUARANTINE_PER_MAC);
+        assert_eq!(p.quarantined(NOW), QUARANTINE_PER_MAC);
+        assert_eq!(p.quarantine(ip(100), attacker, NOW), Err(QuarantineRefused::MacLimit));
+        // Everyone else still gets addresses, the next free one first.
+        let c = p.choose(&key(1), mac(1), None, NOW).map(|c| c.addr);
+        assert_eq!(c, Some(ip(5)));
+        // Once the first ones expire, the same MAC may have others quarantined.
+        assert!(p.quarantine(ip(100), attacker, NOW + QUARANTINE + 1).is_ok());
+    }
+
+    #[test]
+    fn at_most_a_share_of_the_pool_is_quarantined() {
+        let mut p = Pool::new(ip(1), ip(40), &[]); // 40 addresses: at most 10 quarantined
+        let limit = usize::try_from(40 / QUARANTINE_POOL_SHARE).unwrap_or(0);
+        let results: Vec<_> = (1..=40).map(|n| p.quarantine(ip(n), mac(n), NOW)).collect();
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), limit);
+        assert_eq!(results.last(), Some(&Err(QuarantineRefused::PoolShare)));
+        assert_eq!(p.quarantined(NOW), limit);
+        assert_eq!(p.quarantined(NOW + QUARANTINE), 0, "and they all expire");
+        // A tiny pool may still quarantine one address.
+        let mut tiny = Pool::new(ip(1), ip(2), &[]);
+        assert!(tiny.quarantine(ip(1), mac(1), NOW).is_ok());
+        assert_eq!(tiny.quarantine(ip(2), mac(2), NOW), Err(QuarantineRefused::PoolShare));
+    }
+
+    #[test]
+    fn an_address_answered_by_a_guest_with_a_lease_comes_back_sooner() {
+        let mut p = Pool::new(ip(100), ip(140), &[]);
+        p.bind(key(1), mac(1), ip(100), None, NOW + 3600);
+        // The guest at .100 also answers for .102 (two addresses configured, say).
+        assert_eq!(p.quarantine(ip(102), mac(1), NOW), Ok(NOW + QUARANTINE_KNOWN_GUEST));
+        assert!(!p.available_to(ip(102), &key(2), mac(2), NOW + QUARANTINE_KNOWN_GUEST - 1));
+        assert!(p.available_to(ip(102), &key(2), mac(2), NOW + QUARANTINE_KNOWN_GUEST));
+        // An unknown host's answer keeps the address out for the full time.
+        assert_eq!(p.quarantine(ip(103), mac(7), NOW), Ok(NOW + QUARANTINE));
+        assert!(!p.available_to(ip(103), &key(2), mac(2), NOW + QUARANTINE - 1));
     }
 
     #[test]

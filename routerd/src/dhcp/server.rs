@@ -30,6 +30,15 @@ pub const PROBE_WAIT: Duration = Duration::from_millis(300);
 const PROBE_ATTEMPTS: u8 = 3;
 /// Requests handled per batch (and per fsync).
 const BATCH: usize = 256;
+/// The DHCP socket's receive buffer: bursts of thousands of requests a second must
+/// wait there, not be dropped, while a batch is fsynced.
+pub const RECEIVE_BUFFER: usize = 4 << 20;
+/// How often a lease file that cannot be written is tried again (a whole rewrite).
+const LEASE_FILE_RETRY: Duration = Duration::from_secs(10);
+/// How long after a failed compaction the next one is tried.
+const COMPACTION_RETRY: Duration = Duration::from_secs(60);
+/// A problem that repeats is logged at most this often.
+const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// What the server did, for logs and metrics.
 #[derive(Debug, Default)]
@@ -42,11 +51,38 @@ pub struct Counters {
     pub ignored: AtomicU64,
     pub pool_exhausted: AtomicU64,
     pub probes: AtomicU64,
+    /// ARP answers to our probes: each quarantined the address (a conflict) or was
+    /// ignored, over the quarantine bounds.
+    pub probe_answers: AtomicU64,
     pub probe_conflicts: AtomicU64,
+    pub probe_answers_ignored: AtomicU64,
+    /// Writes of the lease file that failed (appends, rewrites, compactions).
+    pub lease_write_failures: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// At most one log line per `LOG_EVERY` for a problem that repeats, with a count of
+/// the lines left out.
+#[derive(Debug, Default)]
+struct Quiet {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Quiet {
+    /// `Some(lines left out since the last one)` when a line may be logged now.
+    fn ready(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
+    }
 }
 
 pub fn unix_now() -> Secs {
@@ -66,6 +102,12 @@ pub struct LeaseReport {
     pub pool_size: u32,
     /// Bound, unexpired leases.
     pub active: Vec<Lease>,
+    /// Why lease changes cannot be written now (they are kept in memory meanwhile).
+    pub lease_file_error: Option<String>,
+    /// Addresses kept out of the pool now (declined, or answered ARP probes).
+    pub quarantined: usize,
+    /// Requests the kernel dropped for a full receive buffer, since the socket opened.
+    pub socket_drops: u64,
 }
 
 /// A read-only window on a running server: its counters and, on request, its leases.
@@ -102,16 +144,20 @@ pub fn start(
     netlink: Handle,
 ) -> anyhow::Result<Running> {
     let socket = udp_socket(&lan.name)?;
+    let socket_inode = socket_inode(&socket);
     let mac = lan
         .mac
         .ok_or_else(|| anyhow::anyhow!("{} has no MAC address", lan.name))?;
     let arp = ArpSocket::open(lan.index, mac)?;
     let opened = state_dir.as_ref().map(|dir| (dir, LeaseStore::open(dir)));
+    let counters = Arc::new(Counters::default());
+    let mut lease_file_error = None;
     let store = match opened {
         // Leases that cannot be kept are no reason to leave the guests without addresses.
+        // A file that cannot be read is not written over either: it may hold them.
         Some((dir, Err(e))) => {
             tracing::error!(
-                "cannot open the lease file in {}: {e}; serving with leases in memory only",
+                "cannot read the lease file in {}: {e}; serving with leases in memory only",
                 dir.display()
             );
             None
@@ -135,11 +181,19 @@ pub fn start(
                 }
             }
             tracing::info!(restored, file = %dir.join(config::image::LEASES_FILE_NAME).display(), "DHCP leases loaded");
+            if let Some(e) = &loaded.write_error {
+                tracing::error!(
+                    "cannot write the lease file: {e}; keeping lease changes in memory and trying again every {} s",
+                    LEASE_FILE_RETRY.as_secs()
+                );
+                bump(&counters.lease_write_failures);
+                lease_file_error = Some(e.to_string());
+            }
             Some(store)
         }
         None => None,
     };
-    let counters = Arc::new(Counters::default());
+    let failing = lease_file_error.is_some();
     let (stop_tx, stop_rx) = oneshot::channel();
     let (view_tx, view_rx) = mpsc::channel(4);
     let server = Server {
@@ -150,11 +204,23 @@ pub fn start(
         store,
         netlink,
         ifindex: lan.index,
+        socket_inode,
         counters: counters.clone(),
         probing: HashMap::new(),
         views: view_rx,
         records: Vec::new(),
-        last_exhausted_log: None,
+        exhausted_log: Quiet::default(),
+        quarantine_log: Quiet::default(),
+        lease_file: LeaseFileHealth {
+            retry_at: failing.then(|| Instant::now() + LEASE_FILE_RETRY),
+            error: lease_file_error,
+            compaction_after: None,
+            // The line above counts as this minute's report.
+            log: Quiet {
+                last: failing.then(Instant::now),
+                suppressed: 0,
+            },
+        },
     };
     tracing::info!(nic = %lan.name, "DHCP server listening");
     let task = tokio::spawn(server.run(stop_rx));
@@ -176,8 +242,68 @@ fn udp_socket(device: &str) -> anyhow::Result<UdpSocket> {
     s.bind_device(Some(device.as_bytes()))?;
     s.set_nonblocking(true)?;
     s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, SERVER_PORT)).into())?;
-    let _ = s.set_recv_buffer_size(4 << 20);
+    match set_receive_buffer(&s, RECEIVE_BUFFER) {
+        // The kernel reports twice the size asked for (its bookkeeping share).
+        Ok((got, _)) if got >= 2 * RECEIVE_BUFFER => {
+            tracing::info!(bytes = got, "DHCP socket receive buffer");
+        }
+        Ok((got, forced)) => tracing::warn!(
+            bytes = got,
+            wanted = 2 * RECEIVE_BUFFER,
+            forced,
+            "the DHCP socket got a smaller receive buffer than asked for: bursts of requests may be dropped"
+        ),
+        Err(e) => tracing::warn!("cannot size the DHCP socket's receive buffer: {e}"),
+    }
     Ok(UdpSocket::from_std(s.into())?)
+}
+
+/// Sets the receive buffer of `s` to `bytes` with SO_RCVBUFFORCE, which may pass
+/// net.core.rmem_max (SO_RCVBUF is silently capped by it) but needs CAP_NET_ADMIN;
+/// without it, falls back to SO_RCVBUF with a log line. Returns the size the kernel
+/// reports now and whether the forced size was taken.
+#[allow(unsafe_code)]
+pub fn set_receive_buffer(s: &Socket, bytes: usize) -> std::io::Result<(usize, bool)> {
+    use std::os::fd::AsRawFd;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt(2) on an open socket with a pointer to a c_int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            std::ptr::from_ref(&value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    let forced = rc == 0;
+    if !forced {
+        let e = std::io::Error::last_os_error();
+        tracing::info!("cannot force the DHCP receive buffer past net.core.rmem_max ({e}): asking within it");
+        s.set_recv_buffer_size(bytes)?;
+    }
+    Ok((s.recv_buffer_size()?, forced))
+}
+
+/// The inode of socket `fd`, as /proc/net/udp lists it.
+fn socket_inode(fd: &impl std::os::fd::AsRawFd) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let link = link.to_str()?;
+    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Datagrams the kernel dropped at the UDP socket with inode `inode` (the "drops"
+/// column of /proc/net/udp: a full receive buffer, mostly).
+fn udp_drops(inode: u64) -> u64 {
+    let table = std::fs::read_to_string("/proc/self/net/udp").unwrap_or_default();
+    parse_udp_drops(&table, inode).unwrap_or(0)
+}
+
+fn parse_udp_drops(table: &str, inode: u64) -> Option<u64> {
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(9)?.parse::<u64>().ok()? == inode).then(|| f.last()?.parse().ok())?
+    })
 }
 
 struct Probe {
@@ -193,12 +319,28 @@ struct Server {
     store: Option<LeaseStore>,
     netlink: Handle,
     ifindex: u32,
+    /// The DHCP socket in /proc/net/udp, for its drop count.
+    socket_inode: Option<u64>,
     counters: Arc<Counters>,
     probing: HashMap<Ipv4Addr, Probe>,
     views: mpsc::Receiver<oneshot::Sender<LeaseReport>>,
     /// Lease changes with no reply (releases), written with the next batch.
     records: Vec<Lease>,
-    last_exhausted_log: Option<Instant>,
+    exhausted_log: Quiet,
+    quarantine_log: Quiet,
+    lease_file: LeaseFileHealth,
+}
+
+/// How writing the lease file goes.
+#[derive(Debug, Default)]
+struct LeaseFileHealth {
+    /// Why the last write failed, while the store is behind memory.
+    error: Option<String>,
+    /// When to try a whole rewrite of a store that is behind.
+    retry_at: Option<Instant>,
+    /// No compaction before this (one failed).
+    compaction_after: Option<Instant>,
+    log: Quiet,
 }
 
 impl Server {
@@ -212,7 +354,13 @@ impl Server {
                 Some(reply) = self.views.recv() => {
                     let now = unix_now();
                     let active = self.pool.active_leases(now).cloned().collect();
-                    let _ = reply.send(LeaseReport { pool_size: self.pool.size(), active });
+                    let _ = reply.send(LeaseReport {
+                        pool_size: self.pool.size(),
+                        active,
+                        lease_file_error: self.lease_file.error.clone(),
+                        quarantined: self.pool.quarantined(now),
+                        socket_drops: self.socket_inode.map_or(0, udp_drops),
+                    });
                 }
                 ready = self.socket.readable() => {
                     if ready.is_err() {
@@ -231,17 +379,11 @@ impl Server {
                     }
                 }
                 answered = self.arp.recv_sender() => {
-                    if let Ok(ip) = answered {
-                        if let Some(probe) = self.probing.remove(&ip) {
-                            bump(&self.counters.probe_conflicts);
-                            tracing::warn!(address = %ip, "a host already uses this address: not offering it");
-                            self.pool.quarantine(ip, unix_now());
-                            for (msg, attempts) in probe.waiting {
-                                self.process(msg, attempts, &mut replies);
-                            }
-                        }
+                    if let Ok((ip, mac)) = answered {
+                        self.probe_answered(ip, mac, &mut replies);
                     }
                 }
+                _ = sleep_until(self.lease_file.retry_at) => self.rewrite_lease_file(),
                 _ = sleep_until(next_deadline) => {
                     let now = Instant::now();
                     let done: Vec<Ipv4Addr> = self.probing.iter().filter(|(_, p)| p.deadline <= now).map(|(a, _)| *a).collect();
@@ -260,7 +402,38 @@ impl Server {
                 self.send(replies).await;
             }
         }
+        if self.store.as_ref().is_some_and(|s| !s.is_current()) {
+            self.rewrite_lease_file(); // a last chance for the changes held in memory
+        }
         tracing::info!("DHCP server stopped");
+    }
+
+    /// Someone (`mac`) says it has `ip`: if that is an address being probed, keep it
+    /// out of the pool, within the quarantine bounds; over them, the answer is ignored
+    /// and the probe ends as if unanswered.
+    fn probe_answered(&mut self, ip: Ipv4Addr, mac: config::MacAddr, replies: &mut Vec<Reply>) {
+        if !self.probing.contains_key(&ip) {
+            return;
+        }
+        bump(&self.counters.probe_answers);
+        let now = unix_now();
+        match self.pool.quarantine(ip, mac, now) {
+            Ok(until) => {
+                bump(&self.counters.probe_conflicts);
+                tracing::warn!(address = %ip, %mac, quarantined_for_s = until - now, "a host already uses this address: not offering it");
+                if let Some(probe) = self.probing.remove(&ip) {
+                    for (msg, attempts) in probe.waiting {
+                        self.process(msg, attempts, replies);
+                    }
+                }
+            }
+            Err(why) => {
+                bump(&self.counters.probe_answers_ignored);
+                if let Some(suppressed) = self.quarantine_log.ready() {
+                    tracing::warn!(address = %ip, %mac, suppressed, "ignored an ARP answer to a probe: {why}");
+                }
+            }
+        }
     }
 
     /// Handles one request; replies go to `replies`, probes are started.
@@ -308,11 +481,7 @@ impl Server {
             }
             Outcome::Ignored(Ignored::PoolExhausted) => {
                 bump(&self.counters.pool_exhausted);
-                let quiet = self
-                    .last_exhausted_log
-                    .is_some_and(|t| t.elapsed() < Duration::from_secs(60));
-                if !quiet {
-                    self.last_exhausted_log = Some(Instant::now());
+                if self.exhausted_log.ready().is_some() {
                     tracing::warn!(
                         "DHCP pool exhausted: all {} addresses are leased or held; no offer made",
                         self.pool.size()
@@ -327,6 +496,11 @@ impl Server {
     fn commit(&mut self, replies: &[Reply]) {
         let records = std::mem::take(&mut self.records);
         let Some(store) = self.store.as_mut() else { return };
+        // Behind after a failed write: the changes stay in memory until the retry
+        // timer rewrites the whole table.
+        if !store.is_current() {
+            return;
+        }
         let leases: Vec<&Lease> = replies
             .iter()
             .filter_map(|r| r.persist.as_ref())
@@ -337,16 +511,59 @@ impl Server {
         }
         // The replies go out even when the disk fails: a router that stops handing out
         // addresses is worse than one that may forget some after a power cut.
-        let appended = store.append(leases);
-        let held = self.pool.leases().count();
-        if let Err(e) = &appended {
-            // A failed append may have left half a line: rewrite the file whole.
-            tracing::error!("cannot write the lease file: {e}; rewriting it from memory");
+        if let Err(e) = store.append(leases) {
+            self.lease_file_failed("cannot write the lease file", &e);
+            return;
         }
-        if appended.is_err() || store.wants_compaction(held) {
-            if let Err(e) = store.compact(self.pool.leases()) {
-                tracing::error!("cannot compact the lease file: {e}");
+        let compaction_due = self.lease_file.compaction_after.is_none_or(|t| Instant::now() >= t);
+        if compaction_due && store.wants_compaction(self.pool.leases().count()) {
+            match store.compact(self.pool.leases()) {
+                Ok(()) => self.lease_file.compaction_after = None,
+                Err(e) => {
+                    self.lease_file.compaction_after = Some(Instant::now() + COMPACTION_RETRY);
+                    self.lease_file_failed("cannot compact the lease file", &e);
+                }
             }
+        }
+    }
+
+    /// Counts and logs (at most once a minute) a failed write; when it left the store
+    /// behind, schedules a whole rewrite.
+    fn lease_file_failed(&mut self, what: &str, e: &std::io::Error) {
+        bump(&self.counters.lease_write_failures);
+        let behind = self.store.as_ref().is_some_and(|s| !s.is_current());
+        if behind {
+            self.lease_file.error = Some(e.to_string());
+            self.lease_file.retry_at = Some(Instant::now() + LEASE_FILE_RETRY);
+        }
+        if let Some(suppressed) = self.lease_file.log.ready() {
+            let keeping = if behind {
+                format!(
+                    "; keeping lease changes in memory and trying again every {} s",
+                    LEASE_FILE_RETRY.as_secs()
+                )
+            } else {
+                String::new()
+            };
+            let since = if suppressed > 0 {
+                format!(" ({suppressed} more such errors since the last report)")
+            } else {
+                String::new()
+            };
+            tracing::error!("{what}: {e}{keeping}{since}");
+        }
+    }
+
+    /// Brings a store that is behind up to date by rewriting it from memory.
+    fn rewrite_lease_file(&mut self) {
+        self.lease_file.retry_at = None;
+        let Some(store) = self.store.as_mut() else { return };
+        match store.compact(self.pool.leases()) {
+            Ok(()) => {
+                self.lease_file.error = None;
+                tracing::info!(leases = self.pool.leases().count(), "the lease file is written again");
+            }
+            Err(e) => self.lease_file_failed("cannot rewrite the lease file", &e),
         }
     }
 
@@ -387,5 +604,49 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_read_from_the_sockets_line_of_proc_net_udp() {
+        let table = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+  573: 00000000:0043 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 48261 2 0000000000000000 13571
+  574: 00000000:0044 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 48262 2 0000000000000000 0
+";
+        assert_eq!(parse_udp_drops(table, 48261), Some(13571));
+        assert_eq!(parse_udp_drops(table, 48262), Some(0));
+        assert_eq!(parse_udp_drops(table, 1), None);
+    }
+
+    #[test]
+    fn the_receive_buffer_is_forced_past_rmem_max() {
+        let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(212_992);
+        let want = rmem_max + (1 << 20);
+        let s = Socket::new(Domain::IPV4, Type::DGRAM, None).expect("socket");
+        let (got, forced) = set_receive_buffer(&s, want).expect("set");
+        // CAP_NET_ADMIN (bit 12) in the effective set: SO_RCVBUFFORCE must be taken.
+        let net_admin = std::fs::read_to_string("/proc/self/status")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
+            .is_some_and(|caps| caps & (1 << 12) != 0);
+        if net_admin {
+            assert!(forced);
+        }
+        if forced {
+            assert!(got >= 2 * want, "asked for {want}, rmem_max {rmem_max}: got {got}");
+        } else {
+            assert!(got >= 2 * want.min(rmem_max), "got {got}");
+        }
+        let inode = socket_inode(&s).expect("a socket inode");
+        assert!(inode > 0);
     }
 }

@@ -262,7 +262,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
     if let Some(view) = &state.dhcp {
         let c = &view.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        let counters = vec![
+        let mut counters = vec![
             ("offers", load(&c.offers)),
             ("acks", load(&c.acks)),
             ("naks", load(&c.naks)),
@@ -271,13 +271,17 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
             ("ignored", load(&c.ignored)),
             ("pool_exhausted", load(&c.pool_exhausted)),
             ("probes", load(&c.probes)),
+            ("probe_answers", load(&c.probe_answers)),
             ("probe_conflicts", load(&c.probe_conflicts)),
+            ("probe_answers_ignored", load(&c.probe_answers_ignored)),
+            ("lease_write_failures", load(&c.lease_write_failures)),
         ];
         let report = tokio::time::timeout(LEASES_DEADLINE, view.leases())
             .await
             .ok()
             .flatten()
             .unwrap_or_default();
+        counters.push(("socket_drops", report.socket_drops));
         let mut leases: Vec<LeaseRow> = report
             .active
             .iter()
@@ -293,6 +297,8 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
             pool_size: u64::from(report.pool_size),
             leases,
             counters,
+            lease_file_error: report.lease_file_error.clone(),
+            quarantined: report.quarantined as u64,
         });
     }
     s

@@ -84,6 +84,22 @@ pub fn render(s: &Snapshot) -> String {
         o.sample("router_dhcp_leases_active", &[], d.leases.len());
         o.family("router_dhcp_pool_size", "gauge", "Addresses in the DHCP range.");
         o.sample("router_dhcp_pool_size", &[], d.pool_size);
+        o.family(
+            "router_dhcp_lease_file_failing",
+            "gauge",
+            "1 while lease changes cannot be written (disk full or failing) and are kept in memory.",
+        );
+        o.sample(
+            "router_dhcp_lease_file_failing",
+            &[],
+            u8::from(d.lease_file_error.is_some()),
+        );
+        o.family(
+            "router_dhcp_quarantined",
+            "gauge",
+            "Addresses kept out of the DHCP pool now (declined, or a host answered the ARP probe).",
+        );
+        o.sample("router_dhcp_quarantined", &[], d.quarantined);
         for (name, value) in &d.counters {
             let metric = format!("router_dhcp_{name}_total");
             o.family(&metric, "counter", &format!("DHCP {}.", name.replace('_', " ")));
@@ -157,6 +173,8 @@ mod tests {
                     expires_in: 1,
                 }],
                 counters: vec![("acks", 2)],
+                lease_file_error: Some("No space left on device".into()),
+                quarantined: 3,
             }),
             gateway: Some((
                 "203.0.113.254".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
@@ -177,6 +195,8 @@ mod tests {
             "router_dhcp_leases_active 1",
             "router_dhcp_pool_size 151",
             "router_dhcp_acks_total 2",
+            "router_dhcp_lease_file_failing 1",
+            "router_dhcp_quarantined 3",
             "router_gateway_reachable{gateway=\"203.0.113.254\",state=\"reachable\"} 1",
             "router_config_generation 2",
             "router_config_last_reload_success 0",

@@ -92,6 +92,10 @@ pub struct DhcpStats {
     pub leases: Vec<LeaseRow>,
     /// offers, acks, naks, releases, malformed (dropped), ignored, pool_exhausted, probes, probe_conflicts
     pub counters: Vec<(&'static str, u64)>,
+    /// Why lease changes cannot be written now (disk full, say): kept in memory meanwhile.
+    pub lease_file_error: Option<String>,
+    /// Addresses kept out of the pool now (declined, or answered ARP probes).
+    pub quarantined: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -107,7 +107,18 @@ pub fn render(s: &Snapshot) -> String {
     match &s.dhcp {
         None => h.push_str("<p class=\"muted\">DHCP server off</p>"),
         Some(d) => {
-            let _ = write!(h, "<p>{} of {} addresses leased</p>", d.leases.len(), d.pool_size);
+            let _ = write!(h, "<p>{} of {} addresses leased", d.leases.len(), d.pool_size);
+            if d.quarantined > 0 {
+                let _ = write!(
+                    h,
+                    "; {} kept out (declined, or another host answered for them)",
+                    d.quarantined
+                );
+            }
+            h.push_str("</p>");
+            if let Some(e) = &d.lease_file_error {
+                let _ = write!(h, "<p class=\"bad\">Lease disk full or failing: cannot write the lease file ({}). Lease changes are kept in memory and written as soon as the disk takes them again.</p>", esc(e));
+            }
             if !d.leases.is_empty() {
                 h.push_str("<table><tr><th>address</th><th>host name</th><th>MAC</th><th>expires in</th></tr>");
                 for l in &d.leases {
@@ -175,6 +186,8 @@ mod tests {
                     expires_in: 3700,
                 }],
                 counters: vec![],
+                lease_file_error: Some("No space left on device".into()),
+                quarantined: 2,
             }),
             errors: vec![(990, "router.toml:3:7: bad <mac>".into())],
             ..Default::default()
@@ -182,7 +195,8 @@ mod tests {
         let page = render(&s);
         assert!(page.contains("<h1>router&lt;1&gt;</h1>"));
         assert!(page.contains("<td>172.16.10.100</td><td>web</td><td>52:54:00:00:00:01</td><td>1h 1m</td>"));
-        assert!(page.contains("1 of 10 addresses leased"));
+        assert!(page.contains("1 of 10 addresses leased; 2 kept out"));
+        assert!(page.contains("Lease disk full or failing: cannot write the lease file (No space left on device)"));
         assert!(page.contains("10s ago</td><td>router.toml:3:7: bad &lt;mac&gt;</td>"));
     }
 
