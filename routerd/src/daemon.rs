@@ -181,7 +181,9 @@ fn last_good_other_than(state: &StateDir, text: &str) -> Option<(Config, String)
     load(&state.last_good()).ok().filter(|(_, good)| good != text)
 }
 
-pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
+/// Runs the router on the config at `path` until SIGTERM; `set_hostname`: the host
+/// name follows the config being applied (see [`crate::hostname`]).
+pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> anyhow::Result<()> {
     let config = initial_config(&path, state.as_ref())?;
     let mut router = Router::new(state.clone())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -196,6 +198,9 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
     let mut first_failures = 0u32;
     loop {
         if let Some((config, text)) = pending.take() {
+            if set_hostname {
+                crate::hostname::follow(&config);
+            }
             match router.apply(&config).await {
                 Ok(applied) => {
                     router.ensure_services(&config, &applied).await;
@@ -250,6 +255,9 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
                         .shared
                         .update(|s| s.last_reload = Some((dhcp::server::unix_now(), false)));
                     if let Some(previous) = &running {
+                        if set_hostname {
+                            crate::hostname::follow(previous);
+                        }
                         if let Err(e) = router.apply(previous).await {
                             tracing::error!("restoring generation {generation} failed: {e:#}");
                         }

@@ -389,3 +389,31 @@ fn a_reload_moving_the_lan_address_within_its_prefix_leaves_exactly_the_new_one(
     assert!(addrs.contains("inet 172.16.0.254/16"), "{addrs}");
     assert!(!addrs.contains("172.16.0.1/"), "the old address is gone: {addrs}");
 }
+
+#[test]
+fn with_set_hostname_the_host_name_follows_the_config_and_its_reloads() {
+    let machine = tests::netns::sh("hostname").stdout;
+    let mut lab = Lab::new(Options { wan_mac: None });
+    lab.set_hostname = true;
+    lab.start_routerd(&CONFIG.replace("hostname = \"router\"", "hostname = \"edge-1.example.net\""));
+    assert_eq!(lab.routerd_hostname(), "edge-1.example.net");
+    assert!(
+        lab.log().contains("host name set to edge-1.example.net"),
+        "{}",
+        lab.log()
+    );
+
+    lab.reload(&CONFIG.replace("hostname = \"router\"", "hostname = \"edge-2\""));
+    lab.wait_log("config applied", 1);
+    assert_eq!(lab.routerd_hostname(), "edge-2");
+
+    // No `hostname` key: the default name.
+    lab.reload(&CONFIG.replace("hostname = \"router\"\n", ""));
+    lab.wait_log("config applied", 2);
+    assert_eq!(lab.routerd_hostname(), config::hostname::DEFAULT);
+    assert_eq!(
+        tests::netns::sh("hostname").stdout,
+        machine,
+        "the machine's own name is untouched"
+    );
+}

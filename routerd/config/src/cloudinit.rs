@@ -79,18 +79,26 @@ pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
         ));
     };
     let net = NetworkConfig::parse(&network, &origin(NETWORK_CONFIG))?;
+    // The name is checked here, by the rule router.toml's `hostname` follows, so that
+    // the error points into the file the user wrote; the made-up router.toml then goes
+    // through `Config::parse` like any other.
     let hostname = match user_data.as_deref().and_then(|t| top_level_scalar(t, "hostname")) {
-        Some(h) => Some((h, origin(USER_DATA))),
+        Some(found) => Some((found, origin(USER_DATA))),
         None => read_optional(dir, META_DATA)?
             .and_then(|t| top_level_scalar(&t, "local-hostname"))
-            .map(|h| (h, origin(META_DATA))),
+            .map(|found| (found, origin(META_DATA))),
     };
-    if let Some((name, from)) = &hostname {
-        if !super::hostname::valid_system_name(name) {
-            return Err(message(
-                from.clone(),
-                format!("hostname {name:?} is not a valid host name (letters, digits and '-', dot-separated)"),
-            ));
+    if let Some((found, from)) = &hostname {
+        if let Some(problem) = super::hostname::system_name_error(&found.value) {
+            return Err(ConfigError {
+                origin: from.clone(),
+                diagnostics: vec![Diagnostic {
+                    line: found.line,
+                    column: found.column,
+                    message: format!("{}: {problem}", found.key),
+                }],
+                unreadable: None,
+            });
         }
     }
     let roles = net.roles(&origin(NETWORK_CONFIG))?;
@@ -109,7 +117,7 @@ pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
         ),
     }];
     notes.extend(net.notes.iter().map(|n| format!("{}: {n}", origin(NETWORK_CONFIG))));
-    let toml = render(dir, hostname.as_ref().map(|(h, _)| h.as_str()), &roles, &net.dns);
+    let toml = render(dir, hostname.as_ref().map(|(h, _)| h.value.as_str()), &roles, &net.dns);
     let origin = format!(
         "router.toml made from {} (`routerd cloud-init {}` shows it)",
         dir.display(),
@@ -167,18 +175,44 @@ impl UserData {
     }
 }
 
-/// The value of a top-level `key: value` line (quotes removed). Read line by line so
-/// that the rest of a #cloud-config (users, keys, passwords) never stops the router.
-fn top_level_scalar(text: &str, key: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        let value = line.strip_prefix(key)?.strip_prefix(':')?;
-        let value = value.split(" #").next().unwrap_or("").trim();
+/// A top-level `key: value` of a YAML file, with where the value starts (1-based).
+#[derive(Debug, PartialEq, Eq)]
+struct Scalar {
+    key: &'static str,
+    value: String,
+    line: usize,
+    column: usize,
+}
+
+/// The value of a top-level `key: value` line (quotes and a trailing ` # comment`
+/// removed). Read line by line so that the rest of a #cloud-config (users, keys,
+/// passwords) never stops the router.
+fn top_level_scalar(text: &str, key: &'static str) -> Option<Scalar> {
+    text.lines().enumerate().find_map(|(i, line)| {
+        let after_key = line.strip_prefix(key)?.strip_prefix(':')?;
+        // YAML: a comment starts at a '#' that follows whitespace.
+        let end = after_key
+            .char_indices()
+            .find(|&(j, c)| c == '#' && after_key[..j].ends_with([' ', '\t']))
+            .map_or(after_key.len(), |(j, _)| j);
+        let raw = &after_key[..end];
+        let value = raw.trim();
         let unquoted = value
             .strip_prefix('\'')
             .and_then(|v| v.strip_suffix('\''))
             .or_else(|| value.strip_prefix('"').and_then(|v| v.strip_suffix('"')))
             .unwrap_or(value);
-        (!unquoted.is_empty()).then(|| unquoted.to_string())
+        if unquoted.is_empty() {
+            return None;
+        }
+        let quote = usize::from(unquoted.len() != value.len());
+        let start = (line.len() - after_key.len()) + (raw.len() - raw.trim_start().len()) + quote;
+        Some(Scalar {
+            key,
+            value: unquoted.to_string(),
+            line: i + 1,
+            column: line[..start].chars().count() + 1,
+        })
     })
 }
 
@@ -689,14 +723,22 @@ mod tests {
 
     #[test]
     fn hostname_lines() {
+        let value = |text: &str, key| top_level_scalar(text, key).map(|s| s.value);
         let ud = "#cloud-config\nhostname: edge\nmanage_etc_hosts: true\nfqdn: edge.example.net\n";
-        assert_eq!(top_level_scalar(ud, "hostname").as_deref(), Some("edge"));
+        assert_eq!(value(ud, "hostname").as_deref(), Some("edge"));
+        assert_eq!(value("local-hostname: 'r1'\n", "local-hostname").as_deref(), Some("r1"));
+        assert_eq!(value("  hostname: nested\n", "hostname"), None);
+        assert_eq!(value("hostnames: x\n", "hostname"), None);
         assert_eq!(
-            top_level_scalar("local-hostname: 'r1'\n", "local-hostname").as_deref(),
-            Some("r1")
+            value("hostname: edge\t# the VM name\n", "hostname").as_deref(),
+            Some("edge")
         );
-        assert_eq!(top_level_scalar("  hostname: nested\n", "hostname"), None);
-        assert_eq!(top_level_scalar("hostnames: x\n", "hostname"), None);
+        assert_eq!(value("hostname: a#b\n", "hostname").as_deref(), Some("a#b"));
+        let found = top_level_scalar("#cloud-config\nhostname:   \"gw\" # x\n", "hostname");
+        assert_eq!(
+            found.map(|s| (s.value, s.line, s.column)),
+            Some(("gw".to_string(), 2, 14))
+        );
     }
 
     #[test]

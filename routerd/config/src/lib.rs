@@ -11,6 +11,8 @@ mod diagnostic;
 pub mod hostname;
 pub mod image;
 mod parse;
+#[cfg(test)]
+mod testdir;
 
 use std::fmt;
 use std::net::Ipv4Addr;

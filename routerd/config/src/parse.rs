@@ -220,21 +220,15 @@ impl Validator<'_> {
         }
     }
 
-    /// The router's own name: also within the kernel's limit.
+    /// The router's own name: the rule of [`hostname::system_name_error`].
     fn system_hostname(&mut self, s: &S<String>) -> Option<String> {
-        let name = self.hostname("hostname", s)?;
-        if name.len() > hostname::SYSTEM_MAX_LEN {
-            self.error(
-                s.span(),
-                format!(
-                    "hostname: {} characters, the kernel takes {} at most",
-                    name.len(),
-                    hostname::SYSTEM_MAX_LEN
-                ),
-            );
-            return None;
+        match hostname::system_name_error(s.get_ref()) {
+            None => Some(s.get_ref().clone()),
+            Some(problem) => {
+                self.error(s.span(), format!("hostname: {problem}"));
+                None
+            }
         }
-        Some(name)
     }
 
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
