@@ -284,6 +284,11 @@ EOF"
     /// Replaces the config file and sends SIGHUP to routerd.
     pub fn reload(&mut self, config: &str) {
         self.write_config(config);
+        self.hup();
+    }
+
+    /// Sends SIGHUP to routerd: it reloads the config path, whatever is there now.
+    pub fn hup(&self) {
         let pid = self.routerd_pid().unwrap_or_else(|| panic!("routerd is not running"));
         run(Command::new("kill").args(["-HUP", &pid.to_string()]));
     }

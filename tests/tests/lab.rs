@@ -417,3 +417,37 @@ fn with_set_hostname_the_host_name_follows_the_config_and_its_reloads() {
         "the machine's own name is untouched"
     );
 }
+
+#[test]
+fn sighup_with_a_fifo_as_the_config_is_refused_and_dhcp_and_the_status_page_keep_answering() {
+    use tests::dhcp_client::{Client, Kind};
+    use tests::http::get;
+
+    let mut lab = Lab::new(Options { wan_mac: None });
+    let config = CONFIG.to_string() + "\n[dhcp]\nrange = \"172.16.10.100-172.16.10.150\"\n";
+    lab.start_routerd(&config);
+    lab.wait_log("status page and metrics listening", 1);
+
+    // Nothing ever writes to the FIFO: a daemon that opened and read it would hang.
+    std::fs::remove_file(lab.config_path()).expect("remove the config");
+    nix::unistd::mkfifo(&lab.config_path(), nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    lab.hup();
+    lab.wait_log("config rejected", 1);
+    assert!(
+        lab.log()
+            .contains("router.toml: a FIFO; a config must be a regular file"),
+        "{}",
+        lab.log()
+    );
+
+    let (code, page) = get(&lab.guest, "172.16.0.1:80", "/").expect("the status page answers");
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("a FIFO; a config must be a regular file"),
+        "the page shows why"
+    );
+    let vm = lab.add_lan_guest("vm", "52:54:00:00:00:42");
+    let mut client = Client::new(Kind::Udhcpc, &vm, &lab.dir);
+    client.start();
+    assert!(client.wait_bound().address.starts_with("172.16.10."));
+}

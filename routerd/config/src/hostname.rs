@@ -34,8 +34,12 @@ pub fn system_name_error(name: &str) -> Option<String> {
             name.len()
         ));
     }
-    (!valid_dns_name(name))
-        .then(|| format!("{name:?} is not a valid host name (letters, digits and '-', dot-separated)"))
+    (!valid_dns_name(name)).then(|| {
+        format!(
+            "{} is not a valid host name (letters, digits and '-', dot-separated)",
+            crate::diagnostic::quote(name)
+        )
+    })
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod render;
 
 use std::path::Path;
 
+use super::diagnostic::{clip, MAX_MESSAGE};
 use super::{ConfigError, Diagnostic};
 use network::NetworkConfig;
 pub use network::{netmask_prefix, DEFAULT_LAN};
@@ -92,15 +93,14 @@ pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
     };
     if let Some((found, from)) = &hostname {
         if let Some(problem) = super::hostname::system_name_error(&found.value) {
-            return Err(ConfigError {
-                origin: from.clone(),
-                diagnostics: vec![Diagnostic {
-                    line: found.line,
-                    column: found.column,
-                    message: format!("{}: {problem}", found.key),
-                }],
-                unreadable: None,
-            });
+            return Err(ConfigError::new(
+                from.clone(),
+                vec![Diagnostic::new(
+                    found.line,
+                    found.column,
+                    &format!("{}: {problem}", found.key),
+                )],
+            ));
         }
     }
     let roles = net.roles(&origin(NETWORK_CONFIG))?;
@@ -119,35 +119,31 @@ pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
         ),
     }];
     notes.extend(net.notes.iter().map(|n| format!("{}: {n}", origin(NETWORK_CONFIG))));
+    if net.unshown_notes > 0 {
+        notes.push(format!(
+            "{}: {} more notes not shown",
+            origin(NETWORK_CONFIG),
+            net.unshown_notes
+        ));
+    }
     let toml = render(dir, hostname.as_ref().map(|(h, _)| h.value.as_str()), &roles, &net.dns);
     let origin = format!(
         "router.toml made from {} (`routerd cloud-init {}` shows it)",
         dir.display(),
         dir.display()
     );
+    // Names in notes come from the drive: each note is logged, so each is bounded.
+    let notes = notes.iter().map(|n| clip(n, MAX_MESSAGE)).collect();
     Ok(Generated { toml, origin, notes })
 }
 
 fn read_optional(dir: &Path, file: &str) -> Result<Option<String>, ConfigError> {
-    let path = dir.join(file);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(ConfigError::unreadable(path.display().to_string(), &e)),
-    }
+    crate::file::read_optional(&dir.join(file))
 }
 
 /// An error about a whole file or a value without a position.
 pub(super) fn message(origin: String, message: String) -> ConfigError {
-    ConfigError {
-        origin,
-        diagnostics: vec![Diagnostic {
-            line: 0,
-            column: 0,
-            message,
-        }],
-        unreadable: None,
-    }
+    ConfigError::whole_file(origin, &message)
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use saphyr_parser::{Event, Marker, Parser, ScanError};
 
 use super::message;
+use crate::diagnostic::{clip, quote, MAX_DIAGNOSTICS, MAX_MESSAGE, MAX_QUOTED};
 use crate::{ConfigError, Diagnostic, MacAddr};
 
 /// One `type: physical` entry of network-config.
@@ -26,8 +27,9 @@ pub(super) struct NetworkConfig {
     interfaces: Vec<Interface>,
     /// The IPv4 resolvers, each once, in the file's order.
     pub dns: Vec<Ipv4Addr>,
-    /// What was left out (IPv6), one line each.
+    /// What was left out (IPv6), one line each (the first [`MAX_DIAGNOSTICS`]).
     pub notes: Vec<String>,
+    pub unshown_notes: usize,
 }
 
 pub(super) struct Roles {
@@ -39,15 +41,21 @@ pub(super) struct Roles {
 /// The LAN when network-config has none (only `--ipconfig0` was set).
 pub const DEFAULT_LAN: &str = "172.16.0.1/16";
 
-/// Collects the problems of one network-config, each with its place in the file.
+/// Collects the problems of one network-config, each with its place in the file
+/// (the first [`MAX_DIAGNOSTICS`] of them).
 struct Walk<'a> {
     origin: &'a str,
-    errors: Vec<String>,
+    errors: Vec<Diagnostic>,
+    unshown: usize,
 }
 
 impl Walk<'_> {
     fn error(&mut self, at: &str, message: impl std::fmt::Display) {
-        self.errors.push(format!("{at}: {message}"));
+        if self.errors.len() < MAX_DIAGNOSTICS {
+            self.errors.push(Diagnostic::new(0, 0, &format!("{at}: {message}")));
+        } else {
+            self.unshown += 1;
+        }
     }
 
     fn str<'v>(&mut self, map: &'v Yaml<'_>, key: &str, at: &str) -> Option<&'v str> {
@@ -100,11 +108,7 @@ const MAX_DEPTH: usize = 32;
 
 /// The YAML documents of `text`, or where and why it is not YAML.
 fn load_yaml(text: &str) -> Result<Vec<Yaml<'_>>, Diagnostic> {
-    let at = |mark: Marker, message: String| Diagnostic {
-        line: mark.line(),
-        column: mark.col() + 1,
-        message,
-    };
+    let at = |mark: Marker, message: String| Diagnostic::new(mark.line(), mark.col() + 1, &message);
     let not_yaml = |e: ScanError| at(*e.marker(), format!("not YAML: {}", e.info()));
     let mut depth = 0usize;
     for event in Parser::new_from_str(text) {
@@ -136,7 +140,7 @@ fn describe(v: &Yaml<'_>) -> String {
         Yaml::Value(Scalar::Boolean(b)) => format!("{b}"),
         Yaml::Value(Scalar::Integer(n)) => format!("the number {n}"),
         Yaml::Value(Scalar::FloatingPoint(n)) => format!("the number {n}"),
-        Yaml::Value(Scalar::String(s)) => format!("{s:?}"),
+        Yaml::Value(Scalar::String(s)) => quote(s),
         Yaml::Sequence(_) => "a list".into(),
         Yaml::Mapping(_) => "a mapping".into(),
         Yaml::Tagged(tag, _) => format!("a value tagged {tag}"),
@@ -155,11 +159,7 @@ pub fn netmask_prefix(mask: Ipv4Addr) -> Option<u8> {
 
 impl NetworkConfig {
     pub fn parse(text: &str, origin: &str) -> Result<NetworkConfig, ConfigError> {
-        let docs = load_yaml(text).map_err(|d| ConfigError {
-            origin: origin.to_string(),
-            diagnostics: vec![d],
-            unreadable: None,
-        })?;
+        let docs = load_yaml(text).map_err(|d| ConfigError::new(origin.to_string(), vec![d]))?;
         let doc = match docs.as_slice() {
             [] => &Yaml::Value(Scalar::Null),
             [doc] => doc,
@@ -178,6 +178,7 @@ impl NetworkConfig {
         let mut walk = Walk {
             origin,
             errors: Vec::new(),
+            unshown: 0,
         };
         let mut net = NetworkConfig::default();
         match get(doc, "version") {
@@ -207,20 +208,11 @@ impl NetworkConfig {
         if walk.errors.is_empty() {
             Ok(net)
         } else {
-            let diagnostics = walk
-                .errors
-                .into_iter()
-                .map(|message| Diagnostic {
-                    line: 0,
-                    column: 0,
-                    message,
-                })
-                .collect();
-            Err(ConfigError {
-                origin: walk.origin.to_string(),
-                diagnostics,
-                unreadable: None,
-            })
+            Err(ConfigError::with_unshown(
+                walk.origin.to_string(),
+                walk.errors,
+                walk.unshown,
+            ))
         }
     }
 
@@ -239,14 +231,28 @@ impl NetworkConfig {
             Some(other @ ("bond" | "bridge" | "vlan" | "route")) => {
                 walk.error(
                     &format!("{at}.type"),
-                    format!("{other:?} is not supported: the router uses two plain NICs (net0 WAN, net1 LAN)"),
+                    format!(
+                        "{} is not supported: the router uses two plain NICs (net0 WAN, net1 LAN)",
+                        quote(other)
+                    ),
                 );
             }
             Some(other) => walk.error(
                 &format!("{at}.type"),
-                format!("unknown type {other:?} (expected \"physical\" or \"nameserver\")"),
+                format!(
+                    "unknown type {} (expected \"physical\" or \"nameserver\")",
+                    quote(other)
+                ),
             ),
             None => walk.error(at, "missing `type`"),
+        }
+    }
+
+    fn note(&mut self, note: String) {
+        if self.notes.len() < MAX_DIAGNOSTICS {
+            self.notes.push(clip(&note, MAX_MESSAGE));
+        } else {
+            self.unshown_notes += 1;
         }
     }
 
@@ -254,10 +260,8 @@ impl NetworkConfig {
         match addr.parse::<IpAddr>() {
             Ok(IpAddr::V4(ip)) if !self.dns.contains(&ip) => self.dns.push(ip),
             Ok(IpAddr::V4(_)) => {}
-            Ok(IpAddr::V6(ip)) => self
-                .notes
-                .push(format!("{at}: IPv6 resolver {ip} left out (routerd is IPv4 only)")),
-            Err(_) => walk.error(at, format!("expected an IP address, found {addr:?}")),
+            Ok(IpAddr::V6(ip)) => self.note(format!("{at}: IPv6 resolver {ip} left out (routerd is IPv4 only)")),
+            Err(_) => walk.error(at, format!("expected an IP address, found {}", quote(addr))),
         }
     }
 
@@ -265,7 +269,7 @@ impl NetworkConfig {
         let name = walk
             .str(entry, "name", at)
             .map_or_else(|| at.to_string(), str::to_string);
-        let at = format!("{at} ({name})");
+        let at = format!("{at} ({})", clip(&name, MAX_QUOTED));
         let mac = walk
             .str(entry, "mac_address", &at)
             .and_then(|m| match m.parse::<MacAddr>() {
@@ -273,7 +277,7 @@ impl NetworkConfig {
                 Err(()) => {
                     walk.error(
                         &format!("{at}.mac_address"),
-                        format!("expected a MAC like 02:00:00:00:00:10, found {m:?}"),
+                        format!("expected a MAC like 02:00:00:00:00:10, found {}", quote(m)),
                     );
                     None
                 }
@@ -301,9 +305,9 @@ impl NetworkConfig {
                 Some("static") => self.static_subnet(walk, subnet, &sat, &mut iface),
                 Some("dhcp" | "dhcp4") => iface.dhcp4 = true,
                 Some(v6 @ ("static6" | "dhcp6" | "ipv6_slaac" | "ipv6_dhcpv6-stateless" | "ipv6_dhcpv6-stateful")) => {
-                    self.notes.push(format!("{sat}: {v6} left out (routerd is IPv4 only)"));
+                    self.note(format!("{sat}: {v6} left out (routerd is IPv4 only)"));
                 }
-                Some(other) => walk.error(&format!("{sat}.type"), format!("unknown subnet type {other:?}")),
+                Some(other) => walk.error(&format!("{sat}.type"), format!("unknown subnet type {}", quote(other))),
                 None => walk.error(&sat, "missing `type`"),
             }
         }
@@ -326,14 +330,16 @@ impl NetworkConfig {
         let ip = match addr.parse::<IpAddr>() {
             Ok(IpAddr::V4(ip)) => ip,
             Ok(IpAddr::V6(_)) => {
-                self.notes
-                    .push(format!("{at}: IPv6 address {address} left out (routerd is IPv4 only)"));
+                self.note(format!(
+                    "{at}: IPv6 address {} left out (routerd is IPv4 only)",
+                    clip(address, MAX_QUOTED)
+                ));
                 return;
             }
             Err(_) => {
                 walk.error(
                     &format!("{at}.address"),
-                    format!("expected an IPv4 address, found {address:?}"),
+                    format!("expected an IPv4 address, found {}", quote(address)),
                 );
                 return;
             }
@@ -342,7 +348,10 @@ impl NetworkConfig {
             None => None,
             Some(Some(p)) => Some(p),
             Some(None) => {
-                walk.error(&format!("{at}.address"), format!("bad prefix length in {address:?}"));
+                walk.error(
+                    &format!("{at}.address"),
+                    format!("bad prefix length in {}", quote(address)),
+                );
                 return;
             }
         };
@@ -353,7 +362,7 @@ impl NetworkConfig {
                 None => {
                     walk.error(
                         &format!("{at}.netmask"),
-                        format!("expected a dotted netmask like 255.255.255.255, found {mask:?}"),
+                        format!("expected a dotted netmask like 255.255.255.255, found {}", quote(mask)),
                     );
                     return;
                 }
@@ -363,7 +372,7 @@ impl NetworkConfig {
             (Some(a), Some(b)) if a != b => {
                 walk.error(
                     &format!("{at}.netmask"),
-                    format!("/{b} contradicts the /{a} in address {address:?}"),
+                    format!("/{b} contradicts the /{a} in address {}", quote(address)),
                 );
                 return;
             }
@@ -371,7 +380,10 @@ impl NetworkConfig {
             (None, None) => {
                 walk.error(
                     at,
-                    format!("address {address:?} has no prefix length and there is no `netmask`"),
+                    format!(
+                        "address {} has no prefix length and there is no `netmask`",
+                        quote(address)
+                    ),
                 );
                 return;
             }
@@ -384,7 +396,7 @@ impl NetworkConfig {
                 Err(_) => {
                     walk.error(
                         &format!("{at}.gateway"),
-                        format!("expected an IPv4 address, found {g:?}"),
+                        format!("expected an IPv4 address, found {}", quote(g)),
                     );
                     return;
                 }
