@@ -451,3 +451,32 @@ fn sighup_with_a_fifo_as_the_config_is_refused_and_dhcp_and_the_status_page_keep
     client.start();
     assert!(client.wait_bound().address.starts_with("172.16.10."));
 }
+
+#[test]
+fn rejected_huge_configs_leave_short_log_lines() {
+    let mut lab = lab_with_routerd();
+    let too_big = CONFIG.replace(
+        "hostname = \"router\"",
+        &format!("hostname = \"{}\"", "a".repeat(2 << 20)),
+    );
+    lab.reload(&too_big);
+    lab.wait_log("config rejected", 1);
+    assert!(
+        lab.log().contains(&format!(
+            "router.toml: {} bytes, larger than the 1 MiB limit",
+            too_big.len()
+        )),
+        "{:.2000}",
+        lab.log()
+    );
+    // Within the limit, a huge value is quoted short.
+    lab.reload(&CONFIG.replace("203.0.113.254", &"x".repeat(1_000_000)));
+    lab.wait_log("config rejected", 2);
+    let log = lab.log();
+    assert!(
+        log.contains("wan.gateway: expected an IPv4 address like 203.0.113.254, found \"xxxx"),
+        "{log:.2000}"
+    );
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 1000, "a log line of {longest} bytes");
+}
