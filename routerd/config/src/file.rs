@@ -15,18 +15,22 @@ pub const MAX_FILE_SIZE: u64 = 1 << 20;
 
 /// Reads the config file at `path`; errors name it as `path` shows.
 pub fn read(path: &Path) -> Result<String, ConfigError> {
-    read_optional(path)?
-        .ok_or_else(|| ConfigError::unreadable(path.display().to_string(), &io::Error::from(io::ErrorKind::NotFound)))
+    read_unless_missing(path)?.map_err(|e| ConfigError::unreadable(path.display().to_string(), &e))
 }
 
 /// Like [`read`], with `None` when there is no such file.
 pub fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
+    Ok(read_unless_missing(path)?.ok())
+}
+
+/// The text, or the "not found" error when there is no such file.
+fn read_unless_missing(path: &Path) -> Result<Result<String, io::Error>, ConfigError> {
     let origin = || path.display().to_string();
     let refuse = |message: String| ConfigError::whole_file(origin(), &message);
     // Checked before opening too: opening some devices does things.
     match std::fs::metadata(path) {
         Ok(meta) => check(&meta).map_err(refuse)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(e)),
         Err(e) => return Err(ConfigError::unreadable(origin(), &e)),
     }
     // Non-blocking, so that a FIFO put there after the check cannot hang the open.
@@ -36,7 +40,7 @@ pub fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
         .open(path)
     {
         Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Err(e)),
         Err(e) => return Err(ConfigError::unreadable(origin(), &e)),
     };
     let meta = file.metadata().map_err(|e| ConfigError::unreadable(origin(), &e))?;
@@ -46,7 +50,7 @@ pub fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
         return Err(refuse(too_large(bytes.len() as u64)));
     }
     String::from_utf8(bytes)
-        .map(Some)
+        .map(Ok)
         .map_err(|e| refuse(format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
 }
 
@@ -142,7 +146,10 @@ mod tests {
     fn missing_and_non_utf8_files_say_so() {
         let dir = TestDir::new();
         assert_eq!(read_optional(&dir.path().join("none")).ok(), Some(None));
-        assert!(load_error(&dir, &dir.path().join("none")).starts_with("DIR/none: cannot read: "));
+        assert_eq!(
+            load_error(&dir, &dir.path().join("none")),
+            "DIR/none: cannot read: No such file or directory (os error 2)"
+        );
         let latin1 = dir.path().join("latin1.toml");
         std::fs::write(&latin1, b"hostname = \"caf\xe9\"\n").expect("write");
         assert_eq!(load_error(&dir, &latin1), "DIR/latin1.toml: not UTF-8 text (byte 15)");
