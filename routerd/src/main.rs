@@ -144,6 +144,8 @@ fn daemon_main(args: RunArgs, once: bool) -> ExitCode {
             daemon::run(path, state, set_hostname).await
         }
     });
+    // A config load still reading on a blocking thread must not hold up the exit.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
