@@ -488,6 +488,35 @@ mod tests {
         assert_eq!(p("0.255.255.255"), None);
     }
 
+    #[test]
+    fn hand_written_yaml_styles_read_like_proxmox_output() {
+        // Unquoted values, a flow list, and the document under `network:`.
+        let text = "network:\n  version: 1\n  config:\n  - {type: physical, name: wan0, mac_address: 02:00:00:00:00:10,\n     subnets: [{type: static, address: 203.0.113.10/32, gateway: 203.0.113.254}]}\n  - type: nameserver\n    address: [198.51.100.53, 198.51.100.54]  # two\n";
+        let net = NetworkConfig::parse(text, "nc").expect("valid");
+        let roles = net.roles("nc").expect("a WAN");
+        assert_eq!(roles.wan.name, "wan0");
+        assert_eq!(
+            roles.wan.mac.map(|m| m.to_string()).as_deref(),
+            Some("02:00:00:00:00:10")
+        );
+        assert_eq!(
+            roles
+                .wan
+                .static_v4
+                .map(|(a, g)| (a.to_string(), g.map(|g| g.to_string()))),
+            Some(("203.0.113.10/32".into(), Some("203.0.113.254".into())))
+        );
+        assert_eq!(net.dns.len(), 2);
+        assert_eq!(
+            error("version: \"1\"\nconfig: []\n"),
+            "0:0: version: expected 1, found \"1\""
+        );
+        assert_eq!(
+            error("version: 1\n---\nversion: 1\n"),
+            "0:0: more than one YAML document (`---`): network-config is one"
+        );
+    }
+
     /// The first error of `text`, as `line:column: message`.
     fn error(text: &str) -> String {
         match NetworkConfig::parse(text, "nc") {
