@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rtnetlink::Handle;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::task::JoinHandle;
 
 use crate::dhcp::{self, Scope};
 use crate::firewall::{self, Features, Interfaces};
@@ -181,7 +182,9 @@ fn last_good_other_than(state: &StateDir, text: &str) -> Option<(Config, String)
     load(&state.last_good()).ok().filter(|(_, good)| good != text)
 }
 
-pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
+/// Runs the router on the config at `path` until SIGTERM; `set_hostname`: the host
+/// name follows the config being applied (see [`crate::hostname`]).
+pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> anyhow::Result<()> {
     let config = initial_config(&path, state.as_ref())?;
     let mut router = Router::new(state.clone())?;
     let mut hup = signal(SignalKind::hangup())?;
@@ -194,8 +197,16 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
     let mut pending = Some(config);
     let mut generation = 0u64;
     let mut first_failures = 0u32;
+    // A reload reads and parses on a blocking thread, so that DHCP and the status page
+    // keep answering however slow the file is to read.
+    let mut loading: Option<JoinHandle<Result<(Config, String), ConfigError>>> = None;
+    // A SIGHUP that came while a load was under way: load once more after it.
+    let mut reload_again = false;
     loop {
         if let Some((config, text)) = pending.take() {
+            if set_hostname {
+                crate::hostname::follow(&config);
+            }
             match router.apply(&config).await {
                 Ok(applied) => {
                     router.ensure_services(&config, &applied).await;
@@ -250,6 +261,9 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
                         .shared
                         .update(|s| s.last_reload = Some((dhcp::server::unix_now(), false)));
                     if let Some(previous) = &running {
+                        if set_hostname {
+                            crate::hostname::follow(previous);
+                        }
                         if let Err(e) = router.apply(previous).await {
                             tracing::error!("restoring generation {generation} failed: {e:#}");
                         }
@@ -258,11 +272,35 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
             }
         }
         tokio::select! {
-            _ = hup.recv() => match reload(&path, generation, &router.shared) {
-                Some(loaded) => pending = Some(loaded),
-                // A broken file never replaces what is running or still waiting to apply.
-                None => router.shared.update(|s| s.last_reload = Some((dhcp::server::unix_now(), false))),
-            },
+            _ = hup.recv() => {
+                if loading.is_some() {
+                    reload_again = true;
+                } else {
+                    loading = Some(start_load(&path));
+                }
+            }
+            joined = async {
+                match loading.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                loading = None;
+                match joined {
+                    Ok(Ok(loaded)) => pending = Some(loaded),
+                    // A broken file never replaces what is running or still waiting to apply.
+                    Ok(Err(e)) => rejected(&e, generation, &router.shared),
+                    Err(e) => {
+                        tracing::error!("loading the config failed: {e}; keeping generation {generation}");
+                        router.shared.error(format!("loading the config failed: {e}"));
+                        router.shared.update(|s| s.last_reload = Some((dhcp::server::unix_now(), false)));
+                    }
+                }
+                // The file may have changed after this load read it.
+                if std::mem::take(&mut reload_again) {
+                    loading = Some(start_load(&path));
+                }
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = tokio::time::sleep(RETRY), if pending.is_some() => {}
@@ -272,19 +310,20 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn reload(path: &Path, generation: u64, shared: &Shared) -> Option<(Config, String)> {
+fn start_load(path: &Path) -> JoinHandle<Result<(Config, String), ConfigError>> {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
-    match load(path) {
-        Ok(loaded) => Some(loaded),
-        Err(e) => {
-            report_config_error(&e);
-            for line in e.to_string().lines() {
-                shared.error(line.to_string());
-            }
-            tracing::error!("config rejected, keeping generation {generation}");
-            None
-        }
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || load(&path))
+}
+
+/// Reports a config that a reload refused (the running one stays).
+fn rejected(err: &ConfigError, generation: u64, shared: &Shared) {
+    report_config_error(err);
+    for line in err.to_string().lines() {
+        shared.error(line.to_string());
     }
+    tracing::error!("config rejected, keeping generation {generation}");
+    shared.update(|s| s.last_reload = Some((dhcp::server::unix_now(), false)));
 }
 
 fn log_applied(config: &Config, applied: &Applied, generation: u64, first: bool) {

@@ -8,6 +8,7 @@ pub mod daemon;
 pub mod dhcp;
 pub mod firewall;
 pub mod gateway;
+pub mod hostname;
 pub mod logging;
 pub mod net;
 pub mod plan;

@@ -14,9 +14,10 @@ const USAGE: &str = "usage:
                                      (DIR: a mounted cloud-init drive)
   routerd cloud-init DIR             print the router.toml made from a mounted
                                      cloud-init (NoCloud) drive, notes on stderr
-  routerd run --config FILE [--state DIR]
+  routerd run --config FILE [--state DIR] [--set-hostname]
                                      run the router (SIGHUP reloads the config); DIR keeps
-                                     the last good config and the DHCP leases
+                                     the last good config and the DHCP leases;
+                                     --set-hostname: the host name follows the config
   routerd apply --config FILE        apply the config once and exit
   routerd render --config FILE [--wan NAME] [--lan NAME] [--flowtable]
                                      print the network plan and the nftables ruleset";
@@ -27,11 +28,21 @@ fn main() -> ExitCode {
     match args.as_slice() {
         ["check", file] => check(file),
         ["cloud-init", dir] => cloud_init(dir),
-        ["run", "--config", file] => daemon_main(PathBuf::from(file), None, false),
-        ["run", "--config", file, "--state", dir] => {
-            daemon_main(PathBuf::from(file), Some(StateDir(dir.into())), false)
-        }
-        ["apply", "--config", file] => daemon_main(PathBuf::from(file), None, true),
+        ["run", rest @ ..] => match RunArgs::parse(rest) {
+            Some(run) => daemon_main(run, false),
+            None => {
+                eprintln!("{USAGE}");
+                ExitCode::from(2)
+            }
+        },
+        ["apply", "--config", file] => daemon_main(
+            RunArgs {
+                config: PathBuf::from(file),
+                state: None,
+                set_hostname: false,
+            },
+            true,
+        ),
         ["render", "--config", file, rest @ ..] => render(file, rest),
         ["--help" | "-h" | "help"] => {
             println!("{USAGE}");
@@ -41,6 +52,33 @@ fn main() -> ExitCode {
             eprintln!("{USAGE}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `routerd run`'s options, in any order.
+struct RunArgs {
+    config: PathBuf,
+    state: Option<StateDir>,
+    set_hostname: bool,
+}
+
+impl RunArgs {
+    fn parse(args: &[&str]) -> Option<RunArgs> {
+        let (mut config, mut state, mut set_hostname) = (None, None, false);
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match *arg {
+                "--config" if config.is_none() => config = Some(PathBuf::from(it.next()?)),
+                "--state" if state.is_none() => state = Some(StateDir(PathBuf::from(it.next()?))),
+                "--set-hostname" if !set_hostname => set_hostname = true,
+                _ => return None,
+            }
+        }
+        Some(RunArgs {
+            config: config?,
+            state,
+            set_hostname,
+        })
     }
 }
 
@@ -79,7 +117,12 @@ fn cloud_init(dir: &str) -> ExitCode {
     }
 }
 
-fn daemon_main(path: PathBuf, state: Option<StateDir>, once: bool) -> ExitCode {
+fn daemon_main(args: RunArgs, once: bool) -> ExitCode {
+    let RunArgs {
+        config: path,
+        state,
+        set_hostname,
+    } = args;
     routerd::logging::init();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -98,9 +141,11 @@ fn daemon_main(path: PathBuf, state: Option<StateDir>, once: bool) -> ExitCode {
             tracing::info!(wan = %applied.wan.name, lan = %applied.lan.name, "config applied");
             Ok(())
         } else {
-            daemon::run(path, state).await
+            daemon::run(path, state, set_hostname).await
         }
     });
+    // A config load still reading on a blocking thread must not hold up the exit.
+    runtime.shutdown_background();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -394,3 +394,38 @@ fn the_position_helper_counts_like_an_editor() {
     assert_eq!(at(VALID, "gateway"), "6:1");
     assert_eq!(at(VALID, "[[forward]]"), "21:1");
 }
+
+// --- Files that are not read ---------------------------------------------------------
+
+#[test]
+fn a_file_over_one_mib_is_refused_with_its_size() {
+    // A valid config padded with a comment: only its size is wrong.
+    let text = format!("{VALID}# {}\n", "x".repeat(2 << 20));
+    let file = ConfigFile::new("two_mib", &text);
+    let out = run_check(&file);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "{}: {} bytes, larger than the 1 MiB limit\n",
+            file.path.display(),
+            text.len()
+        )
+    );
+}
+
+#[test]
+fn a_link_to_a_device_is_refused() {
+    let file = ConfigFile::new("dev_zero", "");
+    std::fs::remove_file(&file.path).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", &file.path).expect("symlink");
+    let out = run_check(&file);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "{}: a character device; a config must be a regular file\n",
+            file.path.display()
+        )
+    );
+}

@@ -99,6 +99,9 @@ pub struct Options {
 
 pub struct Lab {
     routerd: Option<Child>,
+    /// Run routerd with `--set-hostname`, in a UTS namespace of its own (`unshare
+    /// --uts`): the lab shares the machine's, whose name a test must never change.
+    pub set_hostname: bool,
     /// Every namespace of this lab is named `<prefix>-<role>`.
     prefix: String,
     pub dir: PathBuf,
@@ -118,6 +121,7 @@ impl Lab {
         let ns = |role: &str| Netns::new(&format!("{p}-{role}"));
         let lab = Lab {
             routerd: None,
+            set_hostname: false,
             prefix: p.clone(),
             dir,
             inet: ns("inet"),
@@ -224,13 +228,25 @@ EOF"
     pub fn spawn_routerd(&mut self) {
         std::fs::create_dir_all(self.state_dir()).unwrap_or_else(|e| panic!("state dir: {e}"));
         let log = std::fs::File::create(self.log_path()).unwrap_or_else(|e| panic!("log: {e}"));
-        let child = self
-            .router
-            .command(routerd_bin().to_str().unwrap_or("routerd"))
+        let routerd = routerd_bin();
+        let routerd = routerd.to_str().unwrap_or("routerd");
+        // `unshare` execs routerd, so the child's pid stays routerd's.
+        let mut command = if self.set_hostname {
+            let mut c = self.router.command("unshare");
+            c.args(["--uts", routerd]);
+            c
+        } else {
+            self.router.command(routerd)
+        };
+        command
             .args(["run", "--config"])
             .arg(self.config_path())
             .arg("--state")
-            .arg(self.state_dir())
+            .arg(self.state_dir());
+        if self.set_hostname {
+            command.arg("--set-hostname");
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap_or_else(|e| panic!("{e}")))
             .stderr(log)
@@ -282,6 +298,13 @@ EOF"
         self.routerd.as_ref().map(Child::id)
     }
 
+    /// The host name routerd sees (its UTS namespace's).
+    pub fn routerd_hostname(&self) -> String {
+        let pid = self.routerd_pid().unwrap_or_else(|| panic!("routerd is not running"));
+        let out = run(Command::new("nsenter").args(["-t", &pid.to_string(), "-u", "hostname"]));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     pub fn routerd_alive(&mut self) -> bool {
         self.routerd
             .as_mut()
@@ -291,6 +314,11 @@ EOF"
     /// Replaces the config file and sends SIGHUP to routerd.
     pub fn reload(&mut self, config: &str) {
         self.write_config(config);
+        self.hup();
+    }
+
+    /// Sends SIGHUP to routerd: it reloads the config path, whatever is there now.
+    pub fn hup(&self) {
         let pid = self.routerd_pid().unwrap_or_else(|| panic!("routerd is not running"));
         run(Command::new("kill").args(["-HUP", &pid.to_string()]));
     }

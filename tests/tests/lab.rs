@@ -428,3 +428,94 @@ fn a_reload_moving_the_lan_address_within_its_prefix_leaves_exactly_the_new_one(
     assert!(addrs.contains("inet 172.16.0.254/16"), "{addrs}");
     assert!(!addrs.contains("172.16.0.1/"), "the old address is gone: {addrs}");
 }
+
+#[test]
+fn with_set_hostname_the_host_name_follows_the_config_and_its_reloads() {
+    let machine = tests::netns::sh("hostname").stdout;
+    let mut lab = Lab::new(Options { wan_mac: None });
+    lab.set_hostname = true;
+    lab.start_routerd(&CONFIG.replace("hostname = \"router\"", "hostname = \"edge-1.example.net\""));
+    assert_eq!(lab.routerd_hostname(), "edge-1.example.net");
+    assert!(
+        lab.log().contains("host name set to edge-1.example.net"),
+        "{}",
+        lab.log()
+    );
+
+    lab.reload(&CONFIG.replace("hostname = \"router\"", "hostname = \"edge-2\""));
+    lab.wait_log("config applied", 1);
+    assert_eq!(lab.routerd_hostname(), "edge-2");
+
+    // No `hostname` key: the default name.
+    lab.reload(&CONFIG.replace("hostname = \"router\"\n", ""));
+    lab.wait_log("config applied", 2);
+    assert_eq!(lab.routerd_hostname(), config::hostname::DEFAULT);
+    assert_eq!(
+        tests::netns::sh("hostname").stdout,
+        machine,
+        "the machine's own name is untouched"
+    );
+}
+
+#[test]
+fn sighup_with_a_fifo_as_the_config_is_refused_and_dhcp_and_the_status_page_keep_answering() {
+    use tests::dhcp_client::{Client, Kind};
+    use tests::http::get;
+
+    let mut lab = Lab::new(Options { wan_mac: None });
+    let config = CONFIG.to_string() + "\n[dhcp]\nrange = \"172.16.10.100-172.16.10.150\"\n";
+    lab.start_routerd(&config);
+    lab.wait_log("status page and metrics listening", 1);
+
+    // Nothing ever writes to the FIFO: a daemon that opened and read it would hang.
+    std::fs::remove_file(lab.config_path()).expect("remove the config");
+    nix::unistd::mkfifo(&lab.config_path(), nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    lab.hup();
+    lab.wait_log("config rejected", 1);
+    assert!(
+        lab.log()
+            .contains("router.toml: a FIFO; a config must be a regular file"),
+        "{}",
+        lab.log()
+    );
+
+    let (code, page) = get(&lab.guest, "172.16.0.1:80", "/").expect("the status page answers");
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("a FIFO; a config must be a regular file"),
+        "the page shows why"
+    );
+    let vm = lab.add_lan_guest("vm", "52:54:00:00:00:42");
+    let mut client = Client::new(Kind::Udhcpc, &vm, &lab.dir);
+    client.start();
+    assert!(client.wait_bound().address.starts_with("172.16.10."));
+}
+
+#[test]
+fn rejected_huge_configs_leave_short_log_lines() {
+    let mut lab = lab_with_routerd();
+    let too_big = CONFIG.replace(
+        "hostname = \"router\"",
+        &format!("hostname = \"{}\"", "a".repeat(2 << 20)),
+    );
+    lab.reload(&too_big);
+    lab.wait_log("config rejected", 1);
+    assert!(
+        lab.log().contains(&format!(
+            "router.toml: {} bytes, larger than the 1 MiB limit",
+            too_big.len()
+        )),
+        "{:.2000}",
+        lab.log()
+    );
+    // Within the limit, a huge value is quoted short.
+    lab.reload(&CONFIG.replace("203.0.113.254", &"x".repeat(1_000_000)));
+    lab.wait_log("config rejected", 2);
+    let log = lab.log();
+    assert!(
+        log.contains("wan.gateway: expected an IPv4 address like 203.0.113.254, found \"xxxx"),
+        "{log:.2000}"
+    );
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 1000, "a log line of {longest} bytes");
+}

@@ -8,9 +8,12 @@
 
 pub mod cloudinit;
 mod diagnostic;
+pub mod file;
 pub mod hostname;
 pub mod image;
 mod parse;
+#[cfg(test)]
+mod testdir;
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -222,7 +225,8 @@ impl Config {
 
     /// Like [`Config::load`], also returning the text it was read from (to keep a copy
     /// of it). A directory is read as a cloud-init drive (see [`cloudinit`]); the text
-    /// is then the router.toml made from it, and the notes say how it was made.
+    /// is then the router.toml made from it, and the notes say how it was made. Files
+    /// are read by the rules of [`file::read`] (regular, at most 1 MiB).
     pub fn load_with_text(path: &Path) -> Result<Loaded, ConfigError> {
         if path.is_dir() {
             let generated = cloudinit::generate(path)?;
@@ -233,15 +237,12 @@ impl Config {
                 notes: generated.notes,
             });
         }
-        let origin = path.display().to_string();
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, &origin).map(|config| Loaded {
-                config,
-                text,
-                notes: Vec::new(),
-            }),
-            Err(e) => Err(ConfigError::unreadable(origin, &e)),
-        }
+        let text = file::read(path)?;
+        Config::parse(&text, &path.display().to_string()).map(|config| Loaded {
+            config,
+            text,
+            notes: Vec::new(),
+        })
     }
 
     /// The name the router takes: `hostname`, else [`hostname::DEFAULT`].

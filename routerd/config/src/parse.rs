@@ -8,6 +8,7 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::diagnostic::{clip, quote, MAX_DIAGNOSTICS, MAX_MESSAGE, MAX_QUOTED};
 use super::{
     hostname, Config, ConfigError, Dhcp, DhcpHost, Diagnostic, Forward, Lan, MacAddr, NicSelector, PortRange, Protocol,
     Status, Wan,
@@ -82,6 +83,14 @@ struct RawForward {
     to_port: Option<S<toml::Value>>,
 }
 
+/// A TOML value as a message shows it: as written (strings quoted), cut short.
+fn shown(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => quote(s),
+        other => clip(&other.to_string(), MAX_QUOTED),
+    }
+}
+
 const DEFAULT_STATUS_PORT: u16 = 80;
 const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(12 * 3600);
 
@@ -90,26 +99,22 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
         Ok(raw) => raw,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            let message = e.message().trim_end().replace('\n', " ");
-            return Err(ConfigError {
-                origin: origin.to_string(),
-                diagnostics: vec![Diagnostic::at(text, span, message)],
-                unreadable: None,
-            });
+            let message = clip(e.message().trim_end(), MAX_MESSAGE).replace('\n', " ");
+            return Err(ConfigError::new(
+                origin.to_string(),
+                vec![Diagnostic::at(text, span, &message)],
+            ));
         }
     };
     let mut v = Validator {
         text,
         diagnostics: Vec::new(),
+        unshown: 0,
     };
     let config = v.config(raw);
     match config {
         Some(config) if v.diagnostics.is_empty() => Ok(config),
-        _ => Err(ConfigError {
-            origin: origin.to_string(),
-            diagnostics: v.diagnostics,
-            unreadable: None,
-        }),
+        _ => Err(ConfigError::with_unshown(origin.to_string(), v.diagnostics, v.unshown)),
     }
 }
 
@@ -118,11 +123,17 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
 struct Validator<'t> {
     text: &'t str,
     diagnostics: Vec<Diagnostic>,
+    /// Errors found beyond the [`MAX_DIAGNOSTICS`] kept.
+    unshown: usize,
 }
 
 impl Validator<'_> {
     fn error(&mut self, span: Range<usize>, message: String) {
-        self.diagnostics.push(Diagnostic::at(self.text, span, message));
+        if self.diagnostics.len() < MAX_DIAGNOSTICS {
+            self.diagnostics.push(Diagnostic::at(self.text, span, &message));
+        } else {
+            self.unshown += 1;
+        }
     }
 
     /// `hint` says what the value is, like `the hoster's gateway, like "203.0.113.254"`.
@@ -150,8 +161,8 @@ impl Validator<'_> {
                 self.error(
                     s.span(),
                     format!(
-                        "{key}: expected a MAC address like 02:00:00:00:00:10, found {:?}",
-                        s.get_ref()
+                        "{key}: expected a MAC address like 02:00:00:00:00:10, found {}",
+                        quote(s.get_ref())
                     ),
                 );
                 None
@@ -166,8 +177,8 @@ impl Validator<'_> {
                 self.error(
                     s.span(),
                     format!(
-                        "{key}: expected an IPv4 address like 203.0.113.254, found {:?}",
-                        s.get_ref()
+                        "{key}: expected an IPv4 address like 203.0.113.254, found {}",
+                        quote(s.get_ref())
                     ),
                 );
                 None
@@ -182,8 +193,8 @@ impl Validator<'_> {
                 self.error(
                     s.span(),
                     format!(
-                        "{key}: expected an IPv4 address with prefix length like 203.0.113.10/32, found {:?}",
-                        s.get_ref()
+                        "{key}: expected an IPv4 address with prefix length like 203.0.113.10/32, found {}",
+                        quote(s.get_ref())
                     ),
                 );
                 None
@@ -201,7 +212,10 @@ impl Validator<'_> {
         } else {
             self.error(
                 s.span(),
-                format!("{key}: {name:?} is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)"),
+                format!(
+                    "{key}: {} is not a valid interface name (1 to 15 characters, no '/', ':' or spaces)",
+                    quote(name)
+                ),
             );
             None
         }
@@ -214,27 +228,24 @@ impl Validator<'_> {
         } else {
             self.error(
                 s.span(),
-                format!("{key}: {name:?} is not a valid host name (letters, digits and '-', dot-separated)"),
+                format!(
+                    "{key}: {} is not a valid host name (letters, digits and '-', dot-separated)",
+                    quote(name)
+                ),
             );
             None
         }
     }
 
-    /// The router's own name: also within the kernel's limit.
+    /// The router's own name: the rule of [`hostname::system_name_error`].
     fn system_hostname(&mut self, s: &S<String>) -> Option<String> {
-        let name = self.hostname("hostname", s)?;
-        if name.len() > hostname::SYSTEM_MAX_LEN {
-            self.error(
-                s.span(),
-                format!(
-                    "hostname: {} characters, the kernel takes {} at most",
-                    name.len(),
-                    hostname::SYSTEM_MAX_LEN
-                ),
-            );
-            return None;
+        match hostname::system_name_error(s.get_ref()) {
+            None => Some(s.get_ref().clone()),
+            Some(problem) => {
+                self.error(s.span(), format!("hostname: {problem}"));
+                None
+            }
         }
-        Some(name)
     }
 
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
@@ -490,8 +501,8 @@ impl Validator<'_> {
             self.error(
                 s.span(),
                 format!(
-                    "dhcp.range: expected \"first-last\" like \"172.16.10.100-172.16.10.250\", found {:?}",
-                    s.get_ref()
+                    "dhcp.range: expected \"first-last\" like \"172.16.10.100-172.16.10.250\", found {}",
+                    quote(s.get_ref())
                 ),
             );
             return None;
@@ -500,8 +511,8 @@ impl Validator<'_> {
             self.error(
                 s.span(),
                 format!(
-                    "dhcp.range: expected two IPv4 addresses like \"172.16.10.100-172.16.10.250\", found {:?}",
-                    s.get_ref()
+                    "dhcp.range: expected two IPv4 addresses like \"172.16.10.100-172.16.10.250\", found {}",
+                    quote(s.get_ref())
                 ),
             );
             return None;
@@ -601,7 +612,7 @@ impl Validator<'_> {
                     v.span(),
                     format!(
                         "{key}: expected a port 1-65535 or a range like \"8000-8010\", found {}",
-                        v.get_ref()
+                        shown(v.get_ref())
                     ),
                 );
                 None
@@ -620,7 +631,10 @@ impl Validator<'_> {
                 Some((p, other)) => {
                     self.error(
                         p.span(),
-                        format!("forward.protocol: expected \"tcp\", \"udp\" or \"both\", found {other:?}"),
+                        format!(
+                            "forward.protocol: expected \"tcp\", \"udp\" or \"both\", found {}",
+                            quote(other)
+                        ),
                     );
                     None
                 }

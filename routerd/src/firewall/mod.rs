@@ -11,11 +11,12 @@ use nftables::schema::Nftables;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NftError {
-    #[error("cannot run {program}: {source}")]
+    // The causes are `source`s, printed by `{e:#}`, not repeated in the message.
+    #[error("cannot run {program}")]
     Spawn { program: String, source: std::io::Error },
     #[error("{program} rejected the ruleset: {stderr}")]
     Rejected { program: String, stderr: String },
-    #[error("cannot serialize the ruleset: {0}")]
+    #[error("cannot serialize the ruleset")]
     Json(#[from] serde_json::Error),
 }
 
@@ -61,4 +62,21 @@ pub fn flowtable_supported(dev: &str) -> bool {
         tracing::warn!("could not remove the flowtable probe table: {e}");
     }
     supported
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_print_once() {
+        let err = NftError::Spawn {
+            program: "nft".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        };
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(err)),
+            "cannot run nft: entity not found"
+        );
+    }
 }

@@ -23,12 +23,13 @@ pub enum NetError {
         matches: usize,
         present: String,
     },
-    #[error("netlink: {what}: {source}")]
+    // The causes are `source`s, printed by `{e:#}`, not repeated in the message.
+    #[error("netlink: {what}")]
     Netlink { what: String, source: rtnetlink::Error },
-    #[error("sysctl {path}: {source}")]
+    #[error("sysctl {path}")]
     Sysctl { path: String, source: std::io::Error },
-    #[error("cannot open a netlink socket: {0}")]
-    Connect(std::io::Error),
+    #[error("cannot open a netlink socket")]
+    Connect(#[source] std::io::Error),
 }
 
 impl NetError {
@@ -109,4 +110,26 @@ pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError>
         wan: configured(wan, &plan.wan),
         lan: configured(lan, &plan.lan),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_print_once() {
+        let err = NetError::Sysctl {
+            path: "/proc/sys/net/ipv4/ip_forward".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(err)),
+            "sysctl /proc/sys/net/ipv4/ip_forward: permission denied"
+        );
+        let err = NetError::Connect(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert_eq!(
+            format!("{:#}", anyhow::Error::from(err)),
+            "cannot open a netlink socket: permission denied"
+        );
+    }
 }
