@@ -431,7 +431,10 @@ fn a_reload_moving_the_lan_address_within_its_prefix_leaves_exactly_the_new_one(
 
 #[test]
 fn with_set_hostname_the_host_name_follows_the_config_and_its_reloads() {
-    let machine = tests::netns::sh("hostname").stdout;
+    if !testkit::require_root() {
+        return;
+    }
+    let machine = testkit::netns::sh("hostname").stdout;
     let mut lab = Lab::new(Options { wan_mac: None });
     lab.set_hostname = true;
     lab.start_routerd(&CONFIG.replace("hostname = \"router\"", "hostname = \"edge-1.example.net\""));
@@ -451,7 +454,7 @@ fn with_set_hostname_the_host_name_follows_the_config_and_its_reloads() {
     lab.wait_log("config applied", 2);
     assert_eq!(lab.routerd_hostname(), config::hostname::DEFAULT);
     assert_eq!(
-        tests::netns::sh("hostname").stdout,
+        testkit::netns::sh("hostname").stdout,
         machine,
         "the machine's own name is untouched"
     );
@@ -459,8 +462,11 @@ fn with_set_hostname_the_host_name_follows_the_config_and_its_reloads() {
 
 #[test]
 fn sighup_with_a_fifo_as_the_config_is_refused_and_dhcp_and_the_status_page_keep_answering() {
-    use tests::dhcp_client::{Client, Kind};
-    use tests::http::get;
+    if !testkit::require_root() {
+        return;
+    }
+    use testkit::dhcp_client::{Client, Kind};
+    use testkit::http::get;
 
     let mut lab = Lab::new(Options { wan_mac: None });
     let config = CONFIG.to_string() + "\n[dhcp]\nrange = \"172.16.10.100-172.16.10.150\"\n";
@@ -493,6 +499,9 @@ fn sighup_with_a_fifo_as_the_config_is_refused_and_dhcp_and_the_status_page_keep
 
 #[test]
 fn rejected_huge_configs_leave_short_log_lines() {
+    if !testkit::require_root() {
+        return;
+    }
     let mut lab = lab_with_routerd();
     let too_big = CONFIG.replace(
         "hostname = \"router\"",
