@@ -15,7 +15,7 @@ use rtnetlink::Handle;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::status::collect::gateway_state;
+use crate::net::neighbours::{gateway_state, nic_mac};
 
 /// How long one check waits for the gateway to answer (the kernel gives up after
 /// three ARP requests a second apart).
@@ -117,10 +117,7 @@ async fn run(handle: Handle, wan: String, gateway: Ipv4Addr) {
         match reporter.after_check(answers, Instant::now()) {
             Report::Answers => tracing::info!("{}", answers_message(gateway, &wan)),
             Report::NoAnswer => {
-                tracing::warn!(
-                    "{}",
-                    no_answer_message(gateway, &wan, &crate::status::collect::nic_mac(&wan))
-                );
+                tracing::warn!("{}", no_answer_message(gateway, &wan, &nic_mac(&wan)));
             }
             Report::Nothing => {}
         }

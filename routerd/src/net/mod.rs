@@ -3,6 +3,7 @@
 
 mod addrs;
 mod links;
+pub mod neighbours;
 mod routes;
 mod sysctl;
 

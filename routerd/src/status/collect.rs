@@ -1,16 +1,14 @@
 //! Gathers a [`Snapshot`] from the kernel (sysfs, procfs, netlink, nft) and from what
 //! the daemon shares.
 
-use std::net::Ipv4Addr;
 use std::process::Command;
 
-use futures::TryStreamExt;
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
 use rtnetlink::Handle;
 
 use super::{DhcpStats, ForwardStats, InterfaceStats, LeaseRow, Shared, Snapshot};
 use crate::dhcp::server::unix_now;
 use crate::firewall::TABLE;
+use crate::net::neighbours::{gateway_state, nic_mac};
 
 const NIC_COUNTERS: [&str; 8] = [
     "rx_bytes",
@@ -40,39 +38,6 @@ fn interface(role: &'static str, name: &str, address: String) -> InterfaceStats 
         address,
         counters,
     }
-}
-
-/// The MAC address `nic` sends from now, as sysfs shows it ("" if unknown).
-pub fn nic_mac(nic: &str) -> String {
-    std::fs::read_to_string(format!("/sys/class/net/{nic}/address"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-/// The kernel's ARP state for `gateway` on `nic`: (answers, state name).
-pub async fn gateway_state(netlink: &Handle, nic: &str, gateway: Ipv4Addr) -> (bool, String) {
-    let index = read_u64(&format!("/sys/class/net/{nic}/ifindex")).and_then(|i| u32::try_from(i).ok());
-    let mut stream = netlink.neighbours().get().execute();
-    while let Ok(Some(n)) = stream.try_next().await {
-        let is_gateway = n
-            .attributes
-            .iter()
-            .any(|a| matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) if *ip == gateway));
-        if is_gateway && Some(n.header.ifindex) == index {
-            let state = n.header.state;
-            let answers = matches!(
-                state,
-                NeighbourState::Reachable
-                    | NeighbourState::Stale
-                    | NeighbourState::Delay
-                    | NeighbourState::Probe
-                    | NeighbourState::Permanent
-            );
-            return (answers, format!("{state:?}").to_lowercase());
-        }
-    }
-    (false, "none".to_string())
 }
 
 /// Per-forward counters from the nft ruleset: the prerouting rules routerd commented.
