@@ -210,6 +210,8 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
                         &router.handle,
                         &applied.wan.name,
                         config.wan.gateway,
+                        config.wan.gateway_mac,
+                        &router.shared,
                     ));
                     if let Some(state) = &state {
                         if let Err(e) = state.save_last_good(&text) {

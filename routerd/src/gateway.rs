@@ -7,15 +7,28 @@
 //! A check sends one UDP datagram to the gateway's discard port, which makes the
 //! kernel resolve the gateway's MAC, then watches the kernel's neighbour entry for
 //! the gateway (reachable: it answered; incomplete or failed: it did not).
+//!
+//! Between checks the task follows the kernel's neighbour table (netlink events): when
+//! the gateway's entry shows another MAC than before, something else answered ARP for
+//! the gateway. A forged ARP reply from the WAN segment looks exactly like that and
+//! sends the LAN's internet traffic to the forger, so the change is logged and counted
+//! (`wan.gateway_mac` pins the MAC instead).
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rtnetlink::Handle;
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::StreamExt;
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::{Handle, MulticastGroup};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::net::neighbours::{gateway_state, nic_mac};
+use crate::net::neighbours::{self, nic_mac, Neighbour};
+use crate::status::Shared;
+use config::MacAddr;
 
 /// How long one check waits for the gateway to answer (the kernel gives up after
 /// three ARP requests a second apart).
@@ -82,10 +95,55 @@ impl Reporter {
     }
 }
 
+/// Remembers the MAC the gateway answers with, to notice when another one takes over.
+#[derive(Debug, Default)]
+pub struct MacWatch {
+    first: Option<MacAddr>,
+    last: Option<MacAddr>,
+}
+
+/// The gateway's neighbour entry showed `new` where it showed `old` before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacChange {
+    pub old: MacAddr,
+    pub new: MacAddr,
+    /// The MAC the gateway first answered with.
+    pub first: MacAddr,
+}
+
+impl MacWatch {
+    /// Takes the MAC the gateway's entry shows now; says when it differs from the last one.
+    pub fn seen(&mut self, mac: MacAddr) -> Option<MacChange> {
+        let first = *self.first.get_or_insert(mac);
+        let old = self.last.replace(mac)?;
+        (old != mac).then_some(MacChange { old, new: mac, first })
+    }
+}
+
+/// What the console says when the gateway's MAC changes.
+pub fn mac_change_message(gateway: Ipv4Addr, wan: &str, c: &MacChange) -> String {
+    let head = format!(
+        "the gateway {gateway}'s MAC on {wan} changed from {} to {}",
+        c.old, c.new
+    );
+    if c.new == c.first {
+        format!("{head}, the MAC it first answered with")
+    } else {
+        format!(
+            "{head} (it first answered with {}). Unless the gateway was replaced, another host on the WAN \
+             segment answers ARP for it (ARP spoofing) and the LAN's internet traffic goes there; \
+             `gateway_mac = \"{}\"` in [wan] pins the gateway's MAC",
+            c.first, c.first
+        )
+    }
+}
+
 /// The running check for one WAN NIC and gateway.
 pub struct Watch {
     pub wan: String,
     pub gateway: Ipv4Addr,
+    /// The MAC pinned for the gateway (a change restarts the check and what it remembers).
+    pub pinned: Option<MacAddr>,
     task: JoinHandle<()>,
 }
 
@@ -95,50 +153,129 @@ impl Drop for Watch {
     }
 }
 
-/// Keeps `current` if it already checks `gateway` on `wan`, else starts a new check.
-pub fn ensure(current: Option<Watch>, handle: &Handle, wan: &str, gateway: Ipv4Addr) -> Watch {
+/// Keeps `current` if it already checks `gateway` on `wan` with the same pinned MAC,
+/// else starts a new check. MAC changes are counted in `shared`.
+pub fn ensure(
+    current: Option<Watch>,
+    handle: &Handle,
+    wan: &str,
+    gateway: Ipv4Addr,
+    pinned: Option<MacAddr>,
+    shared: &Arc<Shared>,
+) -> Watch {
     match current {
-        Some(w) if w.wan == wan && w.gateway == gateway => w,
+        Some(w) if w.wan == wan && w.gateway == gateway && w.pinned == pinned => w,
         _ => {
-            let task = tokio::spawn(run(handle.clone(), wan.to_string(), gateway));
+            let task = tokio::spawn(run(handle.clone(), wan.to_string(), gateway, shared.clone()));
             Watch {
                 wan: wan.to_string(),
                 gateway,
+                pinned,
                 task,
             }
         }
     }
 }
 
-async fn run(handle: Handle, wan: String, gateway: Ipv4Addr) {
+/// Aborts a spawned task when dropped (with the check that owns it).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+type Events = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, rtnetlink::sys::SocketAddr)>;
+
+/// A netlink connection that hears every change of the neighbour table.
+fn neighbour_events() -> std::io::Result<(Events, AbortOnDrop)> {
+    let (connection, _, events) = rtnetlink::new_multicast_connection(&[MulticastGroup::Neigh])?;
+    Ok((events, AbortOnDrop(tokio::spawn(connection))))
+}
+
+/// The next neighbour-table event; `None` once the connection is gone, never without one.
+async fn next_event(events: &mut Option<Events>) -> Option<NetlinkMessage<RouteNetlinkMessage>> {
+    match events {
+        Some(rx) => rx.next().await.map(|(msg, _)| msg),
+        None => std::future::pending().await,
+    }
+}
+
+async fn run(handle: Handle, wan: String, gateway: Ipv4Addr, shared: Arc<Shared>) {
     let mut reporter = Reporter::default();
+    let mut macs = MacWatch::default();
+    let note = |macs: &mut MacWatch, entry: &Neighbour| {
+        let Some(mac) = entry.mac.filter(|_| entry.answers()) else {
+            return;
+        };
+        if let Some(change) = macs.seen(mac) {
+            tracing::warn!("{}", mac_change_message(gateway, &wan, &change));
+            shared.gateway_mac_changed(change.old, change.new);
+        }
+    };
+    let (mut events, _connection) = match neighbour_events() {
+        Ok((events, connection)) => (Some(events), Some(connection)),
+        Err(e) => {
+            tracing::warn!(
+                "cannot follow the neighbour table ({e}): a change of the gateway's MAC shows at the next check only"
+            );
+            (None, None)
+        }
+    };
     loop {
-        let answers = check(&handle, &wan, gateway).await;
+        let entry = check(&handle, &wan, gateway).await;
+        let answers = entry.as_ref().is_some_and(Neighbour::answers);
+        if let Some(entry) = &entry {
+            note(&mut macs, entry);
+        }
         match reporter.after_check(answers, Instant::now()) {
             Report::Answers => tracing::info!("{}", answers_message(gateway, &wan)),
-            Report::NoAnswer => {
-                tracing::warn!("{}", no_answer_message(gateway, &wan, &nic_mac(&wan)));
-            }
+            Report::NoAnswer => tracing::warn!("{}", no_answer_message(gateway, &wan, &nic_mac(&wan))),
             Report::Nothing => {}
         }
-        tokio::time::sleep(if answers { RECHECK_EVERY } else { RETRY_EVERY }).await;
+        let index = neighbours::nic_index(&wan);
+        let next_check = tokio::time::sleep(if answers { RECHECK_EVERY } else { RETRY_EVERY });
+        tokio::pin!(next_check);
+        loop {
+            tokio::select! {
+                () = &mut next_check => break,
+                event = next_event(&mut events) => match event {
+                    Some(NetlinkMessage {
+                        payload: NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(msg)),
+                        ..
+                    }) => {
+                        if let Some(entry) = index.and_then(|i| Neighbour::from_message(&msg, i, gateway)) {
+                            note(&mut macs, &entry);
+                        }
+                    }
+                    Some(_) => {}
+                    None => {
+                        tracing::warn!("the neighbour table events stopped: a change of the gateway's MAC shows at the next check only");
+                        events = None;
+                    }
+                },
+            }
+        }
     }
 }
 
 /// One check: makes the kernel ARP for the gateway and waits (bounded) for an answer.
-async fn check(handle: &Handle, wan: &str, gateway: Ipv4Addr) -> bool {
+/// Returns the gateway's neighbour entry as it was last seen.
+async fn check(handle: &Handle, wan: &str, gateway: Ipv4Addr) -> Option<Neighbour> {
     if let Err(e) = poke(wan, gateway) {
         tracing::debug!("gateway check: cannot send to {gateway} on {wan}: {e}");
     }
     let deadline = Instant::now() + ANSWER_WAIT;
     loop {
-        let (answers, state) = gateway_state(handle, wan, gateway).await;
-        if answers {
-            return true;
+        let entry = neighbours::lookup(handle, wan, gateway).await;
+        if entry.as_ref().is_some_and(Neighbour::answers) {
+            return entry;
         }
         if Instant::now() >= deadline {
+            let state = entry.as_ref().map_or("none".to_string(), Neighbour::state_name);
             tracing::debug!("gateway check: {gateway} on {wan} is {state}");
-            return false;
+            return entry;
         }
         tokio::time::sleep(POLL).await;
     }
@@ -175,6 +312,47 @@ mod tests {
     fn first_check_that_answers_is_reported() {
         let mut r = Reporter::default();
         assert_eq!(r.after_check(true, Instant::now()), Report::Answers);
+    }
+
+    #[test]
+    fn a_new_gateway_mac_is_a_change_and_so_is_the_way_back() {
+        let (real, forged) = (MacAddr([0, 0, 0x5e, 0, 1, 1]), MacAddr([2, 0, 0, 0, 0x66, 6]));
+        let mut w = MacWatch::default();
+        assert_eq!(w.seen(real), None, "the first answer is no change");
+        assert_eq!(w.seen(real), None);
+        let spoofed = w.seen(forged);
+        assert_eq!(
+            spoofed,
+            Some(MacChange {
+                old: real,
+                new: forged,
+                first: real
+            })
+        );
+        assert_eq!(w.seen(forged), None, "reported once");
+        assert_eq!(
+            w.seen(real),
+            Some(MacChange {
+                old: forged,
+                new: real,
+                first: real
+            })
+        );
+        let gw = Ipv4Addr::new(203, 0, 113, 254);
+        let m = mac_change_message(
+            gw,
+            "eth0",
+            &spoofed.unwrap_or(MacChange {
+                old: real,
+                new: real,
+                first: real,
+            }),
+        );
+        assert!(m.starts_with(
+            "the gateway 203.0.113.254's MAC on eth0 changed from 00:00:5e:00:01:01 to 02:00:00:00:66:06 (it first answered with 00:00:5e:00:01:01)"
+        ), "{m}");
+        assert!(m.contains("ARP spoofing"), "{m}");
+        assert!(m.contains("`gateway_mac = \"00:00:5e:00:01:01\"` in [wan]"), "{m}");
     }
 
     #[test]

@@ -272,3 +272,14 @@ fn a_shifted_port_range_maps_one_to_one() {
         to_guest("172.16.10.7")[0]
     );
 }
+
+#[test]
+fn a_pinned_gateway_mac_becomes_a_permanent_neighbour_entry_on_the_wan() {
+    let plan = render_plan(&golden_config("pinned_gateway"));
+    assert!(
+        plan.contains("neighbour 203.0.113.254 lladdr 00:00:5e:00:01:01 dev wan permanent\n"),
+        "plan:\n{plan}"
+    );
+    let unpinned = render_plan(&golden_config("failover"));
+    assert!(!unpinned.contains("neighbour"), "plan:\n{unpinned}");
+}

@@ -3,7 +3,13 @@
 //! the gateway never answers ARP, and routerd must say so plainly, name the likely
 //! causes and keep checking. Needs root (network namespaces) and `nft`.
 
-use tests::lab::{Lab, Options, CONFIG};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use tests::http::{get, metric};
+use tests::lab::{Lab, Options, CONFIG, FAILOVER_IP, VIRTUAL_MAC};
+use tests::netns::Netns;
+use tests::traffic::{tcp_echo, EchoServer};
 
 const NO_ANSWER: &str = "the gateway 203.0.113.254 does not answer ARP on wan";
 const ANSWERS: &str = "the gateway 203.0.113.254 answers ARP on wan";
@@ -48,4 +54,196 @@ fn virtual_mac_on_the_wan_the_log_says_the_gateway_answers() {
     lab.start_routerd(CONFIG);
     lab.wait_log(ANSWERS, 1);
     assert!(!lab.log().contains(NO_ANSWER), "{}", lab.log());
+}
+
+// --- The gateway's MAC: a forged ARP reply from the WAN segment ----------------------
+
+/// The hoster gateway's MAC in these tests: set on its bridge, so that adding ports
+/// (the attacker's) cannot change it.
+const GATEWAY_MAC: &str = "02:00:00:00:fe:01";
+const ATTACKER_MAC: &str = "02:00:00:00:66:06";
+const GATEWAY_IP: &str = "203.0.113.254";
+
+/// A lab whose gateway has [`GATEWAY_MAC`] and with an attacker host on the WAN segment.
+fn lab_with_attacker() -> (Lab, Netns) {
+    let lab = Lab::new(Options { wan_mac: None });
+    lab.hoster.ip(&["link", "set", "vmbr0", "address", GATEWAY_MAC]);
+    let attacker = lab.add_wan_neighbour("attacker");
+    attacker.ip(&["link", "set", "eth0", "address", ATTACKER_MAC]);
+    (lab, attacker)
+}
+
+/// The router's neighbour entry for the gateway, as `ip neigh` shows it.
+fn gateway_entry(lab: &Lab) -> String {
+    lab.router
+        .sh(&format!("ip neigh show {GATEWAY_IP} dev wan"))
+        .trim()
+        .to_string()
+}
+
+fn mac_bytes(mac: &str) -> [u8; 6] {
+    let mut b = [0u8; 6];
+    for (byte, part) in b.iter_mut().zip(mac.split(':')) {
+        *byte = u8::from_str_radix(part, 16).unwrap_or_else(|e| panic!("{mac}: {e}"));
+    }
+    b
+}
+
+/// One forged ARP reply, from `ns`'s eth0: "GATEWAY_IP is at ATTACKER_MAC", sent
+/// straight to the router's WAN MAC.
+fn forge_gateway_reply(ns: &Netns) {
+    let mut frame = [0u8; 42];
+    frame[0..6].copy_from_slice(&mac_bytes(VIRTUAL_MAC));
+    frame[6..12].copy_from_slice(&mac_bytes(ATTACKER_MAC));
+    frame[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    frame[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]); // Ethernet, IPv4, reply
+    frame[22..28].copy_from_slice(&mac_bytes(ATTACKER_MAC));
+    frame[28..32].copy_from_slice(&GATEWAY_IP.parse::<Ipv4Addr>().expect("ip").octets());
+    frame[32..38].copy_from_slice(&mac_bytes(VIRTUAL_MAC));
+    frame[38..42].copy_from_slice(&FAILOVER_IP.parse::<Ipv4Addr>().expect("ip").octets());
+    ns.enter(move || raw::send_frame("eth0", &frame))
+        .unwrap_or_else(|e| panic!("sending the forged ARP reply: {e}"));
+}
+
+/// The one raw AF_PACKET send the tests need; std cannot address a NIC by index.
+#[allow(unsafe_code)]
+mod raw {
+    use std::io;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    pub fn send_frame(dev: &str, frame: &[u8]) -> io::Result<()> {
+        let name = std::ffi::CString::new(dev).map_err(io::Error::other)?;
+        // SAFETY: a NUL-terminated name; the result is checked.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        if index == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: socket(2) with constant arguments; the result is checked.
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let addr = libc::sockaddr_ll {
+            sll_family: libc::AF_PACKET as u16,
+            sll_protocol: 0x0806u16.to_be(),
+            sll_ifindex: i32::try_from(index).map_err(io::Error::other)?,
+            sll_hatype: 0,
+            sll_pkttype: 0,
+            sll_halen: 6,
+            sll_addr: [0; 8],
+        };
+        // SAFETY: sendto(2) of a slice with its exact length to a fully initialised sockaddr_ll.
+        let rc = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                std::ptr::from_ref(&addr).cast::<libc::sockaddr>(),
+                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_forged_arp_reply_for_the_gateway_is_logged_and_counted() {
+    let (mut lab, attacker) = lab_with_attacker();
+    lab.start_routerd(CONFIG);
+    lab.wait_log(ANSWERS, 1);
+    assert!(gateway_entry(&lab).contains(GATEWAY_MAC), "{}", gateway_entry(&lab));
+
+    // The kernel keeps a fresh answer for a second (locktime) before an unsolicited
+    // reply may override it: forge until it does, as an attacker would.
+    let mut tries = 0;
+    while !gateway_entry(&lab).contains(ATTACKER_MAC) {
+        tries += 1;
+        assert!(tries <= 50, "the forged reply never took: {}", gateway_entry(&lab));
+        forge_gateway_reply(&attacker);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    lab.wait_log(
+        &format!("the gateway {GATEWAY_IP}'s MAC on wan changed from {GATEWAY_MAC} to {ATTACKER_MAC}"),
+        1,
+    );
+    let line = lab
+        .log()
+        .lines()
+        .find(|l| l.contains("changed from"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("ARP spoofing"), "{line}");
+    assert!(
+        line.contains(&format!("gateway_mac = \"{GATEWAY_MAC}\"")),
+        "names the MAC to pin: {line}"
+    );
+
+    let (_, metrics) = get(&lab.guest, "172.16.0.1:80", "/metrics").expect("metrics from the LAN");
+    let changes = metric(&metrics, "router_gateway_mac_changes_total", &[]).unwrap_or(0.0);
+    assert!(changes >= 1.0, "{metrics}");
+    eprintln!("routerd's log:\n{}", lab.log());
+    let (_, page) = get(&lab.guest, "172.16.0.1:80", "/").expect("status page");
+    assert!(
+        page.contains(&format!("last from {GATEWAY_MAC} to {ATTACKER_MAC}")),
+        "{page}"
+    );
+}
+
+#[test]
+fn a_pinned_gateway_mac_survives_a_forged_arp_reply_and_a_reload_without_it_unpins() {
+    let (mut lab, attacker) = lab_with_attacker();
+    let pinned = CONFIG.replace(
+        &format!("gateway = \"{GATEWAY_IP}\"\n"),
+        &format!("gateway = \"{GATEWAY_IP}\"\ngateway_mac = \"{GATEWAY_MAC}\"\n"),
+    );
+    lab.start_routerd(&pinned);
+    let entry = gateway_entry(&lab);
+    assert!(entry.contains(&format!("lladdr {GATEWAY_MAC} PERMANENT")), "{entry}");
+
+    // The same forging that takes over an unpinned entry (the test above), for longer
+    // than the kernel's one-second lock.
+    for _ in 0..10 {
+        forge_gateway_reply(&attacker);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let entry = gateway_entry(&lab);
+    assert!(
+        entry.contains(&format!("lladdr {GATEWAY_MAC} PERMANENT")),
+        "the forged reply changed the pinned entry: {entry}"
+    );
+    let _inet = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
+    assert_eq!(
+        tcp_echo(&lab.guest, "198.51.100.1:7000", "still out").expect("the guest reaches the internet"),
+        "still out"
+    );
+    assert!(!lab.log().contains("changed from"), "{}", lab.log());
+
+    // Applying the same config again changes nothing.
+    let out = lab
+        .router
+        .command(tests::lab::routerd_bin().to_str().unwrap_or("routerd"))
+        .args(["apply", "--config"])
+        .arg(lab.config_path())
+        .output()
+        .expect("routerd apply");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("neighbour"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Without the key, the pin goes: ARP decides again.
+    lab.reload(CONFIG);
+    lab.wait_log("config applied", 1);
+    let entry = gateway_entry(&lab);
+    assert!(!entry.contains("PERMANENT"), "the pinned entry stayed: {entry}");
+    assert!(lab.log().contains("pinned neighbour removed"), "{}", lab.log());
 }

@@ -1,13 +1,15 @@
 //! The kernel's neighbour (ARP) table and the NICs' own MACs: what the gateway check
 //! and the status page ask about the WAN.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use futures::TryStreamExt;
 use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourMessage, NeighbourState};
+use netlink_packet_route::route::RouteProtocol;
 use netlink_packet_route::AddressFamily;
 use rtnetlink::Handle;
 
+use super::NetError;
 use config::MacAddr;
 
 /// The MAC address `nic` sends from now, as sysfs shows it ("" if unknown).
@@ -19,7 +21,7 @@ pub fn nic_mac(nic: &str) -> String {
 }
 
 /// The interface index of `nic`, as sysfs shows it.
-fn nic_index(nic: &str) -> Option<u32> {
+pub fn nic_index(nic: &str) -> Option<u32> {
     std::fs::read_to_string(format!("/sys/class/net/{nic}/ifindex"))
         .ok()?
         .trim()
@@ -97,6 +99,95 @@ pub async fn gateway_state(handle: &Handle, nic: &str, gateway: Ipv4Addr) -> (bo
         Some(n) => (n.answers(), n.state_name()),
         None => (false, "none".to_string()),
     }
+}
+
+/// A permanent entry as routerd owns it: marked with protocol `static` so that
+/// entries of others (`ip neigh add` by hand) are left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pinned {
+    pub index: u32,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
+impl Pinned {
+    /// routerd's permanent entry, if `msg` is one.
+    fn from_message(msg: &NeighbourMessage) -> Option<Pinned> {
+        let ours = msg
+            .attributes
+            .iter()
+            .any(|a| matches!(a, NeighbourAttribute::Protocol(RouteProtocol::Static)));
+        if msg.header.family != AddressFamily::Inet || msg.header.state != NeighbourState::Permanent || !ours {
+            return None;
+        }
+        let ip = msg.attributes.iter().find_map(|a| match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+            _ => None,
+        })?;
+        let n = Neighbour::from_message(msg, msg.header.ifindex, ip)?;
+        Some(Pinned {
+            index: msg.header.ifindex,
+            ip,
+            mac: n.mac?,
+        })
+    }
+}
+
+/// Makes routerd's permanent entries on `nics` exactly `want`: a missing or different
+/// one is set (replacing what the kernel learned by ARP), stale ones from an earlier
+/// config removed, so applying twice changes nothing.
+pub async fn ensure(handle: &Handle, want: &[Pinned], nics: &[u32]) -> Result<(), NetError> {
+    let mut present = Vec::new();
+    let mut stream = handle
+        .neighbours()
+        .get()
+        .set_address_family(AddressFamily::Inet)
+        .execute();
+    while let Some(msg) = stream
+        .try_next()
+        .await
+        .map_err(|e| NetError::netlink("listing neighbours", e))?
+    {
+        if let Some(pinned) = Pinned::from_message(&msg) {
+            if nics.contains(&pinned.index) {
+                present.push((pinned, msg));
+            }
+        }
+    }
+    for (pinned, msg) in &present {
+        // One with the wanted address but another MAC is replaced below instead.
+        let replaced = want.iter().any(|w| w.index == pinned.index && w.ip == pinned.ip);
+        if !want.contains(pinned) && !replaced {
+            handle
+                .neighbours()
+                .del(msg.clone())
+                .execute()
+                .await
+                .map_err(|e| NetError::netlink(&format!("removing the pinned neighbour {}", pinned.ip), e))?;
+            tracing::info!(ip = %pinned.ip, mac = %pinned.mac, "pinned neighbour removed");
+        }
+    }
+    for w in want {
+        if present.iter().any(|(p, _)| p == w) {
+            continue;
+        }
+        let mut request = handle
+            .neighbours()
+            .add(w.index, IpAddr::V4(w.ip))
+            .state(NeighbourState::Permanent)
+            .link_layer_address(&w.mac.0)
+            .replace();
+        request
+            .message_mut()
+            .attributes
+            .push(NeighbourAttribute::Protocol(RouteProtocol::Static));
+        request
+            .execute()
+            .await
+            .map_err(|e| NetError::netlink(&format!("pinning {} to {}", w.ip, w.mac), e))?;
+        tracing::info!(ip = %w.ip, mac = %w.mac, "neighbour pinned");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -90,6 +90,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
         last_reload: state.last_reload,
         errors: state.errors.iter().cloned().collect(),
         rss_bytes: rss_bytes(),
+        gateway_mac_changes: state.gateway_mac_changes,
         ..Snapshot::default()
     };
     if let Some(config) = &state.config {
