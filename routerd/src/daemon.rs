@@ -191,6 +191,8 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
     let mut running: Option<Config> = None;
     // Whether the gateway answers, checked in the background once the WAN is up.
     let mut gateway_check: Option<crate::gateway::Watch> = None;
+    // Hosts on the LAN that claim the router's LAN address, logged.
+    let mut lan_arp: Option<net::lan_arp::Watch> = None;
     let mut pending = Some(config);
     let mut generation = 0u64;
     let mut first_failures = 0u32;
@@ -213,6 +215,7 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
                         config.wan.gateway_mac,
                         &router.shared,
                     ));
+                    lan_arp = net::lan_arp::ensure(lan_arp.take(), &applied.lan, config.lan.address.addr());
                     if let Some(state) = &state {
                         if let Err(e) = state.save_last_good(&text) {
                             tracing::error!("cannot save {}: {e}", state.last_good().display());

@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use tests::http::{get, metric};
-use tests::lab::{Lab, Options, CONFIG, FAILOVER_IP, VIRTUAL_MAC};
+use tests::lab::{Lab, Options, CONFIG, FAILOVER_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
 use tests::netns::Netns;
 use tests::traffic::{tcp_echo, EchoServer};
 
@@ -89,18 +89,25 @@ fn mac_bytes(mac: &str) -> [u8; 6] {
     b
 }
 
+/// An ARP frame (Ethernet, IPv4): `op` 1 is a request, 2 a reply.
+fn arp_frame(op: u8, eth_dst: &str, sender: (&str, &str), target: (&str, &str)) -> [u8; 42] {
+    let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap_or_else(|e| panic!("{s}: {e}")).octets();
+    let mut frame = [0u8; 42];
+    frame[0..6].copy_from_slice(&mac_bytes(eth_dst));
+    frame[6..12].copy_from_slice(&mac_bytes(sender.0));
+    frame[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    frame[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, op]); // Ethernet, IPv4
+    frame[22..28].copy_from_slice(&mac_bytes(sender.0));
+    frame[28..32].copy_from_slice(&ip(sender.1));
+    frame[32..38].copy_from_slice(&mac_bytes(target.0));
+    frame[38..42].copy_from_slice(&ip(target.1));
+    frame
+}
+
 /// One forged ARP reply, from `ns`'s eth0: "GATEWAY_IP is at ATTACKER_MAC", sent
 /// straight to the router's WAN MAC.
 fn forge_gateway_reply(ns: &Netns) {
-    let mut frame = [0u8; 42];
-    frame[0..6].copy_from_slice(&mac_bytes(VIRTUAL_MAC));
-    frame[6..12].copy_from_slice(&mac_bytes(ATTACKER_MAC));
-    frame[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
-    frame[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 2]); // Ethernet, IPv4, reply
-    frame[22..28].copy_from_slice(&mac_bytes(ATTACKER_MAC));
-    frame[28..32].copy_from_slice(&GATEWAY_IP.parse::<Ipv4Addr>().expect("ip").octets());
-    frame[32..38].copy_from_slice(&mac_bytes(VIRTUAL_MAC));
-    frame[38..42].copy_from_slice(&FAILOVER_IP.parse::<Ipv4Addr>().expect("ip").octets());
+    let frame = arp_frame(2, VIRTUAL_MAC, (ATTACKER_MAC, GATEWAY_IP), (VIRTUAL_MAC, FAILOVER_IP));
     ns.enter(move || raw::send_frame("eth0", &frame))
         .unwrap_or_else(|e| panic!("sending the forged ARP reply: {e}"));
 }
@@ -246,4 +253,49 @@ fn a_pinned_gateway_mac_survives_a_forged_arp_reply_and_a_reload_without_it_unpi
     let entry = gateway_entry(&lab);
     assert!(!entry.contains("PERMANENT"), "the pinned entry stayed: {entry}");
     assert!(lab.log().contains("pinned neighbour removed"), "{}", lab.log());
+}
+
+#[test]
+fn a_lan_guest_claiming_the_router_lan_address_is_logged() {
+    let mut lab = Lab::new(Options { wan_mac: None });
+    lab.start_routerd(CONFIG);
+    let guest_mac = lab.guest.sh("cat /sys/class/net/eth0/address").trim().to_string();
+    let web_mac = lab.web.sh("cat /sys/class/net/eth0/address").trim().to_string();
+    let claim = |mac: &str| format!("the host with MAC {mac} on lan claims this router's LAN address {ROUTER_LAN_IP}");
+    // A gratuitous ARP: "172.16.0.1 is at MAC", to every host on the LAN.
+    let garp = |ns: &Netns, mac: &str| {
+        let frame = arp_frame(
+            1,
+            "ff:ff:ff:ff:ff:ff",
+            (mac, ROUTER_LAN_IP),
+            ("00:00:00:00:00:00", ROUTER_LAN_IP),
+        );
+        ns.enter(move || raw::send_frame("eth0", &frame))
+            .unwrap_or_else(|e| panic!("sending the gratuitous ARP: {e}"));
+    };
+    // routerd starts listening just after it says it is ready: repeat until it hears.
+    let mut tries = 0;
+    while !lab.log().contains(&claim(&guest_mac)) {
+        tries += 1;
+        assert!(
+            tries <= 50,
+            "routerd did not log {:?}:\n{}",
+            claim(&guest_mac),
+            lab.log()
+        );
+        garp(&lab.guest, &guest_mac);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = lab.log();
+    let line = log.lines().find(|l| l.contains(&claim(&guest_mac))).unwrap_or_default();
+    assert!(line.contains("WARN"), "{line}");
+
+    // Rate-limited per MAC: more of the same are not logged again, another host is.
+    for _ in 0..3 {
+        garp(&lab.guest, &guest_mac);
+    }
+    garp(&lab.web, &web_mac);
+    lab.wait_log(&claim(&web_mac), 1);
+    // The web host's frame came after the guest's: those were heard, and not logged.
+    assert_eq!(lab.log().matches(&claim(&guest_mac)).count(), 1, "{}", lab.log());
 }
