@@ -3,45 +3,26 @@
 //! believe it send their traffic to that host instead of the router: a misconfigured
 //! guest, or one taking over the LAN's gateway. The kernel ignores such frames without
 //! a word, so routerd listens itself and logs them (rate-limited per MAC).
-//!
-//! A raw AF_PACKET socket cannot be bound by interface index with std or socket2;
-//! hence the few lines of `unsafe` below, each a plain libc call on values built here.
-#![allow(unsafe_code)]
 
 use std::collections::HashMap;
-use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use tokio::io::unix::AsyncFd;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::arp::{Arp, ArpSocket};
 use config::MacAddr;
 
-const ETH_P_ARP: u16 = 0x0806;
-/// Ethernet header and an IPv4-over-Ethernet ARP body.
-const FRAME_LEN: usize = 42;
 /// The same MAC is warned about at most this often.
 const REPEAT_WARNING: Duration = Duration::from_secs(60);
 /// MACs remembered for rate limiting; beyond that the memory starts over.
 const MACS_KEPT: usize = 256;
 
-/// The MAC of a host claiming `our_ip` in `frame`: an IPv4 ARP frame whose sender
-/// address is `our_ip` and whose sender MAC is not `our_mac`.
-pub fn claimer(frame: &[u8], our_ip: Ipv4Addr, our_mac: MacAddr) -> Option<MacAddr> {
-    if frame.len() < FRAME_LEN
-        || frame[12..14] != ETH_P_ARP.to_be_bytes()
-        || frame[14..16] != [0, 1] // Ethernet
-        || frame[16..18] != [8, 0]
-    // IPv4
-    {
-        return None;
-    }
-    let sender_mac = MacAddr(<[u8; 6]>::try_from(&frame[22..28]).ok()?);
-    let sender_ip = Ipv4Addr::new(frame[28], frame[29], frame[30], frame[31]);
-    (sender_ip == our_ip && sender_mac != our_mac && frame[6..12] != our_mac.0).then_some(sender_mac)
+/// The MAC of a host claiming `our_ip` in `arp`: its sender address is `our_ip`, its
+/// sender MAC is not `our_mac` (and it is not our own frame going out).
+pub fn claimer(arp: &Arp, our_ip: Ipv4Addr, our_mac: MacAddr) -> Option<MacAddr> {
+    (arp.sender_ip == our_ip && arp.sender_mac != our_mac && arp.from != our_mac).then_some(arp.sender_mac)
 }
 
 /// Decides which claims to warn about: each MAC at most once per [`REPEAT_WARNING`].
@@ -94,7 +75,7 @@ pub fn ensure(current: Option<Watch>, lan: &super::Nic, our_ip: Ipv4Addr) -> Opt
     if let Some(w) = current.filter(|w| w.key == key) {
         return Some(w);
     }
-    let socket = match open(lan.index) {
+    let socket = match ArpSocket::open(lan.index) {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!("cannot watch {} for hosts claiming {our_ip}: {e}", lan.name);
@@ -104,16 +85,15 @@ pub fn ensure(current: Option<Watch>, lan: &super::Nic, our_ip: Ipv4Addr) -> Opt
     let name = lan.name.clone();
     let task = tokio::spawn(async move {
         let mut limiter = Limiter::default();
-        let mut buf = [0u8; 128];
         loop {
-            let n = match recv(&socket, &mut buf).await {
-                Ok(n) => n,
+            let arp = match socket.recv().await {
+                Ok(arp) => arp,
                 Err(e) => {
                     tracing::warn!("watching {name} for hosts claiming {our_ip} stopped: {e}");
                     return;
                 }
             };
-            if let Some(mac) = claimer(&buf[..n], our_ip, our_mac) {
+            if let Some(mac) = claimer(&arp, our_ip, our_mac) {
                 if limiter.due(mac, Instant::now()) {
                     tracing::warn!("{}", claim_message(our_ip, &name, mac));
                 }
@@ -121,66 +101,6 @@ pub fn ensure(current: Option<Watch>, lan: &super::Nic, our_ip: Ipv4Addr) -> Opt
         }
     });
     Some(Watch { key, task })
-}
-
-/// A non-blocking packet socket that receives every ARP frame on the NIC `index`.
-fn open(index: u32) -> io::Result<AsyncFd<OwnedFd>> {
-    let ifindex = i32::try_from(index).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex"))?;
-    let proto = ETH_P_ARP.to_be();
-    // SAFETY: socket(2) with constant arguments; the result is checked.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_PACKET,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            i32::from(proto),
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh, valid descriptor owned by nobody else.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let addr = libc::sockaddr_ll {
-        sll_family: libc::AF_PACKET as u16,
-        sll_protocol: proto,
-        sll_ifindex: ifindex,
-        sll_hatype: 0,
-        sll_pkttype: 0,
-        sll_halen: 0,
-        sll_addr: [0; 8],
-    };
-    // SAFETY: bind(2) on our descriptor with a fully initialised sockaddr_ll.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            std::ptr::from_ref(&addr).cast::<libc::sockaddr>(),
-            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: an OwnedFd stays open and keeps its number until the AsyncFd drops it.
-    unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)
-}
-
-/// The next frame into `buf`; returns its length.
-async fn recv(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        let mut guard = fd.readable().await?;
-        match guard.try_io(|fd| {
-            // SAFETY: recv(2) into a buffer of the given length.
-            let n = unsafe { libc::recv(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-            if n < 0 {
-                Err(io::Error::last_os_error())
-            } else {
-                Ok(n.unsigned_abs())
-            }
-        }) {
-            Ok(result) => return result,
-            Err(_would_block) => continue,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -192,16 +112,14 @@ mod tests {
     const GUEST: MacAddr = MacAddr([0x52, 0x54, 0, 0, 0, 9]);
 
     /// A gratuitous ARP (request, sender = target = `ip`) from `mac`.
-    fn garp(mac: MacAddr, ip: Ipv4Addr) -> [u8; FRAME_LEN] {
-        let mut f = [0u8; FRAME_LEN];
-        f[0..6].copy_from_slice(&[0xff; 6]);
-        f[6..12].copy_from_slice(&mac.0);
-        f[12..14].copy_from_slice(&ETH_P_ARP.to_be_bytes());
-        f[14..22].copy_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
-        f[22..28].copy_from_slice(&mac.0);
-        f[28..32].copy_from_slice(&ip.octets());
-        f[38..42].copy_from_slice(&ip.octets());
-        f
+    fn garp(mac: MacAddr, ip: Ipv4Addr) -> Arp {
+        Arp {
+            from: mac,
+            op: super::super::arp::REQUEST,
+            sender_mac: mac,
+            sender_ip: ip,
+            target_ip: ip,
+        }
     }
 
     #[test]
@@ -210,16 +128,17 @@ mod tests {
     }
 
     #[test]
-    fn our_own_frames_other_addresses_and_short_frames_are_not_claims() {
+    fn our_own_frames_and_other_addresses_are_not_claims() {
         assert_eq!(claimer(&garp(OURS, ROUTER), ROUTER, OURS), None);
         assert_eq!(
             claimer(&garp(GUEST, Ipv4Addr::new(172, 16, 10, 50)), ROUTER, OURS),
             None
         );
-        assert_eq!(claimer(&garp(GUEST, ROUTER)[..30], ROUTER, OURS), None);
         // A probe (sender 0.0.0.0) asking who has the router's address is no claim.
-        let mut probe = garp(GUEST, ROUTER);
-        probe[28..32].copy_from_slice(&[0; 4]);
+        let probe = Arp {
+            sender_ip: Ipv4Addr::UNSPECIFIED,
+            ..garp(GUEST, ROUTER)
+        };
         assert_eq!(claimer(&probe, ROUTER, OURS), None);
     }
 

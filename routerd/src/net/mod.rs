@@ -3,6 +3,7 @@
 //! Every step compares with what is there first, so applying twice changes nothing.
 
 mod addrs;
+pub mod arp;
 pub mod lan_arp;
 mod links;
 pub mod neighbours;
