@@ -207,12 +207,16 @@ pub async fn run(path: PathBuf, state: Option<StateDir>) -> anyhow::Result<()> {
                         s.last_reload = Some((dhcp::server::unix_now(), true));
                     });
                     log_applied(&config, &applied, generation, running.is_none());
+                    let target = crate::gateway::Target {
+                        wan: applied.wan.name.clone(),
+                        address: config.wan.address.addr(),
+                        gateway: config.wan.gateway,
+                        pinned: config.wan.gateway_mac,
+                    };
                     gateway_check = Some(crate::gateway::ensure(
                         gateway_check.take(),
                         &router.handle,
-                        &applied.wan.name,
-                        config.wan.gateway,
-                        config.wan.gateway_mac,
+                        target,
                         &router.shared,
                     ));
                     lan_arp = net::lan_arp::ensure(lan_arp.take(), &applied.lan, config.lan.address.addr());

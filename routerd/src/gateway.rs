@@ -13,6 +13,10 @@
 //! the gateway. A forged ARP reply from the WAN segment looks exactly like that and
 //! sends the LAN's internet traffic to the forger, so the change is logged and counted
 //! (`wan.gateway_mac` pins the MAC instead).
+//!
+//! With a pinned MAC the kernel never asks the gateway again, so the check asks it
+//! itself (an ARP request from a packet socket) and says whether the gateway answers
+//! with the pinned MAC: a wrong pin would otherwise cut the LAN off silently.
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::sync::Arc;
@@ -26,6 +30,7 @@ use rtnetlink::{Handle, MulticastGroup};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::net::arp::{self, ArpSocket};
 use crate::net::neighbours::{self, nic_mac, Neighbour};
 use crate::status::Shared;
 use config::MacAddr;
@@ -54,8 +59,22 @@ pub fn no_answer_message(gateway: Ipv4Addr, wan: &str, our_mac: &str) -> String 
     )
 }
 
-pub fn answers_message(gateway: Ipv4Addr, wan: &str) -> String {
-    format!("the gateway {gateway} answers ARP on {wan}")
+pub fn answers_message(gateway: Ipv4Addr, wan: &str, pinned: Option<MacAddr>) -> String {
+    match pinned {
+        Some(mac) => format!("the gateway {gateway} answers ARP on {wan} with its pinned MAC {mac}"),
+        None => format!("the gateway {gateway} answers ARP on {wan}"),
+    }
+}
+
+/// What the console says when the gateway answers with another MAC than the pinned one.
+pub fn wrong_pin_message(gateway: Ipv4Addr, wan: &str, pinned: MacAddr, answered: MacAddr) -> String {
+    format!(
+        "the gateway {gateway} answers ARP on {wan} with MAC {answered}, but wan.gateway_mac pins {pinned}: \
+         this router sends everything for the internet to {pinned}. If the gateway's MAC is {answered}, \
+         correct gateway_mac (or remove it); if not, another host on the WAN segment answers for the gateway. \
+         Checking again every {} s.",
+        RETRY_EVERY.as_secs()
+    )
 }
 
 /// What to log after a check: decides from the last result and the last warning.
@@ -138,12 +157,20 @@ pub fn mac_change_message(gateway: Ipv4Addr, wan: &str, c: &MacChange) -> String
     }
 }
 
-/// The running check for one WAN NIC and gateway.
-pub struct Watch {
+/// What one check watches: the gateway on the WAN NIC, from the WAN address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
     pub wan: String,
+    /// The router's WAN address (the sender of its own ARP requests).
+    pub address: Ipv4Addr,
     pub gateway: Ipv4Addr,
     /// The MAC pinned for the gateway (a change restarts the check and what it remembers).
     pub pinned: Option<MacAddr>,
+}
+
+/// The running check for one [`Target`].
+pub struct Watch {
+    pub target: Target,
     task: JoinHandle<()>,
 }
 
@@ -153,26 +180,14 @@ impl Drop for Watch {
     }
 }
 
-/// Keeps `current` if it already checks `gateway` on `wan` with the same pinned MAC,
-/// else starts a new check. MAC changes are counted in `shared`.
-pub fn ensure(
-    current: Option<Watch>,
-    handle: &Handle,
-    wan: &str,
-    gateway: Ipv4Addr,
-    pinned: Option<MacAddr>,
-    shared: &Arc<Shared>,
-) -> Watch {
+/// Keeps `current` if it already checks `target`, else starts a new check. MAC changes
+/// are counted in `shared`.
+pub fn ensure(current: Option<Watch>, handle: &Handle, target: Target, shared: &Arc<Shared>) -> Watch {
     match current {
-        Some(w) if w.wan == wan && w.gateway == gateway && w.pinned == pinned => w,
+        Some(w) if w.target == target => w,
         _ => {
-            let task = tokio::spawn(run(handle.clone(), wan.to_string(), gateway, shared.clone()));
-            Watch {
-                wan: wan.to_string(),
-                gateway,
-                pinned,
-                task,
-            }
+            let task = tokio::spawn(run(handle.clone(), target.clone(), shared.clone()));
+            Watch { target, task }
         }
     }
 }
@@ -202,7 +217,18 @@ async fn next_event(events: &mut Option<Events>) -> Option<NetlinkMessage<RouteN
     }
 }
 
-async fn run(handle: Handle, wan: String, gateway: Ipv4Addr, shared: Arc<Shared>) {
+/// What one check found.
+enum Outcome {
+    Answers,
+    NoAnswer,
+    /// Only other MACs than the pinned one answered (the first of them).
+    OtherMac(MacAddr),
+}
+
+async fn run(handle: Handle, target: Target, shared: Arc<Shared>) {
+    let Target {
+        wan, gateway, pinned, ..
+    } = target.clone();
     let mut reporter = Reporter::default();
     let mut macs = MacWatch::default();
     let note = |macs: &mut MacWatch, entry: &Neighbour| {
@@ -224,15 +250,29 @@ async fn run(handle: Handle, wan: String, gateway: Ipv4Addr, shared: Arc<Shared>
         }
     };
     loop {
-        let entry = check(&handle, &wan, gateway).await;
-        let answers = entry.as_ref().is_some_and(Neighbour::answers);
-        if let Some(entry) = &entry {
-            note(&mut macs, entry);
-        }
-        match reporter.after_check(answers, Instant::now()) {
-            Report::Answers => tracing::info!("{}", answers_message(gateway, &wan)),
-            Report::NoAnswer => tracing::warn!("{}", no_answer_message(gateway, &wan, &nic_mac(&wan))),
-            Report::Nothing => {}
+        let outcome = match pinned {
+            Some(pin) => ask_pinned(&target, pin).await,
+            None => {
+                let entry = check(&handle, &wan, gateway).await;
+                if let Some(entry) = &entry {
+                    note(&mut macs, entry);
+                }
+                if entry.as_ref().is_some_and(Neighbour::answers) {
+                    Outcome::Answers
+                } else {
+                    Outcome::NoAnswer
+                }
+            }
+        };
+        let answers = matches!(outcome, Outcome::Answers);
+        match (reporter.after_check(answers, Instant::now()), outcome) {
+            (Report::Answers, _) => tracing::info!("{}", answers_message(gateway, &wan, pinned)),
+            (Report::NoAnswer, Outcome::OtherMac(mac)) => {
+                let pin = pinned.unwrap_or(mac);
+                tracing::warn!("{}", wrong_pin_message(gateway, &wan, pin, mac));
+            }
+            (Report::NoAnswer, _) => tracing::warn!("{}", no_answer_message(gateway, &wan, &nic_mac(&wan))),
+            (Report::Nothing, _) => {}
         }
         let index = neighbours::nic_index(&wan);
         let next_check = tokio::time::sleep(if answers { RECHECK_EVERY } else { RETRY_EVERY });
@@ -256,6 +296,45 @@ async fn run(handle: Handle, wan: String, gateway: Ipv4Addr, shared: Arc<Shared>
                     }
                 },
             }
+        }
+    }
+}
+
+/// The check with a pinned MAC: asks the gateway by ARP itself, like the kernel
+/// would (three requests a second apart), until it answers with the pinned MAC.
+async fn ask_pinned(target: &Target, pin: MacAddr) -> Outcome {
+    let asked = async {
+        let our_mac: MacAddr = nic_mac(&target.wan)
+            .parse()
+            .map_err(|()| std::io::Error::other(format!("{} has no MAC", target.wan)))?;
+        let index = neighbours::nic_index(&target.wan)
+            .ok_or_else(|| std::io::Error::other(format!("{} has no interface index", target.wan)))?;
+        let socket = ArpSocket::open(index)?;
+        let request = arp::request(our_mac, target.address, target.gateway);
+        let mut other = None;
+        let deadline = Instant::now() + ANSWER_WAIT;
+        let mut resend = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return Ok::<_, std::io::Error>(other.map_or(Outcome::NoAnswer, Outcome::OtherMac)),
+                _ = resend.tick() => socket.send(&request)?,
+                heard = socket.recv() => {
+                    let arp = heard?;
+                    if arp.op == arp::REPLY && arp.sender_ip == target.gateway && arp.from != our_mac {
+                        if arp.sender_mac == pin {
+                            return Ok(Outcome::Answers);
+                        }
+                        other.get_or_insert(arp.sender_mac);
+                    }
+                }
+            }
+        }
+    };
+    match asked.await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            tracing::debug!("gateway check: cannot ask {} on {}: {e}", target.gateway, target.wan);
+            Outcome::NoAnswer
         }
     }
 }
@@ -353,6 +432,20 @@ mod tests {
         ), "{m}");
         assert!(m.contains("ARP spoofing"), "{m}");
         assert!(m.contains("`gateway_mac = \"00:00:5e:00:01:01\"` in [wan]"), "{m}");
+    }
+
+    #[test]
+    fn a_wrong_pin_names_both_macs_and_what_to_do() {
+        let m = wrong_pin_message(
+            Ipv4Addr::new(203, 0, 113, 254),
+            "eth0",
+            MacAddr([0, 0, 0x5e, 0, 1, 1]),
+            MacAddr([0, 0, 0x5e, 0, 1, 2]),
+        );
+        assert!(m.starts_with(
+            "the gateway 203.0.113.254 answers ARP on eth0 with MAC 00:00:5e:00:01:02, but wan.gateway_mac pins 00:00:5e:00:01:01"
+        ), "{m}");
+        assert!(m.contains("correct gateway_mac"), "{m}");
     }
 
     #[test]

@@ -211,6 +211,8 @@ fn a_pinned_gateway_mac_survives_a_forged_arp_reply_and_a_reload_without_it_unpi
         &format!("gateway = \"{GATEWAY_IP}\"\ngateway_mac = \"{GATEWAY_MAC}\"\n"),
     );
     lab.start_routerd(&pinned);
+    // The kernel no longer asks the gateway; routerd does, and it answers with the pin.
+    lab.wait_log(&format!("{ANSWERS} with its pinned MAC {GATEWAY_MAC}"), 1);
     let entry = gateway_entry(&lab);
     assert!(entry.contains(&format!("lladdr {GATEWAY_MAC} PERMANENT")), "{entry}");
 
@@ -298,4 +300,21 @@ fn a_lan_guest_claiming_the_router_lan_address_is_logged() {
     lab.wait_log(&claim(&web_mac), 1);
     // The web host's frame came after the guest's: those were heard, and not logged.
     assert_eq!(lab.log().matches(&claim(&guest_mac)).count(), 1, "{}", lab.log());
+}
+
+#[test]
+fn a_wrong_pinned_gateway_mac_is_named_with_the_mac_the_gateway_answers_with() {
+    let (mut lab, _attacker) = lab_with_attacker();
+    let wrong = "02:00:00:00:fe:99";
+    lab.start_routerd(&CONFIG.replace(
+        &format!("gateway = \"{GATEWAY_IP}\"\n"),
+        &format!("gateway = \"{GATEWAY_IP}\"\ngateway_mac = \"{wrong}\"\n"),
+    ));
+    let warning =
+        format!("the gateway {GATEWAY_IP} answers ARP on wan with MAC {GATEWAY_MAC}, but wan.gateway_mac pins {wrong}");
+    lab.wait_log(&warning, 1);
+    let log = lab.log();
+    let line = log.lines().find(|l| l.contains(&warning)).unwrap_or_default();
+    assert!(line.contains("WARN"), "{line}");
+    assert!(!log.contains("with its pinned MAC"), "{log}");
 }
