@@ -231,6 +231,7 @@ async fn run(handle: Handle, target: Target, shared: Arc<Shared>) {
     } = target.clone();
     let mut reporter = Reporter::default();
     let mut macs = MacWatch::default();
+    shared.update(|s| s.gateway_pinned_answers = None);
     let note = |macs: &mut MacWatch, entry: &Neighbour| {
         let Some(mac) = entry.mac.filter(|_| entry.answers()) else {
             return;
@@ -265,6 +266,9 @@ async fn run(handle: Handle, target: Target, shared: Arc<Shared>) {
             }
         };
         let answers = matches!(outcome, Outcome::Answers);
+        if pinned.is_some() {
+            shared.update(|s| s.gateway_pinned_answers = Some(answers));
+        }
         match (reporter.after_check(answers, Instant::now()), outcome) {
             (Report::Answers, _) => tracing::info!("{}", answers_message(gateway, &wan, pinned)),
             (Report::NoAnswer, Outcome::OtherMac(mac)) => {

@@ -215,6 +215,12 @@ fn a_pinned_gateway_mac_survives_a_forged_arp_reply_and_a_reload_without_it_unpi
     lab.wait_log(&format!("{ANSWERS} with its pinned MAC {GATEWAY_MAC}"), 1);
     let entry = gateway_entry(&lab);
     assert!(entry.contains(&format!("lladdr {GATEWAY_MAC} PERMANENT")), "{entry}");
+    let (_, metrics) = get(&lab.guest, "172.16.0.1:80", "/metrics").expect("metrics from the LAN");
+    assert_eq!(
+        metric(&metrics, "router_gateway_reachable", &[("state", "pinned")]),
+        Some(1.0),
+        "{metrics}"
+    );
 
     // The same forging that takes over an unpinned entry (the test above), for longer
     // than the kernel's one-second lock.
@@ -317,4 +323,13 @@ fn a_wrong_pinned_gateway_mac_is_named_with_the_mac_the_gateway_answers_with() {
     let line = log.lines().find(|l| l.contains(&warning)).unwrap_or_default();
     assert!(line.contains("WARN"), "{line}");
     assert!(!log.contains("with its pinned MAC"), "{log}");
+    // The kernel's entry is permanent either way: the page goes by what the gateway said.
+    let (_, metrics) = get(&lab.guest, "172.16.0.1:80", "/metrics").expect("metrics from the LAN");
+    assert_eq!(
+        metric(&metrics, "router_gateway_reachable", &[]),
+        Some(0.0),
+        "{metrics}"
+    );
+    let (_, page) = get(&lab.guest, "172.16.0.1:80", "/").expect("status page");
+    assert!(page.contains("not answering ARP"), "{page}");
 }

@@ -100,7 +100,12 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
                 interface("wan", wan, config.wan.address.to_string()),
                 interface("lan", lan, config.lan.address.to_string()),
             ];
-            let (answers, st) = gateway_state(netlink, wan, config.wan.gateway).await;
+            // A pinned entry is permanent whatever the gateway does: the check's verdict counts.
+            let (answers, st) = match state.gateway_pinned_answers {
+                Some(true) => (true, "pinned".to_string()),
+                Some(false) => (false, "pinned, wrong MAC or no answer".to_string()),
+                None => gateway_state(netlink, wan, config.wan.gateway).await,
+            };
             s.gateway = Some((config.wan.gateway, answers, st));
         }
     }

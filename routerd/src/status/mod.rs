@@ -35,6 +35,8 @@ pub struct SharedState {
     pub lan: Option<String>,
     pub dhcp: Option<dhcp::server::View>,
     pub gateway_mac_changes: GatewayMacChanges,
+    /// With a pinned gateway MAC: whether the gateway answered the last check with it.
+    pub gateway_pinned_answers: Option<bool>,
 }
 
 /// Changes of the gateway's MAC the gateway check saw (a forged ARP reply is one).
