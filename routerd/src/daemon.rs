@@ -194,6 +194,8 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
     let mut running: Option<Config> = None;
     // Whether the gateway answers, checked in the background once the WAN is up.
     let mut gateway_check: Option<crate::gateway::Watch> = None;
+    // Hosts on the LAN that claim the router's LAN address, logged.
+    let mut lan_arp: Option<net::lan_arp::Watch> = None;
     let mut pending = Some(config);
     let mut generation = 0u64;
     let mut first_failures = 0u32;
@@ -216,12 +218,19 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
                         s.last_reload = Some((dhcp::server::unix_now(), true));
                     });
                     log_applied(&config, &applied, generation, running.is_none());
+                    let target = crate::gateway::Target {
+                        wan: applied.wan.name.clone(),
+                        address: config.wan.address.addr(),
+                        gateway: config.wan.gateway,
+                        pinned: config.wan.gateway_mac,
+                    };
                     gateway_check = Some(crate::gateway::ensure(
                         gateway_check.take(),
                         &router.handle,
-                        &applied.wan.name,
-                        config.wan.gateway,
+                        target,
+                        &router.shared,
                     ));
+                    lan_arp = net::lan_arp::ensure(lan_arp.take(), &applied.lan, config.lan.address.addr());
                     if let Some(state) = &state {
                         if let Err(e) = state.save_last_good(&text) {
                             tracing::error!("cannot save {}: {e}", state.last_good().display());

@@ -44,6 +44,14 @@ pub enum RoutePlan {
     },
 }
 
+/// A permanent neighbour entry: the MAC of `ip` on the NIC, which no ARP reply changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeighbourPlan {
+    pub role: Role,
+    pub ip: Ipv4Addr,
+    pub mac: MacAddr,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sysctl {
     /// `None`: a global key; `Some(role)`: the key of that NIC (`net.ipv4.conf.<nic>.*`).
@@ -69,6 +77,8 @@ pub struct NetPlan {
     pub wan: LinkPlan,
     pub lan: LinkPlan,
     pub routes: Vec<RoutePlan>,
+    /// routerd's permanent neighbour entries (none: any left from an earlier config go).
+    pub neighbours: Vec<NeighbourPlan>,
     pub sysctls: Vec<Sysctl>,
 }
 
@@ -99,6 +109,16 @@ pub fn plan(config: &Config) -> NetPlan {
         gateway,
         on_link,
     });
+    let neighbours = config
+        .wan
+        .gateway_mac
+        .map(|mac| NeighbourPlan {
+            role: Role::Wan,
+            ip: gateway,
+            mac,
+        })
+        .into_iter()
+        .collect();
 
     let global = |key, value| Sysctl { nic: None, key, value };
     let per_nic = |nic, key, value| Sysctl {
@@ -125,6 +145,7 @@ pub fn plan(config: &Config) -> NetPlan {
         wan,
         lan,
         routes,
+        neighbours,
         sysctls,
     }
 }
@@ -147,6 +168,9 @@ impl fmt::Display for NetPlan {
                     if *on_link { " onlink" } else { "" }
                 )?,
             }
+        }
+        for n in &self.neighbours {
+            writeln!(f, "neighbour {} lladdr {} dev {} permanent", n.ip, n.mac, n.role)?;
         }
         for s in &self.sysctls {
             match s.nic {

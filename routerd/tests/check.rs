@@ -146,7 +146,7 @@ fn an_unknown_key_is_named_with_the_keys_that_are_allowed() {
     let text = edit(VALID, "gateway = ", "gatway = ");
     assert_eq!(
         errors("unknown_key", &text),
-        ["6:1: unknown field `gatway`, expected one of `mac`, `interface`, `address`, `gateway`, `dns`"]
+        ["6:1: unknown field `gatway`, expected one of `mac`, `interface`, `address`, `gateway`, `gateway_mac`, `dns`"]
     );
 }
 
@@ -185,6 +185,36 @@ fn a_multicast_mac_is_refused() {
     assert_eq!(
         errors("multicast_mac", &text),
         ["4:7: wan.mac: 03:00:00:00:00:10 is a multicast MAC; a NIC needs a unicast MAC (first byte even), like 02:00:00:00:00:10"]
+    );
+}
+
+#[test]
+fn a_pinned_gateway_mac_is_accepted() {
+    let text = edit(VALID, "dns = [", "gateway_mac = \"00:00:5e:00:01:01\"\ndns = [");
+    let file = ConfigFile::new("gateway_mac", &text);
+    let out = run_check(&file);
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (Some(0), "ok\n", "")
+    );
+}
+
+#[test]
+fn a_bad_or_multicast_gateway_mac_is_refused_at_its_value() {
+    let text = edit(VALID, "dns = [", "gateway_mac = \"00:00:5e:00:01\"\ndns = [");
+    assert_eq!(
+        errors("bad_gateway_mac", &text),
+        [r#"7:15: wan.gateway_mac: expected the gateway's MAC address like 00:00:5e:00:01:01, found "00:00:5e:00:01""#]
+    );
+    let text = edit(VALID, "dns = [", "gateway_mac = \"01:00:5e:00:00:01\"\ndns = [");
+    assert_eq!(
+        errors("multicast_gateway_mac", &text),
+        ["7:15: wan.gateway_mac: 01:00:5e:00:00:01 is a multicast MAC; a gateway answers ARP with a unicast MAC (first byte even)"]
+    );
+    let text = edit(VALID, "dns = [", "gateway_mac = \"00:00:00:00:00:00\"\ndns = [");
+    assert_eq!(
+        errors("zero_gateway_mac", &text),
+        ["7:15: wan.gateway_mac: 00:00:00:00:00:00 is no MAC a gateway can have"]
     );
 }
 

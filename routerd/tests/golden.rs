@@ -305,3 +305,14 @@ fn every_forward_counts_into_its_own_named_counter_created_before_its_rule() {
         "no two forwards share a counter: {names:?}"
     );
 }
+
+#[test]
+fn a_pinned_gateway_mac_becomes_a_permanent_neighbour_entry_on_the_wan() {
+    let plan = render_plan(&golden_config("pinned_gateway"));
+    assert!(
+        plan.contains("neighbour 203.0.113.254 lladdr 00:00:5e:00:01:01 dev wan permanent\n"),
+        "plan:\n{plan}"
+    );
+    let unpinned = render_plan(&golden_config("failover"));
+    assert!(!unpinned.contains("neighbour"), "plan:\n{unpinned}");
+}

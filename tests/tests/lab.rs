@@ -528,3 +528,92 @@ fn rejected_huge_configs_leave_short_log_lines() {
     let longest = log.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 1000, "a log line of {longest} bytes");
 }
+
+/// `ping -c 1` from `ns` to `ip`: did an answer come back?
+fn ping(ns: &testkit::netns::Netns, ip: &str) -> bool {
+    ns.command("ping")
+        .args(["-c", "1", "-W", "2", ip])
+        .output()
+        .expect("ping")
+        .status
+        .success()
+}
+
+#[test]
+fn from_the_wan_only_the_wan_address_answers_ping() {
+    if !testkit::require_root() {
+        return;
+    }
+    let lab = lab_with_routerd();
+    // The hoster routes the LAN prefix to the router, as a neighbour on its network could.
+    lab.hoster.ip(&[
+        "route",
+        "add",
+        "172.16.0.0/16",
+        "via",
+        FAILOVER_IP,
+        "dev",
+        "vmbr0",
+        "onlink",
+    ]);
+    assert!(
+        ping(&lab.inet, FAILOVER_IP),
+        "the WAN address answers ping from the internet"
+    );
+    assert!(
+        !ping(&lab.inet, ROUTER_LAN_IP),
+        "the router's LAN address answered a ping from the internet"
+    );
+    // From the LAN, the LAN address still answers.
+    assert!(
+        ping(&lab.guest, ROUTER_LAN_IP),
+        "the LAN address answers ping from the LAN"
+    );
+}
+
+#[test]
+fn the_dhcp_port_is_open_to_the_lan_over_ipv4_only() {
+    if !testkit::require_root() {
+        return;
+    }
+    let lab = lab_with_routerd(); // no [dhcp]: port 67 is free for a stand-in listener
+    let router_mac = lab.router.sh("cat /sys/class/net/lan/address").trim().to_string();
+    lab.router.ip(&["addr", "add", "fd00:10::1/64", "dev", "lan", "nodad"]);
+    lab.guest.ip(&["addr", "add", "fd00:10::50/64", "dev", "eth0", "nodad"]);
+    // The router's input chain does not answer neighbour solicitations from the LAN.
+    lab.guest.ip(&[
+        "neigh",
+        "add",
+        "fd00:10::1",
+        "lladdr",
+        &router_mac,
+        "dev",
+        "eth0",
+        "nud",
+        "permanent",
+    ]);
+    // Dual-stack: one socket for IPv4 and IPv6 UDP/67.
+    let listener = EchoServer::udp(&lab.router, "[::]:67");
+    lab.guest
+        .enter(|| {
+            let socket = std::net::UdpSocket::bind("[fd00:10::50]:0")?;
+            for _ in 0..3 {
+                socket.send_to(b"ipv6 to 67", "[fd00:10::1]:67")?;
+            }
+            std::io::Result::Ok(())
+        })
+        .expect("send IPv6 datagrams");
+    // IPv4 still gets through; sent after the IPv6 datagrams, its echo also shows that
+    // they had their chance to arrive.
+    assert_eq!(
+        udp_echo(&lab.guest, &format!("{ROUTER_LAN_IP}:67"), "ipv4 to 67").expect("IPv4 UDP/67 from the LAN"),
+        "ipv4 to 67"
+    );
+    // IPv4 peers of a dual-stack socket show as ::ffff:a.b.c.d.
+    let v6: Vec<_> = listener
+        .peers()
+        .into_iter()
+        .filter(|p| p.ip().to_canonical().is_ipv6())
+        .collect();
+    assert!(v6.is_empty(), "IPv6 UDP/67 from the LAN reached the router: {v6:?}");
+}

@@ -79,6 +79,9 @@ pub struct Wan {
     pub mac: Option<MacAddr>,
     pub address: Ipv4Net,
     pub gateway: Ipv4Addr,
+    /// The gateway's MAC, pinned in the neighbour table so that no ARP reply (a forged
+    /// one from the WAN segment, say) can change it.
+    pub gateway_mac: Option<MacAddr>,
     pub dns: Vec<Ipv4Addr>,
 }
 

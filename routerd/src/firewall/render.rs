@@ -139,13 +139,7 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
                 m(
                     payload("icmp", "type"),
                     Operator::EQ,
-                    set([
-                        "echo-request",
-                        "destination-unreachable",
-                        "time-exceeded",
-                        "parameter-problem",
-                    ]
-                    .map(s)),
+                    set(["destination-unreachable", "time-exceeded", "parameter-problem"].map(s)),
                 ),
                 accept(),
             ],
@@ -155,6 +149,30 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             "input",
             vec![
                 m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
+                m(meta(MetaKey::L4proto), Operator::EQ, s("icmp")),
+                m(payload("icmp", "type"), Operator::EQ, s("echo-request")),
+                accept(),
+            ],
+            Some("ping from the LAN"),
+        ),
+        // The WAN sees only the public address: the LAN address does not answer there.
+        rule(
+            "input",
+            vec![
+                m(meta(MetaKey::Iifname), Operator::EQ, s(&wan)),
+                m(payload("ip", "daddr"), Operator::EQ, s(&wan_ip.to_string())),
+                m(meta(MetaKey::L4proto), Operator::EQ, s("icmp")),
+                m(payload("icmp", "type"), Operator::EQ, s("echo-request")),
+                accept(),
+            ],
+            Some("ping of the WAN address from the WAN"),
+        ),
+        rule(
+            "input",
+            vec![
+                m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
+                // DHCPv4 only: nothing of routerd's listens on IPv6 UDP/67.
+                m(meta(MetaKey::Nfproto), Operator::EQ, s("ipv4")),
                 m(payload("udp", "dport"), Operator::EQ, num(67)),
                 accept(),
             ],

@@ -1,8 +1,12 @@
-//! Applies a [`NetPlan`] to the kernel over netlink: links, addresses, routes, sysctls.
+//! Applies a [`NetPlan`] to the kernel over netlink: links, addresses, pinned
+//! neighbours, routes, sysctls.
 //! Every step compares with what is there first, so applying twice changes nothing.
 
 mod addrs;
+pub mod arp;
+pub mod lan_arp;
 mod links;
+pub mod neighbours;
 mod routes;
 mod sysctl;
 
@@ -99,6 +103,16 @@ pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError>
             },
         })
         .collect();
+    let pinned: Vec<neighbours::Pinned> = plan
+        .neighbours
+        .iter()
+        .map(|n| neighbours::Pinned {
+            index: index(n.role),
+            ip: n.ip,
+            mac: n.mac,
+        })
+        .collect();
+    neighbours::ensure(handle, &pinned, &[wan.index, lan.index]).await?;
     routes::ensure(handle, &want, &[wan.index, lan.index]).await?;
     // What the NICs are now, for those who need their facts (the status page).
     let configured = |nic: Nic, link: &crate::plan::LinkPlan| Nic {

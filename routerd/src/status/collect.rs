@@ -2,13 +2,10 @@
 //! the daemon shares.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::TryStreamExt;
-use netlink_packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
 use rtnetlink::Handle;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt;
@@ -70,6 +67,7 @@ impl Collector {
         collection.await.unwrap_or_default()
     }
 }
+use crate::net::neighbours::gateway_state;
 
 const NIC_COUNTERS: [&str; 8] = [
     "rx_bytes",
@@ -100,39 +98,6 @@ fn interface(role: &'static str, nic: &Nic, address: String) -> InterfaceStats {
         address,
         counters,
     }
-}
-
-/// The MAC address `nic` sends from now, as sysfs shows it ("" if unknown).
-pub fn nic_mac(nic: &str) -> String {
-    std::fs::read_to_string(format!("/sys/class/net/{nic}/address"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-/// The kernel's ARP state for `gateway` on `nic`: (answers, state name).
-pub async fn gateway_state(netlink: &Handle, nic: &str, gateway: Ipv4Addr) -> (bool, String) {
-    let index = read_u64(&format!("/sys/class/net/{nic}/ifindex")).and_then(|i| u32::try_from(i).ok());
-    let mut stream = netlink.neighbours().get().execute();
-    while let Ok(Some(n)) = stream.try_next().await {
-        let is_gateway = n
-            .attributes
-            .iter()
-            .any(|a| matches!(a, NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) if *ip == gateway));
-        if is_gateway && Some(n.header.ifindex) == index {
-            let state = n.header.state;
-            let answers = matches!(
-                state,
-                NeighbourState::Reachable
-                    | NeighbourState::Stale
-                    | NeighbourState::Delay
-                    | NeighbourState::Probe
-                    | NeighbourState::Permanent
-            );
-            return (answers, format!("{state:?}").to_lowercase());
-        }
-    }
-    (false, "none".to_string())
 }
 
 /// What `nft -j list counters table inet routerd` prints, as far as the collector reads
@@ -240,6 +205,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
         last_reload: state.last_reload,
         errors: state.errors.iter().cloned().collect(),
         rss_bytes: rss_bytes(),
+        gateway_mac_changes: state.gateway_mac_changes,
         ..Snapshot::default()
     };
     if let Some(config) = &state.config {
@@ -249,7 +215,12 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
                 interface("wan", wan, config.wan.address.to_string()),
                 interface("lan", lan, config.lan.address.to_string()),
             ];
-            let (answers, st) = gateway_state(netlink, &wan.name, config.wan.gateway).await;
+            // A pinned entry is permanent whatever the gateway does: the check's verdict counts.
+            let (answers, st) = match state.gateway_pinned_answers {
+                Some(true) => (true, "pinned".to_string()),
+                Some(false) => (false, "pinned, wrong MAC or no answer".to_string()),
+                None => gateway_state(netlink, &wan.name, config.wan.gateway).await,
+            };
             s.gateway = Some((config.wan.gateway, answers, st));
         }
     }

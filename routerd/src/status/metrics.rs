@@ -119,6 +119,12 @@ pub fn render(s: &Snapshot) -> String {
         );
     }
     o.family(
+        "router_gateway_mac_changes_total",
+        "counter",
+        "Times the WAN gateway's neighbour entry changed its MAC (ARP spoofing shows here).",
+    );
+    o.sample("router_gateway_mac_changes_total", &[], s.gateway_mac_changes.count);
+    o.family(
         "router_config_generation",
         "gauge",
         "Configs applied since routerd started.",

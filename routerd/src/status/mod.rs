@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::dhcp;
 use crate::net::Nic;
-use config::Config;
+use config::{Config, MacAddr};
 
 /// How many recent errors the status page keeps.
 const ERRORS_KEPT: usize = 20;
@@ -36,6 +36,17 @@ pub struct SharedState {
     pub wan: Option<Nic>,
     pub lan: Option<Nic>,
     pub dhcp: Option<dhcp::server::View>,
+    pub gateway_mac_changes: GatewayMacChanges,
+    /// With a pinned gateway MAC: whether the gateway answered the last check with it.
+    pub gateway_pinned_answers: Option<bool>,
+}
+
+/// Changes of the gateway's MAC the gateway check saw (a forged ARP reply is one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatewayMacChanges {
+    pub count: u64,
+    /// The last one: Unix time, old MAC, new MAC.
+    pub last: Option<(u64, MacAddr, MacAddr)>,
 }
 
 impl Shared {
@@ -46,6 +57,14 @@ impl Shared {
 
     pub fn get(&self) -> SharedState {
         self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counts a change of the gateway's MAC (the caller logs it).
+    pub fn gateway_mac_changed(&self, old: MacAddr, new: MacAddr) {
+        self.update(|s| {
+            s.gateway_mac_changes.count += 1;
+            s.gateway_mac_changes.last = Some((dhcp::server::unix_now(), old, new));
+        });
     }
 
     /// Records an error for the status page (the caller logs it).
@@ -104,6 +123,7 @@ pub struct Snapshot {
     pub now: u64,
     pub interfaces: Vec<InterfaceStats>,
     pub gateway: Option<(Ipv4Addr, bool, String)>,
+    pub gateway_mac_changes: GatewayMacChanges,
     pub conntrack: Option<(u64, u64)>,
     pub forwards: Vec<ForwardStats>,
     pub dhcp: Option<DhcpStats>,

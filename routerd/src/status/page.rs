@@ -80,6 +80,16 @@ pub fn render(s: &Snapshot) -> String {
             h.push_str("<p class=\"bad\">Check that the WAN NIC carries the hoster's virtual MAC and that the gateway address is right.</p>");
         }
     }
+    if let Some((at, old, new)) = s.gateway_mac_changes.last {
+        let _ = write!(
+            h,
+            "<p class=\"bad\">Gateway MAC changed {} time(s), last from {old} to {new} {} ago: \
+             unless the gateway was replaced, another host on the WAN answers ARP for it \
+             (<code>gateway_mac</code> in [wan] pins it).</p>",
+            s.gateway_mac_changes.count,
+            duration(s.now.saturating_sub(at))
+        );
+    }
     if let Some((count, limit)) = s.conntrack {
         let _ = write!(h, "<p>Connections tracked: {count} of {limit}</p>");
     }
