@@ -146,7 +146,7 @@ fn an_unknown_key_is_named_with_the_keys_that_are_allowed() {
     let text = edit(VALID, "gateway = ", "gatway = ");
     assert_eq!(
         errors("unknown_key", &text),
-        ["6:1: unknown field `gatway`, expected one of `mac`, `interface`, `address`, `gateway`, `gateway_mac`, `dns`"]
+        ["6:1: unknown field `gatway`, expected one of `mac`, `interface`, `address`, `gateway`, `gateway_mac`, `dns`, `more_addresses`, `extra`"]
     );
 }
 
@@ -457,5 +457,178 @@ fn a_link_to_a_device_is_refused() {
             "{}: a character device; a config must be a regular file\n",
             file.path.display()
         )
+    );
+}
+
+// --- Several public addresses ---------------------------------------------------------
+
+/// `VALID` with a second address on the WAN's MAC, an extra NIC with its own MAC and
+/// address, a 1:1 NAT on it and a forward on the second address.
+fn several_public() -> String {
+    let text = edit(
+        VALID,
+        "dns = [\"198.51.100.53\"]\n",
+        "dns = [\"198.51.100.53\"]\nmore_addresses = [\"203.0.113.11/32\"]\n",
+    );
+    format!(
+        "{text}
+[[wan.extra]]
+mac = \"02:00:00:00:00:11\"
+address = \"203.0.113.20/32\"
+
+[[one_to_one]]
+public = \"203.0.113.20\"
+private = \"172.16.10.20\"
+open = [\"tcp/22\", \"tcp/8000-8100\", \"udp/all\"]
+
+[[forward]]
+public = \"203.0.113.11\"
+port = 443
+to = \"172.16.10.30\"
+"
+    )
+}
+
+#[test]
+fn several_public_addresses_with_1to1_nat_and_a_forward_per_address_are_ok() {
+    let text = several_public();
+    let file = ConfigFile::new("several_public", &text);
+    let out = run_check(&file);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, "ok\n");
+    // The same port on another public address is no clash.
+    let text = format!("{text}\n[[forward]]\nport = 443\nto = \"172.16.10.31\"\n");
+    let file = ConfigFile::new("same_port_other_public", &text);
+    assert_eq!(run_check(&file).code, Some(0));
+}
+
+#[test]
+fn a_public_address_given_twice_is_refused_at_the_second() {
+    let text = edit(&several_public(), "\"203.0.113.20/32\"", "\"203.0.113.11/32\"");
+    assert_eq!(
+        errors("public_twice", &text),
+        [format!(
+            "{}: wan.extra.address: 203.0.113.11 is already one of the router's public addresses; each can be given once",
+            at(&text, "\"203.0.113.11/32\"\n\n")
+        )]
+    );
+    let text = edit(
+        &several_public(),
+        "[\"203.0.113.11/32\"]",
+        "[\"203.0.113.11/32\", \"203.0.113.10/32\"]",
+    );
+    assert_eq!(
+        errors("main_twice", &text),
+        [format!(
+            "{}: wan.more_addresses: 203.0.113.10 is already one of the router's public addresses; each can be given once",
+            at(&text, "\"203.0.113.10/32\"]")
+        )]
+    );
+}
+
+#[test]
+fn a_1to1_or_forward_public_address_the_router_does_not_have_is_refused() {
+    let text = edit(
+        &several_public(),
+        "public = \"203.0.113.20\"",
+        "public = \"203.0.113.99\"",
+    );
+    assert_eq!(
+        errors("one_to_one_public", &text),
+        [format!(
+            "{}: one_to_one.public: 203.0.113.99 is not one of the router's public addresses (203.0.113.10, 203.0.113.11, 203.0.113.20: wan.address, wan.more_addresses, wan.extra)",
+            at(&text, "\"203.0.113.99\"")
+        )]
+    );
+    let text = edit(
+        &several_public(),
+        "public = \"203.0.113.11\"",
+        "public = \"203.0.113.12\"",
+    );
+    let errs = errors("forward_public", &text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with(&format!(
+            "{}: forward.public: 203.0.113.12 is not one of the router's public addresses",
+            at(&text, "\"203.0.113.12\"")
+        )),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_lan_host_in_two_1to1_mappings_is_refused() {
+    let text = edit(
+        &several_public(),
+        "[[wan.extra]]\n",
+        "[[one_to_one]]\npublic = \"203.0.113.11\"\nprivate = \"172.16.10.20\"\n\n[[wan.extra]]\n",
+    );
+    // The first mapping in the file wins; the second is named.
+    assert_eq!(
+        errors("private_twice", &text),
+        [format!(
+            "{}: one_to_one.private: 172.16.10.20 is already mapped 1:1 to 203.0.113.11; a LAN host can leave from one address only",
+            at(&text, "\"172.16.10.20\"\nopen")
+        )]
+    );
+}
+
+#[test]
+fn a_forward_on_a_port_a_1to1_mapping_opens_is_refused() {
+    let text = format!(
+        "{}\n[[forward]]\npublic = \"203.0.113.20\"\nport = \"8080-8081\"\nto = \"172.16.10.31\"\n",
+        several_public()
+    );
+    let forward = text.rfind("[[forward]]").expect("the forward");
+    let line = text[..forward].matches('\n').count() + 1;
+    assert_eq!(
+        errors("forward_on_open", &text),
+        [format!(
+            "{line}:1: forward: tcp port 8080-8081 of 203.0.113.20 is already open to 172.16.10.20 by its one_to_one (\"tcp/8000-8100\"); forward another port or another address"
+        )]
+    );
+    // udp/all opens every udp port; tcp 22 on another address is free.
+    let text = format!(
+        "{}\n[[forward]]\npublic = \"203.0.113.20\"\nprotocol = \"udp\"\nport = 22\nto = \"172.16.10.31\"\n",
+        several_public()
+    );
+    assert_eq!(errors("forward_on_udp_all", &text).len(), 1);
+}
+
+#[test]
+fn a_bad_open_item_is_refused_at_its_place() {
+    for (bad, name) in [
+        ("icmp/8", "icmp"),
+        ("tcp/0", "port_0"),
+        ("tcp", "no_port"),
+        ("tcp/90-80", "reversed"),
+    ] {
+        let text = edit(&several_public(), "\"tcp/22\"", &format!("\"{bad}\""));
+        let errs = errors(&format!("open_{name}"), &text);
+        assert_eq!(errs.len(), 1, "{bad}: {errs:?}");
+        assert!(
+            errs[0].starts_with(&format!(
+                "{}: one_to_one.open: ",
+                at(&text, &format!("\"{bad}\", \"tcp/8000"))
+            )),
+            "{bad}: {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn an_extra_wan_on_the_main_wan_mac_is_refused() {
+    let text = edit(
+        &several_public(),
+        "mac = \"02:00:00:00:00:11\"",
+        "mac = \"02:00:00:00:00:10\"",
+    );
+    let errs = errors("extra_same_mac", &text);
+    assert_eq!(
+        errs,
+        [format!(
+            "{}: wan.extra: the NIC with MAC 02:00:00:00:00:10 is already a WAN NIC; an extra address with a MAC of its own needs a NIC of its own (addresses that share the WAN's MAC go in wan.more_addresses)",
+            at(&text, "[[wan.extra]]")
+        )]
     );
 }

@@ -32,6 +32,8 @@ pub struct Config {
     pub lan: Lan,
     pub dhcp: Option<Dhcp>,
     pub forwards: Vec<Forward>,
+    /// 1:1 NAT: a LAN host that leaves from, and is reached on, a public address of its own.
+    pub one_to_one: Vec<OneToOne>,
     /// The status page and metrics on the LAN address; `None` when disabled.
     pub status: Option<Status>,
 }
@@ -83,6 +85,10 @@ pub struct Wan {
     /// one from the WAN segment, say) can change it.
     pub gateway_mac: Option<MacAddr>,
     pub dns: Vec<Ipv4Addr>,
+    /// More failover IPs on the same NIC and virtual MAC (OVH, Scaleway).
+    pub more_addresses: Vec<Ipv4Net>,
+    /// Failover IPs with a virtual MAC of their own, each on its own NIC (Hetzner).
+    pub extra: Vec<ExtraWan>,
 }
 
 impl Wan {
@@ -90,6 +96,82 @@ impl Wan {
     /// (the usual failover `/32` case).
     pub fn gateway_on_link(&self) -> bool {
         !self.address.contains(&self.gateway)
+    }
+
+    /// Every public address of the router: the main one, `more_addresses`, then the
+    /// extra NICs' addresses, in that order.
+    pub fn public_addresses(&self) -> Vec<Ipv4Addr> {
+        std::iter::once(self.address.addr())
+            .chain(self.more_addresses.iter().map(|a| a.addr()))
+            .chain(self.extra.iter().map(|e| e.address.addr()))
+            .collect()
+    }
+
+    /// The extra WAN NIC that carries `ip`, by its place in `extra`; `None` for the
+    /// main WAN NIC (or an address the router does not have).
+    pub fn extra_index_of(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.extra.iter().position(|e| e.address.addr() == ip)
+    }
+}
+
+/// A failover IP with its own virtual MAC, and so its own NIC (`[[wan.extra]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraWan {
+    pub nic: NicSelector,
+    /// The MAC the NIC must carry (the hoster's virtual MAC for this IP), if any.
+    pub mac: Option<MacAddr>,
+    pub address: Ipv4Net,
+    /// Default: `wan.gateway`.
+    pub gateway: Ipv4Addr,
+}
+
+impl ExtraWan {
+    pub fn gateway_on_link(&self) -> bool {
+        !self.address.contains(&self.gateway)
+    }
+}
+
+/// 1:1 NAT between a public address of the router and a LAN host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneToOne {
+    pub public: Ipv4Addr,
+    pub private: Ipv4Addr,
+    /// What the internet may open on `public` (it reaches `private`, same ports).
+    pub open: Vec<Open>,
+}
+
+/// One item of `one_to_one.open`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// `"all"`: every protocol and port.
+    All,
+    /// `"tcp/22"`, `"udp/8000-8100"`, `"tcp/all"` (`ports: None`).
+    Ports {
+        transport: &'static str,
+        ports: Option<PortRange>,
+    },
+}
+
+impl Open {
+    /// Whether this item opens `port` (of `ports`) on `transport`.
+    pub fn opens(self, transport: &str, ports: PortRange) -> bool {
+        match self {
+            Open::All => true,
+            Open::Ports { transport: t, ports: p } => t == transport && p.is_none_or(|p| p.overlaps(ports)),
+        }
+    }
+}
+
+impl fmt::Display for Open {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Open::All => f.write_str("all"),
+            Open::Ports { transport, ports: None } => write!(f, "{transport}/all"),
+            Open::Ports {
+                transport,
+                ports: Some(p),
+            } => write!(f, "{transport}/{p}"),
+        }
     }
 }
 
@@ -166,9 +248,11 @@ impl fmt::Display for PortRange {
     }
 }
 
-/// A port forward (PAT) from the WAN address to a LAN host.
+/// A port forward (PAT) from a public address to a LAN host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forward {
+    /// Which of the router's public addresses (default: `wan.address`).
+    pub public: Ipv4Addr,
     pub protocol: Protocol,
     pub ports: PortRange,
     pub to: Ipv4Addr,

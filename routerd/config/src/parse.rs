@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use super::diagnostic::{clip, quote, MAX_DIAGNOSTICS, MAX_MESSAGE, MAX_QUOTED};
 use super::{
-    hostname, Config, ConfigError, Dhcp, DhcpHost, Diagnostic, Forward, Lan, MacAddr, NicSelector, PortRange, Protocol,
-    Status, Wan,
+    hostname, Config, ConfigError, Dhcp, DhcpHost, Diagnostic, ExtraWan, Forward, Lan, MacAddr, NicSelector, OneToOne,
+    Open, PortRange, Protocol, Status, Wan,
 };
 
 type S<T> = Spanned<T>;
@@ -25,7 +25,27 @@ struct RawConfig {
     dhcp: Option<S<RawDhcp>>,
     #[serde(default)]
     forward: Vec<S<RawForward>>,
+    #[serde(default)]
+    one_to_one: Vec<S<RawOneToOne>>,
     status: Option<S<RawStatus>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOneToOne {
+    public: Option<S<String>>,
+    private: Option<S<String>>,
+    #[serde(default)]
+    open: Vec<S<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExtraWan {
+    mac: Option<S<String>>,
+    interface: Option<S<String>>,
+    address: Option<S<String>>,
+    gateway: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +65,10 @@ struct RawWan {
     gateway_mac: Option<S<String>>,
     #[serde(default)]
     dns: Vec<S<String>>,
+    #[serde(default)]
+    more_addresses: Vec<S<String>>,
+    #[serde(default)]
+    extra: Vec<S<RawExtraWan>>,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +102,7 @@ struct RawHost {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawForward {
+    public: Option<S<String>>,
     protocol: Option<S<String>>,
     port: Option<S<toml::Value>>,
     to: Option<S<String>>,
@@ -288,9 +313,13 @@ impl Validator<'_> {
             Some(d) => lan.as_ref().and_then(|lan| self.dhcp(d, lan)),
             None => None,
         };
-        let forwards = match &lan {
-            Some(lan) => self.forwards(&raw.forward, lan),
-            None => Vec::new(),
+        let (one_to_one, forwards) = match &lan {
+            Some(lan) => {
+                let one_to_one = self.one_to_ones(&raw.one_to_one, lan, wan.as_ref());
+                let forwards = self.forwards(&raw.forward, lan, wan.as_ref(), &one_to_one);
+                (one_to_one, forwards)
+            }
+            None => (Vec::new(), Vec::new()),
         };
         let status = self.status(raw.status.as_ref());
         Some(Config {
@@ -299,6 +328,7 @@ impl Validator<'_> {
             lan: lan?,
             dhcp,
             forwards,
+            one_to_one,
             status,
         })
     }
@@ -370,7 +400,58 @@ impl Validator<'_> {
         }
         let gateway_mac = raw.gateway_mac.as_ref().and_then(|m| self.gateway_mac(m));
         let dns = raw.dns.iter().filter_map(|d| self.ip("wan.dns", d)).collect::<Vec<_>>();
-        if dns.len() != raw.dns.len() || (raw.gateway_mac.is_some() && gateway_mac.is_none()) {
+        let more_addresses = raw
+            .more_addresses
+            .iter()
+            .filter_map(|a| self.cidr("wan.more_addresses", a))
+            .collect::<Vec<_>>();
+        // Each extra WAN is a NIC of its own: not the main WAN's, not another extra's.
+        let mut nics: Vec<(NicSelector, Option<MacAddr>)> = nic.iter().map(|n| (n.clone(), mac)).collect();
+        let mut extra = Vec::new();
+        let errors_before = self.diagnostics.len() + self.unshown;
+        for table in &raw.extra {
+            let Some(e) = self.extra_wan(table, gateway) else {
+                continue;
+            };
+            let same_nic = |(n, m): &(NicSelector, Option<MacAddr>)| {
+                *n == e.nic || (e.mac.is_some() && *m == e.mac) || e.mac.is_some_and(|em| *n == NicSelector::Mac(em))
+            };
+            if nics.iter().any(same_nic) {
+                self.error(
+                    table.span(),
+                    format!("wan.extra: {} is already a WAN NIC; an extra address with a MAC of its own needs a NIC of its own (addresses that share the WAN's MAC go in wan.more_addresses)", e.nic),
+                );
+            }
+            nics.push((e.nic.clone(), e.mac));
+            extra.push(e);
+        }
+        // Each public address once, over the main one, `more_addresses` and the extras.
+        let mut seen: Vec<Ipv4Addr> = address.iter().map(|a| a.addr()).collect();
+        let given = raw.more_addresses.iter().map(|a| (a, "wan.more_addresses")).chain(
+            raw.extra
+                .iter()
+                .filter_map(|e| Some((e.get_ref().address.as_ref()?, "wan.extra.address"))),
+        );
+        for (a, key) in given.collect::<Vec<_>>() {
+            let Ok(ip) = a.get_ref().parse::<Ipv4Net>().map(|n| n.addr()) else {
+                continue;
+            };
+            if seen.contains(&ip) {
+                self.error(
+                    a.span(),
+                    format!("{key}: {ip} is already one of the router's public addresses; each can be given once"),
+                );
+            } else if Some(ip) == gateway {
+                self.error(a.span(), format!("{key}: {ip} is the gateway"));
+            }
+            seen.push(ip);
+        }
+        if dns.len() != raw.dns.len()
+            || (raw.gateway_mac.is_some() && gateway_mac.is_none())
+            || self.diagnostics.len() + self.unshown != errors_before
+            || more_addresses.len() != raw.more_addresses.len()
+            || extra.len() != raw.extra.len()
+        {
             return None;
         }
         Some(Wan {
@@ -380,7 +461,157 @@ impl Validator<'_> {
             gateway: gateway?,
             gateway_mac,
             dns,
+            more_addresses,
+            extra,
         })
+    }
+
+    /// One `[[wan.extra]]`: its NIC (by `mac`, or `interface` with `mac` set on it),
+    /// its address, its gateway (default `wan.gateway`).
+    fn extra_wan(&mut self, table: &S<RawExtraWan>, wan_gateway: Option<Ipv4Addr>) -> Option<ExtraWan> {
+        let raw = table.get_ref();
+        let mac = raw.mac.as_ref().and_then(|m| self.mac("wan.extra.mac", m));
+        let interface = raw
+            .interface
+            .as_ref()
+            .and_then(|i| self.interface("wan.extra.interface", i));
+        let nic = match (&raw.interface, &raw.mac) {
+            (Some(_), _) => interface.map(NicSelector::Name),
+            (None, Some(_)) => mac.map(NicSelector::Mac),
+            (None, None) => {
+                self.error(
+                    table.span(),
+                    "[[wan.extra]] needs `mac` (the virtual MAC of this address, which selects its NIC) or `interface`"
+                        .into(),
+                );
+                None
+            }
+        };
+        let address = self
+            .required(
+                &raw.address,
+                table,
+                "address",
+                "the extra failover IP with its prefix, like \"203.0.113.20/32\"",
+            )
+            .and_then(|a| self.cidr("wan.extra.address", a));
+        let gateway = match &raw.gateway {
+            Some(g) => self.ip("wan.extra.gateway", g),
+            None => wan_gateway,
+        };
+        if let (Some(address), Some(gateway), Some(g)) = (address, gateway, &raw.gateway) {
+            if address.addr() == gateway {
+                self.error(
+                    g.span(),
+                    format!("wan.extra.gateway: {gateway} is the extra address itself"),
+                );
+            }
+            if gateway.is_unspecified() || gateway.is_broadcast() || gateway.is_multicast() {
+                self.error(g.span(), format!("wan.extra.gateway: {gateway} cannot be a gateway"));
+            }
+        }
+        Some(ExtraWan {
+            nic: nic?,
+            mac,
+            address: address?,
+            gateway: gateway?,
+        })
+    }
+
+    /// A public address given by `key`: one of the router's own.
+    /// (With no valid `[wan]` only the form is checked.)
+    fn public_address(&mut self, key: &str, s: &S<String>, wan: Option<&Wan>) -> Option<Ipv4Addr> {
+        let ip = self.ip(key, s)?;
+        let Some(wan) = wan else { return Some(ip) };
+        let publics = wan.public_addresses();
+        if publics.contains(&ip) {
+            Some(ip)
+        } else {
+            let list = publics.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
+            self.error(
+                s.span(),
+                format!("{key}: {ip} is not one of the router's public addresses ({list}: wan.address, wan.more_addresses, wan.extra)"),
+            );
+            None
+        }
+    }
+
+    /// `"all"`, or `PROTOCOL/PORTS` with tcp or udp and a port, a range or `all`.
+    fn open_item(&mut self, s: &S<String>) -> Option<Open> {
+        let text = s.get_ref().trim();
+        if text == "all" {
+            return Some(Open::All);
+        }
+        let bad = |v: &mut Self| {
+            v.error(
+                s.span(),
+                format!(
+                    "one_to_one.open: expected \"tcp/PORT\", \"udp/PORT\" (a port, a range like \"8000-8100\", or \"all\") or \"all\", found {}",
+                    quote(s.get_ref())
+                ),
+            );
+            None
+        };
+        let Some((proto, ports)) = text.split_once('/') else {
+            return bad(self);
+        };
+        let transport = match proto {
+            "tcp" => "tcp",
+            "udp" => "udp",
+            _ => return bad(self),
+        };
+        if ports == "all" {
+            return Some(Open::Ports { transport, ports: None });
+        }
+        let value = S::new(s.span(), toml::Value::String(ports.to_string()));
+        let ports = self.port_range("one_to_one.open", &value)?;
+        Some(Open::Ports {
+            transport,
+            ports: Some(ports),
+        })
+    }
+
+    fn one_to_ones(&mut self, raws: &[S<RawOneToOne>], lan: &Lan, wan: Option<&Wan>) -> Vec<OneToOne> {
+        let mut mappings: Vec<OneToOne> = Vec::new();
+        for table in raws {
+            let raw = table.get_ref();
+            let public = self
+                .required(
+                    &raw.public,
+                    table,
+                    "public",
+                    "one of the router's public addresses, like \"203.0.113.20\"",
+                )
+                .and_then(|p| self.public_address("one_to_one.public", p, wan));
+            let private = self
+                .required(&raw.private, table, "private", "the LAN host, like \"172.16.10.20\"")
+                .and_then(|p| self.lan_host("one_to_one.private", p, lan));
+            let open = raw.open.iter().filter_map(|o| self.open_item(o)).collect::<Vec<_>>();
+            let (Some(public), Some(private)) = (public, private) else {
+                continue;
+            };
+            if open.len() != raw.open.len() {
+                continue;
+            }
+            if let Some(other) = mappings.iter().find(|m| m.public == public) {
+                let span = raw.public.as_ref().map_or(table.span(), |p| p.span());
+                self.error(
+                    span,
+                    format!("one_to_one.public: {public} is already mapped 1:1 to {}; a public address can be mapped to one host only", other.private),
+                );
+                continue;
+            }
+            if let Some(other) = mappings.iter().find(|m| m.private == private) {
+                let span = raw.private.as_ref().map_or(table.span(), |p| p.span());
+                self.error(
+                    span,
+                    format!("one_to_one.private: {private} is already mapped 1:1 to {}; a LAN host can leave from one address only", other.public),
+                );
+                continue;
+            }
+            mappings.push(OneToOne { public, private, open });
+        }
+        mappings
     }
 
     fn lan(&mut self, table: &S<RawLan>, wan: Option<&Wan>) -> Option<Lan> {
@@ -418,30 +649,34 @@ impl Validator<'_> {
             );
         }
         if let Some(wan) = wan {
-            if wan.address.trunc().contains(&address.network()) || address.trunc().contains(&wan.address.network()) {
+            let wan_prefixes = std::iter::once(wan.address)
+                .chain(wan.more_addresses.iter().copied())
+                .chain(wan.extra.iter().map(|e| e.address));
+            if let Some(w) = wan_prefixes
+                .map(|w| w.trunc())
+                .find(|w| w.contains(&address.network()) || address.trunc().contains(&w.network()))
+            {
                 self.error(
                     a.span(),
-                    format!(
-                        "lan.address: {} overlaps the WAN prefix {}",
-                        address.trunc(),
-                        wan.address.trunc()
-                    ),
+                    format!("lan.address: {} overlaps the WAN prefix {w}", address.trunc()),
                 );
             }
-            if let (Some(NicSelector::Name(l)), NicSelector::Name(w), Some(i)) = (&nic, &wan.nic, &raw.interface) {
-                if l == w {
-                    self.error(i.span(), format!("lan.interface: {l} is also the WAN interface"));
+            let wan_nics = std::iter::once((&wan.nic, wan.mac)).chain(wan.extra.iter().map(|e| (&e.nic, e.mac)));
+            for (wan_nic, wan_mac) in wan_nics {
+                if let (Some(NicSelector::Name(l)), NicSelector::Name(w), Some(i)) = (&nic, wan_nic, &raw.interface) {
+                    if l == w {
+                        self.error(i.span(), format!("lan.interface: {l} is also the WAN interface"));
+                    }
                 }
-            }
-            if let (Some(NicSelector::Mac(l)), Some(w), Some(m)) = (&nic, wan.mac, &raw.mac) {
-                if *l == w {
-                    self.error(m.span(), format!("lan.mac: {l} is also the WAN MAC"));
+                if let (Some(NicSelector::Mac(l)), Some(w), Some(m)) = (&nic, wan_mac, &raw.mac) {
+                    if *l == w {
+                        self.error(m.span(), format!("lan.mac: {l} is also the WAN MAC"));
+                    }
                 }
             }
         }
         Some(Lan { nic: nic?, address })
     }
-
     /// A LAN host address: inside the LAN prefix, not its network/broadcast address,
     /// not the router itself.
     fn lan_host(&mut self, key: &str, s: &S<String>, lan: &Lan) -> Option<Ipv4Addr> {
@@ -654,10 +889,22 @@ impl Validator<'_> {
         }
     }
 
-    fn forwards(&mut self, raws: &[S<RawForward>], lan: &Lan) -> Vec<Forward> {
+    fn forwards(
+        &mut self,
+        raws: &[S<RawForward>],
+        lan: &Lan,
+        wan: Option<&Wan>,
+        one_to_one: &[OneToOne],
+    ) -> Vec<Forward> {
         let mut forwards: Vec<Forward> = Vec::new();
         for table in raws {
             let raw = table.get_ref();
+            let public = match &raw.public {
+                // Without a valid [wan] the config is refused anyway; the forward's
+                // other keys are still checked.
+                None => Some(wan.map_or(Ipv4Addr::UNSPECIFIED, |w| w.address.addr())),
+                Some(p) => self.public_address("forward.public", p, wan),
+            };
             let protocol = match raw.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
                 None | Some((_, "tcp")) => Some(Protocol::Tcp),
                 Some((_, "udp")) => Some(Protocol::Udp),
@@ -723,22 +970,40 @@ impl Validator<'_> {
                     None
                 }
             };
-            let (Some(protocol), Some(ports), Some(to), Some(to_ports)) = (protocol, ports, to, to_ports) else {
+            let (Some(public), Some(protocol), Some(ports), Some(to), Some(to_ports)) =
+                (public, protocol, ports, to, to_ports)
+            else {
                 continue;
             };
-            let clash = forwards.iter().filter(|f| f.ports.overlaps(ports)).find_map(|f| {
-                let shared = f
-                    .protocol
+            let opened = one_to_one.iter().filter(|m| m.public == public).find_map(|m| {
+                let transport = protocol
                     .transports()
                     .iter()
-                    .find(|t| protocol.transports().contains(t))?;
-                Some((f, shared))
+                    .find(|t| m.open.iter().any(|o| o.opens(t, ports)))?;
+                let item = m.open.iter().find(|o| o.opens(transport, ports))?;
+                Some((m, transport, item))
             });
+            if let Some((m, transport, item)) = opened {
+                self.error(table.span(), format!("forward: {transport} port {ports} of {public} is already open to {} by its one_to_one ({:?}); forward another port or another address", m.private, item.to_string()));
+                continue;
+            }
+            let clash = forwards
+                .iter()
+                .filter(|f| f.public == public && f.ports.overlaps(ports))
+                .find_map(|f| {
+                    let shared = f
+                        .protocol
+                        .transports()
+                        .iter()
+                        .find(|t| protocol.transports().contains(t))?;
+                    Some((f, shared))
+                });
             if let Some((f, transport)) = clash {
                 self.error(table.span(), format!("forward: {transport} port {ports} overlaps {transport} port {}, already forwarded to {}; each public port can be forwarded only once per protocol", f.ports, f.to));
                 continue;
             }
             forwards.push(Forward {
+                public,
                 protocol,
                 ports,
                 to,
