@@ -43,6 +43,8 @@ pub struct Router {
     status: Option<status::http::Running>,
     /// What the status page shows about the daemon.
     pub shared: Arc<Shared>,
+    /// The NICs of the last apply (an extra WAN NIC dropped from the config is cleaned).
+    applied: Option<Applied>,
 }
 
 impl Router {
@@ -54,6 +56,7 @@ impl Router {
             dhcp: None,
             status: None,
             shared: Arc::default(),
+            applied: None,
         })
     }
 
@@ -103,7 +106,8 @@ impl Router {
     /// (what `routerd apply` does; the daemon then also runs `ensure_services`).
     pub async fn apply(&mut self, config: &Config) -> anyhow::Result<Applied> {
         let plan = plan::plan(config);
-        let applied = net::apply(&self.handle, &plan).await?;
+        let applied = net::apply(&self.handle, &plan, self.applied.as_ref()).await?;
+        self.applied = Some(applied.clone());
         let flowtable = *self.flowtable.get_or_insert_with(|| {
             let supported = firewall::flowtable_supported(&applied.wan.name);
             if supported {
@@ -117,6 +121,7 @@ impl Router {
         });
         let ifs = Interfaces {
             wan: &applied.wan.name,
+            extra_wans: applied.extra_wans.iter().map(|n| n.name.clone()).collect(),
             lan: &applied.lan.name,
         };
         let batch = firewall::ruleset(config, &ifs, Features { flowtable });
@@ -336,15 +341,23 @@ fn rejected(err: &ConfigError, generation: u64, shared: &Shared) {
 }
 
 fn log_applied(config: &Config, applied: &Applied, generation: u64, first: bool) {
-    let summary = format!(
-        "wan {} {} via {}, lan {} {}, {} forwards",
-        applied.wan.name,
-        config.wan.address,
-        config.wan.gateway,
+    let mut summary = format!("wan {} {}", applied.wan.name, config.wan.address);
+    for a in &config.wan.more_addresses {
+        summary.push_str(&format!(" {a}"));
+    }
+    summary.push_str(&format!(" via {}", config.wan.gateway));
+    for (nic, e) in applied.extra_wans.iter().zip(&config.wan.extra) {
+        summary.push_str(&format!(", wan {} {} via {}", nic.name, e.address, e.gateway));
+    }
+    summary.push_str(&format!(
+        ", lan {} {}, {} forwards",
         applied.lan.name,
         config.lan.address,
         config.forwards.len()
-    );
+    ));
+    if !config.one_to_one.is_empty() {
+        summary.push_str(&format!(", {} 1:1 NAT", config.one_to_one.len()));
+    }
     if first {
         tracing::info!(generation, "routerd ready: {summary}");
     } else {

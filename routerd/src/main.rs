@@ -19,8 +19,9 @@ const USAGE: &str = "usage:
                                      the last good config and the DHCP leases;
                                      --set-hostname: the host name follows the config
   routerd apply --config FILE        apply the config once and exit
-  routerd render --config FILE [--wan NAME] [--lan NAME] [--flowtable]
-                                     print the network plan and the nftables ruleset";
+  routerd render --config FILE [--wan NAME] [--extra-wan NAME]... [--lan NAME] [--flowtable]
+                                     print the network plan and the nftables ruleset
+                                     (the NICs of wan.extra: --extra-wan in order, else wan1, wan2...)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -164,11 +165,16 @@ fn render(file: &str, rest: &[&str]) -> ExitCode {
         }
     };
     let (mut wan, mut lan, mut flowtable) = ("wan", "lan", false);
+    let mut extra_wans: Vec<String> = Vec::new();
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
         match (*arg, it.clone().next()) {
             ("--wan", Some(v)) => {
                 wan = v;
+                it.next();
+            }
+            ("--extra-wan", Some(v)) => {
+                extra_wans.push(v.to_string());
                 it.next();
             }
             ("--lan", Some(v)) => {
@@ -183,7 +189,12 @@ fn render(file: &str, rest: &[&str]) -> ExitCode {
         }
     }
     print!("{}", plan::plan(&config));
-    let batch = firewall::ruleset(&config, &Interfaces { wan, lan }, Features { flowtable });
+    for i in extra_wans.len()..config.wan.extra.len() {
+        extra_wans.push(format!("wan{}", i + 1));
+    }
+    extra_wans.truncate(config.wan.extra.len());
+    let ifs = Interfaces { wan, extra_wans, lan };
+    let batch = firewall::ruleset(&config, &ifs, Features { flowtable });
     match serde_json::to_string_pretty(&batch) {
         Ok(json) => {
             println!("{json}");

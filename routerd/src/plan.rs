@@ -11,17 +11,47 @@ use config::{Config, MacAddr, NicSelector};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Wan,
+    /// The NIC of `wan.extra[i]` (a failover IP with a virtual MAC of its own).
+    ExtraWan(usize),
     Lan,
 }
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::Wan => "wan",
-            Role::Lan => "lan",
-        })
+        match self {
+            Role::Wan => f.write_str("wan"),
+            Role::ExtraWan(i) => write!(f, "wan.extra[{i}]"),
+            Role::Lan => f.write_str("lan"),
+        }
     }
 }
+
+/// The kernel's main routing table.
+pub const MAIN_TABLE: u32 = 254;
+
+/// The routing table of `wan.extra[i]`: its gateway and default route. routerd owns
+/// the tables from 1001 up to [`LAST_OWNED_TABLE`] (stale ones are emptied).
+pub fn extra_table(i: usize) -> u32 {
+    1001 + u32::try_from(i).unwrap_or(998).min(998)
+}
+pub const LAST_OWNED_TABLE: u32 = 1999;
+
+/// The packet mark of a WAN NIC: connections that came in on it carry it as their
+/// conntrack mark, and their replies (and a 1:1 host's packets) as their packet mark,
+/// so that policy routing sends them back out the same NIC. The main WAN's mark has
+/// no rule (it uses the main table); an extra's selects its table.
+pub fn wan_mark(role: Role) -> u32 {
+    match role {
+        Role::ExtraWan(i) => extra_table(i),
+        _ => 1000,
+    }
+}
+
+/// routerd's `ip rule` priorities (every rule at these belongs to routerd): LAN
+/// destinations first (the main table), then by source address, then by mark.
+pub const RULE_PRIORITY_TO_LAN: u32 = 1000;
+pub const RULE_PRIORITY_FROM: u32 = 1001;
+pub const RULE_PRIORITY_MARK: u32 = 1002;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkPlan {
@@ -29,19 +59,35 @@ pub struct LinkPlan {
     pub select: NicSelector,
     /// The MAC to set on the NIC when it differs (the hoster's virtual MAC).
     pub mac: Option<MacAddr>,
-    /// The only IPv4 address the NIC keeps.
-    pub address: Ipv4Net,
+    /// The only IPv4 addresses the NIC keeps, the primary first.
+    pub addresses: Vec<Ipv4Net>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoutePlan {
     /// A link-scope host route, so an off-prefix gateway is reachable by ARP.
-    OnLinkHost { role: Role, dst: Ipv4Addr },
+    OnLinkHost { role: Role, dst: Ipv4Addr, table: u32 },
     Default {
         role: Role,
         gateway: Ipv4Addr,
         on_link: bool,
+        table: u32,
     },
+}
+
+/// An `ip rule`: packets it selects look up `table`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RulePlan {
+    pub priority: u32,
+    pub selector: RuleSelector,
+    pub table: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleSelector {
+    To(Ipv4Net),
+    From(Ipv4Addr),
+    FwMark(u32),
 }
 
 /// A permanent neighbour entry: the MAC of `ip` on the NIC, which no ARP reply changes.
@@ -62,21 +108,23 @@ pub struct Sysctl {
 
 impl Sysctl {
     /// The path under `/proc/sys`, with the NIC's resolved name.
-    pub fn path(&self, wan: &str, lan: &str) -> String {
-        let nic = match self.nic {
-            Some(Role::Wan) => wan,
-            Some(Role::Lan) => lan,
-            None => return format!("/proc/sys/{}", self.key.replace('.', "/")),
-        };
-        format!("/proc/sys/net/ipv4/conf/{nic}/{}", self.key)
+    pub fn path(&self, name_of: impl Fn(Role) -> String) -> String {
+        match self.nic {
+            Some(role) => format!("/proc/sys/net/ipv4/conf/{}/{}", name_of(role), self.key),
+            None => format!("/proc/sys/{}", self.key.replace('.', "/")),
+        }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetPlan {
     pub wan: LinkPlan,
+    /// One per `wan.extra`, in order (role `ExtraWan(i)`).
+    pub extra_wans: Vec<LinkPlan>,
     pub lan: LinkPlan,
     pub routes: Vec<RoutePlan>,
+    /// Policy routing for the extra WAN NICs (none without extras).
+    pub rules: Vec<RulePlan>,
     /// routerd's permanent neighbour entries (none: any left from an earlier config go).
     pub neighbours: Vec<NeighbourPlan>,
     pub sysctls: Vec<Sysctl>,
@@ -87,28 +135,77 @@ pub fn plan(config: &Config) -> NetPlan {
         role: Role::Wan,
         select: config.wan.nic.clone(),
         mac: config.wan.mac,
-        address: config.wan.address,
+        addresses: std::iter::once(config.wan.address)
+            .chain(config.wan.more_addresses.iter().copied())
+            .collect(),
     };
+    let extra_wans: Vec<LinkPlan> = config
+        .wan
+        .extra
+        .iter()
+        .enumerate()
+        .map(|(i, e)| LinkPlan {
+            role: Role::ExtraWan(i),
+            select: e.nic.clone(),
+            mac: e.mac,
+            addresses: vec![e.address],
+        })
+        .collect();
     let lan = LinkPlan {
         role: Role::Lan,
         select: config.lan.nic.clone(),
         mac: None,
-        address: config.lan.address,
+        addresses: vec![config.lan.address],
+    };
+    let mut routes = Vec::new();
+    let mut gateway_routes = |role, gateway, on_link, table| {
+        if on_link {
+            routes.push(RoutePlan::OnLinkHost {
+                role,
+                dst: gateway,
+                table,
+            });
+        }
+        routes.push(RoutePlan::Default {
+            role,
+            gateway,
+            on_link,
+            table,
+        });
     };
     let gateway = config.wan.gateway;
-    let on_link = config.wan.gateway_on_link();
-    let mut routes = Vec::new();
-    if on_link {
-        routes.push(RoutePlan::OnLinkHost {
-            role: Role::Wan,
-            dst: gateway,
-        });
+    gateway_routes(Role::Wan, gateway, config.wan.gateway_on_link(), MAIN_TABLE);
+    // Each extra NIC has a table of its own with its gateway: what leaves by it (see
+    // `rules`) goes to the hoster with that NIC's MAC, as the hoster's switch demands.
+    for (i, e) in config.wan.extra.iter().enumerate() {
+        gateway_routes(Role::ExtraWan(i), e.gateway, e.gateway_on_link(), extra_table(i));
     }
-    routes.push(RoutePlan::Default {
-        role: Role::Wan,
-        gateway,
-        on_link,
-    });
+    let mut rules = Vec::new();
+    if !config.wan.extra.is_empty() {
+        // LAN destinations always by the main table: replies to a hairpinned
+        // connection carry an extra NIC's mark too.
+        rules.push(RulePlan {
+            priority: RULE_PRIORITY_TO_LAN,
+            selector: RuleSelector::To(config.lan.address.trunc()),
+            table: MAIN_TABLE,
+        });
+        for (i, e) in config.wan.extra.iter().enumerate() {
+            // The router's own packets from the extra address (its ping replies).
+            rules.push(RulePlan {
+                priority: RULE_PRIORITY_FROM,
+                selector: RuleSelector::From(e.address.addr()),
+                table: extra_table(i),
+            });
+            // Forwarded packets: routing sees them before SNAT gives them the extra
+            // address, so the firewall marks them (1:1 hosts, replies of connections
+            // that came in on the NIC).
+            rules.push(RulePlan {
+                priority: RULE_PRIORITY_MARK,
+                selector: RuleSelector::FwMark(wan_mark(Role::ExtraWan(i))),
+                table: extra_table(i),
+            });
+        }
+    }
     let neighbours = config
         .wan
         .gateway_mac
@@ -126,7 +223,7 @@ pub fn plan(config: &Config) -> NetPlan {
         key,
         value,
     };
-    let sysctls = vec![
+    let mut sysctls = vec![
         global("net.ipv4.ip_forward", "1"),
         // Strict reverse-path filtering: "all" raises every NIC to at least this.
         global("net.ipv4.conf.all.rp_filter", "1"),
@@ -141,10 +238,32 @@ pub fn plan(config: &Config) -> NetPlan {
         // Removing a stale primary address keeps the secondaries of its subnet.
         global("net.ipv4.conf.all.promote_secondaries", "1"),
     ];
+    for link in std::iter::once(&wan).chain(&extra_wans) {
+        if let Role::ExtraWan(_) = link.role {
+            sysctls.extend([
+                per_nic(link.role, "send_redirects", "0"),
+                per_nic(link.role, "accept_redirects", "0"),
+                // Loose reverse-path filtering: the main table's default route points
+                // at the main WAN NIC, so a strict check would drop every connection
+                // that comes in on an extra NIC (the kernel takes the larger of "all"
+                // and the NIC's value). Spoofed LAN sources are still dropped by the
+                // firewall.
+                per_nic(link.role, "rp_filter", "2"),
+            ]);
+        }
+        // Each address is answered by ARP only on its own NIC, and ARP requests name
+        // the NIC's own address: hosters check that an address comes with its MAC.
+        sysctls.extend([
+            per_nic(link.role, "arp_ignore", "1"),
+            per_nic(link.role, "arp_announce", "2"),
+        ]);
+    }
     NetPlan {
         wan,
+        extra_wans,
         lan,
         routes,
+        rules,
         neighbours,
         sysctls,
     }
@@ -152,22 +271,52 @@ pub fn plan(config: &Config) -> NetPlan {
 
 impl fmt::Display for NetPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for link in [&self.wan, &self.lan] {
+        for link in std::iter::once(&self.wan).chain(&self.extra_wans).chain([&self.lan]) {
             write!(f, "link {}: {}", link.role, link.select)?;
             if let Some(mac) = link.mac {
                 write!(f, ", MAC set to {mac}")?;
             }
-            writeln!(f, ", address {}, up", link.address)?;
+            let addresses = link.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+            let noun = if addresses.len() == 1 { "address" } else { "addresses" };
+            writeln!(f, ", {noun} {}, up", addresses.join(" "))?;
         }
+        let in_table = |table: u32| {
+            if table == MAIN_TABLE {
+                String::new()
+            } else {
+                format!(" table {table}")
+            }
+        };
         for route in &self.routes {
             match route {
-                RoutePlan::OnLinkHost { role, dst } => writeln!(f, "route {dst}/32 dev {role} scope link")?,
-                RoutePlan::Default { role, gateway, on_link } => writeln!(
+                RoutePlan::OnLinkHost { role, dst, table } => {
+                    writeln!(f, "route {dst}/32 dev {role} scope link{}", in_table(*table))?
+                }
+                RoutePlan::Default {
+                    role,
+                    gateway,
+                    on_link,
+                    table,
+                } => writeln!(
                     f,
-                    "route default via {gateway} dev {role}{}",
-                    if *on_link { " onlink" } else { "" }
+                    "route default via {gateway} dev {role}{}{}",
+                    if *on_link { " onlink" } else { "" },
+                    in_table(*table)
                 )?,
             }
+        }
+        for r in &self.rules {
+            let selector = match r.selector {
+                RuleSelector::To(net) => format!("to {net}"),
+                RuleSelector::From(ip) => format!("from {ip}"),
+                RuleSelector::FwMark(mark) => format!("fwmark {mark}"),
+            };
+            let table = if r.table == MAIN_TABLE {
+                "main".to_string()
+            } else {
+                r.table.to_string()
+            };
+            writeln!(f, "rule {}: {selector} lookup {table}", r.priority)?;
         }
         for n in &self.neighbours {
             writeln!(f, "neighbour {} lladdr {} dev {} permanent", n.ip, n.mac, n.role)?;

@@ -36,7 +36,11 @@ fn render_plan(config: &Config) -> String {
 fn render_ruleset(config: &Config) -> String {
     let batch = firewall::ruleset(
         config,
-        &Interfaces { wan: "wan", lan: "lan" },
+        &Interfaces {
+            wan: "wan",
+            extra_wans: (1..=config.wan.extra.len()).map(|i| format!("wan{i}")).collect(),
+            lan: "lan",
+        },
         Features { flowtable: true },
     );
     let json = serde_json::to_string_pretty(&batch).expect("the ruleset serializes");

@@ -13,10 +13,12 @@ use ipnet::Ipv4Net;
 use nftables::batch::Batch;
 use nftables::expr::{Expression, Map, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, SetItem, CT};
 use nftables::schema::{self, Chain, FlowTable, NfListObject, Nftables, Rule, Table};
-use nftables::stmt::{Counter, Flow, Match, NATFamily, Operator, SetOp, Statement, NAT};
+use nftables::stmt::{Counter, Flow, Mangle, Match, NATFamily, Operator, SetOp, Statement, NAT};
 use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
-use config::{Config, Forward};
+use config::{Config, Forward, OneToOne, Open};
+
+use crate::plan::{wan_mark, Role};
 
 pub const TABLE: &str = "routerd";
 pub const FLOWTABLE: &str = "fastpath";
@@ -27,7 +29,18 @@ const LOOPBACK: (Ipv4Addr, u8) = (Ipv4Addr::new(127, 0, 0, 0), 8);
 #[derive(Debug, Clone)]
 pub struct Interfaces<'a> {
     pub wan: &'a str,
+    /// The NICs of `wan.extra`, in order.
+    pub extra_wans: Vec<String>,
     pub lan: &'a str,
+}
+
+impl Interfaces<'_> {
+    /// Every WAN NIC, the main one first.
+    fn wans(&self) -> Vec<String> {
+        std::iter::once(self.wan.to_string())
+            .chain(self.extra_wans.iter().cloned())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +64,9 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     batch.add(NfListObject::Table(table));
 
     let (wan, lan) = (ifs.wan.to_string(), ifs.lan.to_string());
+    let wans = ifs.wans();
+    let publics = config.wan.public_addresses();
+    let several_nics = !ifs.extra_wans.is_empty();
     if features.flowtable {
         batch.add(NfListObject::FlowTable(FlowTable {
             family: FAMILY,
@@ -59,7 +75,22 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             handle: None,
             hook: Some(NfHook::Ingress),
             prio: Some(0),
-            dev: Some(Cow::Owned(vec![wan.clone().into(), lan.clone().into()])),
+            dev: Some(Cow::Owned(
+                wans.iter().chain([&lan]).map(|d| Cow::Owned(d.clone())).collect(),
+            )),
+        }));
+    }
+    if several_nics {
+        // Before NAT (-100): marks steer policy routing (see `plan::wan_mark`).
+        batch.add(NfListObject::Chain(Chain {
+            family: FAMILY,
+            table: TABLE.into(),
+            name: "mark".into(),
+            _type: Some(NfChainType::Filter),
+            hook: Some(NfHook::Prerouting),
+            prio: Some(-150),
+            policy: Some(NfChainPolicy::Accept),
+            ..Chain::default()
         }));
     }
     for (name, kind, hook, prio, policy) in [
@@ -97,6 +128,11 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     let lan_ip = config.lan.address.addr();
     let mut rules = Vec::new();
 
+    // mark: with extra WAN NICs, what belongs to one leaves by it (its MAC).
+    if several_nics {
+        rules.extend(mark_rules(config, ifs, &lan));
+    }
+
     // prerouting: port forwards, from anywhere to the public address (so LAN guests
     // reach them through the public address too: hairpin). Each counts into its own
     // named counter, which the status page reads back by the same name.
@@ -110,7 +146,14 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             packets: Some(0),
             bytes: Some(0),
         }));
-        rules.push(forward_dnat(&fc, wan_ip));
+        rules.push(forward_dnat(&fc));
+    }
+    // 1:1 NAT: what `open` lets in on the public address goes to the private host
+    // (from anywhere, so LAN guests reach it through the public address too).
+    for mapping in &config.one_to_one {
+        for open in &mapping.open {
+            rules.push(one_to_one_dnat(mapping, *open));
+        }
     }
 
     // input: default deny, the router offers nothing to the WAN.
@@ -124,7 +167,7 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         ),
         rule(
             "input",
-            spoofed_from_wan(&wan, lan_net, wan_ip),
+            spoofed_from_wan(&wans, lan_net, &publics),
             Some("spoofed source on the WAN"),
         ),
         rule(
@@ -155,12 +198,12 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             ],
             Some("ping from the LAN"),
         ),
-        // The WAN sees only the public address: the LAN address does not answer there.
+        // The WAN sees only the public addresses: the LAN address does not answer there.
         rule(
             "input",
             vec![
-                m(meta(MetaKey::Iifname), Operator::EQ, s(&wan)),
-                m(payload("ip", "daddr"), Operator::EQ, s(&wan_ip.to_string())),
+                m(meta(MetaKey::Iifname), Operator::EQ, one_or_set(&wans)),
+                m(payload("ip", "daddr"), Operator::EQ, one_or_set(&publics)),
                 m(meta(MetaKey::L4proto), Operator::EQ, s("icmp")),
                 m(payload("icmp", "type"), Operator::EQ, s("echo-request")),
                 accept(),
@@ -211,7 +254,7 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         rule("forward", vec![ct_state(&["invalid"]), drop()], None),
         rule(
             "forward",
-            spoofed_from_wan(&wan, lan_net, wan_ip),
+            spoofed_from_wan(&wans, lan_net, &publics),
             Some("spoofed source on the WAN"),
         ),
         rule(
@@ -223,7 +266,7 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             "forward",
             vec![
                 m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
-                m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)),
+                m(meta(MetaKey::Oifname), Operator::EQ, one_or_set(&wans)),
                 accept(),
             ],
             Some("LAN to the internet"),
@@ -235,8 +278,20 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         ),
     ]);
 
-    // postrouting: the LAN leaves with the failover IP, and hairpinned forwards leave
-    // with the router's LAN address so the reply comes back through the router.
+    // postrouting: a 1:1 host leaves with its public address, the rest of the LAN with
+    // the failover IP, and hairpinned forwards leave with the router's LAN address so
+    // the reply comes back through the router.
+    for mapping in &config.one_to_one {
+        rules.push(rule(
+            "postrouting",
+            vec![
+                m(meta(MetaKey::Oifname), Operator::EQ, one_or_set(&wans)),
+                m(payload("ip", "saddr"), Operator::EQ, s(&mapping.private.to_string())),
+                snat(mapping.public),
+            ],
+            Some(&format!("1:1 NAT: {} leaves as {}", mapping.private, mapping.public)),
+        ));
+    }
     rules.extend([
         rule(
             "postrouting",
@@ -319,7 +374,81 @@ pub fn forward_counters(config: &Config) -> Vec<ForwardCounter<'_>> {
         .collect()
 }
 
-fn forward_dnat(fc: &ForwardCounter, wan_ip: Ipv4Addr) -> Rule<'static> {
+/// The `mark` chain: connections that come in on a WAN NIC remember it (conntrack
+/// mark), a 1:1 host's packets get the mark of its public address's NIC, and replies
+/// from the LAN take their connection's mark, which overrides: policy routing then
+/// sends them out the NIC they belong to (routing runs before SNAT, so it cannot go by
+/// the public source address).
+fn mark_rules(config: &Config, ifs: &Interfaces, lan: &str) -> Vec<Rule<'static>> {
+    let mut rules = Vec::new();
+    let nics = std::iter::once((Role::Wan, ifs.wan.to_string())).chain(
+        ifs.extra_wans
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (Role::ExtraWan(i), n.clone())),
+    );
+    for (role, nic) in nics {
+        rules.push(rule(
+            "mark",
+            vec![
+                m(meta(MetaKey::Iifname), Operator::EQ, s(&nic)),
+                ct_state(&["new"]),
+                mangle(ct("mark"), num(wan_mark(role))),
+            ],
+            Some(&format!("connections that come in on {nic} leave by it")),
+        ));
+    }
+    for mapping in &config.one_to_one {
+        let Some(i) = config.wan.extra_index_of(mapping.public) else {
+            continue; // on the main WAN NIC: the main table
+        };
+        rules.push(rule(
+            "mark",
+            vec![
+                m(meta(MetaKey::Iifname), Operator::EQ, s(lan)),
+                m(payload("ip", "saddr"), Operator::EQ, s(&mapping.private.to_string())),
+                mangle(meta(MetaKey::Mark), num(wan_mark(Role::ExtraWan(i)))),
+            ],
+            Some(&format!(
+                "1:1 host {} leaves by the NIC of {}",
+                mapping.private, mapping.public
+            )),
+        ));
+    }
+    rules.push(rule(
+        "mark",
+        vec![
+            m(meta(MetaKey::Iifname), Operator::EQ, s(lan)),
+            m(ct("mark"), Operator::NEQ, num(0)),
+            mangle(meta(MetaKey::Mark), ct("mark")),
+        ],
+        Some("replies leave by the NIC their connection came in on"),
+    ));
+    rules
+}
+
+/// The DNAT of one `open` item of a 1:1 mapping; ports stay as they are.
+fn one_to_one_dnat(mapping: &OneToOne, open: Open) -> Rule<'static> {
+    let mut expr = vec![m(payload("ip", "daddr"), Operator::EQ, s(&mapping.public.to_string()))];
+    match open {
+        Open::All => {}
+        Open::Ports { transport, ports: None } => expr.push(m(meta(MetaKey::L4proto), Operator::EQ, s(transport))),
+        Open::Ports {
+            transport,
+            ports: Some(p),
+        } => expr.push(m(payload(transport, "dport"), Operator::EQ, self::ports(p))),
+    }
+    expr.push(Statement::DNAT(Some(NAT {
+        addr: Some(s(&mapping.private.to_string())),
+        family: Some(NATFamily::IP),
+        port: None,
+        flags: None,
+    })));
+    let comment = format!("1:1 NAT: {open} of {} to {}", mapping.public, mapping.private);
+    rule("prerouting", expr, Some(&comment))
+}
+
+fn forward_dnat(fc: &ForwardCounter) -> Rule<'static> {
     let (f, transport) = (fc.forward, fc.transport);
     let dport = payload(transport, "dport");
     let port = if f.to_ports == f.ports {
@@ -345,7 +474,7 @@ fn forward_dnat(fc: &ForwardCounter, wan_ip: Ipv4Addr) -> Rule<'static> {
     rule(
         "prerouting",
         vec![
-            m(payload("ip", "daddr"), Operator::EQ, s(&wan_ip.to_string())),
+            m(payload("ip", "daddr"), Operator::EQ, s(&f.public.to_string())),
             m(dport, Operator::EQ, ports(f.ports)),
             Statement::Counter(Counter::Named(fc.name.clone().into())),
             Statement::DNAT(Some(NAT {
@@ -359,13 +488,15 @@ fn forward_dnat(fc: &ForwardCounter, wan_ip: Ipv4Addr) -> Rule<'static> {
     )
 }
 
-fn spoofed_from_wan(wan: &str, lan_net: Ipv4Net, wan_ip: Ipv4Addr) -> Vec<Statement<'static>> {
+fn spoofed_from_wan(wans: &[String], lan_net: Ipv4Net, publics: &[Ipv4Addr]) -> Vec<Statement<'static>> {
     vec![
-        m(meta(MetaKey::Iifname), Operator::EQ, s(wan)),
+        m(meta(MetaKey::Iifname), Operator::EQ, one_or_set(wans)),
         m(
             payload("ip", "saddr"),
             Operator::EQ,
-            set([prefix(net(lan_net)), prefix(LOOPBACK), s(&wan_ip.to_string())]),
+            set([prefix(net(lan_net)), prefix(LOOPBACK)]
+                .into_iter()
+                .chain(publics.iter().map(|p| s(&p.to_string())))),
         ),
         Statement::Counter(Counter::Anonymous(None)),
         drop(),
@@ -409,6 +540,19 @@ fn s(v: &str) -> Expression<'static> {
 
 fn num(v: u32) -> Expression<'static> {
     Expression::Number(v)
+}
+
+/// One value as itself, several as an anonymous set (the ruleset of a router with one
+/// WAN NIC and address reads as it always did).
+fn one_or_set<T: ToString>(values: &[T]) -> Expression<'static> {
+    match values {
+        [one] => s(&one.to_string()),
+        _ => set(values.iter().map(|v| s(&v.to_string()))),
+    }
+}
+
+fn mangle(key: Expression<'static>, value: Expression<'static>) -> Statement<'static> {
+    Statement::Mangle(Mangle { key, value })
 }
 
 fn set<I: IntoIterator<Item = Expression<'static>>>(items: I) -> Expression<'static> {

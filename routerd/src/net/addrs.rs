@@ -1,4 +1,4 @@
-//! IPv4 addresses: each NIC ends up with exactly its planned address.
+//! IPv4 addresses: each NIC ends up with exactly its planned addresses.
 
 use std::net::IpAddr;
 
@@ -23,9 +23,10 @@ fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Net> {
     })
 }
 
-/// Removes every IPv4 address of `nic` but `want` (left from an earlier config), then
-/// adds `want` unless it is there, so applying twice changes nothing.
-pub async fn ensure(handle: &Handle, nic: &Nic, want: Ipv4Net) -> Result<(), NetError> {
+/// Removes every IPv4 address of `nic` not in `want` (left from an earlier config), then
+/// adds those of `want` that are missing, in order (the first becomes the primary), so
+/// applying twice changes nothing.
+pub async fn ensure(handle: &Handle, nic: &Nic, want: &[Ipv4Net]) -> Result<(), NetError> {
     let mut present = Vec::new();
     let mut stream = handle.address().get().set_link_index_filter(nic.index).execute();
     while let Some(msg) = stream
@@ -41,8 +42,8 @@ pub async fn ensure(handle: &Handle, nic: &Nic, want: Ipv4Net) -> Result<(), Net
     }
     // Stale addresses go first: deleting a primary address also deletes the
     // secondaries of its subnet, which the new one would be if added before.
-    let wanted_present = present.iter().any(|(net, _)| *net == want);
-    for (net, msg) in present.into_iter().filter(|(net, _)| *net != want) {
+    let already: Vec<Ipv4Net> = present.iter().map(|(net, _)| *net).collect();
+    for (net, msg) in present.into_iter().filter(|(net, _)| !want.contains(net)) {
         handle
             .address()
             .del(msg)
@@ -51,7 +52,7 @@ pub async fn ensure(handle: &Handle, nic: &Nic, want: Ipv4Net) -> Result<(), Net
             .map_err(|e| NetError::netlink(&format!("removing stale {net} from {}", nic.name), e))?;
         tracing::info!(nic = %nic.name, address = %net, "stale address removed");
     }
-    if !wanted_present {
+    for &want in want.iter().filter(|w| !already.contains(w)) {
         handle
             .address()
             .add(nic.index, IpAddr::V4(want.addr()), want.prefix_len())

@@ -63,13 +63,14 @@ pub async fn list(handle: &Handle) -> Result<Vec<Nic>, NetError> {
     Ok(nics)
 }
 
-/// Picks the NIC `plan` selects. `wan` is the already chosen WAN, for the LAN's
-/// "the one NIC that is not the WAN".
-pub fn select<'n>(nics: &'n [Nic], plan: &LinkPlan, wan: Option<&Nic>) -> Result<&'n Nic, NetError> {
+/// Picks the NIC `plan` selects among those not `taken` already (by the WAN NICs:
+/// the LAN's "the one NIC that is not the WAN" is the one NIC left).
+pub fn select<'n>(nics: &'n [Nic], plan: &LinkPlan, taken: &[u32]) -> Result<&'n Nic, NetError> {
+    let free = nics.iter().filter(|n| !taken.contains(&n.index));
     let found: Vec<&Nic> = match &plan.select {
-        NicSelector::Mac(mac) => nics.iter().filter(|n| n.has_mac(*mac)).collect(),
-        NicSelector::Name(name) => nics.iter().filter(|n| &n.name == name).collect(),
-        NicSelector::NotWan => nics.iter().filter(|n| Some(n.index) != wan.map(|w| w.index)).collect(),
+        NicSelector::Mac(mac) => free.filter(|n| n.has_mac(*mac)).collect(),
+        NicSelector::Name(name) => free.filter(|n| &n.name == name).collect(),
+        NicSelector::NotWan => free.collect(),
     };
     match found.as_slice() {
         [one] => Ok(one),

@@ -11,9 +11,11 @@ use rtnetlink::{Handle, RouteMessageBuilder};
 
 use super::NetError;
 
-/// A route as routerd owns it: main table, protocol `static`.
+/// A route as routerd owns it: protocol `static`, in the main table (on routerd's
+/// NICs) or in one of routerd's own tables (see [`crate::plan::extra_table`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
+    pub table: u32,
     pub dst: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Option<Ipv4Addr>,
@@ -27,6 +29,7 @@ impl Route {
         let mut b = RouteMessageBuilder::<Ipv4Addr>::new()
             .destination_prefix(self.dst, self.prefix_len)
             .output_interface(self.oif)
+            .table_id(self.table)
             .protocol(RouteProtocol::Static);
         if let Some(gw) = self.gateway {
             b = b.gateway(gw);
@@ -46,11 +49,14 @@ impl Route {
             RouteAttribute::Table(t) => Some(*t),
             _ => None,
         });
-        let in_main = table.unwrap_or(u32::from(h.table)) == u32::from(RouteHeader::RT_TABLE_MAIN);
-        if h.address_family != AddressFamily::Inet || h.protocol != RouteProtocol::Static || !in_main {
+        let table = table.unwrap_or(u32::from(h.table));
+        let known = table == u32::from(RouteHeader::RT_TABLE_MAIN)
+            || (crate::plan::extra_table(0)..=crate::plan::LAST_OWNED_TABLE).contains(&table);
+        if h.address_family != AddressFamily::Inet || h.protocol != RouteProtocol::Static || !known {
             return None;
         }
         let mut route = Route {
+            table,
             dst: Ipv4Addr::UNSPECIFIED,
             prefix_len: h.destination_prefix_length,
             gateway: None,
@@ -70,8 +76,9 @@ impl Route {
     }
 }
 
-/// Makes routerd's routes on `nics` exactly `want`: missing ones are added (replacing
-/// any same-destination route), stale ones from an earlier config removed.
+/// Makes routerd's routes exactly `want`: those in the main table on `nics` and all of
+/// routerd's own tables. Missing ones are added (replacing any same-destination route),
+/// stale ones from an earlier config removed.
 pub async fn ensure(handle: &Handle, want: &[Route], nics: &[u32]) -> Result<(), NetError> {
     let mut present = Vec::new();
     let mut stream = handle
@@ -84,7 +91,7 @@ pub async fn ensure(handle: &Handle, want: &[Route], nics: &[u32]) -> Result<(),
         .map_err(|e| NetError::netlink("listing routes", e))?
     {
         if let Some(route) = Route::from_message(&msg) {
-            if nics.contains(&route.oif) {
+            if nics.contains(&route.oif) || route.table != u32::from(RouteHeader::RT_TABLE_MAIN) {
                 present.push((route, msg));
             }
         }

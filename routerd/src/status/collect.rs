@@ -314,7 +314,11 @@ to = "172.16.10.207"
     fn listing_of_ruleset(config: &Config) -> Vec<u8> {
         let batch = firewall::ruleset(
             config,
-            &Interfaces { wan: "wan", lan: "lan" },
+            &Interfaces {
+                wan: "wan",
+                extra_wans: Vec::new(),
+                lan: "lan",
+            },
             Features { flowtable: false },
         );
         let names: Vec<String> = batch

@@ -130,7 +130,11 @@ fn apply_time() {
         let config = Config::parse(&text, "bench").expect("bench config is valid");
         let json = serde_json::to_string(&firewall::ruleset(
             &config,
-            &Interfaces { wan: "wan", lan: "lan" },
+            &Interfaces {
+                wan: "wan",
+                extra_wans: Vec::new(),
+                lan: "lan",
+            },
             Features { flowtable: false },
         ))
         .expect("json");
