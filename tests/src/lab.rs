@@ -188,6 +188,68 @@ EOF"
         ns
     }
 
+    /// A second WAN port of the router (Proxmox's net2 on vmbr0): the router's NIC
+    /// `name`, the hoster's bridge port `p-<name>`.
+    pub fn add_router_wan_port(&self, name: &str, mac: Option<&str>) {
+        let port = format!("p-{name}");
+        veth(&self.router, name, &self.hoster, &port, mac);
+        self.hoster.ip(&["link", "set", &port, "master", "vmbr0"]);
+    }
+
+    /// The hoster routes another failover IP to its bridge, as it does the first.
+    pub fn route_failover_ip(&self, ip: &str) {
+        self.hoster.ip(&["route", "add", &format!("{ip}/32"), "dev", "vmbr0"]);
+    }
+
+    /// Replaces the hoster's MAC filter with Hetzner's: IPv4 and ARP frames from the
+    /// router's `ports` pass only when their source address comes with its own MAC,
+    /// one of `pairs` (IP, MAC); others are dropped (counted). Each port counts what
+    /// it passed (see [`Lab::hoster_port_passed`]).
+    pub fn hoster_ip_mac_filter(&self, ports: &[&str], pairs: &[(&str, &str)]) {
+        let elements = pairs
+            .iter()
+            .map(|(ip, mac)| format!("{ip} . {mac}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut chains = String::new();
+        for hook in ["input", "forward"] {
+            chains.push_str(&format!("  chain {hook} {{\n    type filter hook {hook} priority 0;\n"));
+            for port in ports {
+                chains.push_str(&format!(
+                    "    iifname \"{port}\" ether type ip ip saddr . ether saddr @allowed counter accept comment \"{port}\"\n    \
+                     iifname \"{port}\" ether type arp arp saddr ip . ether saddr @allowed counter accept comment \"{port}\"\n"
+                ));
+            }
+            let all = ports.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(", ");
+            chains.push_str(&format!(
+                "    iifname {{ {all} }} ether type {{ ip, arp }} counter drop\n  }}\n"
+            ));
+        }
+        self.hoster.sh(&format!(
+            "nft -f - <<'EOF'
+delete table bridge hoster
+table bridge hoster {{
+  set allowed {{ type ipv4_addr . ether_addr; elements = {{ {elements} }} }}
+{chains}}}
+EOF"
+        ));
+    }
+
+    /// IPv4 and ARP packets the Hetzner filter passed from the router's `port`.
+    pub fn hoster_port_passed(&self, port: &str) -> u64 {
+        let listing = self.hoster.sh("nft list table bridge hoster");
+        listing
+            .lines()
+            .filter(|l| l.contains(&format!("comment \"{port}\"")))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .skip_while(|w| *w != "packets")
+                    .nth(1)
+                    .and_then(|n| n.parse::<u64>().ok())
+            })
+            .sum()
+    }
+
     /// A host on the hoster's WAN segment (vmbr0), next to the router.
     pub fn add_wan_neighbour(&self, name: &str) -> Netns {
         let ns = Netns::new(&format!("{}-{name}", self.prefix));
@@ -326,7 +388,7 @@ EOF"
     /// Everything a user could see of the router's network state.
     pub fn router_state(&self) -> String {
         self.router.sh(
-            "ip -d link show; ip addr show; ip route show table all; nft list ruleset; \
+            "ip -d link show; ip addr show; ip route show table all; ip rule show; nft list ruleset; \
              for k in ip_forward conf/all/rp_filter conf/all/send_redirects conf/wan/send_redirects conf/lan/send_redirects; do \
                echo $k=$(cat /proc/sys/net/ipv4/$k); done",
         )

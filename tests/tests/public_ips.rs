@@ -1,0 +1,280 @@
+//! Several public IPs on one router, in the namespace lab with the real routerd:
+//! Hetzner's shape (an extra IP with a virtual MAC of its own, on a NIC of its own,
+//! behind a switch that admits each IP only with its own MAC) and OVH's (several IPs
+//! on the one virtual MAC). Needs root.
+
+use testkit::lab::{Lab, Options, FAILOVER_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
+use testkit::traffic::{tcp_connect, tcp_echo, tcp_exchange, udp_echo, EchoServer};
+
+const EXTRA_MAC: &str = "02:00:00:00:00:11";
+const EXTRA_IP: &str = "203.0.113.20";
+
+/// Hetzner: `wan2` carries 203.0.113.20 with its own MAC; `web` is 1:1 behind it.
+const HETZNER: &str = r#"
+[wan]
+interface = "wan"
+mac = "02:00:00:00:00:10"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+
+[[wan.extra]]
+interface = "wan2"
+mac = "02:00:00:00:00:11"
+address = "203.0.113.20/32"
+
+[lan]
+interface = "lan"
+address = "172.16.0.1/16"
+
+[[one_to_one]]
+public = "203.0.113.20"
+private = "172.16.10.205"
+open = ["tcp/22", "tcp/8000-8100", "udp/all"]
+"#;
+
+fn hetzner_lab() -> Lab {
+    let mut lab = Lab::new(Options { wan_mac: None });
+    lab.add_router_wan_port("wan2", None);
+    lab.route_failover_ip(EXTRA_IP);
+    lab.hoster_ip_mac_filter(
+        &["p-router", "p-wan2"],
+        &[(FAILOVER_IP, VIRTUAL_MAC), (EXTRA_IP, EXTRA_MAC)],
+    );
+    lab.start_routerd(HETZNER);
+    lab
+}
+
+fn dropped(lab: &Lab) -> u64 {
+    lab.hoster_filter_counts().1
+}
+
+#[test]
+fn hetzner_1to1_host_is_reached_on_its_open_ports_and_leaves_with_its_own_ip_and_mac() {
+    if !testkit::require_root() {
+        return;
+    }
+    let lab = hetzner_lab();
+    assert_eq!(lab.router.sh("cat /sys/class/net/wan2/address").trim(), EXTRA_MAC);
+    let dropped_at_ready = dropped(&lab);
+    let wan2_before = lab.hoster_port_passed("p-wan2");
+
+    // From the internet: the open ports reach the 1:1 host, which sees the real client.
+    let ssh = EchoServer::tcp(&lab.web, "0.0.0.0:22");
+    let ranged = EchoServer::tcp(&lab.web, "0.0.0.0:8050");
+    let udp = EchoServer::udp(&lab.web, "0.0.0.0:5000");
+    let _closed = EchoServer::tcp(&lab.web, "0.0.0.0:80");
+    let _past_range = EchoServer::tcp(&lab.web, "0.0.0.0:8101");
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.20:22", "ssh").expect("tcp/22 is open"),
+        "ssh"
+    );
+    assert_eq!(ssh.last_peer_ip().as_deref(), Some(INET_IP));
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.20:8050", "range").expect("tcp/8000-8100 is open"),
+        "range"
+    );
+    assert_eq!(ranged.last_peer_ip().as_deref(), Some(INET_IP));
+    assert_eq!(
+        udp_echo(&lab.inet, "203.0.113.20:5000", "udp").expect("udp/all is open"),
+        "udp"
+    );
+    assert_eq!(udp.last_peer_ip().as_deref(), Some(INET_IP));
+    // A plain-connect scan of a few other ports: closed (the router drops them).
+    for port in [80, 8101, 7999, 443] {
+        assert!(
+            tcp_connect(&lab.inet, &format!("203.0.113.20:{port}")).is_err(),
+            "tcp/{port} of 203.0.113.20 must be closed"
+        );
+    }
+    // The extra address answers ping, from its own NIC (the filter passes it).
+    lab.inet.sh("ping -c 1 -W 3 203.0.113.20 >/dev/null");
+
+    // What the 1:1 host sends out leaves with its public address...
+    let internet = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
+    let internet_udp = EchoServer::udp(&lab.inet, "198.51.100.1:7001");
+    assert_eq!(
+        tcp_echo(&lab.web, "198.51.100.1:7000", "out").expect("1:1 host -> internet"),
+        "out"
+    );
+    assert_eq!(internet.last_peer_ip().as_deref(), Some(EXTRA_IP));
+    assert_eq!(udp_echo(&lab.web, "198.51.100.1:7001", "out").expect("udp out"), "out");
+    assert_eq!(internet_udp.last_peer_ip().as_deref(), Some(EXTRA_IP));
+    // ...and the other guests with the main address.
+    assert_eq!(
+        tcp_echo(&lab.guest, "198.51.100.1:7000", "main").expect("guest -> internet"),
+        "main"
+    );
+    assert_eq!(internet.last_peer_ip().as_deref(), Some(FAILOVER_IP));
+
+    // Through the right NIC with the right MAC: the extra address's frames crossed
+    // the wan2 port, and the hoster dropped no frame with a wrong IP/MAC pair.
+    assert!(
+        lab.hoster_port_passed("p-wan2") > wan2_before,
+        "the 1:1 host's traffic leaves by wan2"
+    );
+    assert_eq!(
+        dropped(&lab),
+        dropped_at_ready,
+        "no IPv4 or ARP frame with an address on another address's MAC:\n{}",
+        lab.hoster.sh("nft list table bridge hoster")
+    );
+
+    // Hairpin: a guest reaches the 1:1 host through its public address.
+    assert_eq!(
+        tcp_echo(&lab.guest, "203.0.113.20:22", "hairpin").expect("guest -> 203.0.113.20 -> web"),
+        "hairpin"
+    );
+    assert_eq!(ssh.last_peer_ip().as_deref(), Some(ROUTER_LAN_IP));
+}
+
+#[test]
+fn hetzner_applying_twice_changes_nothing_and_a_removed_extra_is_cleaned_up() {
+    if !testkit::require_root() {
+        return;
+    }
+    let mut lab = hetzner_lab();
+    let before = lab.router_state();
+    let wan2_sysctls = lab
+        .router
+        .sh("cat /proc/sys/net/ipv4/conf/wan2/rp_filter /proc/sys/net/ipv4/conf/wan2/arp_ignore /proc/sys/net/ipv4/conf/wan/arp_announce");
+    assert_eq!(wan2_sysctls.split_whitespace().collect::<Vec<_>>(), ["2", "1", "2"]);
+    let rules = lab.router.sh("ip rule show");
+    assert!(rules.contains("from 203.0.113.20 lookup 1001"), "{rules}");
+    assert!(rules.contains("fwmark 0x3e9 lookup 1001"), "{rules}");
+    let table = lab.router.sh("ip route show table 1001");
+    assert!(
+        table.contains("default via 203.0.113.254 dev wan2 proto static onlink"),
+        "{table}"
+    );
+    lab.hup();
+    lab.wait_log("config applied", 1);
+    assert_eq!(before, lab.router_state(), "a second apply changed something");
+    for change in ["address added", "route set", "rule set", "MAC set", "stale"] {
+        let after_reload = lab.log();
+        let after_reload = after_reload.split("SIGHUP").nth(1).unwrap_or_default();
+        assert!(!after_reload.contains(change), "{change}:\n{after_reload}");
+    }
+
+    // Without the extra address, its NIC, table and rules hold nothing of it.
+    let single = HETZNER.split("[[wan.extra]]").next().unwrap_or_default().to_string()
+        + "[lan]\ninterface = \"lan\"\naddress = \"172.16.0.1/16\"\n";
+    lab.reload(&single);
+    lab.wait_log("config applied", 2);
+    assert!(!lab.router.sh("ip addr show dev wan2").contains("203.0.113.20"));
+    assert!(!lab.router.sh("ip rule show").contains("lookup 1001"));
+    assert_eq!(lab.router.sh("ip route show table 1001").trim(), "");
+    assert!(!lab.router.sh("nft list table inet routerd").contains("203.0.113.20"));
+    // The LAN still leaves with the main address.
+    let internet = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
+    assert_eq!(tcp_echo(&lab.web, "198.51.100.1:7000", "x").expect("NAT"), "x");
+    assert_eq!(internet.last_peer_ip().as_deref(), Some(FAILOVER_IP));
+}
+
+/// OVH: four addresses on the one virtual MAC; a forward on the second, `guest`
+/// (172.16.10.50) 1:1 behind the third, the forward's target is `web` (172.16.10.205).
+const OVH: &str = r#"
+[wan]
+interface = "wan"
+mac = "02:00:00:00:00:10"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+more_addresses = ["203.0.113.11/32", "203.0.113.12/32", "203.0.113.13/32"]
+
+[lan]
+interface = "lan"
+address = "172.16.0.1/16"
+
+[[forward]]
+public = "203.0.113.11"
+port = 443
+to = "172.16.10.205"
+to_port = 8443
+
+[[one_to_one]]
+public = "203.0.113.12"
+private = "172.16.10.50"
+open = ["tcp/2222"]
+"#;
+
+#[test]
+fn ovh_forward_on_a_second_address_1to1_on_a_third_hairpin_and_a_reload_that_moves_the_1to1() {
+    if !testkit::require_root() {
+        return;
+    }
+    let mut lab = Lab::new(Options { wan_mac: None });
+    for ip in ["203.0.113.11", "203.0.113.12", "203.0.113.13"] {
+        lab.route_failover_ip(ip);
+    }
+    lab.start_routerd(OVH);
+    let (_, dropped_at_ready) = lab.hoster_filter_counts();
+
+    // The forward is on the second address only.
+    let web = EchoServer::tcp(&lab.web, "0.0.0.0:8443");
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.11:443", "tls").expect("forward on .11"),
+        "tls"
+    );
+    assert_eq!(web.last_peer_ip().as_deref(), Some(INET_IP));
+    assert!(
+        tcp_connect(&lab.inet, "203.0.113.10:443").is_err(),
+        "no forward on the main address"
+    );
+    // The 1:1 host on the third.
+    let guest_svc = EchoServer::tcp(&lab.guest, "0.0.0.0:2222");
+    let _guest_closed = EchoServer::tcp(&lab.guest, "0.0.0.0:2223");
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.12:2222", "in").expect("1:1 on .12"),
+        "in"
+    );
+    assert_eq!(guest_svc.last_peer_ip().as_deref(), Some(INET_IP));
+    assert!(
+        tcp_connect(&lab.inet, "203.0.113.12:2223").is_err(),
+        "tcp/2223 is not open"
+    );
+    // Each public address answers ping; the fourth has nothing else.
+    lab.inet
+        .sh("for ip in 10 11 12 13; do ping -c 1 -W 3 203.0.113.$ip >/dev/null; done");
+    assert!(tcp_connect(&lab.inet, "203.0.113.13:2222").is_err());
+
+    // Leaving: the 1:1 host with its address, the others with the main one.
+    let internet = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
+    assert_eq!(tcp_echo(&lab.guest, "198.51.100.1:7000", "a").expect("guest out"), "a");
+    assert_eq!(internet.last_peer_ip().as_deref(), Some("203.0.113.12"));
+    assert_eq!(tcp_echo(&lab.web, "198.51.100.1:7000", "b").expect("web out"), "b");
+    assert_eq!(internet.last_peer_ip().as_deref(), Some(FAILOVER_IP));
+
+    // Hairpin to each public address that has something behind it.
+    assert_eq!(
+        tcp_echo(&lab.guest, "203.0.113.11:443", "h1").expect("hairpin .11"),
+        "h1"
+    );
+    assert_eq!(web.last_peer_ip().as_deref(), Some(ROUTER_LAN_IP));
+    assert_eq!(
+        tcp_echo(&lab.web, "203.0.113.12:2222", "h2").expect("hairpin .12"),
+        "h2"
+    );
+    assert_eq!(guest_svc.last_peer_ip().as_deref(), Some(ROUTER_LAN_IP));
+
+    // A reload that moves the 1:1 mapping to .13 keeps an unrelated open connection.
+    let mut open = tcp_connect(&lab.inet, "203.0.113.11:443").expect("connect to the forward");
+    assert_eq!(tcp_exchange(&mut open, "before").expect("before"), "before");
+    lab.reload(&OVH.replace("public = \"203.0.113.12\"", "public = \"203.0.113.13\""));
+    lab.wait_log("config applied", 1);
+    assert_eq!(
+        tcp_exchange(&mut open, "after").expect("the open connection survives the reload"),
+        "after"
+    );
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.13:2222", "moved").expect("1:1 now on .13"),
+        "moved"
+    );
+    assert!(
+        tcp_connect(&lab.inet, "203.0.113.12:2222").is_err(),
+        ".12 maps nothing now"
+    );
+    assert_eq!(tcp_echo(&lab.guest, "198.51.100.1:7000", "c").expect("guest out"), "c");
+    assert_eq!(internet.last_peer_ip().as_deref(), Some("203.0.113.13"));
+
+    let (_, dropped) = lab.hoster_filter_counts();
+    assert_eq!(dropped, dropped_at_ready, "every address left with the one virtual MAC");
+}
