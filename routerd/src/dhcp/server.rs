@@ -18,7 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use super::arp::ArpSocket;
+use super::arp::Prober;
 use super::handler::{self, Destination, Ignored, Outcome, Reply, Scope, SERVER_PORT};
 use super::pool::{Lease, Pool, Secs};
 use super::store::LeaseStore;
@@ -148,7 +148,7 @@ pub fn start(
     let mac = lan
         .mac
         .ok_or_else(|| anyhow::anyhow!("{} has no MAC address", lan.name))?;
-    let arp = ArpSocket::open(lan.index, mac)?;
+    let arp = Prober::open(lan.index, mac)?;
     let opened = state_dir.as_ref().map(|dir| (dir, LeaseStore::open(dir)));
     let counters = Arc::new(Counters::default());
     let mut lease_file_error = None;
@@ -315,7 +315,7 @@ struct Server {
     scope: Scope,
     pool: Pool,
     socket: UdpSocket,
-    arp: ArpSocket,
+    arp: Prober,
     store: Option<LeaseStore>,
     netlink: Handle,
     ifindex: u32,
