@@ -199,6 +199,7 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
     let mut running: Option<Config> = None;
     // Whether the gateway answers, checked in the background once the WAN is up.
     let mut gateway_check: Option<crate::gateway::Watch> = None;
+    let mut extra_gateway_checks: Vec<crate::gateway::Watch> = Vec::new();
     // Hosts on the LAN that claim the router's LAN address, logged.
     let mut lan_arp: Option<net::lan_arp::Watch> = None;
     let mut pending = Some(config);
@@ -228,6 +229,7 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
                         address: config.wan.address.addr(),
                         gateway: config.wan.gateway,
                         pinned: config.wan.gateway_mac,
+                        extra: false,
                     };
                     gateway_check = Some(crate::gateway::ensure(
                         gateway_check.take(),
@@ -235,6 +237,27 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
                         target,
                         &router.shared,
                     ));
+                    // The same check on each extra WAN NIC: a wrong extra MAC is named.
+                    let mut previous = std::mem::take(&mut extra_gateway_checks);
+                    for (nic, e) in applied.extra_wans.iter().zip(&config.wan.extra) {
+                        let target = crate::gateway::Target {
+                            wan: nic.name.clone(),
+                            address: e.address.addr(),
+                            gateway: e.gateway,
+                            pinned: None,
+                            extra: true,
+                        };
+                        let current = previous
+                            .iter()
+                            .position(|w| w.target == target)
+                            .map(|i| previous.swap_remove(i));
+                        extra_gateway_checks.push(crate::gateway::ensure(
+                            current,
+                            &router.handle,
+                            target,
+                            &router.shared,
+                        ));
+                    }
                     lan_arp = net::lan_arp::ensure(lan_arp.take(), &applied.lan, config.lan.address.addr());
                     if let Some(state) = &state {
                         if let Err(e) = state.save_last_good(&text) {

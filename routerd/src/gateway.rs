@@ -59,6 +59,18 @@ pub fn no_answer_message(gateway: Ipv4Addr, wan: &str, our_mac: &str) -> String 
     )
 }
 
+/// The same for the NIC of an extra address (`wan.extra`), which has a MAC of its own.
+pub fn extra_no_answer_message(gateway: Ipv4Addr, nic: &str, address: Ipv4Addr, our_mac: &str) -> String {
+    format!(
+        "the gateway {gateway} does not answer ARP on {nic}, the NIC of the extra address {address} \
+         (this router sends from MAC {our_mac}). Most likely the virtual MAC the hoster issued for {address} \
+         is not on this NIC: hosters drop frames from any other MAC (on Proxmox, one NIC per extra MAC: \
+         `qm set ID --net2 virtio=VIRTUAL-MAC,bridge=vmbr0` for the first, net3 for the next...), \
+         or the extra's gateway is wrong. Checking again every {} s.",
+        RETRY_EVERY.as_secs()
+    )
+}
+
 pub fn answers_message(gateway: Ipv4Addr, wan: &str, pinned: Option<MacAddr>) -> String {
     match pinned {
         Some(mac) => format!("the gateway {gateway} answers ARP on {wan} with its pinned MAC {mac}"),
@@ -166,6 +178,9 @@ pub struct Target {
     pub gateway: Ipv4Addr,
     /// The MAC pinned for the gateway (a change restarts the check and what it remembers).
     pub pinned: Option<MacAddr>,
+    /// The NIC of an extra address (`wan.extra`): only logged, the status page and
+    /// metrics follow the main WAN NIC's check.
+    pub extra: bool,
 }
 
 /// The running check for one [`Target`].
@@ -227,18 +242,26 @@ enum Outcome {
 
 async fn run(handle: Handle, target: Target, shared: Arc<Shared>) {
     let Target {
-        wan, gateway, pinned, ..
+        wan,
+        gateway,
+        pinned,
+        extra,
+        address,
     } = target.clone();
     let mut reporter = Reporter::default();
     let mut macs = MacWatch::default();
-    shared.update(|s| s.gateway_pinned_answers = None);
+    if !extra {
+        shared.update(|s| s.gateway_pinned_answers = None);
+    }
     let note = |macs: &mut MacWatch, entry: &Neighbour| {
         let Some(mac) = entry.mac.filter(|_| entry.answers()) else {
             return;
         };
         if let Some(change) = macs.seen(mac) {
             tracing::warn!("{}", mac_change_message(gateway, &wan, &change));
-            shared.gateway_mac_changed(change.old, change.new);
+            if !extra {
+                shared.gateway_mac_changed(change.old, change.new);
+            }
         }
     };
     let (mut events, _connection) = match neighbour_events() {
@@ -254,7 +277,7 @@ async fn run(handle: Handle, target: Target, shared: Arc<Shared>) {
         let outcome = match pinned {
             Some(pin) => ask_pinned(&target, pin).await,
             None => {
-                let entry = check(&handle, &wan, gateway).await;
+                let entry = check(&handle, &wan, address, gateway).await;
                 if let Some(entry) = &entry {
                     note(&mut macs, entry);
                 }
@@ -266,7 +289,7 @@ async fn run(handle: Handle, target: Target, shared: Arc<Shared>) {
             }
         };
         let answers = matches!(outcome, Outcome::Answers);
-        if pinned.is_some() {
+        if pinned.is_some() && !extra {
             shared.update(|s| s.gateway_pinned_answers = Some(answers));
         }
         match (reporter.after_check(answers, Instant::now()), outcome) {
@@ -274,6 +297,9 @@ async fn run(handle: Handle, target: Target, shared: Arc<Shared>) {
             (Report::NoAnswer, Outcome::OtherMac(mac)) => {
                 let pin = pinned.unwrap_or(mac);
                 tracing::warn!("{}", wrong_pin_message(gateway, &wan, pin, mac));
+            }
+            (Report::NoAnswer, _) if extra => {
+                tracing::warn!("{}", extra_no_answer_message(gateway, &wan, address, &nic_mac(&wan)))
             }
             (Report::NoAnswer, _) => tracing::warn!("{}", no_answer_message(gateway, &wan, &nic_mac(&wan))),
             (Report::Nothing, _) => {}
@@ -345,8 +371,8 @@ async fn ask_pinned(target: &Target, pin: MacAddr) -> Outcome {
 
 /// One check: makes the kernel ARP for the gateway and waits (bounded) for an answer.
 /// Returns the gateway's neighbour entry as it was last seen.
-async fn check(handle: &Handle, wan: &str, gateway: Ipv4Addr) -> Option<Neighbour> {
-    if let Err(e) = poke(wan, gateway) {
+async fn check(handle: &Handle, wan: &str, address: Ipv4Addr, gateway: Ipv4Addr) -> Option<Neighbour> {
+    if let Err(e) = poke(wan, address, gateway) {
         tracing::debug!("gateway check: cannot send to {gateway} on {wan}: {e}");
     }
     let deadline = Instant::now() + ANSWER_WAIT;
@@ -364,11 +390,13 @@ async fn check(handle: &Handle, wan: &str, gateway: Ipv4Addr) -> Option<Neighbou
     }
 }
 
-/// One datagram to the gateway's discard port (9) out of `wan`: the kernel must know
-/// the gateway's MAC to send it, so it asks with ARP.
-fn poke(wan: &str, gateway: Ipv4Addr) -> std::io::Result<()> {
+/// One datagram to the gateway's discard port (9) out of `wan`, from `address` (an
+/// extra NIC's address selects its routing table): the kernel must know the gateway's
+/// MAC to send it, so it asks with ARP.
+fn poke(wan: &str, address: Ipv4Addr, gateway: Ipv4Addr) -> std::io::Result<()> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
     socket.bind_device(Some(wan.as_bytes()))?;
+    socket.bind(&SocketAddrV4::new(address, 0).into())?;
     let socket: UdpSocket = socket.into();
     socket.send_to(b"routerd gateway check", SocketAddrV4::new(gateway, 9))?;
     Ok(())

@@ -278,3 +278,32 @@ fn ovh_forward_on_a_second_address_1to1_on_a_third_hairpin_and_a_reload_that_mov
     let (_, dropped) = lab.hoster_filter_counts();
     assert_eq!(dropped, dropped_at_ready, "every address left with the one virtual MAC");
 }
+
+#[test]
+fn hetzner_an_extra_nic_without_its_virtual_mac_is_named_by_the_gateway_check() {
+    if !testkit::require_root() {
+        return;
+    }
+    let mut lab = Lab::new(Options { wan_mac: None });
+    lab.add_router_wan_port("wan2", None);
+    lab.route_failover_ip(EXTRA_IP);
+    // The hoster issued another MAC for the extra address than the one configured.
+    lab.hoster_ip_mac_filter(
+        &["p-router", "p-wan2"],
+        &[(FAILOVER_IP, VIRTUAL_MAC), (EXTRA_IP, "02:00:00:00:00:99")],
+    );
+    lab.start_routerd(HETZNER);
+    lab.wait_log(
+        "the gateway 203.0.113.254 does not answer ARP on wan2, the NIC of the extra address 203.0.113.20 \
+         (this router sends from MAC 02:00:00:00:00:11). Most likely the virtual MAC the hoster issued for \
+         203.0.113.20 is not on this NIC",
+        1,
+    );
+    lab.wait_log("the gateway 203.0.113.254 answers ARP on wan", 1);
+    assert!(
+        !lab.log().contains("does not answer ARP on wan "),
+        "the main WAN NIC has its MAC:\n{}",
+        lab.log()
+    );
+    assert!(!lab.log().contains("answers ARP on wan2"), "{}", lab.log());
+}
