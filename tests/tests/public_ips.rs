@@ -9,7 +9,8 @@ use testkit::traffic::{tcp_connect, tcp_echo, tcp_exchange, udp_echo, EchoServer
 const EXTRA_MAC: &str = "02:00:00:00:00:11";
 const EXTRA_IP: &str = "203.0.113.20";
 
-/// Hetzner: `wan2` carries 203.0.113.20 with its own MAC; `web` is 1:1 behind it.
+/// Hetzner: `wan2` carries 203.0.113.20 with its own MAC; `web` is 1:1 behind it; a
+/// forward on the main address reaches `web` too, one on the extra address `guest`.
 const HETZNER: &str = r#"
 [wan]
 interface = "wan"
@@ -30,6 +31,17 @@ address = "172.16.0.1/16"
 public = "203.0.113.20"
 private = "172.16.10.205"
 open = ["tcp/22", "tcp/8000-8100", "udp/all"]
+
+[[forward]]
+port = 2022
+to = "172.16.10.205"
+to_port = 22
+
+[[forward]]
+public = "203.0.113.20"
+port = 9000
+to = "172.16.10.50"
+to_port = 7000
 "#;
 
 fn hetzner_lab() -> Lab {
@@ -86,6 +98,19 @@ fn hetzner_1to1_host_is_reached_on_its_open_ports_and_leaves_with_its_own_ip_and
             "tcp/{port} of 203.0.113.20 must be closed"
         );
     }
+    // A forward on the main address to the 1:1 host answers from the main NIC, one on
+    // the extra address to another guest from the extra NIC (the filter checks both).
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.10:2022", "main").expect("forward on the main address"),
+        "main"
+    );
+    assert_eq!(ssh.last_peer_ip().as_deref(), Some(INET_IP));
+    let guest_svc = EchoServer::tcp(&lab.guest, "0.0.0.0:7000");
+    assert_eq!(
+        tcp_echo(&lab.inet, "203.0.113.20:9000", "extra").expect("forward on the extra address"),
+        "extra"
+    );
+    assert_eq!(guest_svc.last_peer_ip().as_deref(), Some(INET_IP));
     // The extra address answers ping, from its own NIC (the filter passes it).
     lab.inet.sh("ping -c 1 -W 3 203.0.113.20 >/dev/null");
 

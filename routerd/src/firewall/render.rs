@@ -374,11 +374,12 @@ pub fn forward_counters(config: &Config) -> Vec<ForwardCounter<'_>> {
         .collect()
 }
 
-/// The `mark` chain: connections that come in on a WAN NIC remember it (conntrack
-/// mark), a 1:1 host's packets get the mark of its public address's NIC, and replies
-/// from the LAN take their connection's mark, which overrides: policy routing then
-/// sends them out the NIC they belong to (routing runs before SNAT, so it cannot go by
-/// the public source address).
+/// The `mark` chain: a connection that comes in on a WAN NIC remembers it (conntrack
+/// mark), one that a 1:1 host opens remembers its public address's NIC, and every
+/// packet of a marked connection carries that mark: policy routing then sends it out
+/// the NIC it belongs to (routing runs before SNAT, so it cannot go by the public
+/// source address). Packets from the WAN carry it too: the flowtable routes a flow's
+/// other direction with the mark of the packet that offloads it.
 fn mark_rules(config: &Config, ifs: &Interfaces, lan: &str) -> Vec<Rule<'static>> {
     let mut rules = Vec::new();
     let nics = std::iter::once((Role::Wan, ifs.wan.to_string())).chain(
@@ -407,7 +408,8 @@ fn mark_rules(config: &Config, ifs: &Interfaces, lan: &str) -> Vec<Rule<'static>
             vec![
                 m(meta(MetaKey::Iifname), Operator::EQ, s(lan)),
                 m(payload("ip", "saddr"), Operator::EQ, s(&mapping.private.to_string())),
-                mangle(meta(MetaKey::Mark), num(wan_mark(Role::ExtraWan(i)))),
+                ct_state(&["new"]),
+                mangle(ct("mark"), num(wan_mark(Role::ExtraWan(i)))),
             ],
             Some(&format!(
                 "1:1 host {} leaves by the NIC of {}",
@@ -418,11 +420,10 @@ fn mark_rules(config: &Config, ifs: &Interfaces, lan: &str) -> Vec<Rule<'static>
     rules.push(rule(
         "mark",
         vec![
-            m(meta(MetaKey::Iifname), Operator::EQ, s(lan)),
             m(ct("mark"), Operator::NEQ, num(0)),
             mangle(meta(MetaKey::Mark), ct("mark")),
         ],
-        Some("replies leave by the NIC their connection came in on"),
+        Some("a connection's packets leave by its NIC"),
     ));
     rules
 }
