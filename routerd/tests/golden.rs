@@ -320,3 +320,81 @@ fn a_pinned_gateway_mac_becomes_a_permanent_neighbour_entry_on_the_wan() {
     let unpinned = render_plan(&golden_config("failover"));
     assert!(!unpinned.contains("neighbour"), "plan:\n{unpinned}");
 }
+
+#[test]
+fn ovh_more_addresses_sit_on_the_one_wan_nic_with_a_forward_and_1to1_on_their_own_address() {
+    let config = golden_config("ovh_more_addresses");
+    let plan = render_plan(&config);
+    assert!(
+        plan.contains("addresses 203.0.113.10/32 203.0.113.11/32 203.0.113.12/32, up\n"),
+        "plan:\n{plan}"
+    );
+    assert!(!plan.contains("rule "), "one NIC needs no policy routing:\n{plan}");
+    let batch = ruleset_json(&config);
+    // The 1:1 host leaves as its own address before the LAN's SNAT to the main one.
+    let snats: Vec<&str> = statements(&batch, "postrouting", "snat")
+        .iter()
+        .filter_map(|s| s["addr"].as_str())
+        .collect();
+    assert_eq!(snats, ["203.0.113.12", "203.0.113.10", "172.16.0.1"], "{snats:?}");
+    // Each forward on its own address, the 1:1 `open` items to the private host.
+    let daddrs: Vec<(String, String)> = rules(&batch)
+        .into_iter()
+        .filter(|r| r["chain"] == "prerouting")
+        .map(|r| {
+            let expr = r["expr"].as_array().expect("expr");
+            let daddr = expr
+                .iter()
+                .find(|s| s["match"]["left"]["payload"]["field"] == "daddr")
+                .map(|s| s["match"]["right"].to_string())
+                .unwrap_or_default();
+            let to = expr
+                .iter()
+                .find_map(|s| s.get("dnat"))
+                .map(|d| d["addr"].to_string())
+                .unwrap_or_default();
+            (daddr, to)
+        })
+        .collect();
+    let q = |s: &str| format!("\"{s}\"");
+    assert_eq!(
+        daddrs,
+        [
+            (q("203.0.113.11"), q("172.16.10.30")),
+            (q("203.0.113.10"), q("172.16.10.31")),
+            (q("203.0.113.12"), q("172.16.10.20")),
+            (q("203.0.113.12"), q("172.16.10.20")),
+            (q("203.0.113.12"), q("172.16.10.20")),
+        ]
+    );
+}
+
+#[test]
+fn hetzner_extra_nics_get_a_table_rules_and_marks_of_their_own() {
+    let config = golden_config("hetzner_extra_nic");
+    let plan = render_plan(&config);
+    for line in [
+        "route default via 203.0.113.254 dev wan.extra[0] onlink table 1001\n",
+        "route 203.0.113.1/32 dev wan.extra[1] scope link table 1002\n",
+        "rule 1000: to 172.16.0.0/16 lookup main\n",
+        "rule 1001: from 203.0.113.20 lookup 1001\n",
+        "rule 1002: fwmark 1001 lookup 1001\n",
+        "sysctl net.ipv4.conf.<wan.extra[0]>.rp_filter = 2\n",
+        "sysctl net.ipv4.conf.<wan>.arp_ignore = 1\n",
+        "sysctl net.ipv4.conf.<wan.extra[1]>.arp_announce = 2\n",
+    ] {
+        assert!(plan.contains(line), "{line:?} not in the plan:\n{plan}");
+    }
+    let batch = ruleset_json(&config);
+    // The 1:1 host's connections carry the mark of 203.0.113.20's NIC (1001), which
+    // the plan's fwmark rule sends to that NIC's table.
+    let marks: Vec<String> = statements(&batch, "mark", "mangle")
+        .iter()
+        .map(|m| m["value"].to_string())
+        .collect();
+    assert_eq!(
+        marks,
+        ["1000", "1001", "1002", "1001", "{\"ct\":{\"key\":\"mark\"}}"],
+        "{marks:?}"
+    );
+}
