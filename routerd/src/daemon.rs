@@ -137,6 +137,7 @@ impl Router {
         self.shared.update(|s| {
             s.config = Some(Arc::new(config.clone()));
             s.wan = Some(applied.wan.clone());
+            s.extra_wans = applied.extra_wans.clone();
             s.lan = Some(applied.lan.clone());
             s.dhcp = view;
         });

@@ -3,6 +3,7 @@
 //! behind a switch that admits each IP only with its own MAC) and OVH's (several IPs
 //! on the one virtual MAC). Needs root.
 
+use testkit::http::get;
 use testkit::lab::{Lab, Options, FAILOVER_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
 use testkit::traffic::{tcp_connect, tcp_echo, tcp_exchange, udp_echo, EchoServer};
 
@@ -331,4 +332,39 @@ fn hetzner_an_extra_nic_without_its_virtual_mac_is_named_by_the_gateway_check() 
         lab.log()
     );
     assert!(!lab.log().contains("answers ARP on wan2"), "{}", lab.log());
+}
+
+#[test]
+fn hetzner_status_page_and_metrics_show_every_public_address_with_its_nic_and_mac() {
+    if !testkit::require_root() {
+        return;
+    }
+    let mut lab = Lab::new(Options { wan_mac: None });
+    lab.add_router_wan_port("wan2", None);
+    lab.route_failover_ip(EXTRA_IP);
+    lab.start_routerd(&HETZNER.replace(
+        "gateway = \"203.0.113.254\"\n",
+        "gateway = \"203.0.113.254\"\nmore_addresses = [\"203.0.113.11/32\"]\n",
+    ));
+    lab.wait_log("the gateway 203.0.113.254 answers ARP on wan2", 1);
+    let (code, metrics) = get(&lab.guest, "172.16.0.1:80", "/metrics").expect("metrics from the LAN");
+    assert_eq!(code, 200);
+    for line in [
+        "router_public_address_info{address=\"203.0.113.10\",interface=\"wan\",mac=\"02:00:00:00:00:10\"} 1",
+        "router_public_address_info{address=\"203.0.113.11\",interface=\"wan\",mac=\"02:00:00:00:00:10\"} 1",
+        "router_public_address_info{address=\"203.0.113.20\",interface=\"wan2\",mac=\"02:00:00:00:00:11\"} 1",
+        "router_extra_gateway_reachable{interface=\"wan2\",address=\"203.0.113.20\",gateway=\"203.0.113.254\",state=\"reachable\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains("router_interface_rx_bytes_total{interface=\"wan2\",role=\"wan\"}"),
+        "{metrics}"
+    );
+    let (_, page) = get(&lab.guest, "172.16.0.1:80", "/").expect("the page");
+    assert!(page.contains("203.0.113.10/32 203.0.113.11/32"), "{page}");
+    assert!(
+        page.contains("Gateway 203.0.113.254 on wan2 (for 203.0.113.20)"),
+        "{page}"
+    );
 }

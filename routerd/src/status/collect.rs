@@ -211,10 +211,37 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
     if let Some(config) = &state.config {
         s.hostname = config.hostname.clone().unwrap_or_else(|| "router".to_string());
         if let (Some(wan), Some(lan)) = (&state.wan, &state.lan) {
-            s.interfaces = vec![
-                interface("wan", wan, config.wan.address.to_string()),
-                interface("lan", lan, config.lan.address.to_string()),
-            ];
+            let wan_addresses = std::iter::once(&config.wan.address)
+                .chain(&config.wan.more_addresses)
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(" ");
+            s.interfaces = vec![interface("wan", wan, wan_addresses)];
+            let mac_of = |nic: &Nic| nic.mac.map(|m| m.to_string()).unwrap_or_default();
+            for a in std::iter::once(&config.wan.address).chain(&config.wan.more_addresses) {
+                s.public_addresses.push(super::PublicAddress {
+                    address: a.addr(),
+                    interface: wan.name.clone(),
+                    mac: mac_of(wan),
+                });
+            }
+            for (nic, e) in state.extra_wans.iter().zip(&config.wan.extra) {
+                s.interfaces.push(interface("wan", nic, e.address.to_string()));
+                s.public_addresses.push(super::PublicAddress {
+                    address: e.address.addr(),
+                    interface: nic.name.clone(),
+                    mac: mac_of(nic),
+                });
+                let (reachable, state) = gateway_state(netlink, &nic.name, e.gateway).await;
+                s.extra_gateways.push(super::ExtraGateway {
+                    interface: nic.name.clone(),
+                    address: e.address.addr(),
+                    gateway: e.gateway,
+                    reachable,
+                    state,
+                });
+            }
+            s.interfaces.push(interface("lan", lan, config.lan.address.to_string()));
             // A pinned entry is permanent whatever the gateway does: the check's verdict counts.
             let (answers, st) = match state.gateway_pinned_answers {
                 Some(true) => (true, "pinned".to_string()),

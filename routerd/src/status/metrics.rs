@@ -118,6 +118,43 @@ pub fn render(s: &Snapshot) -> String {
             u8::from(*reachable),
         );
     }
+    if !s.extra_gateways.is_empty() {
+        o.family(
+            "router_extra_gateway_reachable",
+            "gauge",
+            "1 when the gateway of an extra WAN NIC (wan.extra) answers ARP on it.",
+        );
+        for g in &s.extra_gateways {
+            o.sample(
+                "router_extra_gateway_reachable",
+                &[
+                    ("interface", &g.interface),
+                    ("address", &g.address.to_string()),
+                    ("gateway", &g.gateway.to_string()),
+                    ("state", &g.state),
+                ],
+                u8::from(g.reachable),
+            );
+        }
+    }
+    if !s.public_addresses.is_empty() {
+        o.family(
+            "router_public_address_info",
+            "gauge",
+            "Each public address of the router, with the NIC and MAC it is on.",
+        );
+        for p in &s.public_addresses {
+            o.sample(
+                "router_public_address_info",
+                &[
+                    ("address", &p.address.to_string()),
+                    ("interface", &p.interface),
+                    ("mac", &p.mac),
+                ],
+                1,
+            );
+        }
+    }
     o.family(
         "router_gateway_mac_changes_total",
         "counter",
@@ -187,6 +224,18 @@ mod tests {
                 true,
                 "reachable".into(),
             )),
+            extra_gateways: vec![super::super::ExtraGateway {
+                interface: "eth2".into(),
+                address: std::net::Ipv4Addr::new(203, 0, 113, 20),
+                gateway: std::net::Ipv4Addr::new(203, 0, 113, 254),
+                reachable: false,
+                state: "failed".into(),
+            }],
+            public_addresses: vec![super::super::PublicAddress {
+                address: std::net::Ipv4Addr::new(203, 0, 113, 20),
+                interface: "eth2".into(),
+                mac: "02:00:00:00:00:11".into(),
+            }],
             generation: 2,
             last_reload: Some((100, false)),
             rss_bytes: 4096,
@@ -204,6 +253,8 @@ mod tests {
             "router_dhcp_lease_file_failing 1",
             "router_dhcp_quarantined 3",
             "router_gateway_reachable{gateway=\"203.0.113.254\",state=\"reachable\"} 1",
+            "router_extra_gateway_reachable{interface=\"eth2\",address=\"203.0.113.20\",gateway=\"203.0.113.254\",state=\"failed\"} 0",
+            "router_public_address_info{address=\"203.0.113.20\",interface=\"eth2\",mac=\"02:00:00:00:00:11\"} 1",
             "router_config_generation 2",
             "router_config_last_reload_success 0",
             "process_resident_memory_bytes 4096",

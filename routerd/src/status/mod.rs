@@ -34,6 +34,8 @@ pub struct SharedState {
     pub config: Option<Arc<Config>>,
     /// The NICs as the last apply left them (name, index, MAC).
     pub wan: Option<Nic>,
+    /// The NICs of `wan.extra`, in order.
+    pub extra_wans: Vec<Nic>,
     pub lan: Option<Nic>,
     pub dhcp: Option<dhcp::server::View>,
     pub gateway_mac_changes: GatewayMacChanges,
@@ -88,6 +90,22 @@ pub struct InterfaceStats {
     pub counters: Vec<(&'static str, u64)>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraGateway {
+    pub interface: String,
+    pub address: Ipv4Addr,
+    pub gateway: Ipv4Addr,
+    pub reachable: bool,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicAddress {
+    pub address: Ipv4Addr,
+    pub interface: String,
+    pub mac: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ForwardStats {
     pub protocol: String,
@@ -123,6 +141,10 @@ pub struct Snapshot {
     pub now: u64,
     pub interfaces: Vec<InterfaceStats>,
     pub gateway: Option<(Ipv4Addr, bool, String)>,
+    /// The gateway of each extra WAN NIC as its neighbour entry shows it.
+    pub extra_gateways: Vec<ExtraGateway>,
+    /// Every public address with the NIC and MAC it leaves by.
+    pub public_addresses: Vec<PublicAddress>,
     pub gateway_mac_changes: GatewayMacChanges,
     pub conntrack: Option<(u64, u64)>,
     pub forwards: Vec<ForwardStats>,

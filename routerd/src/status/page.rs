@@ -80,6 +80,29 @@ pub fn render(s: &Snapshot) -> String {
             h.push_str("<p class=\"bad\">Check that the WAN NIC carries the hoster's virtual MAC and that the gateway address is right.</p>");
         }
     }
+    for g in &s.extra_gateways {
+        let (class, word) = if g.reachable {
+            ("ok", "reachable")
+        } else {
+            ("bad", "not answering ARP")
+        };
+        let _ = write!(
+            h,
+            "<p>Gateway {} on {} (for {}): <span class=\"{class}\">{word}</span> <span class=\"muted\">({})</span></p>",
+            g.gateway,
+            esc(&g.interface),
+            g.address,
+            esc(&g.state)
+        );
+        if !g.reachable {
+            let _ = write!(
+                h,
+                "<p class=\"bad\">Check that {} carries the virtual MAC the hoster issued for {}.</p>",
+                esc(&g.interface),
+                g.address
+            );
+        }
+    }
     if let Some((at, old, new)) = s.gateway_mac_changes.last {
         let _ = write!(
             h,
