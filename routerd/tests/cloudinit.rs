@@ -250,3 +250,62 @@ fn an_invalid_router_toml_as_user_data_reports_its_own_line_and_column() {
         "{err}"
     );
 }
+
+/// Hetzner with an extra IP on its own MAC: net2 (`qm set ID --net2
+/// virtio=02:00:00:00:00:11,bridge=vmbr0 --ipconfig2 ip=203.0.113.20/32`), laid out as
+/// qemu-server writes network-config.
+const THREE_NICS: &str = "version: 1
+config:
+    - type: physical
+      name: eth0
+      mac_address: '02:00:00:00:00:10'
+      subnets:
+      - type: static
+        address: '203.0.113.10'
+        netmask: '255.255.255.255'
+        gateway: '203.0.113.254'
+    - type: physical
+      name: eth1
+      mac_address: 'bc:24:11:00:00:01'
+      subnets:
+      - type: static
+        address: '172.16.0.1'
+        netmask: '255.255.0.0'
+    - type: physical
+      name: eth2
+      mac_address: '02:00:00:00:00:11'
+      subnets:
+      - type: static
+        address: '203.0.113.20'
+        netmask: '255.255.255.255'
+";
+
+#[test]
+fn a_third_nic_with_a_public_address_and_no_gateway_is_an_extra_wan() {
+    let drive = Drive::new("extra_wan", THREE_NICS);
+    let generated = config::cloudinit::generate(&drive.0).expect("a router from three NICs");
+    let config = Config::parse(&generated.toml, "generated").expect("valid");
+    assert_eq!(config.wan.extra.len(), 1, "{}", generated.toml);
+    let extra = &config.wan.extra[0];
+    assert_eq!(extra.nic, NicSelector::Mac(MacAddr([2, 0, 0, 0, 0, 0x11])));
+    assert_eq!(extra.address.to_string(), "203.0.113.20/32");
+    assert_eq!(extra.gateway, config.wan.gateway);
+    assert_eq!(config.lan.address.to_string(), "172.16.0.1/16");
+    assert!(
+        generated
+            .notes
+            .iter()
+            .any(|n| n.contains("eth2 has a public address and no gateway")),
+        "{:?}",
+        generated.notes
+    );
+    // Two private LANs are still refused (the router has one LAN).
+    let two_lans = Drive::new("two_lans", &THREE_NICS.replace("'203.0.113.20'", "'10.0.0.1'"));
+    assert!(
+        two_lans
+            .error()
+            .contains("have static addresses but the router has one LAN"),
+        "{}",
+        two_lans.error()
+    );
+}

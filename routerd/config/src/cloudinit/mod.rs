@@ -118,6 +118,13 @@ pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
             roles.wan.name
         ),
     }];
+    for extra in &roles.extra_wans {
+        notes.push(format!(
+            "{}: {} has a public address and no gateway: an extra WAN address with its own MAC ([[wan.extra]], via the WAN's gateway)",
+            origin(NETWORK_CONFIG),
+            extra.name
+        ));
+    }
     notes.extend(net.notes.iter().map(|n| format!("{}: {n}", origin(NETWORK_CONFIG))));
     if net.unshown_notes > 0 {
         notes.push(format!(

@@ -34,6 +34,9 @@ pub(super) struct NetworkConfig {
 
 pub(super) struct Roles {
     pub wan: Interface,
+    /// NICs with a public address and no gateway (Hetzner's net2...): extra WAN
+    /// addresses with a MAC of their own (`[[wan.extra]]`, gateway: the WAN's).
+    pub extra_wans: Vec<Interface>,
     /// `None`: no ipconfig for the LAN NIC; [`DEFAULT_LAN`] on the other NIC.
     pub lan: Option<Interface>,
 }
@@ -415,7 +418,8 @@ impl NetworkConfig {
         iface.static_v4 = Some((net, gateway));
     }
 
-    /// The WAN is the interface with a gateway, the LAN the other one with an address.
+    /// The WAN is the interface with a gateway, the LAN the other one with an address;
+    /// with more NICs, those with a public address are extra WANs.
     pub fn roles(&self, origin: &str) -> Result<Roles, ConfigError> {
         let fail = |m: String| Err(message(origin.to_string(), m));
         let with_gateway: Vec<&Interface> = self
@@ -458,6 +462,22 @@ impl NetworkConfig {
             .iter()
             .filter(|i| i.name != wan.name && i.static_v4.is_some())
             .collect();
+        // One more NIC with an address is the LAN, whatever its address (as always);
+        // beyond that, those with a public address are extra WANs.
+        let (extra_wans, others): (Vec<&Interface>, Vec<&Interface>) = if others.len() <= 1 {
+            (Vec::new(), others)
+        } else {
+            others
+                .into_iter()
+                .partition(|i| i.static_v4.is_some_and(|(net, _)| is_public(net.addr())))
+        };
+        if let Some(no_mac) = extra_wans.iter().find(|i| i.mac.is_none()) {
+            return fail(format!(
+                "{}: no mac_address: a NIC with a public address is an extra WAN, chosen by its MAC (the virtual MAC the hoster issued for that address)",
+                no_mac.name
+            ));
+        }
+        let extra_wans: Vec<Interface> = extra_wans.into_iter().cloned().collect();
         let lan = match others.as_slice() {
             [lan] => Some((*lan).clone()),
             [] => None,
@@ -469,8 +489,15 @@ impl NetworkConfig {
                 ));
             }
         };
-        Ok(Roles { wan, lan })
+        Ok(Roles { wan, extra_wans, lan })
     }
+}
+
+/// Whether `ip` is an address the internet routes (the documentation ranges count, as
+/// they stand for public addresses): not private, shared (CGNAT), link-local or loopback.
+fn is_public(ip: Ipv4Addr) -> bool {
+    let shared = Ipv4Net::new(Ipv4Addr::new(100, 64, 0, 0), 10).is_ok_and(|n| n.contains(&ip));
+    !(ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified() || shared)
 }
 
 #[cfg(test)]

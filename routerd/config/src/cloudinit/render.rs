@@ -56,6 +56,15 @@ pub(super) fn render(dir: &Path, hostname: Option<&str>, roles: &Roles, dns: &[I
     }
     let dns: Vec<String> = dns.iter().map(ToString::to_string).collect();
     let _ = writeln!(t, "dns = [{}]", quoted(&dns));
+    for extra in &roles.extra_wans {
+        t.push_str("\n[[wan.extra]]\n");
+        if let Some(mac) = extra.mac {
+            let _ = writeln!(t, "mac = \"{mac}\"");
+        }
+        if let Some((net, _)) = extra.static_v4 {
+            let _ = writeln!(t, "address = \"{net}\"");
+        }
+    }
     let default_lan: Ipv4Net = DEFAULT_LAN.parse().unwrap_or_default();
     let lan_net = roles
         .lan
