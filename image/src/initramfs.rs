@@ -37,6 +37,8 @@ pub const MODULES: &[&str] = &[
     "nft_fib_inet",
     "nft_reject_inet",
     "nft_masq",
+    // named objects: each forward counts into a named counter (`counter name ...`)
+    "nft_objref",
     // config disk (FAT or ISO 9660 on a CD-ROM) and the state partition
     "vfat",
     "fat",
