@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use routerd::dhcp::pool::{Lease as StoredLease, LeaseState};
 use routerd::dhcp::store::{LeaseStore, Loaded};
 use testkit::dhcp_client::{Client, Kind, Lease};
-use testkit::lab::{Lab, CONFIG, FAILOVER_IP, INET_IP, ROUTER_LAN_IP};
+use testkit::lab::{Lab, CONFIG, FAILOVER_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
 use testkit::netns::Netns;
 use testkit::traffic::{tcp_echo, EchoServer};
-use testkit::vm::{config_disk, iso_image, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, POWEROFF_TIMEOUT};
+use testkit::vm::{
+    add_vm_wan2, config_disk, iso_image, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, POWEROFF_TIMEOUT,
+};
 
 /// The lab's config with the NICs chosen the Proxmox way: WAN by the virtual MAC,
 /// LAN is the other NIC.
@@ -570,4 +572,87 @@ fn boots_with_the_config_on_an_iso_cdrom() {
     let console = vm.console_text();
     assert!(console.contains("(iso9660) mounted read-only at /config"), "{console}");
     check_nat_and_forward(&lab);
+}
+
+/// Hetzner's shape in the VM: net2 carries an extra IP with its own virtual MAC, the
+/// hoster's switch admits each IP only with its own MAC, `web` is 1:1 behind the extra IP.
+const TWO_WAN_NICS: &str = r#"
+[wan]
+mac = "02:00:00:00:00:10"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+
+[[wan.extra]]
+mac = "02:00:00:00:00:11"
+address = "203.0.113.20/32"
+
+[lan]
+address = "172.16.0.1/16"
+
+[[one_to_one]]
+public = "203.0.113.20"
+private = "172.16.10.205"
+open = ["tcp/22"]
+"#;
+
+#[test]
+fn a_second_wan_nic_as_proxmox_net2_carries_its_extra_ip_with_its_own_mac() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
+    let lab = vm_lab();
+    add_vm_wan2(&lab);
+    lab.route_failover_ip("203.0.113.20");
+    lab.hoster_ip_mac_filter(
+        &["p-router", "p-wan2"],
+        &[(FAILOVER_IP, VIRTUAL_MAC), ("203.0.113.20", "02:00:00:00:00:11")],
+    );
+    let config = config_disk(&lab.dir, "config", TWO_WAN_NICS, true);
+    let mut vm = Vm::start_tuned(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(config),
+        },
+        VmTuning {
+            wan2_mac: Some("02:00:00:00:00:11".into()),
+            ..VmTuning::default()
+        },
+    );
+    vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    let (_, dropped_at_ready) = lab.hoster_filter_counts();
+
+    let ssh = EchoServer::tcp(&lab.web, "0.0.0.0:22");
+    let echo = eventually("internet -> 203.0.113.20:22 -> the 1:1 host", || {
+        tcp_echo(&lab.inet, "203.0.113.20:22", "ssh")
+    });
+    assert_eq!(echo, "ssh");
+    assert_eq!(ssh.last_peer_ip().as_deref(), Some(INET_IP));
+    let internet = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
+    assert_eq!(
+        eventually("the 1:1 host -> internet", || tcp_echo(
+            &lab.web,
+            "198.51.100.1:7000",
+            "out"
+        )),
+        "out"
+    );
+    assert_eq!(internet.last_peer_ip().as_deref(), Some("203.0.113.20"));
+    assert_eq!(
+        eventually("a guest -> internet", || tcp_echo(
+            &lab.guest,
+            "198.51.100.1:7000",
+            "main"
+        )),
+        "main"
+    );
+    assert_eq!(internet.last_peer_ip().as_deref(), Some(FAILOVER_IP));
+    assert!(lab.hoster_port_passed("p-wan2") > 0, "net2's frames reached the hoster");
+    let (_, dropped) = lab.hoster_filter_counts();
+    assert_eq!(
+        dropped,
+        dropped_at_ready,
+        "the hoster dropped a frame whose IP came with another IP's MAC:\n{}",
+        lab.hoster.sh("nft list table bridge hoster")
+    );
 }

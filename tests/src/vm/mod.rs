@@ -87,6 +87,21 @@ EOF");
     lab
 }
 
+/// A second WAN port for the VM (Proxmox's net2 on vmbr0): the lab's router port
+/// `wan2` on the hoster's bridge, switched to the tap `tapwan2` in the router
+/// namespace (see [`VmTuning::wan2_mac`]).
+pub fn add_vm_wan2(lab: &Lab) {
+    lab.add_router_wan_port("wan2", None);
+    let r = &lab.router;
+    r.ip(&["link", "add", "brwan2", "type", "bridge"]);
+    r.ip(&["link", "set", "wan2", "master", "brwan2"]);
+    r.ip(&["link", "set", "wan2", "up"]);
+    r.ip(&["tuntap", "add", "mode", "tap", "name", "tapwan2"]);
+    r.ip(&["link", "set", "tapwan2", "master", "brwan2"]);
+    r.ip(&["link", "set", "tapwan2", "up"]);
+    r.ip(&["link", "set", "brwan2", "up"]);
+}
+
 pub struct VmOptions {
     pub uefi: bool,
     /// A config disk image (see [`config_disk`]); None: no config disk.
@@ -103,6 +118,9 @@ pub struct VmTuning {
     pub cidata: Option<PathBuf>,
     /// The QEMU guest agent channel (virtio-serial), spoken to with [`Vm::agent`].
     pub agent: bool,
+    /// A third NIC (Proxmox net2) with this MAC on the tap `tapwan2` (see
+    /// [`add_vm_wan2`]): a second WAN NIC.
+    pub wan2_mac: Option<String>,
 }
 
 /// A running VM. Killed (and its console dumped if the test failed) on drop.
@@ -203,6 +221,9 @@ impl Vm {
         if self.tuning.agent {
             let _ = std::fs::remove_file(&self.qga);
             cmd.arg("--agent").arg(&self.qga);
+        }
+        if let Some(mac) = &self.tuning.wan2_mac {
+            cmd.args(["--wan2-tap", "tapwan2", "--wan2-mac", mac]);
         }
         let child = cmd
             .stdin(Stdio::null())
