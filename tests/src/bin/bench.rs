@@ -6,6 +6,9 @@
 //! 2. Apply time with 1, 100 and 1,000 forwards (`routerd apply`: process start to
 //!    rules in place), against `nft -j -f` loading the same ruleset by itself.
 //! 3. routerd's resident memory as a daemon with 1 and 1,000 forwards.
+//! 4. `pubip`: apply time with 16 public addresses, 16 1:1 mappings and 1,000
+//!    forwards against `nft -j -f` of the same ruleset, and iperf3 from a 1:1 host
+//!    against plain forwarding, in the same run.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -174,6 +177,90 @@ fn memory() {
     println!();
 }
 
+/// 16 public addresses on the WAN NIC, a 1:1 mapping on each (tcp/22 open), and
+/// `forwards` forwards spread over them.
+fn config_with_public_ips(forwards: u16) -> String {
+    let mut c = CONFIG.split("[[forward]]").next().unwrap_or(CONFIG).to_string();
+    let more: Vec<String> = (11..=25).map(|i| format!("\"203.0.113.{i}/32\"")).collect();
+    c = c.replace("dns = [", &format!("more_addresses = [{}]\ndns = [", more.join(", ")));
+    for i in 0..16u16 {
+        let public = if i == 0 { 10 } else { 10 + i };
+        c += &format!(
+            "[[one_to_one]]\npublic = \"203.0.113.{public}\"\nprivate = \"172.16.20.{}\"\nopen = [\"tcp/22\"]\n\n",
+            i + 1
+        );
+    }
+    for i in 0..forwards {
+        let public = 10 + i % 16;
+        c += &format!(
+            "[[forward]]\npublic = \"203.0.113.{public}\"\nport = {}\nto = \"172.16.10.{}\"\n\n",
+            10000 + i,
+            2 + i % 250
+        );
+    }
+    c
+}
+
+fn public_ips() {
+    println!("## Several public IPs: 16 addresses, 16 1:1 mappings, 1,000 forwards\n");
+    let lab = Lab::new(Options { wan_mac: None });
+    let text = config_with_public_ips(1000);
+    lab.write_config(&text);
+    let config = Config::parse(&text, "bench").expect("bench config is valid");
+    let json = serde_json::to_string(&firewall::ruleset(
+        &config,
+        &Interfaces {
+            wan: "wan",
+            extra_wans: Vec::new(),
+            lan: "lan",
+        },
+        Features { flowtable: false },
+    ))
+    .expect("json");
+    let json_path = lab.dir.join("ruleset.json");
+    std::fs::write(&json_path, json).expect("write ruleset");
+    let mut routerd = Vec::new();
+    let mut nft = Vec::new();
+    for _ in 0..5 {
+        routerd.push(time_it(
+            lab.router
+                .command(routerd_bin().to_str().unwrap_or("routerd"))
+                .args(["apply", "--config"])
+                .arg(lab.config_path())
+                .stderr(Stdio::null()),
+        ));
+        nft.push(time_it(lab.router.command("nft").args(["-j", "-f"]).arg(&json_path)));
+    }
+    let (r, b) = (median(routerd), median(nft));
+    println!("| apply (ms, median of 5) | routerd apply | nft alone | ratio |\n|---|---|---|---|");
+    println!(
+        "| 16 addresses, 16 1:1, 1,000 forwards | {r:.1} | {b:.1} | {:.2} |\n",
+        r / b
+    );
+    drop(lab);
+
+    // The guest is the 1:1 host of 203.0.113.11 here.
+    let one_to_one = CONFIG.replace("dns = [", "more_addresses = [\"203.0.113.11/32\"]\ndns = [")
+        + "\n[[one_to_one]]\npublic = \"203.0.113.11\"\nprivate = \"172.16.10.50\"\nopen = [\"tcp/22\"]\n";
+    let mut plain = Vec::new();
+    let mut nat = Vec::new();
+    for _ in 0..ROUNDS {
+        plain.push(iperf(&plain_forwarding_lab()));
+        let mut lab = Lab::new(Options { wan_mac: None });
+        lab.route_failover_ip("203.0.113.11");
+        lab.start_routerd(&one_to_one);
+        nat.push(iperf(&lab));
+    }
+    let (p, n) = (median(plain.clone()), median(nat.clone()));
+    println!("| iperf3 guest -> internet, {IPERF_SECONDS} s, median of {ROUNDS} | Gbit/s | ratio |\n|---|---|---|");
+    println!("| plain forwarding, no NAT, no firewall (baseline) | {p:.2} | 1.00 |");
+    println!(
+        "| routerd: the guest 1:1 behind 203.0.113.11 | {n:.2} | {:.2} |\n",
+        n / p
+    );
+    eprintln!("samples plain={plain:?} one_to_one={nat:?}");
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
     let want = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
@@ -185,5 +272,8 @@ fn main() {
     }
     if want("memory") {
         memory();
+    }
+    if want("pubip") {
+        public_ips();
     }
 }
