@@ -3,8 +3,11 @@
 //! behind a switch that admits each IP only with its own MAC) and OVH's (several IPs
 //! on the one virtual MAC). Needs root.
 
+use std::collections::BTreeMap;
+
 use testkit::http::get;
 use testkit::lab::{Lab, Options, FAILOVER_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
+use testkit::netns::Netns;
 use testkit::traffic::{tcp_connect, tcp_echo, tcp_exchange, udp_echo, EchoServer};
 
 const EXTRA_MAC: &str = "02:00:00:00:00:11";
@@ -55,6 +58,50 @@ fn hetzner_lab() -> Lab {
     );
     lab.start_routerd(HETZNER);
     lab
+}
+
+/// The open TCP ports of each of `targets` as `nmap` (SYN scan) sees them from `ns`.
+fn nmap_open(ns: &Netns, targets: &str, ports: &str) -> BTreeMap<String, Vec<u16>> {
+    let out = ns.sh(&format!(
+        "nmap -n -Pn -sS -T4 --max-retries 2 --host-timeout 120s -p {ports} -oG - {targets}"
+    ));
+    let mut open = BTreeMap::new();
+    for line in out.lines().filter(|l| l.starts_with("Host: ") && l.contains("Ports: ")) {
+        let host = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+        let ports = line.split("Ports: ").nth(1).unwrap_or_default();
+        let list: Vec<u16> = ports
+            .split(", ")
+            .filter_map(|p| {
+                let mut f = p.split('/');
+                let port = f.next()?.trim().parse().ok()?;
+                (f.next()? == "open").then_some(port)
+            })
+            .collect();
+        open.insert(host, list);
+    }
+    for host in targets_of(targets) {
+        open.entry(host).or_default();
+    }
+    open
+}
+
+/// `203.0.113.10-13` or a space-separated list, one address each.
+fn targets_of(targets: &str) -> Vec<String> {
+    targets
+        .split_whitespace()
+        .flat_map(|t| {
+            match t
+                .rsplit_once('.')
+                .and_then(|(net, last)| Some((net, last.split_once('-')?)))
+            {
+                Some((net, (a, b))) => {
+                    let (a, b): (u8, u8) = (a.parse().unwrap_or(0), b.parse().unwrap_or(0));
+                    (a..=b).map(|i| format!("{net}.{i}")).collect::<Vec<_>>()
+                }
+                None => vec![t.to_string()],
+            }
+        })
+        .collect()
 }
 
 fn dropped(lab: &Lab) -> u64 {
@@ -131,6 +178,16 @@ fn hetzner_1to1_host_is_reached_on_its_open_ports_and_leaves_with_its_own_ip_and
         "main"
     );
     assert_eq!(internet.last_peer_ip().as_deref(), Some(FAILOVER_IP));
+
+    // A scan of both addresses shows exactly their forwards and open ports that have a
+    // listener (the rest of tcp/8000-8100 answers "closed" from the 1:1 host itself).
+    let open = nmap_open(&lab.inet, "203.0.113.10 203.0.113.20", "1-1024,2022,7999-8101,9000");
+    let expected: BTreeMap<String, Vec<u16>> = [
+        ("203.0.113.10".to_string(), vec![2022]),
+        ("203.0.113.20".to_string(), vec![22, 8050, 9000]),
+    ]
+    .into();
+    assert_eq!(open, expected);
 
     // Through the right NIC with the right MAC: the extra address's frames crossed
     // the wan2 port, and the hoster dropped no frame with a wrong IP/MAC pair.
@@ -280,6 +337,17 @@ fn ovh_forward_on_a_second_address_1to1_on_a_third_hairpin_and_a_reload_that_mov
         "h2"
     );
     assert_eq!(guest_svc.last_peer_ip().as_deref(), Some(ROUTER_LAN_IP));
+
+    // A scan of each public address shows exactly its forward or open port.
+    let open = nmap_open(&lab.inet, "203.0.113.10-13", "1-1024,2222,2223,8443");
+    let expected: BTreeMap<String, Vec<u16>> = [
+        ("203.0.113.10".to_string(), vec![]),
+        ("203.0.113.11".to_string(), vec![443]),
+        ("203.0.113.12".to_string(), vec![2222]),
+        ("203.0.113.13".to_string(), vec![]),
+    ]
+    .into();
+    assert_eq!(open, expected);
 
     // A reload that moves the 1:1 mapping to .13 keeps an unrelated open connection.
     let mut open = tcp_connect(&lab.inet, "203.0.113.11:443").expect("connect to the forward");
