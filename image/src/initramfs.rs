@@ -37,6 +37,7 @@ pub const MODULES: &[&str] = &[
     "nft_fib_inet",
     "nft_reject_inet",
     "nft_masq",
+    "nft_objref", // rules that count into named counters (one per forward)
     // config disk (FAT or ISO 9660 on a CD-ROM) and the state partition
     "vfat",
     "fat",
