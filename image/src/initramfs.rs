@@ -108,7 +108,7 @@ pub fn assemble(i: &Inputs) -> Result<(Tree, Summary)> {
     let e2fsck = find_binary(i.root, "e2fsck")?;
     let binaries: Vec<(&str, PathBuf)> = vec![
         ("init", i.init.to_path_buf()),
-        ("usr/sbin/routerd", i.routerd.to_path_buf()),
+        (config::image::ROUTERD.trim_start_matches('/'), i.routerd.to_path_buf()),
         ("usr/sbin/nft", nft),
         ("usr/sbin/mke2fs", mke2fs),
         ("usr/sbin/e2fsck", e2fsck),
