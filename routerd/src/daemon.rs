@@ -60,6 +60,14 @@ impl Router {
         })
     }
 
+    /// Stops the services that keep state: the DHCP server writes its lease file a last
+    /// time if it fell behind (a full disk).
+    async fn stop(&mut self) {
+        if let Some(dhcp) = self.dhcp.take() {
+            dhcp.running.stop().await;
+        }
+    }
+
     /// Starts, restarts or stops the DHCP server to match `config` on `lan`.
     async fn ensure_dhcp(&mut self, config: &Config, lan: &net::Nic) {
         let wanted = Scope::from_config(config);
@@ -345,6 +353,7 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
         }
     }
     tracing::info!("routerd stopping; the network stays configured");
+    router.stop().await;
     Ok(())
 }
 

@@ -209,7 +209,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
         ..Snapshot::default()
     };
     if let Some(config) = &state.config {
-        s.hostname = config.hostname.clone().unwrap_or_else(|| "router".to_string());
+        s.hostname = config.system_hostname().to_string();
         if let (Some(wan), Some(lan)) = (&state.wan, &state.lan) {
             let wan_addresses = std::iter::once(&config.wan.address)
                 .chain(&config.wan.more_addresses)
