@@ -232,6 +232,12 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
                         s.generation = generation;
                         s.last_reload = Some((dhcp::server::unix_now(), true));
                     });
+                    // Saved before "ready" is logged: whoever sees the line finds the file.
+                    if let Some(state) = &state {
+                        if let Err(e) = state.save_last_good(&text) {
+                            tracing::error!("cannot save {}: {e}", state.last_good().display());
+                        }
+                    }
                     log_applied(&config, &applied, generation, running.is_none());
                     let target = crate::gateway::Target {
                         wan: applied.wan.name.clone(),
@@ -268,11 +274,6 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
                         ));
                     }
                     lan_arp = net::lan_arp::ensure(lan_arp.take(), &applied.lan, config.lan.address.addr());
-                    if let Some(state) = &state {
-                        if let Err(e) = state.save_last_good(&text) {
-                            tracing::error!("cannot save {}: {e}", state.last_good().display());
-                        }
-                    }
                     running = Some(config);
                 }
                 Err(e) if running.is_none() => {
