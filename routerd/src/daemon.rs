@@ -62,7 +62,7 @@ impl Router {
         let wanted = Scope::from_config(config);
         let started_for = wanted
             .as_ref()
-            .map(|(scope, _)| (scope.clone(), config.dhcp.clone(), lan.index));
+            .map(|(scope, _)| (scope.clone(), config.lans[0].dhcp.clone(), lan.index));
         if self.dhcp.as_ref().map(|d| &d.started_for) == started_for.as_ref() {
             return;
         }
@@ -84,7 +84,7 @@ impl Router {
         let wanted = config
             .status
             .as_ref()
-            .map(|st| SocketAddrV4::new(config.lan.address.addr(), st.port));
+            .map(|st| SocketAddrV4::new(config.lans[0].address.addr(), st.port));
         if self.status.as_ref().map(|r| r.addr) == wanted {
             return;
         }
@@ -230,7 +230,7 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
                         target,
                         &router.shared,
                     ));
-                    lan_arp = net::lan_arp::ensure(lan_arp.take(), &applied.lan, config.lan.address.addr());
+                    lan_arp = net::lan_arp::ensure(lan_arp.take(), &applied.lan, config.lans[0].address.addr());
                     if let Some(state) = &state {
                         if let Err(e) = state.save_last_good(&text) {
                             tracing::error!("cannot save {}: {e}", state.last_good().display());
@@ -342,7 +342,7 @@ fn log_applied(config: &Config, applied: &Applied, generation: u64, first: bool)
         config.wan.address,
         config.wan.gateway,
         applied.lan.name,
-        config.lan.address,
+        config.lans[0].address,
         config.forwards.len()
     );
     if first {

@@ -91,9 +91,9 @@ pub fn plan(config: &Config) -> NetPlan {
     };
     let lan = LinkPlan {
         role: Role::Lan,
-        select: config.lan.nic.clone(),
+        select: config.lans[0].nic.clone(),
         mac: None,
-        address: config.lan.address,
+        address: config.lans[0].address,
     };
     let gateway = config.wan.gateway;
     let on_link = config.wan.gateway_on_link();

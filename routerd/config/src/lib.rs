@@ -29,8 +29,9 @@ pub use diagnostic::{ConfigError, Diagnostic};
 pub struct Config {
     pub hostname: Option<String>,
     pub wan: Wan,
-    pub lan: Lan,
-    pub dhcp: Option<Dhcp>,
+    /// One or more LANs, in the order of the file; their prefixes never overlap. The
+    /// single `[lan]` (+ `[dhcp]`) form is one LAN named [`DEFAULT_LAN_NAME`].
+    pub lans: Vec<Lan>,
     pub forwards: Vec<Forward>,
     /// The status page and metrics on the LAN address; `None` when disabled.
     pub status: Option<Status>,
@@ -93,10 +94,29 @@ impl Wan {
     }
 }
 
+/// The name of the LAN of the single `[lan]` form.
+pub const DEFAULT_LAN_NAME: &str = "lan";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lan {
+    /// Unique among the LANs: logs, metrics labels, the status page, `reach`.
+    pub name: String,
+    /// The NIC itself, or with `vlan` the trunk NIC carrying the VLAN.
     pub nic: NicSelector,
+    /// An 802.1Q VLAN id: the LAN is the sub-interface `<nic>.<vlan>` of the NIC.
+    pub vlan: Option<u16>,
     pub address: Ipv4Net,
+    /// The other LANs (by name) this one may open connections to.
+    pub reach: Vec<String>,
+    /// The DHCPv4 server of this LAN; `None`: off.
+    pub dhcp: Option<Dhcp>,
+}
+
+impl Lan {
+    /// Whether `ip` is a host address of this LAN's prefix.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.address.trunc().contains(&ip)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,12 +273,22 @@ impl Config {
         self.hostname.as_deref().unwrap_or(hostname::DEFAULT)
     }
 
-    /// The resolvers handed to DHCP clients: `dhcp.dns`, else `wan.dns`.
-    pub fn dhcp_dns(&self) -> &[Ipv4Addr] {
-        match &self.dhcp {
+    /// The resolvers handed to DHCP clients of `lan`: its `dhcp.dns`, else `wan.dns`.
+    pub fn dhcp_dns<'a>(&'a self, lan: &'a Lan) -> &'a [Ipv4Addr] {
+        match &lan.dhcp {
             Some(d) if !d.dns.is_empty() => &d.dns,
             _ => &self.wan.dns,
         }
+    }
+
+    /// The LAN named `name`.
+    pub fn lan_named(&self, name: &str) -> Option<&Lan> {
+        self.lans.iter().find(|l| l.name == name)
+    }
+
+    /// The LAN whose prefix holds `ip`.
+    pub fn lan_of(&self, ip: Ipv4Addr) -> Option<&Lan> {
+        self.lans.iter().find(|l| l.contains(ip))
     }
 }
 

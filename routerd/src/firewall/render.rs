@@ -93,8 +93,8 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     }
 
     let wan_ip = config.wan.address.addr();
-    let lan_net = config.lan.address.trunc();
-    let lan_ip = config.lan.address.addr();
+    let lan_net = config.lans[0].address.trunc();
+    let lan_ip = config.lans[0].address.addr();
     let mut rules = Vec::new();
 
     // prerouting: port forwards, from anywhere to the public address (so LAN guests

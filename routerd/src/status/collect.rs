@@ -213,7 +213,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
         if let (Some(wan), Some(lan)) = (&state.wan, &state.lan) {
             s.interfaces = vec![
                 interface("wan", wan, config.wan.address.to_string()),
-                interface("lan", lan, config.lan.address.to_string()),
+                interface("lan", lan, config.lans[0].address.to_string()),
             ];
             // A pinned entry is permanent whatever the gateway does: the check's verdict counts.
             let (answers, st) = match state.gateway_pinned_answers {
