@@ -138,7 +138,8 @@ fn daemon_main(args: RunArgs, once: bool) -> ExitCode {
                 anyhow::anyhow!("{}: invalid config, nothing applied", path.display())
             })?;
             let applied = Router::new(None)?.apply(&config).await?;
-            tracing::info!(wan = %applied.wan.name, lan = %applied.lan.name, "config applied");
+            let lans: Vec<&str> = applied.lans.iter().map(|l| l.name.as_str()).collect();
+            tracing::info!(wan = %applied.wan.name, lans = %lans.join(","), "config applied");
             Ok(())
         } else {
             daemon::run(path, state, set_hostname).await
@@ -183,7 +184,11 @@ fn render(file: &str, rest: &[&str]) -> ExitCode {
         }
     }
     print!("{}", plan::plan(&config));
-    let batch = firewall::ruleset(&config, &Interfaces { wan, lan }, Features { flowtable });
+    let batch = firewall::ruleset(
+        &config,
+        &Interfaces::placeholders(&config, wan, lan),
+        Features { flowtable },
+    );
     match serde_json::to_string_pretty(&batch) {
         Ok(json) => {
             println!("{json}");

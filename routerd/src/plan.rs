@@ -26,11 +26,27 @@ impl fmt::Display for Role {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkPlan {
     pub role: Role,
+    /// `wan`, or the LAN's name.
+    pub name: String,
+    /// The NIC; with `vlan`, the trunk NIC under the VLAN interface.
     pub select: NicSelector,
+    /// An 802.1Q VLAN on the NIC: the link is then `<nic>.<vlan>`, made by routerd.
+    pub vlan: Option<u16>,
     /// The MAC to set on the NIC when it differs (the hoster's virtual MAC).
     pub mac: Option<MacAddr>,
     /// The only IPv4 address the NIC keeps.
     pub address: Ipv4Net,
+}
+
+impl LinkPlan {
+    /// How messages name the link: `wan`, `lan` (the single-LAN form), `lan "prod"`.
+    pub fn what(&self) -> String {
+        if self.role == Role::Wan || self.name == config::DEFAULT_LAN_NAME {
+            self.role.to_string()
+        } else {
+            format!("{} {:?}", self.role, self.name)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,21 +77,25 @@ pub struct Sysctl {
 }
 
 impl Sysctl {
-    /// The path under `/proc/sys`, with the NIC's resolved name.
-    pub fn path(&self, wan: &str, lan: &str) -> String {
-        let nic = match self.nic {
-            Some(Role::Wan) => wan,
-            Some(Role::Lan) => lan,
-            None => return format!("/proc/sys/{}", self.key.replace('.', "/")),
+    /// The paths under `/proc/sys`: the global key, or the key of each link of the
+    /// role (`Role::Lan`: every LAN's link), by their resolved names.
+    pub fn paths(&self, wan: &str, lans: &[&str]) -> Vec<String> {
+        let nics = match self.nic {
+            Some(Role::Wan) => std::slice::from_ref(&wan),
+            Some(Role::Lan) => lans,
+            None => return vec![format!("/proc/sys/{}", self.key.replace('.', "/"))],
         };
-        format!("/proc/sys/net/ipv4/conf/{nic}/{}", self.key)
+        nics.iter()
+            .map(|nic| format!("/proc/sys/net/ipv4/conf/{nic}/{}", self.key))
+            .collect()
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetPlan {
     pub wan: LinkPlan,
-    pub lan: LinkPlan,
+    /// In the order of `config.lans`.
+    pub lans: Vec<LinkPlan>,
     pub routes: Vec<RoutePlan>,
     /// routerd's permanent neighbour entries (none: any left from an earlier config go).
     pub neighbours: Vec<NeighbourPlan>,
@@ -85,16 +105,24 @@ pub struct NetPlan {
 pub fn plan(config: &Config) -> NetPlan {
     let wan = LinkPlan {
         role: Role::Wan,
+        name: "wan".into(),
         select: config.wan.nic.clone(),
+        vlan: None,
         mac: config.wan.mac,
         address: config.wan.address,
     };
-    let lan = LinkPlan {
-        role: Role::Lan,
-        select: config.lans[0].nic.clone(),
-        mac: None,
-        address: config.lans[0].address,
-    };
+    let lans = config
+        .lans
+        .iter()
+        .map(|lan| LinkPlan {
+            role: Role::Lan,
+            name: lan.name.clone(),
+            select: lan.nic.clone(),
+            vlan: lan.vlan,
+            mac: None,
+            address: lan.address,
+        })
+        .collect();
     let gateway = config.wan.gateway;
     let on_link = config.wan.gateway_on_link();
     let mut routes = Vec::new();
@@ -143,7 +171,7 @@ pub fn plan(config: &Config) -> NetPlan {
     ];
     NetPlan {
         wan,
-        lan,
+        lans,
         routes,
         neighbours,
         sysctls,
@@ -152,8 +180,12 @@ pub fn plan(config: &Config) -> NetPlan {
 
 impl fmt::Display for NetPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for link in [&self.wan, &self.lan] {
-            write!(f, "link {}: {}", link.role, link.select)?;
+        for link in std::iter::once(&self.wan).chain(&self.lans) {
+            write!(f, "link {}: ", link.what())?;
+            match link.vlan {
+                Some(id) => write!(f, "VLAN {id} (interface <nic>.{id}) on {}", link.select)?,
+                None => write!(f, "{}", link.select)?,
+            }
             if let Some(mac) = link.mac {
                 write!(f, ", MAC set to {mac}")?;
             }

@@ -23,11 +23,39 @@ pub const FLOWTABLE: &str = "fastpath";
 const FAMILY: NfFamily = NfFamily::INet;
 const LOOPBACK: (Ipv4Addr, u8) = (Ipv4Addr::new(127, 0, 0, 0), 8);
 
-/// What the ruleset needs to know besides the config.
+/// What the ruleset needs to know besides the config: the links' names.
 #[derive(Debug, Clone)]
-pub struct Interfaces<'a> {
-    pub wan: &'a str,
-    pub lan: &'a str,
+pub struct Interfaces {
+    pub wan: String,
+    /// Each LAN's link, in the order of `config.lans`.
+    pub lans: Vec<String>,
+}
+
+impl Interfaces {
+    /// Names for a ruleset shown without a system (`routerd render`, golden files): the
+    /// WAN is `wan`, the single-LAN form's LAN `lan`, the others their LAN's name.
+    pub fn placeholders(config: &Config, wan: &str, lan: &str) -> Interfaces {
+        Interfaces {
+            wan: wan.to_string(),
+            lans: config
+                .lans
+                .iter()
+                .map(|l| {
+                    if l.name == config::DEFAULT_LAN_NAME {
+                        lan.to_string()
+                    } else {
+                        l.name.clone()
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A LAN with its link's name, as the rules need it.
+struct LanRules<'a> {
+    lan: &'a config::Lan,
+    ifname: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +78,19 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     batch.delete(NfListObject::Table(table.clone()));
     batch.add(NfListObject::Table(table));
 
-    let (wan, lan) = (ifs.wan.to_string(), ifs.lan.to_string());
+    let wan = ifs.wan.clone();
+    let lans: Vec<LanRules> = config
+        .lans
+        .iter()
+        .zip(&ifs.lans)
+        .map(|(lan, ifname)| LanRules { lan, ifname })
+        .collect();
+    // Any LAN's link: one name, or a set of them.
+    let lan_ifs = || match lans.as_slice() {
+        [one] => s(one.ifname),
+        _ => set(lans.iter().map(|l| s(l.ifname))),
+    };
+    let lan_nets: Vec<Ipv4Net> = config.lans.iter().map(|l| l.address.trunc()).collect();
     if features.flowtable {
         batch.add(NfListObject::FlowTable(FlowTable {
             family: FAMILY,
@@ -59,7 +99,12 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             handle: None,
             hook: Some(NfHook::Ingress),
             prio: Some(0),
-            dev: Some(Cow::Owned(vec![wan.clone().into(), lan.clone().into()])),
+            dev: Some(Cow::Owned(
+                std::iter::once(wan.clone())
+                    .chain(ifs.lans.iter().cloned())
+                    .map(Into::into)
+                    .collect(),
+            )),
         }));
     }
     for (name, kind, hook, prio, policy) in [
@@ -93,8 +138,6 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     }
 
     let wan_ip = config.wan.address.addr();
-    let lan_net = config.lans[0].address.trunc();
-    let lan_ip = config.lans[0].address.addr();
     let mut rules = Vec::new();
 
     // prerouting: port forwards, from anywhere to the public address (so LAN guests
@@ -124,14 +167,12 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         ),
         rule(
             "input",
-            spoofed_from_wan(&wan, lan_net, wan_ip),
+            spoofed_from_wan(&wan, &lan_nets, wan_ip),
             Some("spoofed source on the WAN"),
         ),
-        rule(
-            "input",
-            spoofed_from_lan(&lan, lan_net),
-            Some("spoofed source on the LAN"),
-        ),
+    ]);
+    rules.extend(lans.iter().map(|l| spoofed_from_lan("input", l)));
+    rules.extend([
         rule(
             "input",
             vec![
@@ -148,7 +189,7 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         rule(
             "input",
             vec![
-                m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
+                m(meta(MetaKey::Iifname), Operator::EQ, lan_ifs()),
                 m(meta(MetaKey::L4proto), Operator::EQ, s("icmp")),
                 m(payload("icmp", "type"), Operator::EQ, s("echo-request")),
                 accept(),
@@ -170,7 +211,7 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         rule(
             "input",
             vec![
-                m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
+                m(meta(MetaKey::Iifname), Operator::EQ, lan_ifs()),
                 // DHCPv4 only: nothing of routerd's listens on IPv6 UDP/67.
                 m(meta(MetaKey::Nfproto), Operator::EQ, s("ipv4")),
                 m(payload("udp", "dport"), Operator::EQ, num(67)),
@@ -180,16 +221,24 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         ),
     ]);
     if let Some(status) = &config.status {
-        rules.push(rule(
-            "input",
-            vec![
-                m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
-                m(payload("ip", "daddr"), Operator::EQ, s(&lan_ip.to_string())),
-                m(payload("tcp", "dport"), Operator::EQ, num(u32::from(status.port))),
-                accept(),
-            ],
-            Some("status page and metrics, from the LAN only"),
-        ));
+        // Each LAN reaches the page on its own router address only: another LAN's
+        // address is no way into that LAN.
+        rules.extend(lans.iter().map(|l| {
+            rule(
+                "input",
+                vec![
+                    m(meta(MetaKey::Iifname), Operator::EQ, s(l.ifname)),
+                    m(
+                        payload("ip", "daddr"),
+                        Operator::EQ,
+                        s(&l.lan.address.addr().to_string()),
+                    ),
+                    m(payload("tcp", "dport"), Operator::EQ, num(u32::from(status.port))),
+                    accept(),
+                ],
+                Some("status page and metrics, from the LAN only"),
+            )
+        }));
     }
 
     // forward: LAN to the internet, established flows, and the port forwards.
@@ -211,53 +260,66 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         rule("forward", vec![ct_state(&["invalid"]), drop()], None),
         rule(
             "forward",
-            spoofed_from_wan(&wan, lan_net, wan_ip),
+            spoofed_from_wan(&wan, &lan_nets, wan_ip),
             Some("spoofed source on the WAN"),
         ),
-        rule(
-            "forward",
-            spoofed_from_lan(&lan, lan_net),
-            Some("spoofed source on the LAN"),
-        ),
-        rule(
-            "forward",
-            vec![
-                m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
-                m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)),
-                accept(),
-            ],
-            Some("LAN to the internet"),
-        ),
-        rule(
-            "forward",
-            vec![m(ct("status"), Operator::IN, s("dnat")), accept()],
-            Some("port forwards"),
-        ),
     ]);
+    rules.extend(lans.iter().map(|l| spoofed_from_lan("forward", l)));
+    rules.push(rule(
+        "forward",
+        vec![
+            m(meta(MetaKey::Iifname), Operator::EQ, lan_ifs()),
+            m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)),
+            accept(),
+        ],
+        Some("LAN to the internet"),
+    ));
+    // Between LANs only what `reach` allows opens a connection (replies pass above as
+    // established); everything else from one LAN to another hits the drop policy.
+    for l in &lans {
+        for target in lans.iter().filter(|t| l.lan.reach.contains(&t.lan.name)) {
+            rules.push(rule(
+                "forward",
+                vec![
+                    m(meta(MetaKey::Iifname), Operator::EQ, s(l.ifname)),
+                    m(meta(MetaKey::Oifname), Operator::EQ, s(target.ifname)),
+                    accept(),
+                ],
+                Some(&format!("LAN {} may reach LAN {}", l.lan.name, target.lan.name)),
+            ));
+        }
+    }
+    rules.extend([rule(
+        "forward",
+        vec![m(ct("status"), Operator::IN, s("dnat")), accept()],
+        Some("port forwards"),
+    )]);
 
     // postrouting: the LAN leaves with the failover IP, and hairpinned forwards leave
     // with the router's LAN address so the reply comes back through the router.
-    rules.extend([
+    rules.push(rule(
+        "postrouting",
+        vec![
+            m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)),
+            m(payload("ip", "saddr"), Operator::EQ, lan_prefixes(&lan_nets)),
+            snat(wan_ip),
+        ],
+        Some("LAN to the internet as the failover IP"),
+    ));
+    // A forward reached from any LAN leaves towards its target with the router's
+    // address on the target's LAN, so the reply comes back through the router.
+    rules.extend(lans.iter().map(|l| {
         rule(
             "postrouting",
             vec![
-                m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)),
-                m(payload("ip", "saddr"), Operator::EQ, prefix(net(lan_net))),
-                snat(wan_ip),
-            ],
-            Some("LAN to the internet as the failover IP"),
-        ),
-        rule(
-            "postrouting",
-            vec![
-                m(meta(MetaKey::Oifname), Operator::EQ, s(&lan)),
-                m(payload("ip", "saddr"), Operator::EQ, prefix(net(lan_net))),
+                m(meta(MetaKey::Oifname), Operator::EQ, s(l.ifname)),
+                m(payload("ip", "saddr"), Operator::EQ, lan_prefixes(&lan_nets)),
                 m(ct("status"), Operator::IN, s("dnat")),
-                snat(lan_ip),
+                snat(l.lan.address.addr()),
             ],
             Some("hairpin: LAN to a forward through the public address"),
-        ),
-    ]);
+        )
+    }));
 
     for r in rules {
         batch.add(NfListObject::Rule(r));
@@ -359,32 +421,50 @@ fn forward_dnat(fc: &ForwardCounter, wan_ip: Ipv4Addr) -> Rule<'static> {
     )
 }
 
-fn spoofed_from_wan(wan: &str, lan_net: Ipv4Net, wan_ip: Ipv4Addr) -> Vec<Statement<'static>> {
+/// The LAN prefixes as one match: a single prefix, or a set of them.
+fn lan_prefixes(nets: &[Ipv4Net]) -> Expression<'static> {
+    match nets {
+        [one] => prefix(net(*one)),
+        _ => set(nets.iter().map(|n| prefix(net(*n)))),
+    }
+}
+
+fn spoofed_from_wan(wan: &str, lan_nets: &[Ipv4Net], wan_ip: Ipv4Addr) -> Vec<Statement<'static>> {
+    let sources = lan_nets
+        .iter()
+        .map(|n| prefix(net(*n)))
+        .chain([prefix(LOOPBACK), s(&wan_ip.to_string())]);
     vec![
         m(meta(MetaKey::Iifname), Operator::EQ, s(wan)),
-        m(
-            payload("ip", "saddr"),
-            Operator::EQ,
-            set([prefix(net(lan_net)), prefix(LOOPBACK), s(&wan_ip.to_string())]),
-        ),
+        m(payload("ip", "saddr"), Operator::EQ, set(sources)),
         Statement::Counter(Counter::Anonymous(None)),
         drop(),
     ]
 }
 
-fn spoofed_from_lan(lan: &str, lan_net: Ipv4Net) -> Vec<Statement<'static>> {
-    vec![
-        m(meta(MetaKey::Iifname), Operator::EQ, s(lan)),
-        m(meta(MetaKey::Nfproto), Operator::EQ, s("ipv4")),
-        // 0.0.0.0 is a DHCP client that has no address yet.
-        m(
-            payload("ip", "saddr"),
-            Operator::NEQ,
-            set([s("0.0.0.0"), prefix(net(lan_net))]),
-        ),
-        Statement::Counter(Counter::Anonymous(None)),
-        drop(),
-    ]
+/// Drops what comes in on a LAN's link from outside that LAN's own prefix.
+fn spoofed_from_lan(chain: &str, l: &LanRules) -> Rule<'static> {
+    let comment = if l.lan.name == config::DEFAULT_LAN_NAME {
+        "spoofed source on the LAN".to_string()
+    } else {
+        format!("spoofed source on the LAN {}", l.lan.name)
+    };
+    rule(
+        chain,
+        vec![
+            m(meta(MetaKey::Iifname), Operator::EQ, s(l.ifname)),
+            m(meta(MetaKey::Nfproto), Operator::EQ, s("ipv4")),
+            // 0.0.0.0 is a DHCP client that has no address yet.
+            m(
+                payload("ip", "saddr"),
+                Operator::NEQ,
+                set([s("0.0.0.0"), prefix(net(l.lan.address.trunc()))]),
+            ),
+            Statement::Counter(Counter::Anonymous(None)),
+            drop(),
+        ],
+        Some(&comment),
+    )
 }
 
 fn rule(chain: &str, expr: Vec<Statement<'static>>, comment: Option<&str>) -> Rule<'static> {

@@ -24,8 +24,9 @@ fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Net> {
 }
 
 /// Removes every IPv4 address of `nic` but `want` (left from an earlier config), then
-/// adds `want` unless it is there, so applying twice changes nothing.
-pub async fn ensure(handle: &Handle, nic: &Nic, want: Ipv4Net) -> Result<(), NetError> {
+/// adds `want` unless it is there, so applying twice changes nothing. `None`: the NIC
+/// keeps no address (a trunk under VLAN interfaces).
+pub async fn ensure(handle: &Handle, nic: &Nic, want: Option<Ipv4Net>) -> Result<(), NetError> {
     let mut present = Vec::new();
     let mut stream = handle.address().get().set_link_index_filter(nic.index).execute();
     while let Some(msg) = stream
@@ -41,8 +42,8 @@ pub async fn ensure(handle: &Handle, nic: &Nic, want: Ipv4Net) -> Result<(), Net
     }
     // Stale addresses go first: deleting a primary address also deletes the
     // secondaries of its subnet, which the new one would be if added before.
-    let wanted_present = present.iter().any(|(net, _)| *net == want);
-    for (net, msg) in present.into_iter().filter(|(net, _)| *net != want) {
+    let wanted_present = present.iter().any(|(net, _)| Some(*net) == want);
+    for (net, msg) in present.into_iter().filter(|(net, _)| Some(*net) != want) {
         handle
             .address()
             .del(msg)
@@ -51,6 +52,7 @@ pub async fn ensure(handle: &Handle, nic: &Nic, want: Ipv4Net) -> Result<(), Net
             .map_err(|e| NetError::netlink(&format!("removing stale {net} from {}", nic.name), e))?;
         tracing::info!(nic = %nic.name, address = %net, "stale address removed");
     }
+    let Some(want) = want else { return Ok(()) };
     if !wanted_present {
         handle
             .address()

@@ -20,9 +20,10 @@ use crate::plan::{NetPlan, Role, RoutePlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("no single {role} NIC: looked for {wanted}, found {matches} matching; NICs present: {present}")]
+    #[error("no single {what} NIC: looked for {wanted}, found {matches} matching; NICs present: {present}")]
     NicNotFound {
-        role: Role,
+        /// `wan`, `lan`, or `lan "prod"`.
+        what: String,
         wanted: String,
         matches: usize,
         present: String,
@@ -32,6 +33,12 @@ pub enum NetError {
     Netlink { what: String, source: rtnetlink::Error },
     #[error("sysctl {path}")]
     Sysctl { path: String, source: std::io::Error },
+    #[error("the LANs {first} and {second} both found the NIC {nic}; LANs sharing a NIC need a `vlan` each (one may stay untagged)")]
+    SharedNic { first: String, second: String, nic: String },
+    #[error("the LAN {lan} found the WAN NIC {nic}")]
+    LanOnWan { lan: String, nic: String },
+    #[error("the VLAN interface {name} cannot be made (a name of at most 15 characters)")]
+    VlanName { name: String },
     #[error("cannot open a netlink socket")]
     Connect(#[source] std::io::Error),
 }
@@ -45,11 +52,12 @@ impl NetError {
     }
 }
 
-/// The NICs a plan was applied to.
+/// The links a plan was applied to.
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub wan: Nic,
-    pub lan: Nic,
+    /// Each LAN's link (its NIC, or its VLAN interface), in the order of `plan.lans`.
+    pub lans: Vec<Nic>,
 }
 
 /// Opens a netlink connection served by the current tokio runtime.
@@ -60,27 +68,67 @@ pub fn connect() -> Result<Handle, NetError> {
 }
 
 pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError> {
-    let nics = links::list(handle).await?;
-    let wan = links::select(&nics, &plan.wan, None)?.clone();
-    let lan = links::select(&nics, &plan.lan, Some(&wan))?.clone();
-    if wan.index == lan.index {
-        return Err(NetError::NicNotFound {
-            role: Role::Lan,
-            wanted: format!("{} (other than the WAN {})", plan.lan.select, wan.name),
-            matches: 0,
-            present: wan.name.clone(),
+    let links = links::list(handle).await?;
+    let wan = links::select(&links, &plan.wan, &[])?.clone();
+    // LANs naming their NIC first: "the one NIC left" is what they leave.
+    let mut taken = vec![wan.index];
+    let mut nics: Vec<Option<Nic>> = vec![None; plan.lans.len()];
+    for pass_named in [true, false] {
+        for (i, lan) in plan.lans.iter().enumerate() {
+            if (lan.select != config::NicSelector::NotWan) != pass_named {
+                continue;
+            }
+            let nic = links::select(&links, lan, &taken)?.clone();
+            if nic.index == wan.index {
+                return Err(NetError::LanOnWan {
+                    lan: lan.name.clone(),
+                    nic: nic.name,
+                });
+            }
+            taken.push(nic.index);
+            nics[i] = Some(nic);
+        }
+    }
+    let nics: Vec<Nic> = nics.into_iter().flatten().collect();
+    for (j, b) in plan.lans.iter().enumerate() {
+        for (i, a) in plan.lans[..j].iter().enumerate() {
+            if nics[i].index == nics[j].index && (a.vlan == b.vlan) {
+                return Err(NetError::SharedNic {
+                    first: a.name.clone(),
+                    second: b.name.clone(),
+                    nic: nics[j].name.clone(),
+                });
+            }
+        }
+    }
+    links::configure(handle, &wan, &plan.wan).await?;
+    // Each LAN's link: its NIC, or the VLAN interface on it (the NIC up, as a trunk).
+    let mut lan_links = Vec::new();
+    for (lan, nic) in plan.lans.iter().zip(&nics) {
+        links::configure(handle, nic, lan).await?;
+        lan_links.push(match lan.vlan {
+            Some(id) => links::ensure_vlan(handle, &links, nic, id).await?,
+            None => nic.clone(),
         });
     }
-    sysctl::ensure(&plan.sysctls, &wan.name, &lan.name)?;
-    links::configure(handle, &wan, &plan.wan).await?;
-    links::configure(handle, &lan, &plan.lan).await?;
-    addrs::ensure(handle, &wan, plan.wan.address).await?;
-    addrs::ensure(handle, &lan, plan.lan.address).await?;
+    let keep: Vec<u32> = lan_links.iter().map(|l| l.index).collect();
+    links::remove_stale_vlans(handle, &links, &keep).await?;
+    let lan_names: Vec<&str> = lan_links.iter().map(|l| l.name.as_str()).collect();
+    sysctl::ensure(&plan.sysctls, &wan.name, &lan_names)?;
+    addrs::ensure(handle, &wan, Some(plan.wan.address)).await?;
+    for (lan, link) in plan.lans.iter().zip(&lan_links) {
+        addrs::ensure(handle, link, Some(lan.address)).await?;
+    }
+    // A NIC that now only carries VLANs keeps no address of an earlier untagged LAN.
+    for nic in &nics {
+        if !keep.contains(&nic.index) {
+            addrs::ensure(handle, nic, None).await?;
+        }
+    }
 
-    let index = |role| match role {
-        Role::Wan => wan.index,
-        Role::Lan => lan.index,
-    };
+    // Routes and pinned neighbours are the WAN's only (a LAN's prefix route is the
+    // kernel's, from its address).
+    let index = |_role: Role| wan.index;
     let want: Vec<routes::Route> = plan
         .routes
         .iter()
@@ -112,8 +160,10 @@ pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError>
             mac: n.mac,
         })
         .collect();
-    neighbours::ensure(handle, &pinned, &[wan.index, lan.index]).await?;
-    routes::ensure(handle, &want, &[wan.index, lan.index]).await?;
+    let mut owned = vec![wan.index];
+    owned.extend(lan_links.iter().map(|l| l.index));
+    neighbours::ensure(handle, &pinned, &owned).await?;
+    routes::ensure(handle, &want, &owned).await?;
     // What the NICs are now, for those who need their facts (the status page).
     let configured = |nic: Nic, link: &crate::plan::LinkPlan| Nic {
         mac: link.mac.or(nic.mac),
@@ -122,7 +172,11 @@ pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError>
     };
     Ok(Applied {
         wan: configured(wan, &plan.wan),
-        lan: configured(lan, &plan.lan),
+        lans: lan_links
+            .into_iter()
+            .zip(&plan.lans)
+            .map(|(nic, lan)| configured(nic, lan))
+            .collect(),
     })
 }
 

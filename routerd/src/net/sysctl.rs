@@ -4,9 +4,12 @@ use super::NetError;
 use crate::plan::Sysctl;
 
 /// Writes each value unless it is already set.
-pub fn ensure(sysctls: &[Sysctl], wan: &str, lan: &str) -> Result<(), NetError> {
-    for s in sysctls {
-        let path = s.path(wan, lan);
+pub fn ensure(sysctls: &[Sysctl], wan: &str, lans: &[&str]) -> Result<(), NetError> {
+    for path in sysctls
+        .iter()
+        .flat_map(|s| s.paths(wan, lans).into_iter().map(move |p| (s, p)))
+    {
+        let (s, path) = path;
         let current = std::fs::read_to_string(&path).map_err(|e| NetError::Sysctl {
             path: path.clone(),
             source: e,

@@ -32,10 +32,12 @@ pub struct SharedState {
     pub last_reload: Option<(u64, bool)>,
     pub errors: VecDeque<(u64, String)>,
     pub config: Option<Arc<Config>>,
-    /// The NICs as the last apply left them (name, index, MAC).
+    /// The links as the last apply left them (name, index, MAC); `lans` in the order
+    /// of `config.lans`.
     pub wan: Option<Nic>,
-    pub lan: Option<Nic>,
-    pub dhcp: Option<dhcp::server::View>,
+    pub lans: Vec<Nic>,
+    /// Each running DHCP server, by its LAN's name.
+    pub dhcp: Vec<(String, dhcp::server::View)>,
     pub gateway_mac_changes: GatewayMacChanges,
     /// With a pinned gateway MAC: whether the gateway answered the last check with it.
     pub gateway_pinned_answers: Option<bool>,
@@ -81,6 +83,8 @@ impl Shared {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InterfaceStats {
     pub role: &'static str,
+    /// The LAN's name; empty for the WAN.
+    pub lan: String,
     pub name: String,
     pub mac: String,
     pub address: String,
@@ -107,6 +111,8 @@ pub struct LeaseRow {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DhcpStats {
+    /// The LAN's name.
+    pub lan: String,
     pub pool_size: u64,
     pub leases: Vec<LeaseRow>,
     /// offers, acks, naks, releases, malformed (dropped), ignored, pool_exhausted, probes, probe_conflicts
@@ -126,7 +132,8 @@ pub struct Snapshot {
     pub gateway_mac_changes: GatewayMacChanges,
     pub conntrack: Option<(u64, u64)>,
     pub forwards: Vec<ForwardStats>,
-    pub dhcp: Option<DhcpStats>,
+    /// One per LAN with a DHCP server, in the order of the config.
+    pub dhcp: Vec<DhcpStats>,
     pub generation: u64,
     pub last_reload: Option<(u64, bool)>,
     pub rss_bytes: u64,

@@ -130,7 +130,7 @@ fn apply_time() {
         let config = Config::parse(&text, "bench").expect("bench config is valid");
         let json = serde_json::to_string(&firewall::ruleset(
             &config,
-            &Interfaces { wan: "wan", lan: "lan" },
+            &Interfaces::placeholders(&config, "wan", "lan"),
             Features { flowtable: false },
         ))
         .expect("json");
