@@ -40,6 +40,8 @@ pub struct Router {
     /// One DHCP server per LAN with DHCP, with what it was started for (restarted
     /// when that changes; the others keep running).
     dhcp: Vec<DhcpService>,
+    /// The LAN links of the last apply: one no LAN uses any more loses its address.
+    lan_links: Vec<net::Nic>,
     /// The status page and metrics servers, one on each LAN address.
     status: Vec<status::http::Running>,
     /// What the status page shows about the daemon.
@@ -53,6 +55,7 @@ impl Router {
             flowtable: None,
             state,
             dhcp: Vec::new(),
+            lan_links: Vec::new(),
             status: Vec::new(),
             shared: Arc::default(),
         })
@@ -124,6 +127,15 @@ impl Router {
     pub async fn apply(&mut self, config: &Config) -> anyhow::Result<Applied> {
         let plan = plan::plan(config);
         let applied = net::apply(&self.handle, &plan).await?;
+        for old in std::mem::replace(&mut self.lan_links, applied.lans.clone()) {
+            // A removed VLAN LAN's interface is gone already; a NIC stays, bare.
+            let in_use = applied.wan.index == old.index || applied.lans.iter().any(|l| l.index == old.index);
+            if !in_use && old.vlan.is_none() {
+                if let Err(e) = net::release(&self.handle, &old).await {
+                    tracing::warn!("cannot remove the addresses of {}, no longer a LAN: {e:#}", old.name);
+                }
+            }
+        }
         let flowtable = *self.flowtable.get_or_insert_with(|| {
             let supported = firewall::flowtable_supported(&applied.wan.name);
             if supported {

@@ -181,10 +181,27 @@ EOF"
 
     /// A new guest on the LAN bridge with no address (for DHCP clients).
     pub fn add_lan_guest(&self, name: &str, mac: &str) -> Netns {
+        self.add_guest_on(&self.lanbr, name, mac)
+    }
+
+    /// Another LAN segment, as a Proxmox bridge per LAN: a namespace `<prefix>-<nic>br`
+    /// holding the bridge `vmbr1`, linked to a new router NIC named `nic`. Guests join
+    /// it with [`Lab::add_guest_on`].
+    pub fn add_lan_bridge(&self, nic: &str) -> Netns {
+        let bridge = Netns::new(&format!("{}-{nic}br", self.prefix));
+        bridge.ip(&["link", "add", "vmbr1", "type", "bridge"]);
+        bridge.ip(&["link", "set", "vmbr1", "up"]);
+        veth(&self.router, nic, &bridge, "p-router", None);
+        bridge.ip(&["link", "set", "p-router", "master", "vmbr1"]);
+        bridge
+    }
+
+    /// A new guest with no address on the bridge `vmbr1` of the namespace `bridge`.
+    pub fn add_guest_on(&self, bridge: &Netns, name: &str, mac: &str) -> Netns {
         let ns = Netns::new(&format!("{}-{name}", self.prefix));
         let port = format!("p-{name}");
-        veth(&ns, "eth0", &self.lanbr, &port, Some(mac));
-        self.lanbr.ip(&["link", "set", &port, "master", "vmbr1"]);
+        veth(&ns, "eth0", bridge, &port, Some(mac));
+        bridge.ip(&["link", "set", &port, "master", "vmbr1"]);
         ns
     }
 

@@ -60,6 +60,12 @@ pub struct Applied {
     pub lans: Vec<Nic>,
 }
 
+/// Removes every IPv4 address of `nic`: a NIC that was a LAN's and is no more (its
+/// prefix must not stay routed there).
+pub async fn release(handle: &Handle, nic: &Nic) -> Result<(), NetError> {
+    addrs::ensure(handle, nic, None).await
+}
+
 /// Opens a netlink connection served by the current tokio runtime.
 pub fn connect() -> Result<Handle, NetError> {
     let (connection, handle, _) = rtnetlink::new_connection().map_err(NetError::Connect)?;
