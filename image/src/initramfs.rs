@@ -37,6 +37,8 @@ pub const MODULES: &[&str] = &[
     "nft_fib_inet",
     "nft_reject_inet",
     "nft_masq",
+    // 802.1Q VLAN interfaces for VLAN LANs (garp, mrp, stp, llc come as dependencies)
+    "8021q",
     // config disk (FAT or ISO 9660 on a CD-ROM) and the state partition
     "vfat",
     "fat",
