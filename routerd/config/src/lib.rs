@@ -317,6 +317,54 @@ mod tests {
         }
     }
 
+    const WAN: &str = "[wan]\ninterface = \"eth0\"\naddress = \"203.0.113.10/32\"\ngateway = \"203.0.113.254\"\ndns = [\"198.51.100.53\"]\n";
+
+    #[test]
+    fn the_single_lan_form_is_one_lan_named_lan_with_the_dhcp_section() {
+        let text =
+            format!("{WAN}[lan]\naddress = \"172.16.0.1/16\"\n[dhcp]\nrange = \"172.16.10.100-172.16.10.110\"\n");
+        let config = Config::parse(&text, "router.toml").expect("valid");
+        assert_eq!(config.lans.len(), 1);
+        let lan = &config.lans[0];
+        assert_eq!(
+            (lan.name.as_str(), &lan.nic, lan.vlan),
+            (DEFAULT_LAN_NAME, &NicSelector::NotWan, None)
+        );
+        assert_eq!(
+            lan.dhcp.as_ref().map(|d| d.range_end),
+            Some(Ipv4Addr::new(172, 16, 10, 110))
+        );
+        assert_eq!(config.dhcp_dns(lan), [Ipv4Addr::new(198, 51, 100, 53)]);
+        assert_eq!(
+            config.lan_of(Ipv4Addr::new(172, 16, 99, 1)).map(|l| l.name.as_str()),
+            Some("lan")
+        );
+        assert!(config.lan_of(Ipv4Addr::new(10, 0, 0, 1)).is_none());
+    }
+
+    #[test]
+    fn a_lan_with_both_dhcp_sections_is_refused_at_its_own() {
+        let text = format!(
+            "{WAN}[lan]\naddress = \"172.16.0.1/16\"\n[lan.dhcp]\nrange = \"172.16.10.100-172.16.10.110\"\n[dhcp]\nrange = \"172.16.10.100-172.16.10.110\"\n"
+        );
+        let err = Config::parse(&text, "router.toml")
+            .expect_err("two DHCP sections")
+            .to_string();
+        assert!(
+            err.contains("[lan.dhcp]: this LAN already has the [dhcp] section; give one of them"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_vlan_id_out_of_range_and_a_bad_lan_name_are_refused() {
+        let text =
+            format!("{WAN}[[lan]]\nname = \"Prod!\"\ninterface = \"eth1\"\nvlan = 4095\naddress = \"172.16.0.1/16\"\n");
+        let err = Config::parse(&text, "router.toml").expect_err("bad").to_string();
+        assert!(err.contains("lan.name: \"Prod!\" is not a valid LAN name"), "{err}");
+        assert!(err.contains("lan.vlan: expected a VLAN id 1-4094, found 4095"), "{err}");
+    }
+
     #[test]
     fn port_ranges_overlap_only_when_they_share_a_port() {
         let r = |first, last| PortRange { first, last };

@@ -308,6 +308,25 @@ mod tests {
     }
 
     #[test]
+    fn the_other_lease_logs_are_read_but_not_this_lans_nor_temp_or_corrupt_copies() {
+        let dir = tempdir("others");
+        let (a, b, c) = (
+            lease(1, LeaseState::Bound),
+            lease(2, LeaseState::Bound),
+            lease(3, LeaseState::Bound),
+        );
+        fs::write(dir.join(LEASES_FILE_NAME), encode(&a)).expect("write");
+        fs::write(dir.join(format!("{LEASES_FILE_NAME}-dev")), encode(&b)).expect("write");
+        fs::write(dir.join(format!("{LEASES_FILE_NAME}-prod")), encode(&c)).expect("write");
+        fs::write(dir.join(format!("{LEASES_FILE_NAME}.tmp")), encode(&c)).expect("write");
+        fs::write(dir.join(format!("{LEASES_FILE_NAME}.corrupt-1")), encode(&c)).expect("write");
+        let mut found = read_others(&dir, &format!("{LEASES_FILE_NAME}-prod"));
+        found.sort_by_key(|l| l.addr);
+        assert_eq!(found, [a, b]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn records_round_trip_and_reject_tampering() {
         for l in [lease(1, LeaseState::Bound), lease(2, LeaseState::Released)] {
             let line = encode(&l);

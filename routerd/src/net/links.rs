@@ -219,3 +219,71 @@ async fn set_up(handle: &Handle, nic: &Nic) -> Result<(), NetError> {
         .await
         .map_err(|e| NetError::netlink(&format!("setting link up on {}", nic.name), e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Role;
+    use netlink_packet_route::link::LinkHeader;
+
+    fn nic(index: u32, name: &str, vlan: Option<(u32, u16)>) -> Nic {
+        Nic {
+            index,
+            name: name.into(),
+            mac: Some(MacAddr([2, 0, 0, 0, 0, index as u8])),
+            perm_mac: None,
+            up: true,
+            vlan,
+        }
+    }
+
+    fn lan(select: NicSelector) -> LinkPlan {
+        LinkPlan {
+            role: Role::Lan,
+            name: "dev".into(),
+            select,
+            vlan: None,
+            mac: None,
+            address: "10.20.0.1/24".parse().expect("net"),
+        }
+    }
+
+    #[test]
+    fn the_one_nic_left_skips_the_taken_nics_and_vlan_interfaces() {
+        let links = [
+            nic(2, "eth0", None),
+            nic(3, "eth1", None),
+            nic(4, "eth2", None),
+            nic(5, "eth1.20", Some((3, 20))),
+        ];
+        let found = select(&links, &lan(NicSelector::NotWan), &[2, 3]).expect("one left");
+        assert_eq!(found.name, "eth2");
+        let err = select(&links, &lan(NicSelector::NotWan), &[2]).expect_err("two left");
+        assert_eq!(
+            err.to_string(),
+            "no single lan \"dev\" NIC: looked for the one NIC that is not the WAN, found 2 matching; NICs present: eth0 (02:00:00:00:00:02), eth1 (02:00:00:00:00:03), eth2 (02:00:00:00:00:04)"
+        );
+        assert!(select(&links, &lan(NicSelector::Name("eth1.20".into())), &[]).is_err());
+    }
+
+    #[test]
+    fn a_vlan_interface_is_known_by_its_nic_and_id() {
+        let mut msg = LinkMessage::default();
+        msg.header = LinkHeader {
+            index: 7,
+            link_layer_type: LinkLayerType::Ether,
+            ..LinkHeader::default()
+        };
+        msg.attributes = vec![
+            LinkAttribute::IfName("eth1.20".into()),
+            LinkAttribute::Link(3),
+            LinkAttribute::LinkInfo(vec![
+                LinkInfo::Kind(InfoKind::Vlan),
+                LinkInfo::Data(InfoData::Vlan(vec![InfoVlan::Id(20)])),
+            ]),
+        ];
+        let link = Nic::from_message(&msg).expect("an Ethernet link");
+        assert_eq!(link.vlan, Some((3, 20)));
+        assert_eq!(nic(3, "eth1", None).vlan_name(20), "eth1.20");
+    }
+}
