@@ -18,7 +18,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use super::arp::ArpSocket;
+use super::arp::Prober;
 use super::handler::{self, Destination, Ignored, Outcome, Reply, Scope, SERVER_PORT};
 use super::pool::{Lease, Pool, Secs};
 use super::store::LeaseStore;
@@ -150,7 +150,7 @@ pub fn start(
     let mac = lan
         .mac
         .ok_or_else(|| anyhow::anyhow!("{} has no MAC address", lan.name))?;
-    let arp = ArpSocket::open(lan.index, mac)?;
+    let arp = Prober::open(lan.index, mac)?;
     let file_name = config::image::leases_file_name(lan_name);
     // A LAN without a lease log of its own yet (new, renamed, or the single-LAN form
     // rewritten as [[lan]]) takes over the leases of its prefix from the other logs.
@@ -337,7 +337,7 @@ struct Server {
     scope: Scope,
     pool: Pool,
     socket: UdpSocket,
-    arp: ArpSocket,
+    arp: Prober,
     store: Option<LeaseStore>,
     netlink: Handle,
     ifindex: u32,
