@@ -196,6 +196,30 @@ EOF"
         bridge
     }
 
+    /// A new guest with no address whose frames reach the bridge `vmbr1` of `bridge`
+    /// tagged with VLAN `vid` (and only those of that VLAN come back, untagged): a
+    /// guest on a Proxmox VLAN-aware bridge with `tag=vid`. The tagging stops when the
+    /// returned port is dropped.
+    pub fn add_tagged_guest_on(
+        &self,
+        bridge: &Netns,
+        name: &str,
+        mac: &str,
+        vid: u16,
+    ) -> (Netns, crate::vlan_tag::AccessPort) {
+        let ns = Netns::new(&format!("{}-{name}", self.prefix));
+        let access = format!("a-{name}");
+        let (trunk, port) = (format!("t-{name}"), format!("p-{name}"));
+        veth(&ns, "eth0", bridge, &access, Some(mac));
+        bridge.ip(&["link", "add", &trunk, "type", "veth", "peer", "name", &port]);
+        for l in [&trunk, &port] {
+            bridge.ip(&["link", "set", l, "up"]);
+        }
+        bridge.ip(&["link", "set", &port, "master", "vmbr1"]);
+        let tagging = crate::vlan_tag::start(bridge, &access, &trunk, vid);
+        (ns, tagging)
+    }
+
     /// A new guest with no address on the bridge `vmbr1` of the namespace `bridge`.
     pub fn add_guest_on(&self, bridge: &Netns, name: &str, mac: &str) -> Netns {
         let ns = Netns::new(&format!("{}-{name}", self.prefix));

@@ -392,3 +392,30 @@ fn a_vlan_lan_is_served_on_its_tagged_interface_and_removed_with_it() {
     assert!(!links.contains("lan2.30"), "the VLAN interface is gone:\n{links}");
     lab.stop_routerd();
 }
+
+#[test]
+fn the_labs_vlan_access_ports_carry_a_guests_traffic_over_a_tagged_trunk() {
+    if !testkit::require_root() {
+        return;
+    }
+    // Two guests, each behind an access port of VLAN 20, joined by a trunk: what the
+    // QEMU test's tagged guest stands on (this kernel cannot tag by itself).
+    let p = testkit::netns::unique_prefix();
+    let switch = Netns::new(&format!("{p}-sw"));
+    let (a, b) = (Netns::new(&format!("{p}-ga")), Netns::new(&format!("{p}-gb")));
+    testkit::netns::veth(&a, "eth0", &switch, "pa", None);
+    testkit::netns::veth(&b, "eth0", &switch, "pb", None);
+    switch.ip(&["link", "add", "ta", "type", "veth", "peer", "name", "tb"]);
+    for l in ["ta", "tb"] {
+        switch.ip(&["link", "set", l, "up"]);
+    }
+    a.ip(&["addr", "add", "10.9.0.1/24", "dev", "eth0"]);
+    b.ip(&["addr", "add", "10.9.0.2/24", "dev", "eth0"]);
+    let _pa = testkit::vlan_tag::start(&switch, "pa", "ta", 20);
+    let _pb = testkit::vlan_tag::start(&switch, "pb", "tb", 20);
+    let _server = EchoServer::tcp(&b, "10.9.0.2:7000");
+    assert_eq!(
+        tcp_echo(&a, "10.9.0.2:7000", "tagged").expect("across the trunk"),
+        "tagged"
+    );
+}
