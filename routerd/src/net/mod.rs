@@ -76,22 +76,31 @@ pub fn connect() -> Result<Handle, NetError> {
 pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError> {
     let links = links::list(handle).await?;
     let wan = links::select(&links, &plan.wan, &[])?.clone();
-    // LANs naming their NIC first: "the one NIC left" is what they leave.
+    // LANs naming their NIC first: "the one NIC left" is what they leave (one NIC,
+    // shared by every LAN that names none: an untagged LAN and VLANs on it).
     let mut taken = vec![wan.index];
     let mut nics: Vec<Option<Nic>> = vec![None; plan.lans.len()];
+    let mut one_left: Option<Nic> = None;
     for pass_named in [true, false] {
         for (i, lan) in plan.lans.iter().enumerate() {
             if (lan.select != config::NicSelector::NotWan) != pass_named {
                 continue;
             }
-            let nic = links::select(&links, lan, &taken)?.clone();
+            let nic = match &one_left {
+                Some(nic) if !pass_named => nic.clone(),
+                _ => links::select(&links, lan, &taken)?.clone(),
+            };
             if nic.index == wan.index {
                 return Err(NetError::LanOnWan {
                     lan: lan.name.clone(),
                     nic: nic.name,
                 });
             }
-            taken.push(nic.index);
+            if pass_named {
+                taken.push(nic.index);
+            } else {
+                one_left = Some(nic.clone());
+            }
             nics[i] = Some(nic);
         }
     }
