@@ -98,6 +98,14 @@ fn in_range(addr: &str, prefix: &str, first: u8, last: u8) -> bool {
         .is_some_and(|n| (first..=last).contains(&n))
 }
 
+/// `ping -c 1` from `ns` to `ip`: did an answer come back?
+fn ping(ns: &Netns, ip: &str) -> bool {
+    ns.command("ping")
+        .args(["-c", "1", "-W", "2", ip])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 fn leased(lab: &Lab, guest: &Netns) -> (Client, testkit::dhcp_client::Lease) {
     let mut client = Client::new(Kind::Udhcpc, guest, &lab.dir);
     client.start();
@@ -159,6 +167,12 @@ fn two_bridge_lans_lease_from_their_own_ranges_and_are_isolated_unless_reach_all
         get(&web2, "172.16.0.1:80", "/").is_err(),
         "dev must not reach prod's router address"
     );
+
+    // Each LAN pings the router; a host on the other LAN does not answer dev.
+    assert!(ping(&dev_guest, "10.20.0.1"), "dev pings its router address");
+    assert!(ping(&prod_guest, "172.16.0.1"), "prod pings its router address");
+    assert!(!ping(&web2, GUEST_IP), "dev cannot ping a host on prod");
+    assert!(ping(&lab.guest, "10.20.0.5"), "prod may ping dev (reach)");
 
     // Forwards from the internet to a host on each LAN.
     let web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
