@@ -102,6 +102,7 @@ impl Router {
             Some(st) => config
                 .lans
                 .iter()
+                .filter(|l| st.serves(&l.name))
                 .map(|l| SocketAddrV4::new(l.address.addr(), st.port))
                 .collect(),
             None => Vec::new(),

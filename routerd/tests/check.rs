@@ -592,3 +592,15 @@ fn dhcp_beside_lan_array_and_a_nameless_lan_are_refused() {
     // The nameless LAN was "dmz": `reach` now names no LAN.
     assert!(errs[2].contains("lan.reach: no LAN is named \"dmz\""), "{errs:?}");
 }
+
+#[test]
+fn a_status_lan_that_does_not_exist_is_refused() {
+    let text = format!("{TWO_LANS}\n[status]\nlans = [\"prod\", \"web\"]\n");
+    assert_eq!(
+        errors("status_lans", &text),
+        [format!(
+            "{}: status.lans: no LAN is named \"web\" (LANs: \"prod\", \"dmz\")",
+            at(&text, "\"web\"")
+        )]
+    );
+}

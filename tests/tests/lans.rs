@@ -290,6 +290,17 @@ fn a_reload_adds_then_removes_a_lan_and_keeps_connections_on_the_others() {
         "only the removed LAN's DHCP server stopped:\n{}",
         lab.log()
     );
+
+    // status.lans keeps the page to prod: dev's router address no longer serves it.
+    assert!(get(&web2, "10.20.0.1:80", "/").is_ok(), "the page on dev before");
+    lab.reload(&(two_lans() + "\n[status]\nlans = [\"prod\"]\n"));
+    lab.wait_log("config applied", 3);
+    assert!(get(&web2, "10.20.0.1:80", "/").is_err(), "no page on dev any more");
+    assert!(get(&lab.guest, "172.16.0.1:80", "/").is_ok(), "the page on prod");
+    assert_eq!(
+        tcp_exchange(&mut outbound, "3").expect("outbound after status.lans"),
+        "3"
+    );
     lab.stop_routerd();
 }
 

@@ -50,6 +50,15 @@ pub struct Loaded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub port: u16,
+    /// The LANs (by name) whose router address serves the page; `None`: every LAN.
+    pub lans: Option<Vec<String>>,
+}
+
+impl Status {
+    /// Whether the page is served on the LAN named `lan`.
+    pub fn serves(&self, lan: &str) -> bool {
+        self.lans.as_ref().is_none_or(|l| l.iter().any(|n| n == lan))
+    }
 }
 
 /// How a NIC is found among the links of the system.

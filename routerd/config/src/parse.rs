@@ -34,6 +34,7 @@ struct RawConfig<L> {
 struct RawStatus {
     enabled: Option<bool>,
     port: Option<S<i64>>,
+    lans: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -320,7 +321,7 @@ impl Validator<'_> {
             Some(lans) => self.forwards(&raw.forward, lans),
             None => Vec::new(),
         };
-        let status = self.status(raw.status.as_ref());
+        let status = self.status(raw.status.as_ref(), lans.as_deref().unwrap_or_default());
         Some(Config {
             hostname,
             wan: wan?,
@@ -406,10 +407,11 @@ impl Validator<'_> {
         }
     }
 
-    fn status(&mut self, table: Option<&S<RawStatus>>) -> Option<Status> {
+    fn status(&mut self, table: Option<&S<RawStatus>>, lans: &[Lan]) -> Option<Status> {
         let Some(raw) = table.map(S::get_ref) else {
             return Some(Status {
                 port: DEFAULT_STATUS_PORT,
+                lans: None,
             });
         };
         if raw.enabled == Some(false) {
@@ -428,7 +430,23 @@ impl Validator<'_> {
                 }
             },
         };
-        Some(Status { port })
+        let served = raw.lans.as_ref().map(|names| {
+            for n in names.get_ref() {
+                if !lans.is_empty() && !lans.iter().any(|l| l.name == *n.get_ref()) {
+                    let known: Vec<String> = lans.iter().map(|l| quote(&l.name)).collect();
+                    self.error(
+                        n.span(),
+                        format!(
+                            "status.lans: no LAN is named {} (LANs: {})",
+                            quote(n.get_ref()),
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+            names.get_ref().iter().map(|n| n.get_ref().clone()).collect()
+        });
+        Some(Status { port, lans: served })
     }
 
     fn wan(&mut self, table: &S<RawWan>) -> Option<Wan> {

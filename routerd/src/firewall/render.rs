@@ -223,7 +223,7 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     if let Some(status) = &config.status {
         // Each LAN reaches the page on its own router address only: another LAN's
         // address is no way into that LAN.
-        rules.extend(lans.iter().map(|l| {
+        rules.extend(lans.iter().filter(|l| status.serves(&l.lan.name)).map(|l| {
             rule(
                 "input",
                 vec![
