@@ -37,6 +37,7 @@ pub const MODULES: &[&str] = &[
     "nft_fib_inet",
     "nft_reject_inet",
     "nft_masq",
+    "nft_objref", // rules that count into named counters (one per forward)
     // 802.1Q VLAN interfaces for VLAN LANs (garp, mrp, stp, llc come as dependencies)
     "8021q",
     // config disk (FAT or ISO 9660 on a CD-ROM) and the state partition
@@ -109,7 +110,7 @@ pub fn assemble(i: &Inputs) -> Result<(Tree, Summary)> {
     let e2fsck = find_binary(i.root, "e2fsck")?;
     let binaries: Vec<(&str, PathBuf)> = vec![
         ("init", i.init.to_path_buf()),
-        ("usr/sbin/routerd", i.routerd.to_path_buf()),
+        (config::image::ROUTERD.trim_start_matches('/'), i.routerd.to_path_buf()),
         ("usr/sbin/nft", nft),
         ("usr/sbin/mke2fs", mke2fs),
         ("usr/sbin/e2fsck", e2fsck),

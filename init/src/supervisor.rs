@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-pub const ROUTERD: &str = "/usr/sbin/routerd";
+use config::image::ROUTERD;
 
 /// How long routerd gets to exit after SIGTERM before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);

@@ -61,6 +61,14 @@ impl Router {
         })
     }
 
+    /// Stops the services that keep state: each DHCP server writes its lease file a
+    /// last time if it fell behind (a full disk).
+    async fn stop(&mut self) {
+        for dhcp in std::mem::take(&mut self.dhcp) {
+            dhcp.running.stop().await;
+        }
+    }
+
     /// Starts, restarts or stops each LAN's DHCP server to match `config`, leaving
     /// those of unchanged LANs running.
     async fn ensure_dhcp(&mut self, config: &Config, applied: &Applied) {
@@ -358,6 +366,7 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
         }
     }
     tracing::info!("routerd stopping; the network stays configured");
+    router.stop().await;
     Ok(())
 }
 

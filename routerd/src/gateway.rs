@@ -232,8 +232,10 @@ async fn run(handle: Handle, target: Target, shared: Arc<Shared>) {
     let mut reporter = Reporter::default();
     let mut macs = MacWatch::default();
     shared.update(|s| s.gateway_pinned_answers = None);
+    // A permanent entry is a pin (routerd's own, put there by a reload while this watch
+    // still runs), not the gateway answering: it is no change of the gateway's MAC.
     let note = |macs: &mut MacWatch, entry: &Neighbour| {
-        let Some(mac) = entry.mac.filter(|_| entry.answers()) else {
+        let Some(mac) = entry.mac.filter(|_| entry.answers() && !entry.is_permanent()) else {
             return;
         };
         if let Some(change) = macs.seen(mac) {

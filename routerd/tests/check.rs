@@ -204,17 +204,17 @@ fn a_bad_or_multicast_gateway_mac_is_refused_at_its_value() {
     let text = edit(VALID, "dns = [", "gateway_mac = \"00:00:5e:00:01\"\ndns = [");
     assert_eq!(
         errors("bad_gateway_mac", &text),
-        [r#"7:15: wan.gateway_mac: expected the gateway's MAC address like 00:00:5e:00:01:01, found "00:00:5e:00:01""#]
+        [r#"7:15: wan.gateway_mac: expected a MAC address like 02:00:00:00:00:10, found "00:00:5e:00:01""#]
     );
     let text = edit(VALID, "dns = [", "gateway_mac = \"01:00:5e:00:00:01\"\ndns = [");
     assert_eq!(
         errors("multicast_gateway_mac", &text),
-        ["7:15: wan.gateway_mac: 01:00:5e:00:00:01 is a multicast MAC; a gateway answers ARP with a unicast MAC (first byte even)"]
+        ["7:15: wan.gateway_mac: 01:00:5e:00:00:01 is a multicast MAC; a NIC needs a unicast MAC (first byte even), like 02:00:00:00:00:10"]
     );
     let text = edit(VALID, "dns = [", "gateway_mac = \"00:00:00:00:00:00\"\ndns = [");
     assert_eq!(
         errors("zero_gateway_mac", &text),
-        ["7:15: wan.gateway_mac: 00:00:00:00:00:00 is no MAC a gateway can have"]
+        ["7:15: wan.gateway_mac: 00:00:00:00:00:00 is no MAC a NIC can have"]
     );
 }
 

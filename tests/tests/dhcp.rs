@@ -154,6 +154,8 @@ fn a_returning_client_keeps_its_address_after_routerd_restarts() {
     b.stop();
 
     assert!(lab.stop_routerd().success());
+    // SIGTERM lets the server finish (and write its lease file a last time if behind).
+    assert!(lab.log().contains("DHCP server stopped"), "{}", lab.log());
     lab.spawn_routerd();
     lab.wait_log("routerd ready", 1);
     assert!(lab.log().contains("restored=2"), "{}", lab.log());

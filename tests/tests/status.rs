@@ -223,13 +223,21 @@ fn the_status_page_renders_in_a_real_browser() {
     );
 }
 
-/// Scrapes `/metrics` from `ns` over and over until `until`; how many scrapes got a 200.
-fn scrape_until(ns: &Netns, until: Instant) -> JoinHandle<u32> {
+/// Scrapes `/metrics` from `ns`, from the address `source`, over and over until `until`;
+/// how many scrapes got a 200.
+fn scrape_until(ns: &Netns, source: &str, until: Instant) -> JoinHandle<u32> {
+    let source: SocketAddr = format!("{source}:0").parse().unwrap_or_else(|e| panic!("{e}"));
     ns.spawn(move || {
         let addr: SocketAddr = STATUS.parse().unwrap_or_else(|e| panic!("{e}"));
+        let connect = || -> std::io::Result<TcpStream> {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            socket.bind(&source.into())?;
+            socket.connect_timeout(&addr.into(), TIMEOUT)?;
+            Ok(socket.into())
+        };
         let mut served = 0;
         while Instant::now() < until {
-            let Ok(mut stream) = TcpStream::connect_timeout(&addr, TIMEOUT) else {
+            let Ok(mut stream) = connect() else {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             };
@@ -274,8 +282,15 @@ fn many_scrapers_of_many_forwards_cost_no_more_than_one() {
     // Only the peak from here on counts (5: reset VmHWM to the current RSS).
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 
+    // 16 scrapers from four addresses: within the per-client limit, all of them at once.
+    let sources = ["172.16.10.50", "172.16.10.51", "172.16.10.52", "172.16.10.53"];
+    for extra in &sources[1..] {
+        lab.guest.ip(&["addr", "add", &format!("{extra}/16"), "dev", "eth0"]);
+    }
     let until = Instant::now() + Duration::from_secs(10);
-    let scrapers: Vec<JoinHandle<u32>> = (0..16).map(|_| scrape_until(&lab.guest, until)).collect();
+    let scrapers: Vec<JoinHandle<u32>> = (0..16)
+        .map(|i| scrape_until(&lab.guest, sources[i % 4], until))
+        .collect();
     let mut most_nft = 0;
     let mut samples = 0;
     while Instant::now() < until {

@@ -8,6 +8,9 @@ pub const CIDATA_LABEL: &str = "cidata";
 /// The GPT partition name of the state partition.
 pub const STATE_PARTITION: &str = "routerstate";
 
+/// Where the image carries routerd, and init starts it from.
+pub const ROUTERD: &str = "/usr/sbin/routerd";
+
 /// Where init mounts the config disk, read-only.
 pub const CONFIG_MOUNT: &str = "/config";
 /// The config file on the config disk.

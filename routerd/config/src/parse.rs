@@ -173,6 +173,10 @@ impl Validator<'_> {
                 self.error(s.span(), format!("{key}: {mac} is a multicast MAC; a NIC needs a unicast MAC (first byte even), like 02:00:00:00:00:10"));
                 None
             }
+            Ok(mac) if mac.0 == [0; 6] => {
+                self.error(s.span(), format!("{key}: 00:00:00:00:00:00 is no MAC a NIC can have"));
+                None
+            }
             Ok(mac) => Some(mac),
             Err(()) => {
                 self.error(
@@ -180,37 +184,6 @@ impl Validator<'_> {
                     format!(
                         "{key}: expected a MAC address like 02:00:00:00:00:10, found {}",
                         quote(s.get_ref())
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    /// The gateway's MAC: a unicast MAC a gateway can answer with.
-    fn gateway_mac(&mut self, s: &S<String>) -> Option<MacAddr> {
-        match s.get_ref().parse::<MacAddr>() {
-            Ok(mac) if mac.is_multicast() => {
-                self.error(
-                    s.span(),
-                    format!("wan.gateway_mac: {mac} is a multicast MAC; a gateway answers ARP with a unicast MAC (first byte even)"),
-                );
-                None
-            }
-            Ok(mac) if mac.0 == [0; 6] => {
-                self.error(
-                    s.span(),
-                    "wan.gateway_mac: 00:00:00:00:00:00 is no MAC a gateway can have".into(),
-                );
-                None
-            }
-            Ok(mac) => Some(mac),
-            Err(()) => {
-                self.error(
-                    s.span(),
-                    format!(
-                        "wan.gateway_mac: expected the gateway's MAC address like 00:00:5e:00:01:01, found {:?}",
-                        s.get_ref()
                     ),
                 );
                 None
@@ -489,7 +462,7 @@ impl Validator<'_> {
                 self.error(g.span(), format!("wan.gateway: {gateway} cannot be a gateway"));
             }
         }
-        let gateway_mac = raw.gateway_mac.as_ref().and_then(|m| self.gateway_mac(m));
+        let gateway_mac = raw.gateway_mac.as_ref().and_then(|m| self.mac("wan.gateway_mac", m));
         let dns = raw.dns.iter().filter_map(|d| self.ip("wan.dns", d)).collect::<Vec<_>>();
         if dns.len() != raw.dns.len() || (raw.gateway_mac.is_some() && gateway_mac.is_none()) {
             return None;

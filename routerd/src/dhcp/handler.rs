@@ -220,7 +220,7 @@ fn parse(msg: &Message) -> Result<Request<'_>, Ignored> {
         Some(DhcpOption::Hostname(h)) => Some(
             h.chars()
                 .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
-                .take(63)
+                .take(super::pool::MAX_HOSTNAME)
                 .collect(),
         ),
         _ => None,

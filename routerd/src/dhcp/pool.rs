@@ -56,6 +56,11 @@ pub struct ClientKey(pub Vec<u8>);
 /// kilobytes (RFC 3396 concatenation), all of it in every lease record.
 pub const MAX_CLIENT_ID: usize = 64;
 
+/// The longest host name a lease keeps: one DNS label, what a guest may send. A
+/// reserved host's longer name from router.toml is given again from the config at
+/// its next REQUEST.
+pub const MAX_HOSTNAME: usize = 63;
+
 impl ClientKey {
     /// The key of a client that sent identifier `id` from hardware address `mac`: the
     /// identifier, or for one longer than `MAX_CLIENT_ID` the hardware address. That

@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::pool::{ClientKey, Lease, LeaseState};
+use super::pool::{ClientKey, Lease, LeaseState, MAX_HOSTNAME};
 use crate::state::write_atomic;
 use config::image::LEASES_FILE_NAME;
 use config::MacAddr;
@@ -31,11 +31,6 @@ pub struct LeaseStore {
     len: u64,
     lines: usize,
 }
-
-/// The longest host name a record keeps: one DNS label, what a guest may send (the
-/// handler cuts theirs there too). A reserved host's longer name from router.toml is
-/// given again from the config at its next REQUEST.
-const MAX_HOSTNAME: usize = 63;
 
 pub(crate) fn encode(l: &Lease) -> String {
     let state = match l.state {

@@ -16,8 +16,9 @@ use config::MacAddr;
 
 /// The same MAC is warned about at most this often.
 const REPEAT_WARNING: Duration = Duration::from_secs(60);
-/// MACs remembered for rate limiting; beyond that the memory starts over.
-const MACS_KEPT: usize = 256;
+/// And all MACs together at most this many times per [`REPEAT_WARNING`]: a host
+/// inventing a new MAC for every frame cannot flood the log.
+const WARNINGS_PER_PERIOD: usize = 16;
 
 /// The MAC of a host claiming `our_ip` in `arp`: its sender address is `our_ip`, its
 /// sender MAC is not `our_mac` (and it is not our own frame going out).
@@ -25,7 +26,8 @@ pub fn claimer(arp: &Arp, our_ip: Ipv4Addr, our_mac: MacAddr) -> Option<MacAddr>
     (arp.sender_ip == our_ip && arp.sender_mac != our_mac && arp.from != our_mac).then_some(arp.sender_mac)
 }
 
-/// Decides which claims to warn about: each MAC at most once per [`REPEAT_WARNING`].
+/// Decides which claims to warn about: each MAC at most once per [`REPEAT_WARNING`],
+/// and [`WARNINGS_PER_PERIOD`] in all.
 #[derive(Debug, Default)]
 pub struct Limiter {
     last: HashMap<MacAddr, Instant>,
@@ -33,16 +35,12 @@ pub struct Limiter {
 
 impl Limiter {
     pub fn due(&mut self, mac: MacAddr, now: Instant) -> bool {
-        if self.last.len() >= MACS_KEPT && !self.last.contains_key(&mac) {
-            self.last.clear();
+        self.last.retain(|_, t| now.duration_since(*t) < REPEAT_WARNING);
+        if self.last.contains_key(&mac) || self.last.len() >= WARNINGS_PER_PERIOD {
+            return false;
         }
-        match self.last.get(&mac) {
-            Some(t) if now.duration_since(*t) < REPEAT_WARNING => false,
-            _ => {
-                self.last.insert(mac, now);
-                true
-            }
-        }
+        self.last.insert(mac, now);
+        true
     }
 }
 
@@ -160,5 +158,11 @@ mod tests {
             "another MAC has its own limit"
         );
         assert!(l.due(GUEST, t0 + REPEAT_WARNING));
+        // A new MAC for every frame: a few warnings, then silence until the period ends.
+        let later = t0 + REPEAT_WARNING * 3;
+        let warned = (0..1000u16)
+            .filter(|i| l.due(MacAddr([2, 0, 0, 0, (i >> 8) as u8, *i as u8]), later))
+            .count();
+        assert_eq!(warned, WARNINGS_PER_PERIOD);
     }
 }

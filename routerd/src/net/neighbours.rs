@@ -50,6 +50,11 @@ impl Neighbour {
         )
     }
 
+    /// A static entry (a pinned MAC): the address never answered for it.
+    pub fn is_permanent(&self) -> bool {
+        self.state == NeighbourState::Permanent
+    }
+
     /// The state as `ip neigh` names it, in lower case ("reachable", "failed").
     pub fn state_name(&self) -> String {
         format!("{:?}", self.state).to_lowercase()

@@ -210,7 +210,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
         ..Snapshot::default()
     };
     if let Some(config) = &state.config {
-        s.hostname = config.hostname.clone().unwrap_or_else(|| "router".to_string());
+        s.hostname = config.system_hostname().to_string();
         if let Some(wan) = &state.wan {
             s.interfaces = vec![interface("wan", wan, config.wan.address.to_string())];
             for (lan, link) in config.lans.iter().zip(&state.lans) {

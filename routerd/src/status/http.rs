@@ -175,14 +175,20 @@ pub fn request_path(head: &[u8]) -> Option<&str> {
 async fn read_head(stream: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+    loop {
         let n = stream.read(&mut buf).await?;
         if n == 0 || head.len() + n > MAX_REQUEST {
             return Ok(None);
         }
+        // Only the new bytes and the three before them can complete the blank line: a
+        // client sending a byte at a time costs no rescans of what came before.
+        let from = head.len().saturating_sub(3);
         head.extend_from_slice(&buf[..n]);
+        let tail = &head[from..];
+        if tail.windows(4).any(|w| w == b"\r\n\r\n") || tail.windows(2).any(|w| w == b"\n\n") {
+            return Ok(Some(head));
+        }
     }
-    Ok(Some(head))
 }
 
 async fn serve(mut stream: TcpStream, collector: &Arc<Collector>, slot: &HeldSlot) {

@@ -115,7 +115,7 @@ pub struct DhcpStats {
     pub lan: String,
     pub pool_size: u64,
     pub leases: Vec<LeaseRow>,
-    /// offers, acks, naks, releases, malformed (dropped), ignored, pool_exhausted, probes, probe_conflicts
+    /// Every counter the server keeps, by its name in /metrics (`router_dhcp_<name>_total`).
     pub counters: Vec<(&'static str, u64)>,
     /// Why lease changes cannot be written now (disk full, say): kept in memory meanwhile.
     pub lease_file_error: Option<String>,
