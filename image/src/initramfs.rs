@@ -38,6 +38,8 @@ pub const MODULES: &[&str] = &[
     "nft_reject_inet",
     "nft_masq",
     "nft_objref", // rules that count into named counters (one per forward)
+    // 802.1Q VLAN interfaces for VLAN LANs (garp, mrp, stp, llc come as dependencies)
+    "8021q",
     // config disk (FAT or ISO 9660 on a CD-ROM) and the state partition
     "vfat",
     "fat",

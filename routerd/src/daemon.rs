@@ -23,11 +23,11 @@ const RETRY: Duration = Duration::from_secs(2);
 /// Failed first applies before the last good config is tried instead.
 const FALLBACK_AFTER: u32 = 5;
 
-/// The running DHCP server and what it was started for: the scope, the `[dhcp]`
-/// section and the LAN NIC (a change of any restarts it).
+/// A LAN's running DHCP server and what it was started for: the LAN's name, the
+/// scope, its `dhcp` section and the LAN's link (a change of any restarts it).
 struct DhcpService {
     running: dhcp::Running,
-    started_for: (Scope, Option<config::Dhcp>, u32),
+    started_for: (String, Scope, config::Dhcp, u32),
 }
 
 /// Applies configs to this system (its network namespace).
@@ -37,14 +37,16 @@ pub struct Router {
     flowtable: Option<bool>,
     /// Where leases are kept (the state directory), if anywhere.
     state: Option<StateDir>,
-    /// The DHCP server, with what it was started for (restarted when that changes).
-    dhcp: Option<DhcpService>,
-    /// The status page and metrics server.
-    status: Option<status::http::Running>,
+    /// One DHCP server per LAN with DHCP, with what it was started for (restarted
+    /// when that changes; the others keep running).
+    dhcp: Vec<DhcpService>,
+    /// The LAN and extra WAN links of the last apply: one no longer used loses its
+    /// addresses.
+    lan_links: Vec<net::Nic>,
+    /// The status page and metrics servers, one on each LAN address.
+    status: Vec<status::http::Running>,
     /// What the status page shows about the daemon.
     pub shared: Arc<Shared>,
-    /// The NICs of the last apply (an extra WAN NIC dropped from the config is cleaned).
-    applied: Option<Applied>,
 }
 
 impl Router {
@@ -53,59 +55,79 @@ impl Router {
             handle: net::connect()?,
             flowtable: None,
             state,
-            dhcp: None,
-            status: None,
+            dhcp: Vec::new(),
+            lan_links: Vec::new(),
+            status: Vec::new(),
             shared: Arc::default(),
-            applied: None,
         })
     }
 
-    /// Stops the services that keep state: the DHCP server writes its lease file a last
-    /// time if it fell behind (a full disk).
+    /// Stops the services that keep state: each DHCP server writes its lease file a
+    /// last time if it fell behind (a full disk).
     async fn stop(&mut self) {
-        if let Some(dhcp) = self.dhcp.take() {
+        for dhcp in std::mem::take(&mut self.dhcp) {
             dhcp.running.stop().await;
         }
     }
 
-    /// Starts, restarts or stops the DHCP server to match `config` on `lan`.
-    async fn ensure_dhcp(&mut self, config: &Config, lan: &net::Nic) {
-        let wanted = Scope::from_config(config);
-        let started_for = wanted
-            .as_ref()
-            .map(|(scope, _)| (scope.clone(), config.dhcp.clone(), lan.index));
-        if self.dhcp.as_ref().map(|d| &d.started_for) == started_for.as_ref() {
-            return;
-        }
-        if let Some(old) = self.dhcp.take() {
+    /// Starts, restarts or stops each LAN's DHCP server to match `config`, leaving
+    /// those of unchanged LANs running.
+    async fn ensure_dhcp(&mut self, config: &Config, applied: &Applied) {
+        let wanted: Vec<_> = config
+            .lans
+            .iter()
+            .zip(&applied.lans)
+            .filter_map(|(lan, link)| {
+                let (scope, pool) = Scope::from_lan(config, lan)?;
+                let started_for = (lan.name.clone(), scope.clone(), lan.dhcp.clone()?, link.index);
+                Some((started_for, scope, pool, link))
+            })
+            .collect();
+        let (keep, stop): (Vec<DhcpService>, Vec<DhcpService>) = std::mem::take(&mut self.dhcp)
+            .into_iter()
+            .partition(|d| wanted.iter().any(|(w, ..)| *w == d.started_for));
+        for old in stop {
             old.running.stop().await;
         }
-        let (Some((scope, pool)), Some(started_for)) = (wanted, started_for) else {
-            return;
-        };
-        let dir = self.state.as_ref().map(|s| s.0.clone());
-        match dhcp::server::start(scope, pool, lan, dir, self.handle.clone()) {
-            Ok(running) => self.dhcp = Some(DhcpService { running, started_for }),
-            Err(e) => tracing::error!("the DHCP server cannot start on {}: {e:#}", lan.name),
+        self.dhcp = keep;
+        for (started_for, scope, pool, link) in wanted {
+            if self.dhcp.iter().any(|d| d.started_for == started_for) {
+                continue;
+            }
+            let dir = self.state.as_ref().map(|s| s.0.clone());
+            match dhcp::server::start(&started_for.0, scope, pool, link, dir, self.handle.clone()) {
+                Ok(running) => self.dhcp.push(DhcpService { running, started_for }),
+                Err(e) => tracing::error!("the DHCP server cannot start on {}: {e:#}", link.name),
+            }
         }
+        // In the order of the config, for the status page.
+        self.dhcp
+            .sort_by_key(|d| config.lans.iter().position(|l| l.name == d.started_for.0));
     }
 
-    /// Starts or moves the status server to the LAN address and configured port.
+    /// Starts or moves the status servers to the LAN addresses and configured port.
     async fn ensure_status(&mut self, config: &Config) {
-        let wanted = config
-            .status
-            .as_ref()
-            .map(|st| SocketAddrV4::new(config.lan.address.addr(), st.port));
-        if self.status.as_ref().map(|r| r.addr) == wanted {
-            return;
-        }
-        self.status = None; // closes the old listener
-        let Some(addr) = wanted else { return };
-        match status::http::start(addr, self.shared.clone(), self.handle.clone()).await {
-            Ok(running) => self.status = Some(running),
-            Err(e) => {
-                tracing::error!("the status page cannot listen on {addr}: {e}");
-                self.shared.error(format!("status page on {addr}: {e}"));
+        let wanted: Vec<SocketAddrV4> = match &config.status {
+            Some(st) => config
+                .lans
+                .iter()
+                .filter(|l| st.serves(&l.name))
+                .map(|l| SocketAddrV4::new(l.address.addr(), st.port))
+                .collect(),
+            None => Vec::new(),
+        };
+        // Dropping a listener closes it.
+        self.status.retain(|r| wanted.contains(&r.addr));
+        for addr in wanted {
+            if self.status.iter().any(|r| r.addr == addr) {
+                continue;
+            }
+            match status::http::start(addr, self.shared.clone(), self.handle.clone()).await {
+                Ok(running) => self.status.push(running),
+                Err(e) => {
+                    tracing::error!("the status page cannot listen on {addr}: {e}");
+                    self.shared.error(format!("status page on {addr}: {e}"));
+                }
             }
         }
     }
@@ -114,8 +136,22 @@ impl Router {
     /// (what `routerd apply` does; the daemon then also runs `ensure_services`).
     pub async fn apply(&mut self, config: &Config) -> anyhow::Result<Applied> {
         let plan = plan::plan(config);
-        let applied = net::apply(&self.handle, &plan, self.applied.as_ref()).await?;
-        self.applied = Some(applied.clone());
+        let applied = net::apply(&self.handle, &plan).await?;
+        let links: Vec<net::Nic> = applied.lans.iter().chain(&applied.extra_wans).cloned().collect();
+        for old in std::mem::replace(&mut self.lan_links, links) {
+            // A removed VLAN LAN's interface is gone already; a NIC stays, bare.
+            let in_use = applied.wan.index == old.index
+                || applied
+                    .lans
+                    .iter()
+                    .chain(&applied.extra_wans)
+                    .any(|l| l.index == old.index);
+            if !in_use && old.vlan.is_none() {
+                if let Err(e) = net::release(&self.handle, &old).await {
+                    tracing::warn!("cannot remove the addresses of {}, no longer used: {e:#}", old.name);
+                }
+            }
+        }
         let flowtable = *self.flowtable.get_or_insert_with(|| {
             let supported = firewall::flowtable_supported(&applied.wan.name);
             if supported {
@@ -128,9 +164,9 @@ impl Router {
             supported
         });
         let ifs = Interfaces {
-            wan: &applied.wan.name,
+            wan: applied.wan.name.clone(),
             extra_wans: applied.extra_wans.iter().map(|n| n.name.clone()).collect(),
-            lan: &applied.lan.name,
+            lans: applied.lans.iter().map(|l| l.name.clone()).collect(),
         };
         let batch = firewall::ruleset(config, &ifs, Features { flowtable });
         firewall::apply(&batch).context("applying the nftables ruleset")?;
@@ -139,15 +175,19 @@ impl Router {
 
     /// The daemon's services on the LAN (DHCP, status page), matched to `config`.
     pub async fn ensure_services(&mut self, config: &Config, applied: &Applied) {
-        self.ensure_dhcp(config, &applied.lan).await;
+        self.ensure_dhcp(config, applied).await;
         self.ensure_status(config).await;
-        let view = self.dhcp.as_ref().map(|d| d.running.view.clone());
+        let views = self
+            .dhcp
+            .iter()
+            .map(|d| (d.started_for.0.clone(), d.running.view.clone()))
+            .collect();
         self.shared.update(|s| {
             s.config = Some(Arc::new(config.clone()));
             s.wan = Some(applied.wan.clone());
             s.extra_wans = applied.extra_wans.clone();
-            s.lan = Some(applied.lan.clone());
-            s.dhcp = view;
+            s.lans = applied.lans.clone();
+            s.dhcp = views;
         });
     }
 }
@@ -209,8 +249,8 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
     // Whether the gateway answers, checked in the background once the WAN is up.
     let mut gateway_check: Option<crate::gateway::Watch> = None;
     let mut extra_gateway_checks: Vec<crate::gateway::Watch> = Vec::new();
-    // Hosts on the LAN that claim the router's LAN address, logged.
-    let mut lan_arp: Option<net::lan_arp::Watch> = None;
+    // Hosts on each LAN that claim the router's address there, logged.
+    let mut lan_arp: Vec<net::lan_arp::Watch> = Vec::new();
     let mut pending = Some(config);
     let mut generation = 0u64;
     let mut first_failures = 0u32;
@@ -232,7 +272,6 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
                         s.generation = generation;
                         s.last_reload = Some((dhcp::server::unix_now(), true));
                     });
-                    // Saved before "ready" is logged: whoever sees the line finds the file.
                     if let Some(state) = &state {
                         if let Err(e) = state.save_last_good(&text) {
                             tracing::error!("cannot save {}: {e}", state.last_good().display());
@@ -273,7 +312,12 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
                             &router.shared,
                         ));
                     }
-                    lan_arp = net::lan_arp::ensure(lan_arp.take(), &applied.lan, config.lan.address.addr());
+                    let mut old = std::mem::take(&mut lan_arp);
+                    for (lan, link) in config.lans.iter().zip(&applied.lans) {
+                        let ip = lan.address.addr();
+                        let current = old.iter().position(|w| w.watches(link, ip)).map(|i| old.swap_remove(i));
+                        lan_arp.extend(net::lan_arp::ensure(current, link, ip));
+                    }
                     running = Some(config);
                 }
                 Err(e) if running.is_none() => {
@@ -375,6 +419,18 @@ fn rejected(err: &ConfigError, generation: u64, shared: &Shared) {
 }
 
 fn log_applied(config: &Config, applied: &Applied, generation: u64, first: bool) {
+    let lans: Vec<String> = config
+        .lans
+        .iter()
+        .zip(&applied.lans)
+        .map(|(lan, link)| {
+            if lan.name == config::DEFAULT_LAN_NAME {
+                format!("lan {} {}", link.name, lan.address)
+            } else {
+                format!("lan {} {} {}", lan.name, link.name, lan.address)
+            }
+        })
+        .collect();
     let mut summary = format!("wan {} {}", applied.wan.name, config.wan.address);
     for a in &config.wan.more_addresses {
         summary.push_str(&format!(" {a}"));
@@ -383,12 +439,7 @@ fn log_applied(config: &Config, applied: &Applied, generation: u64, first: bool)
     for (nic, e) in applied.extra_wans.iter().zip(&config.wan.extra) {
         summary.push_str(&format!(", wan {} {} via {}", nic.name, e.address, e.gateway));
     }
-    summary.push_str(&format!(
-        ", lan {} {}, {} forwards",
-        applied.lan.name,
-        config.lan.address,
-        config.forwards.len()
-    ));
+    summary.push_str(&format!(", {}, {} forwards", lans.join(", "), config.forwards.len()));
     if !config.one_to_one.is_empty() {
         summary.push_str(&format!(", {} 1:1 NAT", config.one_to_one.len()));
     }

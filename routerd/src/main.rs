@@ -139,7 +139,8 @@ fn daemon_main(args: RunArgs, once: bool) -> ExitCode {
                 anyhow::anyhow!("{}: invalid config, nothing applied", path.display())
             })?;
             let applied = Router::new(None)?.apply(&config).await?;
-            tracing::info!(wan = %applied.wan.name, lan = %applied.lan.name, "config applied");
+            let lans: Vec<&str> = applied.lans.iter().map(|l| l.name.as_str()).collect();
+            tracing::info!(wan = %applied.wan.name, lans = %lans.join(","), "config applied");
             Ok(())
         } else {
             daemon::run(path, state, set_hostname).await
@@ -189,11 +190,10 @@ fn render(file: &str, rest: &[&str]) -> ExitCode {
         }
     }
     print!("{}", plan::plan(&config));
-    for i in extra_wans.len()..config.wan.extra.len() {
-        extra_wans.push(format!("wan{}", i + 1));
+    let mut ifs = Interfaces::placeholders(&config, wan, lan);
+    for (name, given) in ifs.extra_wans.iter_mut().zip(extra_wans) {
+        *name = given;
     }
-    extra_wans.truncate(config.wan.extra.len());
-    let ifs = Interfaces { wan, extra_wans, lan };
     let batch = firewall::ruleset(&config, &ifs, Features { flowtable });
     match serde_json::to_string_pretty(&batch) {
         Ok(json) => {

@@ -56,11 +56,27 @@ pub const RULE_PRIORITY_MARK: u32 = 1002;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkPlan {
     pub role: Role,
+    /// `wan`, or the LAN's name.
+    pub name: String,
+    /// The NIC; with `vlan`, the trunk NIC under the VLAN interface.
     pub select: NicSelector,
+    /// An 802.1Q VLAN on the NIC: the link is then `<nic>.<vlan>`, made by routerd.
+    pub vlan: Option<u16>,
     /// The MAC to set on the NIC when it differs (the hoster's virtual MAC).
     pub mac: Option<MacAddr>,
     /// The only IPv4 addresses the NIC keeps, the primary first.
     pub addresses: Vec<Ipv4Net>,
+}
+
+impl LinkPlan {
+    /// How messages name the link: `wan`, `lan` (the single-LAN form), `lan "prod"`.
+    pub fn what(&self) -> String {
+        if self.role != Role::Lan || self.name == config::DEFAULT_LAN_NAME {
+            self.role.to_string()
+        } else {
+            format!("{} {:?}", self.role, self.name)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,12 +123,18 @@ pub struct Sysctl {
 }
 
 impl Sysctl {
-    /// The path under `/proc/sys`, with the NIC's resolved name.
-    pub fn path(&self, name_of: impl Fn(Role) -> String) -> String {
-        match self.nic {
-            Some(role) => format!("/proc/sys/net/ipv4/conf/{}/{}", name_of(role), self.key),
-            None => format!("/proc/sys/{}", self.key.replace('.', "/")),
-        }
+    /// The paths under `/proc/sys`: the global key, or the key of each link of the
+    /// role (`Role::Lan`: every LAN's link), by their resolved names.
+    pub fn paths(&self, wan: &str, extra_wans: &[&str], lans: &[&str]) -> Vec<String> {
+        let nics = match self.nic {
+            Some(Role::Wan) => std::slice::from_ref(&wan),
+            Some(Role::ExtraWan(i)) => extra_wans.get(i..=i).unwrap_or_default(),
+            Some(Role::Lan) => lans,
+            None => return vec![format!("/proc/sys/{}", self.key.replace('.', "/"))],
+        };
+        nics.iter()
+            .map(|nic| format!("/proc/sys/net/ipv4/conf/{nic}/{}", self.key))
+            .collect()
     }
 }
 
@@ -121,7 +143,8 @@ pub struct NetPlan {
     pub wan: LinkPlan,
     /// One per `wan.extra`, in order (role `ExtraWan(i)`).
     pub extra_wans: Vec<LinkPlan>,
-    pub lan: LinkPlan,
+    /// In the order of `config.lans`.
+    pub lans: Vec<LinkPlan>,
     pub routes: Vec<RoutePlan>,
     /// Policy routing for the extra WAN NICs (none without extras).
     pub rules: Vec<RulePlan>,
@@ -133,7 +156,9 @@ pub struct NetPlan {
 pub fn plan(config: &Config) -> NetPlan {
     let wan = LinkPlan {
         role: Role::Wan,
+        name: "wan".into(),
         select: config.wan.nic.clone(),
+        vlan: None,
         mac: config.wan.mac,
         addresses: std::iter::once(config.wan.address)
             .chain(config.wan.more_addresses.iter().copied())
@@ -146,17 +171,25 @@ pub fn plan(config: &Config) -> NetPlan {
         .enumerate()
         .map(|(i, e)| LinkPlan {
             role: Role::ExtraWan(i),
+            name: format!("wan.extra[{i}]"),
             select: e.nic.clone(),
+            vlan: None,
             mac: e.mac,
             addresses: vec![e.address],
         })
         .collect();
-    let lan = LinkPlan {
-        role: Role::Lan,
-        select: config.lan.nic.clone(),
-        mac: None,
-        addresses: vec![config.lan.address],
-    };
+    let lans = config
+        .lans
+        .iter()
+        .map(|lan| LinkPlan {
+            role: Role::Lan,
+            name: lan.name.clone(),
+            select: lan.nic.clone(),
+            vlan: lan.vlan,
+            mac: None,
+            addresses: vec![lan.address],
+        })
+        .collect();
     let mut routes = Vec::new();
     let mut gateway_routes = |role, gateway, on_link, table| {
         if on_link {
@@ -184,11 +217,13 @@ pub fn plan(config: &Config) -> NetPlan {
     if !config.wan.extra.is_empty() {
         // LAN destinations always by the main table: replies to a hairpinned
         // connection carry an extra NIC's mark too.
-        rules.push(RulePlan {
-            priority: RULE_PRIORITY_TO_LAN,
-            selector: RuleSelector::To(config.lan.address.trunc()),
-            table: MAIN_TABLE,
-        });
+        for lan in &config.lans {
+            rules.push(RulePlan {
+                priority: RULE_PRIORITY_TO_LAN,
+                selector: RuleSelector::To(lan.address.trunc()),
+                table: MAIN_TABLE,
+            });
+        }
         for (i, e) in config.wan.extra.iter().enumerate() {
             // The router's own packets from the extra address (its ping replies).
             rules.push(RulePlan {
@@ -261,7 +296,7 @@ pub fn plan(config: &Config) -> NetPlan {
     NetPlan {
         wan,
         extra_wans,
-        lan,
+        lans,
         routes,
         rules,
         neighbours,
@@ -271,8 +306,12 @@ pub fn plan(config: &Config) -> NetPlan {
 
 impl fmt::Display for NetPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for link in std::iter::once(&self.wan).chain(&self.extra_wans).chain([&self.lan]) {
-            write!(f, "link {}: {}", link.role, link.select)?;
+        for link in std::iter::once(&self.wan).chain(&self.extra_wans).chain(&self.lans) {
+            write!(f, "link {}: ", link.what())?;
+            match link.vlan {
+                Some(id) => write!(f, "VLAN {id} (interface <nic>.{id}) on {}", link.select)?,
+                None => write!(f, "{}", link.select)?,
+            }
             if let Some(mac) = link.mac {
                 write!(f, ", MAC set to {mac}")?;
             }

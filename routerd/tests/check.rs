@@ -460,6 +460,151 @@ fn a_link_to_a_device_is_refused() {
     );
 }
 
+// --- Several LANs ([[lan]]) -------------------------------------------------------------
+
+/// Two LANs in the `[[lan]]` form: untagged on eth1, VLAN 20 on the same NIC.
+const TWO_LANS: &str = r#"[wan]
+mac = "02:00:00:00:00:10"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+
+[[lan]]
+name = "prod"
+interface = "eth1"
+address = "172.16.0.1/16"
+reach = ["dmz"]
+
+[lan.dhcp]
+range = "172.16.10.100-172.16.10.250"
+
+[[lan.dhcp.host]]
+mac = "52:54:00:12:34:56"
+address = "172.16.10.205"
+
+[[lan]]
+name = "dmz"
+interface = "eth1"
+vlan = 20
+address = "10.20.0.1/24"
+
+[lan.dhcp]
+range = "10.20.0.100-10.20.0.200"
+
+[[forward]]
+port = 80
+to = "10.20.0.5"
+"#;
+
+#[test]
+fn two_lans_with_a_vlan_on_one_nic_are_valid() {
+    let file = ConfigFile::new("two_lans", TWO_LANS);
+    let out = run_check(&file);
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (Some(0), "ok\n", "")
+    );
+}
+
+#[test]
+fn every_mistake_between_lans_is_reported_at_its_place() {
+    let text = edit(TWO_LANS, "name = \"dmz\"", "name = \"prod\"");
+    let text = edit(&text, "vlan = 20\n", "");
+    let text = edit(&text, "10.20.0.1/24", "172.16.200.1/24");
+    let text = edit(&text, "reach = [\"dmz\"]", "reach = [\"web\"]");
+    let text = edit(&text, "10.20.0.100-10.20.0.200", "10.30.0.100-10.30.0.200");
+    let text = edit(&text, "to = \"10.20.0.5\"", "to = \"10.99.0.5\"");
+    let second_name = text.rfind("name = \"prod\"").expect("second name") + "name = ".len();
+    let second_interface = text.rfind("interface = \"eth1\"").expect("second interface") + "interface = ".len();
+    let pos = |offset: usize| {
+        let before = &text[..offset];
+        format!(
+            "{}:{}",
+            before.matches('\n').count() + 1,
+            before.rsplit('\n').next().unwrap_or_default().chars().count() + 1
+        )
+    };
+    assert_eq!(
+        errors("lans_mistakes", &text),
+        [
+            format!(
+                "{}: lan.dhcp.range: 10.30.0.100 is outside the usable addresses of the LAN 172.16.200.0/24",
+                at(&text, "\"10.30.0.100-")
+            ),
+            format!(
+                "{}: lan.reach: no LAN is named \"web\" (LANs: \"prod\", \"prod\")",
+                at(&text, "\"web\"")
+            ),
+            format!("{}: lan.name: \"prod\" is already the name of another LAN", pos(second_name)),
+            format!(
+                "{}: lan.address: 172.16.200.0/24 overlaps the LAN \"prod\" (172.16.0.0/16)",
+                at(&text, "\"172.16.200.1/24\"")
+            ),
+            format!(
+                "{}: lan.interface: the NIC named eth1 is also the NIC of the LAN \"prod\"; LANs sharing a NIC need a `vlan` each (one may stay untagged)",
+                pos(second_interface)
+            ),
+            format!(
+                "{}: forward.to: 10.99.0.5 is in none of the LANs (prod 172.16.0.0/16, prod 172.16.200.0/24)",
+                at(&text, "\"10.99.0.5\"")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_forward_to_no_lan_and_a_duplicate_vlan_are_refused() {
+    let text = edit(TWO_LANS, "to = \"10.20.0.5\"", "to = \"10.99.0.5\"");
+    let text = edit(
+        &text,
+        "interface = \"eth1\"\naddress = \"172.16.0.1/16\"",
+        "interface = \"eth1\"\nvlan = 20\naddress = \"172.16.0.1/16\"",
+    );
+    let second_vlan = text.rfind("vlan = 20").expect("vlan") + "vlan = ".len();
+    let before = &text[..second_vlan];
+    let vlan_at = format!(
+        "{}:{}",
+        before.matches('\n').count() + 1,
+        before.rsplit('\n').next().unwrap_or_default().chars().count() + 1
+    );
+    assert_eq!(
+        errors("lans_vlan_forward", &text),
+        [
+            format!("{vlan_at}: lan.vlan: VLAN 20 on the NIC named eth1 is already the LAN \"prod\""),
+            format!(
+                "{}: forward.to: 10.99.0.5 is in none of the LANs (prod 172.16.0.0/16, dmz 10.20.0.0/24)",
+                at(&text, "\"10.99.0.5\"")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn dhcp_beside_lan_array_and_a_nameless_lan_are_refused() {
+    let text = edit(TWO_LANS, "name = \"dmz\"\n", "");
+    let text = format!("{text}\n[dhcp]\nrange = \"10.20.0.100-10.20.0.200\"\n");
+    let errs = errors("lans_dhcp_top", &text);
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].ends_with("[dhcp] goes with the single [lan]; with [[lan]], give each LAN its own [lan.dhcp]"),
+        "{errs:?}"
+    );
+    assert!(errs[1].contains("missing key `name`"), "{errs:?}");
+    // The nameless LAN was "dmz": `reach` now names no LAN.
+    assert!(errs[2].contains("lan.reach: no LAN is named \"dmz\""), "{errs:?}");
+}
+
+#[test]
+fn a_status_lan_that_does_not_exist_is_refused() {
+    let text = format!("{TWO_LANS}\n[status]\nlans = [\"prod\", \"web\"]\n");
+    assert_eq!(
+        errors("status_lans", &text),
+        [format!(
+            "{}: status.lans: no LAN is named \"web\" (LANs: \"prod\", \"dmz\")",
+            at(&text, "\"web\"")
+        )]
+    );
+}
+
 // --- Several public addresses ---------------------------------------------------------
 
 /// `VALID` with a second address on the WAN's MAC, an extra NIC with its own MAC and

@@ -82,9 +82,9 @@ fn ipconfig0_with_a_32_and_an_off_prefix_gateway_is_an_on_link_wan_selected_by_t
     );
     assert_eq!(config.wan.dns.len(), 2);
     let lan_mac: MacAddr = "bc:24:11:2a:3b:4c".parse().expect("mac");
-    assert_eq!(config.lan.nic, NicSelector::Mac(lan_mac));
-    assert_eq!(config.lan.address.to_string(), "172.16.0.1/16");
-    let dhcp = config.dhcp.expect("a DHCP server for the guests");
+    assert_eq!(config.lans[0].nic, NicSelector::Mac(lan_mac));
+    assert_eq!(config.lans[0].address.to_string(), "172.16.0.1/16");
+    let dhcp = config.lans[0].dhcp.clone().expect("a DHCP server for the guests");
     assert_eq!(
         (dhcp.range_start.to_string(), dhcp.range_end.to_string()),
         ("172.16.0.100".into(), "172.16.0.249".into())
@@ -94,8 +94,8 @@ fn ipconfig0_with_a_32_and_an_off_prefix_gateway_is_an_on_link_wan_selected_by_t
 #[test]
 fn only_ipconfig0_still_makes_a_router_with_the_default_lan() {
     let config = Config::load(&manifest_dir().join("tests/cloudinit/wan-only")).expect("valid");
-    assert_eq!(config.lan.nic, NicSelector::NotWan);
-    assert_eq!(config.lan.address.to_string(), "172.16.0.1/16");
+    assert_eq!(config.lans[0].nic, NicSelector::NotWan);
+    assert_eq!(config.lans[0].address.to_string(), "172.16.0.1/16");
     assert_eq!(
         config.hostname.as_deref(),
         Some("VM102"),
@@ -290,7 +290,7 @@ fn a_third_nic_with_a_public_address_and_no_gateway_is_an_extra_wan() {
     assert_eq!(extra.nic, NicSelector::Mac(MacAddr([2, 0, 0, 0, 0, 0x11])));
     assert_eq!(extra.address.to_string(), "203.0.113.20/32");
     assert_eq!(extra.gateway, config.wan.gateway);
-    assert_eq!(config.lan.address.to_string(), "172.16.0.1/16");
+    assert_eq!(config.lans[0].address.to_string(), "172.16.0.1/16");
     assert!(
         generated
             .notes

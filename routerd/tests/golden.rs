@@ -36,11 +36,7 @@ fn render_plan(config: &Config) -> String {
 fn render_ruleset(config: &Config) -> String {
     let batch = firewall::ruleset(
         config,
-        &Interfaces {
-            wan: "wan",
-            extra_wans: (1..=config.wan.extra.len()).map(|i| format!("wan{i}")).collect(),
-            lan: "lan",
-        },
+        &Interfaces::placeholders(config, "wan", "lan"),
         Features { flowtable: true },
     );
     let json = serde_json::to_string_pretty(&batch).expect("the ruleset serializes");

@@ -181,10 +181,51 @@ EOF"
 
     /// A new guest on the LAN bridge with no address (for DHCP clients).
     pub fn add_lan_guest(&self, name: &str, mac: &str) -> Netns {
+        self.add_guest_on(&self.lanbr, name, mac)
+    }
+
+    /// Another LAN segment, as a Proxmox bridge per LAN: a namespace `<prefix>-<nic>br`
+    /// holding the bridge `vmbr1`, linked to a new router NIC named `nic`. Guests join
+    /// it with [`Lab::add_guest_on`].
+    pub fn add_lan_bridge(&self, nic: &str) -> Netns {
+        let bridge = Netns::new(&format!("{}-{nic}br", self.prefix));
+        bridge.ip(&["link", "add", "vmbr1", "type", "bridge"]);
+        bridge.ip(&["link", "set", "vmbr1", "up"]);
+        veth(&self.router, nic, &bridge, "p-router", None);
+        bridge.ip(&["link", "set", "p-router", "master", "vmbr1"]);
+        bridge
+    }
+
+    /// A new guest with no address whose frames reach the bridge `vmbr1` of `bridge`
+    /// tagged with VLAN `vid` (and only those of that VLAN come back, untagged): a
+    /// guest on a Proxmox VLAN-aware bridge with `tag=vid`. The tagging stops when the
+    /// returned port is dropped.
+    pub fn add_tagged_guest_on(
+        &self,
+        bridge: &Netns,
+        name: &str,
+        mac: &str,
+        vid: u16,
+    ) -> (Netns, crate::vlan_tag::AccessPort) {
+        let ns = Netns::new(&format!("{}-{name}", self.prefix));
+        let access = format!("a-{name}");
+        let (trunk, port) = (format!("t-{name}"), format!("p-{name}"));
+        veth(&ns, "eth0", bridge, &access, Some(mac));
+        bridge.ip(&["link", "add", &trunk, "type", "veth", "peer", "name", &port]);
+        for l in [&trunk, &port] {
+            bridge.ip(&["link", "set", l, "up"]);
+        }
+        bridge.ip(&["link", "set", &port, "master", "vmbr1"]);
+        let tagging = crate::vlan_tag::start(bridge, &access, &trunk, vid);
+        (ns, tagging)
+    }
+
+    /// A new guest with no address on the bridge `vmbr1` of the namespace `bridge`.
+    pub fn add_guest_on(&self, bridge: &Netns, name: &str, mac: &str) -> Netns {
         let ns = Netns::new(&format!("{}-{name}", self.prefix));
         let port = format!("p-{name}");
-        veth(&ns, "eth0", &self.lanbr, &port, Some(mac));
-        self.lanbr.ip(&["link", "set", &port, "master", "vmbr1"]);
+        veth(&ns, "eth0", bridge, &port, Some(mac));
+        bridge.ip(&["link", "set", &port, "master", "vmbr1"]);
         ns
     }
 

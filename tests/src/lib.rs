@@ -11,6 +11,7 @@ pub mod netns;
 pub mod proc;
 mod require;
 pub mod traffic;
+pub mod vlan_tag;
 pub mod vm;
 
 pub use require::{require_image, require_root, NO_SKIP_ENV};

@@ -13,7 +13,8 @@ use testkit::lab::{Lab, CONFIG, FAILOVER_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC
 use testkit::netns::Netns;
 use testkit::traffic::{tcp_echo, EchoServer};
 use testkit::vm::{
-    add_vm_wan2, config_disk, iso_image, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, POWEROFF_TIMEOUT,
+    add_vm_lan2, add_vm_wan2, config_disk, iso_image, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, LAN2_MAC, LAN_MAC,
+    POWEROFF_TIMEOUT,
 };
 
 /// The lab's config with the NICs chosen the Proxmox way: WAN by the virtual MAC,
@@ -572,6 +573,77 @@ fn boots_with_the_config_on_an_iso_cdrom() {
     let console = vm.console_text();
     assert!(console.contains("(iso9660) mounted read-only at /config"), "{console}");
     check_nat_and_forward(&lab);
+}
+
+/// Proxmox's VLAN-aware layout: the VM's third NIC is a trunk and the LAN `dmz` is its
+/// VLAN 20 (the image's kernel carries 8021q); a guest whose frames are tagged 20, as
+/// on a tap with `tag=20`, gets a lease from dmz's range and reaches the internet host,
+/// while the untagged LAN on the second NIC keeps working.
+#[test]
+fn a_vlan_lan_on_a_third_nic_leases_and_routes() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
+    let lab = vm_lab();
+    let trunk = add_vm_lan2(&lab);
+    let text = format!(
+        r#"[wan]
+mac = "02:00:00:00:00:10"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+dns = ["198.51.100.53"]
+
+[[lan]]
+name = "prod"
+mac = "{LAN_MAC}"
+address = "172.16.0.1/16"
+
+[lan.dhcp]
+range = "172.16.10.100-172.16.10.250"
+
+[[lan]]
+name = "dmz"
+mac = "{LAN2_MAC}"
+vlan = 20
+address = "10.20.0.1/24"
+
+[lan.dhcp]
+range = "10.20.0.100-10.20.0.150"
+"#
+    );
+    let config = config_disk(&lab.dir, "config", &text, true);
+    let mut vm = Vm::start_tuned(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(config),
+        },
+        VmTuning {
+            lan2: true,
+            ..VmTuning::default()
+        },
+    );
+    vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    let console = vm.console_text();
+    assert!(console.contains("lan dmz eth2.20 10.20.0.1/24"), "{console}");
+
+    let (tagged, _port) = lab.add_tagged_guest_on(&trunk, "tagged", "52:54:00:00:20:01", 20);
+    let mut client = Client::new(Kind::Udhcpc, &tagged, &lab.dir);
+    client.start();
+    let lease = client.wait_bound();
+    let a = addr(&lease);
+    assert!(
+        a >= Ipv4Addr::new(10, 20, 0, 100) && a <= Ipv4Addr::new(10, 20, 0, 150),
+        "{lease:?}"
+    );
+    assert_eq!(lease.routers, "10.20.0.1", "{lease:?}");
+    let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7002");
+    let echo = eventually("tagged guest -> internet through the VM", || {
+        tcp_echo(&tagged, "198.51.100.1:7002", "vlan guest")
+    });
+    assert_eq!(echo, "vlan guest");
+    assert_eq!(server.last_peer_ip().as_deref(), Some(FAILOVER_IP));
+    dhcp_guest_gets_a_lease_and_reaches_the_internet(&lab, "dhcp1", "52:54:00:00:10:01");
 }
 
 /// Hetzner's shape in the VM: net2 carries an extra IP with its own virtual MAC, the

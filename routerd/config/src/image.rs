@@ -24,8 +24,19 @@ pub const STATE_MOUNT: &str = "/state";
 
 /// In the state directory: the last config that applied cleanly.
 pub const LAST_GOOD_FILE_NAME: &str = "last-good.toml";
-/// In the state directory: the DHCP lease log.
+/// In the state directory: the DHCP lease log (of the LAN named
+/// [`crate::DEFAULT_LAN_NAME`]; see [`leases_file_name`]).
 pub const LEASES_FILE_NAME: &str = "dhcp-leases";
+
+/// The lease log of the LAN named `lan`: [`LEASES_FILE_NAME`] for the single-LAN
+/// form's LAN, `dhcp-leases-<lan>` for the others.
+pub fn leases_file_name(lan: &str) -> String {
+    if lan == crate::DEFAULT_LAN_NAME {
+        LEASES_FILE_NAME.to_string()
+    } else {
+        format!("{LEASES_FILE_NAME}-{lan}")
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -29,8 +29,9 @@ pub use diagnostic::{ConfigError, Diagnostic};
 pub struct Config {
     pub hostname: Option<String>,
     pub wan: Wan,
-    pub lan: Lan,
-    pub dhcp: Option<Dhcp>,
+    /// One or more LANs, in the order of the file; their prefixes never overlap. The
+    /// single `[lan]` (+ `[dhcp]`) form is one LAN named [`DEFAULT_LAN_NAME`].
+    pub lans: Vec<Lan>,
     pub forwards: Vec<Forward>,
     /// 1:1 NAT: a LAN host that leaves from, and is reached on, a public address of its own.
     pub one_to_one: Vec<OneToOne>,
@@ -51,6 +52,15 @@ pub struct Loaded {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub port: u16,
+    /// The LANs (by name) whose router address serves the page; `None`: every LAN.
+    pub lans: Option<Vec<String>>,
+}
+
+impl Status {
+    /// Whether the page is served on the LAN named `lan`.
+    pub fn serves(&self, lan: &str) -> bool {
+        self.lans.as_ref().is_none_or(|l| l.iter().any(|n| n == lan))
+    }
 }
 
 /// How a NIC is found among the links of the system.
@@ -175,10 +185,29 @@ impl fmt::Display for Open {
     }
 }
 
+/// The name of the LAN of the single `[lan]` form.
+pub const DEFAULT_LAN_NAME: &str = "lan";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lan {
+    /// Unique among the LANs: logs, metrics labels, the status page, `reach`.
+    pub name: String,
+    /// The NIC itself, or with `vlan` the trunk NIC carrying the VLAN.
     pub nic: NicSelector,
+    /// An 802.1Q VLAN id: the LAN is the sub-interface `<nic>.<vlan>` of the NIC.
+    pub vlan: Option<u16>,
     pub address: Ipv4Net,
+    /// The other LANs (by name) this one may open connections to.
+    pub reach: Vec<String>,
+    /// The DHCPv4 server of this LAN; `None`: off.
+    pub dhcp: Option<Dhcp>,
+}
+
+impl Lan {
+    /// Whether `ip` is a host address of this LAN's prefix.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.address.trunc().contains(&ip)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,12 +366,22 @@ impl Config {
         self.hostname.as_deref().unwrap_or(hostname::DEFAULT)
     }
 
-    /// The resolvers handed to DHCP clients: `dhcp.dns`, else `wan.dns`.
-    pub fn dhcp_dns(&self) -> &[Ipv4Addr] {
-        match &self.dhcp {
+    /// The resolvers handed to DHCP clients of `lan`: its `dhcp.dns`, else `wan.dns`.
+    pub fn dhcp_dns<'a>(&'a self, lan: &'a Lan) -> &'a [Ipv4Addr] {
+        match &lan.dhcp {
             Some(d) if !d.dns.is_empty() => &d.dns,
             _ => &self.wan.dns,
         }
+    }
+
+    /// The LAN named `name`.
+    pub fn lan_named(&self, name: &str) -> Option<&Lan> {
+        self.lans.iter().find(|l| l.name == name)
+    }
+
+    /// The LAN whose prefix holds `ip`.
+    pub fn lan_of(&self, ip: Ipv4Addr) -> Option<&Lan> {
+        self.lans.iter().find(|l| l.contains(ip))
     }
 }
 
@@ -369,6 +408,54 @@ mod tests {
         ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
+    }
+
+    const WAN: &str = "[wan]\ninterface = \"eth0\"\naddress = \"203.0.113.10/32\"\ngateway = \"203.0.113.254\"\ndns = [\"198.51.100.53\"]\n";
+
+    #[test]
+    fn the_single_lan_form_is_one_lan_named_lan_with_the_dhcp_section() {
+        let text =
+            format!("{WAN}[lan]\naddress = \"172.16.0.1/16\"\n[dhcp]\nrange = \"172.16.10.100-172.16.10.110\"\n");
+        let config = Config::parse(&text, "router.toml").expect("valid");
+        assert_eq!(config.lans.len(), 1);
+        let lan = &config.lans[0];
+        assert_eq!(
+            (lan.name.as_str(), &lan.nic, lan.vlan),
+            (DEFAULT_LAN_NAME, &NicSelector::NotWan, None)
+        );
+        assert_eq!(
+            lan.dhcp.as_ref().map(|d| d.range_end),
+            Some(Ipv4Addr::new(172, 16, 10, 110))
+        );
+        assert_eq!(config.dhcp_dns(lan), [Ipv4Addr::new(198, 51, 100, 53)]);
+        assert_eq!(
+            config.lan_of(Ipv4Addr::new(172, 16, 99, 1)).map(|l| l.name.as_str()),
+            Some("lan")
+        );
+        assert!(config.lan_of(Ipv4Addr::new(10, 0, 0, 1)).is_none());
+    }
+
+    #[test]
+    fn a_lan_with_both_dhcp_sections_is_refused_at_its_own() {
+        let text = format!(
+            "{WAN}[lan]\naddress = \"172.16.0.1/16\"\n[lan.dhcp]\nrange = \"172.16.10.100-172.16.10.110\"\n[dhcp]\nrange = \"172.16.10.100-172.16.10.110\"\n"
+        );
+        let err = Config::parse(&text, "router.toml")
+            .expect_err("two DHCP sections")
+            .to_string();
+        assert!(
+            err.contains("[lan.dhcp]: this LAN already has the [dhcp] section; give one of them"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_vlan_id_out_of_range_and_a_bad_lan_name_are_refused() {
+        let text =
+            format!("{WAN}[[lan]]\nname = \"Prod!\"\ninterface = \"eth1\"\nvlan = 4095\naddress = \"172.16.0.1/16\"\n");
+        let err = Config::parse(&text, "router.toml").expect_err("bad").to_string();
+        assert!(err.contains("lan.name: \"Prod!\" is not a valid LAN name"), "{err}");
+        assert!(err.contains("lan.vlan: expected a VLAN id 1-4094, found 4095"), "{err}");
     }
 
     #[test]

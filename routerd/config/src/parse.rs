@@ -11,17 +11,18 @@ use toml::Spanned;
 use super::diagnostic::{clip, quote, MAX_DIAGNOSTICS, MAX_MESSAGE, MAX_QUOTED};
 use super::{
     hostname, Config, ConfigError, Dhcp, DhcpHost, Diagnostic, ExtraWan, Forward, Lan, MacAddr, NicSelector, OneToOne,
-    Open, PortRange, Protocol, Status, Wan,
+    Open, PortRange, Protocol, Status, Wan, DEFAULT_LAN_NAME,
 };
 
 type S<T> = Spanned<T>;
 
+/// `L`: one `[lan]` table (`S<RawLan>`) or the `[[lan]]` array (`Vec<S<RawLan>>`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawConfig {
+struct RawConfig<L> {
     hostname: Option<S<String>>,
     wan: S<RawWan>,
-    lan: S<RawLan>,
+    lan: L,
     dhcp: Option<S<RawDhcp>>,
     #[serde(default)]
     forward: Vec<S<RawForward>>,
@@ -53,6 +54,7 @@ struct RawExtraWan {
 struct RawStatus {
     enabled: Option<bool>,
     port: Option<S<i64>>,
+    lans: Option<S<Vec<S<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -74,9 +76,19 @@ struct RawWan {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLan {
+    name: Option<S<String>>,
     mac: Option<S<String>>,
     interface: Option<S<String>>,
+    vlan: Option<S<i64>>,
     address: Option<S<String>>,
+    reach: Option<S<Vec<S<String>>>>,
+    dhcp: Option<S<RawDhcp>>,
+}
+
+/// Only whether `lan` is an array of tables (`[[lan]]`) or one table (`[lan]`).
+#[derive(Deserialize)]
+struct LanForm {
+    lan: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -120,24 +132,28 @@ fn shown(v: &toml::Value) -> String {
 const DEFAULT_STATUS_PORT: u16 = 80;
 const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(12 * 3600);
 
+fn syntax_error(text: &str, origin: &str, e: &toml::de::Error) -> ConfigError {
+    let span = e.span().unwrap_or(0..0);
+    let message = clip(e.message().trim_end(), MAX_MESSAGE).replace('\n', " ");
+    ConfigError::new(origin.to_string(), vec![Diagnostic::at(text, span, &message)])
+}
+
 pub(super) fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let message = clip(e.message().trim_end(), MAX_MESSAGE).replace('\n', " ");
-            return Err(ConfigError::new(
-                origin.to_string(),
-                vec![Diagnostic::at(text, span, &message)],
-            ));
-        }
-    };
     let mut v = Validator {
         text,
         diagnostics: Vec::new(),
         unshown: 0,
     };
-    let config = v.config(raw);
+    // A syntax error shows the same either way: the typed pass below reports it.
+    let array = toml::from_str::<LanForm>(text).is_ok_and(|f| matches!(f.lan, Some(toml::Value::Array(_))));
+    let config = if array {
+        let raw: RawConfig<Vec<S<RawLan>>> = toml::from_str(text).map_err(|e| syntax_error(text, origin, &e))?;
+        let lans: Vec<&S<RawLan>> = raw.lan.iter().collect();
+        v.config(&raw, &lans, true)
+    } else {
+        let raw: RawConfig<S<RawLan>> = toml::from_str(text).map_err(|e| syntax_error(text, origin, &e))?;
+        v.config(&raw, &[&raw.lan], false)
+    };
     match config {
         Some(config) if v.diagnostics.is_empty() => Ok(config),
         _ => Err(ConfigError::with_unshown(origin.to_string(), v.diagnostics, v.unshown)),
@@ -278,38 +294,127 @@ impl Validator<'_> {
         }
     }
 
-    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+    fn config<L>(&mut self, raw: &RawConfig<L>, raw_lans: &[&S<RawLan>], array: bool) -> Option<Config> {
         let hostname = raw.hostname.as_ref().and_then(|h| self.system_hostname(h));
         let wan = self.wan(&raw.wan);
-        let lan = self.lan(&raw.lan, wan.as_ref());
-        let dhcp = match &raw.dhcp {
-            Some(d) => lan.as_ref().and_then(|lan| self.dhcp(d, lan)),
-            None => None,
-        };
-        let (one_to_one, forwards) = match &lan {
-            Some(lan) => {
-                let one_to_one = self.one_to_ones(&raw.one_to_one, lan, wan.as_ref());
-                let forwards = self.forwards(&raw.forward, lan, wan.as_ref(), &one_to_one);
+        let top_dhcp = raw.dhcp.as_ref();
+        if array {
+            if let Some(d) = top_dhcp {
+                self.error(
+                    d.span(),
+                    "[dhcp] goes with the single [lan]; with [[lan]], give each LAN its own [lan.dhcp]".into(),
+                );
+            }
+            if raw_lans.is_empty() {
+                self.error(0..0, "no LAN: give one [lan] table or [[lan]] tables".into());
+            }
+        }
+        let lans: Vec<Option<Lan>> = raw_lans
+            .iter()
+            .map(|table| self.lan(table, array, wan.as_ref(), if array { None } else { top_dhcp }))
+            .collect();
+        self.across_lans(raw_lans, &lans);
+        let lans: Option<Vec<Lan>> = lans.into_iter().collect();
+        let (one_to_one, forwards) = match &lans {
+            Some(lans) => {
+                let one_to_one = self.one_to_ones(&raw.one_to_one, lans, wan.as_ref());
+                let forwards = self.forwards(&raw.forward, lans, wan.as_ref(), &one_to_one);
                 (one_to_one, forwards)
             }
             None => (Vec::new(), Vec::new()),
         };
-        let status = self.status(raw.status.as_ref());
+        let status = self.status(raw.status.as_ref(), lans.as_deref().unwrap_or_default());
         Some(Config {
             hostname,
             wan: wan?,
-            lan: lan?,
-            dhcp,
+            lans: lans.filter(|l| !l.is_empty())?,
             forwards,
             one_to_one,
             status,
         })
     }
 
-    fn status(&mut self, table: Option<&S<RawStatus>>) -> Option<Status> {
+    /// The checks between LANs: names, prefixes, NICs and VLANs, `reach`.
+    fn across_lans(&mut self, raws: &[&S<RawLan>], lans: &[Option<Lan>]) {
+        for (j, later) in lans.iter().enumerate() {
+            let Some(later) = later else { continue };
+            let raw = raws[j].get_ref();
+            for earlier in lans[..j].iter().flatten() {
+                if let Some(n) = raw.name.as_ref().filter(|_| earlier.name == later.name) {
+                    self.error(
+                        n.span(),
+                        format!("lan.name: {} is already the name of another LAN", quote(&later.name)),
+                    );
+                }
+                let (a, b) = (earlier.address.trunc(), later.address.trunc());
+                if let Some(addr) = raw
+                    .address
+                    .as_ref()
+                    .filter(|_| a.contains(&b.network()) || b.contains(&a.network()))
+                {
+                    self.error(
+                        addr.span(),
+                        format!("lan.address: {b} overlaps the LAN {} ({a})", quote(&earlier.name)),
+                    );
+                }
+                if earlier.nic != later.nic {
+                    continue;
+                }
+                match (earlier.vlan, later.vlan, &raw.vlan) {
+                    (None, None, _) => {
+                        let (key, span) = match (&raw.interface, &raw.mac) {
+                            (Some(i), _) => ("lan.interface", i.span()),
+                            (None, Some(m)) => ("lan.mac", m.span()),
+                            (None, None) => ("lan", raws[j].span()),
+                        };
+                        self.error(
+                            span,
+                            format!(
+                                "{key}: {} is also the NIC of the LAN {}; LANs sharing a NIC need a `vlan` each (one may stay untagged)",
+                                later.nic,
+                                quote(&earlier.name)
+                            ),
+                        );
+                    }
+                    (Some(x), Some(y), Some(v)) if x == y => self.error(
+                        v.span(),
+                        format!(
+                            "lan.vlan: VLAN {y} on {} is already the LAN {}",
+                            later.nic,
+                            quote(&earlier.name)
+                        ),
+                    ),
+                    _ => {}
+                }
+            }
+            for r in raw.reach.iter().flat_map(|r| r.get_ref()) {
+                let name = r.get_ref();
+                if *name == later.name {
+                    self.error(r.span(), format!("lan.reach: {} is this LAN itself", quote(name)));
+                } else if !lans.iter().flatten().any(|l| l.name == *name)
+                    && raws
+                        .iter()
+                        .all(|t| t.get_ref().name.as_ref().map(|n| n.get_ref()) != Some(name))
+                {
+                    let known: Vec<String> = lans.iter().flatten().map(|l| quote(&l.name)).collect();
+                    self.error(
+                        r.span(),
+                        format!(
+                            "lan.reach: no LAN is named {} (LANs: {})",
+                            quote(name),
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+
+    fn status(&mut self, table: Option<&S<RawStatus>>, lans: &[Lan]) -> Option<Status> {
         let Some(raw) = table.map(S::get_ref) else {
             return Some(Status {
                 port: DEFAULT_STATUS_PORT,
+                lans: None,
             });
         };
         if raw.enabled == Some(false) {
@@ -328,7 +433,23 @@ impl Validator<'_> {
                 }
             },
         };
-        Some(Status { port })
+        let served = raw.lans.as_ref().map(|names| {
+            for n in names.get_ref() {
+                if !lans.is_empty() && !lans.iter().any(|l| l.name == *n.get_ref()) {
+                    let known: Vec<String> = lans.iter().map(|l| quote(&l.name)).collect();
+                    self.error(
+                        n.span(),
+                        format!(
+                            "status.lans: no LAN is named {} (LANs: {})",
+                            quote(n.get_ref()),
+                            known.join(", ")
+                        ),
+                    );
+                }
+            }
+            names.get_ref().iter().map(|n| n.get_ref().clone()).collect()
+        });
+        Some(Status { port, lans: served })
     }
 
     fn wan(&mut self, table: &S<RawWan>) -> Option<Wan> {
@@ -544,7 +665,7 @@ impl Validator<'_> {
         })
     }
 
-    fn one_to_ones(&mut self, raws: &[S<RawOneToOne>], lan: &Lan, wan: Option<&Wan>) -> Vec<OneToOne> {
+    fn one_to_ones(&mut self, raws: &[S<RawOneToOne>], lans: &[Lan], wan: Option<&Wan>) -> Vec<OneToOne> {
         let mut mappings: Vec<OneToOne> = Vec::new();
         for table in raws {
             let raw = table.get_ref();
@@ -558,7 +679,7 @@ impl Validator<'_> {
                 .and_then(|p| self.public_address("one_to_one.public", p, wan));
             let private = self
                 .required(&raw.private, table, "private", "the LAN host, like \"172.16.10.20\"")
-                .and_then(|p| self.lan_host("one_to_one.private", p, lan));
+                .and_then(|p| self.lan_host("one_to_one.private", p, lans));
             let open = raw.open.iter().filter_map(|o| self.open_item(o)).collect::<Vec<_>>();
             let (Some(public), Some(private)) = (public, private) else {
                 continue;
@@ -587,8 +708,48 @@ impl Validator<'_> {
         mappings
     }
 
-    fn lan(&mut self, table: &S<RawLan>, wan: Option<&Wan>) -> Option<Lan> {
+    fn lan(&mut self, table: &S<RawLan>, array: bool, wan: Option<&Wan>, top_dhcp: Option<&S<RawDhcp>>) -> Option<Lan> {
         let raw = table.get_ref();
+        let name = match (&raw.name, array) {
+            (Some(n), _) => self.lan_name(n),
+            (None, false) => Some(DEFAULT_LAN_NAME.to_string()),
+            (None, true) => {
+                self.error(
+                    table.span(),
+                    "missing key `name` (each [[lan]] is named, like \"prod\": logs, metrics and `reach` use it)"
+                        .into(),
+                );
+                None
+            }
+        };
+        let vlan = raw.vlan.as_ref().and_then(|v| match u16::try_from(*v.get_ref()) {
+            Ok(id) if (1..=4094).contains(&id) => Some(id),
+            _ => {
+                self.error(
+                    v.span(),
+                    format!("lan.vlan: expected a VLAN id 1-4094, found {}", v.get_ref()),
+                );
+                None
+            }
+        });
+        if let (Some(id), Some(i)) = (vlan, &raw.interface) {
+            // The kernel's 15-byte limit, for the sub-interface `<nic>.<vlan>`.
+            if format!("{}.{id}", i.get_ref()).len() > 15 {
+                self.error(
+                    i.span(),
+                    format!(
+                        "lan.interface: {}.{id}, the VLAN interface, would be longer than 15 characters",
+                        i.get_ref()
+                    ),
+                );
+            }
+        }
+        let reach: Vec<String> = raw
+            .reach
+            .iter()
+            .flat_map(|r| r.get_ref())
+            .map(|r| r.get_ref().clone())
+            .collect();
         let mac = raw.mac.as_ref().and_then(|m| self.mac("lan.mac", m));
         let interface = raw.interface.as_ref().and_then(|i| self.interface("lan.interface", i));
         let nic = match (&raw.interface, &raw.mac) {
@@ -648,17 +809,76 @@ impl Validator<'_> {
                 }
             }
         }
-        Some(Lan { nic: nic?, address })
+        let mut lan = Lan {
+            name: name?,
+            nic: nic?,
+            vlan,
+            address,
+            reach,
+            dhcp: None,
+        };
+        if raw.vlan.is_some() && vlan.is_none() {
+            return None;
+        }
+        lan.dhcp = match (&raw.dhcp, top_dhcp) {
+            (Some(own), Some(top)) => {
+                self.error(
+                    own.span(),
+                    "[lan.dhcp]: this LAN already has the [dhcp] section; give one of them".into(),
+                );
+                self.dhcp(top, "dhcp", &lan)
+            }
+            (Some(own), None) => self.dhcp(own, "lan.dhcp", &lan),
+            (None, Some(top)) => self.dhcp(top, "dhcp", &lan),
+            (None, None) => None,
+        };
+        // A broken DHCP section was reported: the config is refused all the same, and
+        // the LAN still serves to check the forwards.
+        Some(lan)
     }
-    /// A LAN host address: inside the LAN prefix, not its network/broadcast address,
-    /// not the router itself.
-    fn lan_host(&mut self, key: &str, s: &S<String>, lan: &Lan) -> Option<Ipv4Addr> {
-        let ip = self.ip(key, s)?;
-        let net = lan.address.trunc();
-        if !net.contains(&ip) {
-            self.error(s.span(), format!("{key}: {ip} is outside the LAN {net}"));
+
+    fn lan_name(&mut self, s: &S<String>) -> Option<String> {
+        let name = s.get_ref();
+        // It goes into metric labels, log lines and nft comments: keep it plain.
+        let valid = (1..=32).contains(&name.len())
+            && name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if valid {
+            Some(name.clone())
+        } else {
+            self.error(
+                s.span(),
+                format!(
+                    "lan.name: {} is not a valid LAN name (1 to 32 of a-z, 0-9, '-', '_', starting with a letter)",
+                    quote(name)
+                ),
+            );
             None
-        } else if ip == net.network() || ip == net.broadcast() {
+        }
+    }
+
+    /// A LAN host address: inside one LAN's prefix, not its network/broadcast address,
+    /// not the router itself.
+    fn lan_host(&mut self, key: &str, s: &S<String>, lans: &[Lan]) -> Option<Ipv4Addr> {
+        let ip = self.ip(key, s)?;
+        let Some(lan) = lans.iter().find(|l| l.contains(ip)) else {
+            let message = match lans {
+                [one] => format!("{key}: {ip} is outside the LAN {}", one.address.trunc()),
+                _ => {
+                    let all: Vec<String> = lans
+                        .iter()
+                        .map(|l| format!("{} {}", l.name, l.address.trunc()))
+                        .collect();
+                    format!("{key}: {ip} is in none of the LANs ({})", all.join(", "))
+                }
+            };
+            self.error(s.span(), message);
+            return None;
+        };
+        let net = lan.address.trunc();
+        if ip == net.network() || ip == net.broadcast() {
             self.error(
                 s.span(),
                 format!("{key}: {ip} is the network or broadcast address of the LAN {net}"),
@@ -672,7 +892,8 @@ impl Validator<'_> {
         }
     }
 
-    fn dhcp(&mut self, table: &S<RawDhcp>, lan: &Lan) -> Option<Dhcp> {
+    /// `key`: how the section is named in messages (`dhcp` or `lan.dhcp`).
+    fn dhcp(&mut self, table: &S<RawDhcp>, key: &str, lan: &Lan) -> Option<Dhcp> {
         let raw = table.get_ref();
         let range = self
             .required(
@@ -681,23 +902,26 @@ impl Validator<'_> {
                 "range",
                 "the addresses to lease, like \"172.16.10.100-172.16.10.250\"",
             )
-            .and_then(|r| self.dhcp_range(r, lan));
+            .and_then(|r| self.dhcp_range(r, key, lan));
         let lease_time = match &raw.lease_time {
             None => Some(DEFAULT_LEASE_TIME),
-            Some(v) => self.duration("dhcp.lease_time", v),
+            Some(v) => self.duration(&format!("{key}.lease_time"), v),
         };
         let dns = raw
             .dns
             .iter()
-            .filter_map(|d| self.ip("dhcp.dns", d))
+            .filter_map(|d| self.ip(&format!("{key}.dns"), d))
             .collect::<Vec<_>>();
-        let domain = raw.domain.as_ref().and_then(|d| self.hostname("dhcp.domain", d));
+        let domain = raw
+            .domain
+            .as_ref()
+            .and_then(|d| self.hostname(&format!("{key}.domain"), d));
         let mut hosts: Vec<DhcpHost> = Vec::new();
         for h in &raw.host {
             let rh = h.get_ref();
             let mac = self
                 .required(&rh.mac, h, "mac", "the guest's MAC, like \"52:54:00:12:34:56\"")
-                .and_then(|m| self.mac("dhcp.host.mac", m));
+                .and_then(|m| self.mac(&format!("{key}.host.mac"), m));
             let address = self
                 .required(
                     &rh.address,
@@ -705,23 +929,23 @@ impl Validator<'_> {
                     "address",
                     "the guest's fixed address, like \"172.16.10.205\"",
                 )
-                .and_then(|a| self.lan_host("dhcp.host.address", a, lan));
+                .and_then(|a| self.lan_host(&format!("{key}.host.address"), a, std::slice::from_ref(lan)));
             let hostname = rh
                 .hostname
                 .as_ref()
-                .and_then(|n| self.hostname("dhcp.host.hostname", n));
+                .and_then(|n| self.hostname(&format!("{key}.host.hostname"), n));
             let (Some(mac), Some(address)) = (mac, address) else {
                 continue;
             };
             if let Some(other) = hosts.iter().find(|o| o.mac == mac) {
                 self.error(
                     h.span(),
-                    format!("dhcp.host: MAC {mac} already has a reservation ({})", other.address),
+                    format!("{key}.host: MAC {mac} already has a reservation ({})", other.address),
                 );
             } else if let Some(other) = hosts.iter().find(|o| o.address == address) {
                 self.error(
                     h.span(),
-                    format!("dhcp.host: {address} is already reserved for {}", other.mac),
+                    format!("{key}.host: {address} is already reserved for {}", other.mac),
                 );
             } else {
                 hosts.push(DhcpHost { mac, address, hostname });
@@ -738,12 +962,12 @@ impl Validator<'_> {
         })
     }
 
-    fn dhcp_range(&mut self, s: &S<String>, lan: &Lan) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    fn dhcp_range(&mut self, s: &S<String>, key: &str, lan: &Lan) -> Option<(Ipv4Addr, Ipv4Addr)> {
         let Some((a, b)) = s.get_ref().split_once('-') else {
             self.error(
                 s.span(),
                 format!(
-                    "dhcp.range: expected \"first-last\" like \"172.16.10.100-172.16.10.250\", found {}",
+                    "{key}.range: expected \"first-last\" like \"172.16.10.100-172.16.10.250\", found {}",
                     quote(s.get_ref())
                 ),
             );
@@ -753,7 +977,7 @@ impl Validator<'_> {
             self.error(
                 s.span(),
                 format!(
-                    "dhcp.range: expected two IPv4 addresses like \"172.16.10.100-172.16.10.250\", found {}",
+                    "{key}.range: expected two IPv4 addresses like \"172.16.10.100-172.16.10.250\", found {}",
                     quote(s.get_ref())
                 ),
             );
@@ -761,14 +985,14 @@ impl Validator<'_> {
         };
         let net = lan.address.trunc();
         if first > last {
-            self.error(s.span(), format!("dhcp.range: {first} comes after {last}"));
+            self.error(s.span(), format!("{key}.range: {first} comes after {last}"));
             return None;
         }
         for ip in [first, last] {
             if !net.contains(&ip) || ip == net.network() || ip == net.broadcast() {
                 self.error(
                     s.span(),
-                    format!("dhcp.range: {ip} is outside the usable addresses of the LAN {net}"),
+                    format!("{key}.range: {ip} is outside the usable addresses of the LAN {net}"),
                 );
                 return None;
             }
@@ -777,7 +1001,7 @@ impl Validator<'_> {
         if first <= router && router <= last {
             self.error(
                 s.span(),
-                format!("dhcp.range: contains the router's own address {router}"),
+                format!("{key}.range: contains the router's own address {router}"),
             );
             return None;
         }
@@ -865,7 +1089,7 @@ impl Validator<'_> {
     fn forwards(
         &mut self,
         raws: &[S<RawForward>],
-        lan: &Lan,
+        lans: &[Lan],
         wan: Option<&Wan>,
         one_to_one: &[OneToOne],
     ) -> Vec<Forward> {
@@ -903,7 +1127,7 @@ impl Validator<'_> {
                 .and_then(|p| self.port_range("forward.port", p));
             let to = self
                 .required(&raw.to, table, "to", "the LAN host, like \"172.16.10.205\"")
-                .and_then(|t| self.lan_host("forward.to", t, lan));
+                .and_then(|t| self.lan_host("forward.to", t, lans));
             let to_ports = match (&raw.to_port, ports) {
                 (None, ports) => ports,
                 (Some(tp), Some(ports)) => {

@@ -8,7 +8,7 @@ use dhcproto::v4::{DhcpOption, Flags, HType, Message, MessageType, Opcode, Optio
 use ipnet::Ipv4Net;
 
 use super::pool::{ClientKey, Lease, Pool, Secs};
-use config::{Config, MacAddr};
+use config::{Config, Lan, MacAddr};
 
 pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
@@ -25,12 +25,18 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// The scope of the first LAN with DHCP (the single-LAN form's `[dhcp]`).
     pub fn from_config(config: &Config) -> Option<(Scope, Pool)> {
-        let dhcp = config.dhcp.as_ref()?;
+        config.lans.iter().find_map(|lan| Scope::from_lan(config, lan))
+    }
+
+    /// The scope and a fresh pool of `lan`, when it has DHCP.
+    pub fn from_lan(config: &Config, lan: &Lan) -> Option<(Scope, Pool)> {
+        let dhcp = lan.dhcp.as_ref()?;
         let scope = Scope {
-            server_id: config.lan.address.addr(),
-            net: config.lan.address.trunc(),
-            dns: config.dhcp_dns().to_vec(),
+            server_id: lan.address.addr(),
+            net: lan.address.trunc(),
+            dns: config.dhcp_dns(lan).to_vec(),
             domain: dhcp.domain.clone(),
             lease_time: u32::try_from(dhcp.lease_time.as_secs()).unwrap_or(u32::MAX),
             hostnames: dhcp

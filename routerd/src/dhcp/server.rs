@@ -136,7 +136,9 @@ impl Running {
 }
 
 /// Opens the sockets and the lease store, then serves in a task.
+/// `lan`: the LAN's name, which names its lease log in `state_dir`.
 pub fn start(
+    lan_name: &str,
     scope: Scope,
     mut pool: Pool,
     lan: &Nic,
@@ -149,7 +151,20 @@ pub fn start(
         .mac
         .ok_or_else(|| anyhow::anyhow!("{} has no MAC address", lan.name))?;
     let arp = Prober::open(lan.index, mac)?;
-    let opened = state_dir.as_ref().map(|dir| (dir, LeaseStore::open(dir)));
+    let file_name = config::image::leases_file_name(lan_name);
+    // A LAN without a lease log of its own yet (new, renamed, or the single-LAN form
+    // rewritten as [[lan]]) takes over the leases of its prefix from the other logs.
+    let inherited = match &state_dir {
+        Some(dir) if !dir.join(&file_name).exists() => {
+            let mut found = super::store::read_others(dir, &file_name);
+            found.retain(|l| scope.net.contains(&l.addr));
+            found
+        }
+        _ => Vec::new(),
+    };
+    let opened = state_dir
+        .as_ref()
+        .map(|dir| (dir, LeaseStore::open_named(dir, &file_name)));
     let counters = Arc::new(Counters::default());
     let mut lease_file_error = None;
     let store = match opened {
@@ -174,13 +189,20 @@ pub fn start(
                 tracing::warn!("the lease file ended in a partly written record (power cut?): dropped it");
             }
             let mut restored = 0;
-            for lease in loaded.leases {
+            let taken_over = inherited.len();
+            for lease in inherited.into_iter().chain(loaded.leases) {
                 if scope.net.contains(&lease.addr) {
                     pool.restore(lease);
                     restored += 1;
                 }
             }
-            tracing::info!(restored, file = %dir.join(config::image::LEASES_FILE_NAME).display(), "DHCP leases loaded");
+            let mut store = store;
+            if taken_over > 0 && loaded.write_error.is_none() {
+                if let Err(e) = store.compact(pool.leases()) {
+                    tracing::warn!("cannot write the leases taken over into {file_name}: {e}");
+                }
+            }
+            tracing::info!(lan = lan_name, restored, taken_over, file = %dir.join(&file_name).display(), "DHCP leases loaded");
             if let Some(e) = &loaded.write_error {
                 tracing::error!(
                     "cannot write the lease file: {e}; keeping lease changes in memory and trying again every {} s",

@@ -96,6 +96,31 @@ pub struct Loaded {
     pub write_error: Option<io::Error>,
 }
 
+/// The leases of the other lease logs in `dir` (those of other LANs, or of this LAN
+/// under an earlier name or in the single-LAN form), read only: what a LAN whose own
+/// log does not exist yet takes over for its prefix.
+pub fn read_others(dir: &Path, own: &str) -> Vec<Lease> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut leases = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let is_log = name == LEASES_FILE_NAME
+            || name
+                .strip_prefix(LEASES_FILE_NAME)
+                .and_then(|rest| rest.strip_prefix('-'))
+                .is_some_and(|lan| !lan.contains('.'));
+        if is_log && name != own {
+            if let Ok((loaded, _, _)) = read(&entry.path()) {
+                leases.extend(loaded.leases);
+            }
+        }
+    }
+    leases
+}
+
 /// Reads the log: the leases, whether any line other than the last was bad, and the
 /// length of the file up to the end of its last whole line.
 fn read(path: &Path) -> io::Result<(Loaded, bool, u64)> {
@@ -133,7 +158,12 @@ impl LeaseStore {
     /// file cannot be read; when it cannot be written, the leases come back all the
     /// same with `Loaded::write_error` set.
     pub fn open(dir: &Path) -> io::Result<(LeaseStore, Loaded)> {
-        let path = dir.join(LEASES_FILE_NAME);
+        LeaseStore::open_named(dir, LEASES_FILE_NAME)
+    }
+
+    /// Like [`LeaseStore::open`], for the lease log `name` in `dir` (one per LAN).
+    pub fn open_named(dir: &Path, name: &str) -> io::Result<(LeaseStore, Loaded)> {
+        let path = dir.join(name);
         let (mut loaded, corrupt, whole) = read(&path)?;
         let mut store = LeaseStore {
             path,
@@ -145,7 +175,7 @@ impl LeaseStore {
             // Keep the corrupt file for a post-mortem as a second name of the same
             // inode (no space needed), then replace it with the good records. If that
             // fails, the corrupt file stays where it is and is read the same way again.
-            let aside = dir.join(format!("{LEASES_FILE_NAME}.corrupt-{}", std::process::id()));
+            let aside = dir.join(format!("{name}.corrupt-{}", std::process::id()));
             let linked = fs::hard_link(&store.path, &aside).is_ok();
             let text: String = loaded.leases.iter().map(encode).collect();
             match write_atomic(&store.path, text.as_bytes()) {
@@ -270,6 +300,25 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap_or_default();
         d
+    }
+
+    #[test]
+    fn the_other_lease_logs_are_read_but_not_this_lans_nor_temp_or_corrupt_copies() {
+        let dir = tempdir("others");
+        let (a, b, c) = (
+            lease(1, LeaseState::Bound),
+            lease(2, LeaseState::Bound),
+            lease(3, LeaseState::Bound),
+        );
+        fs::write(dir.join(LEASES_FILE_NAME), encode(&a)).expect("write");
+        fs::write(dir.join(format!("{LEASES_FILE_NAME}-dev")), encode(&b)).expect("write");
+        fs::write(dir.join(format!("{LEASES_FILE_NAME}-prod")), encode(&c)).expect("write");
+        fs::write(dir.join(format!("{LEASES_FILE_NAME}.tmp")), encode(&c)).expect("write");
+        fs::write(dir.join(format!("{LEASES_FILE_NAME}.corrupt-1")), encode(&c)).expect("write");
+        let mut found = read_others(&dir, &format!("{LEASES_FILE_NAME}-prod"));
+        found.sort_by_key(|l| l.addr);
+        assert_eq!(found, [a, b]);
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

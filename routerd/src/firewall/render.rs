@@ -25,22 +25,50 @@ pub const FLOWTABLE: &str = "fastpath";
 const FAMILY: NfFamily = NfFamily::INet;
 const LOOPBACK: (Ipv4Addr, u8) = (Ipv4Addr::new(127, 0, 0, 0), 8);
 
-/// What the ruleset needs to know besides the config.
+/// What the ruleset needs to know besides the config: the links' names.
 #[derive(Debug, Clone)]
-pub struct Interfaces<'a> {
-    pub wan: &'a str,
+pub struct Interfaces {
+    pub wan: String,
     /// The NICs of `wan.extra`, in order.
     pub extra_wans: Vec<String>,
-    pub lan: &'a str,
+    /// Each LAN's link, in the order of `config.lans`.
+    pub lans: Vec<String>,
 }
 
-impl Interfaces<'_> {
+impl Interfaces {
+    /// Names for a ruleset shown without a system (`routerd render`, golden files): the
+    /// WAN is `wan`, the `wan.extra` NICs `wan1`, `wan2`..., the single-LAN form's LAN
+    /// `lan`, the others their LAN's name.
+    pub fn placeholders(config: &Config, wan: &str, lan: &str) -> Interfaces {
+        Interfaces {
+            wan: wan.to_string(),
+            extra_wans: (1..=config.wan.extra.len()).map(|i| format!("wan{i}")).collect(),
+            lans: config
+                .lans
+                .iter()
+                .map(|l| {
+                    if l.name == config::DEFAULT_LAN_NAME {
+                        lan.to_string()
+                    } else {
+                        l.name.clone()
+                    }
+                })
+                .collect(),
+        }
+    }
+
     /// Every WAN NIC, the main one first.
     fn wans(&self) -> Vec<String> {
-        std::iter::once(self.wan.to_string())
+        std::iter::once(self.wan.clone())
             .chain(self.extra_wans.iter().cloned())
             .collect()
     }
+}
+
+/// A LAN with its link's name, as the rules need it.
+struct LanRules<'a> {
+    lan: &'a config::Lan,
+    ifname: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +91,19 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     batch.delete(NfListObject::Table(table.clone()));
     batch.add(NfListObject::Table(table));
 
-    let (wan, lan) = (ifs.wan.to_string(), ifs.lan.to_string());
+    let wan = ifs.wan.clone();
+    let lans: Vec<LanRules> = config
+        .lans
+        .iter()
+        .zip(&ifs.lans)
+        .map(|(lan, ifname)| LanRules { lan, ifname })
+        .collect();
+    // Any LAN's link: one name, or a set of them.
+    let lan_ifs = || match lans.as_slice() {
+        [one] => s(one.ifname),
+        _ => set(lans.iter().map(|l| s(l.ifname))),
+    };
+    let lan_nets: Vec<Ipv4Net> = config.lans.iter().map(|l| l.address.trunc()).collect();
     let wans = ifs.wans();
     let publics = config.wan.public_addresses();
     let several_nics = !ifs.extra_wans.is_empty();
@@ -76,7 +116,7 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             hook: Some(NfHook::Ingress),
             prio: Some(0),
             dev: Some(Cow::Owned(
-                wans.iter().chain([&lan]).map(|d| Cow::Owned(d.clone())).collect(),
+                wans.iter().chain(&ifs.lans).map(|d| Cow::Owned(d.clone())).collect(),
             )),
         }));
     }
@@ -124,13 +164,11 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     }
 
     let wan_ip = config.wan.address.addr();
-    let lan_net = config.lan.address.trunc();
-    let lan_ip = config.lan.address.addr();
     let mut rules = Vec::new();
 
     // mark: with extra WAN NICs, what belongs to one leaves by it (its MAC).
     if several_nics {
-        rules.extend(mark_rules(config, ifs, &lan));
+        rules.extend(mark_rules(config, ifs, lan_ifs()));
     }
 
     // prerouting: port forwards, from anywhere to the public address (so LAN guests
@@ -167,14 +205,12 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         ),
         rule(
             "input",
-            spoofed_from_wan(&wans, lan_net, &publics),
+            spoofed_from_wan(&wans, &lan_nets, &publics),
             Some("spoofed source on the WAN"),
         ),
-        rule(
-            "input",
-            spoofed_from_lan(&lan, lan_net),
-            Some("spoofed source on the LAN"),
-        ),
+    ]);
+    rules.extend(lans.iter().map(|l| spoofed_from_lan("input", l)));
+    rules.extend([
         rule(
             "input",
             vec![
@@ -191,7 +227,7 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         rule(
             "input",
             vec![
-                m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
+                m(meta(MetaKey::Iifname), Operator::EQ, lan_ifs()),
                 m(meta(MetaKey::L4proto), Operator::EQ, s("icmp")),
                 m(payload("icmp", "type"), Operator::EQ, s("echo-request")),
                 accept(),
@@ -213,7 +249,7 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         rule(
             "input",
             vec![
-                m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
+                m(meta(MetaKey::Iifname), Operator::EQ, lan_ifs()),
                 // DHCPv4 only: nothing of routerd's listens on IPv6 UDP/67.
                 m(meta(MetaKey::Nfproto), Operator::EQ, s("ipv4")),
                 m(payload("udp", "dport"), Operator::EQ, num(67)),
@@ -223,16 +259,24 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         ),
     ]);
     if let Some(status) = &config.status {
-        rules.push(rule(
-            "input",
-            vec![
-                m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
-                m(payload("ip", "daddr"), Operator::EQ, s(&lan_ip.to_string())),
-                m(payload("tcp", "dport"), Operator::EQ, num(u32::from(status.port))),
-                accept(),
-            ],
-            Some("status page and metrics, from the LAN only"),
-        ));
+        // Each LAN reaches the page on its own router address only: another LAN's
+        // address is no way into that LAN.
+        rules.extend(lans.iter().filter(|l| status.serves(&l.lan.name)).map(|l| {
+            rule(
+                "input",
+                vec![
+                    m(meta(MetaKey::Iifname), Operator::EQ, s(l.ifname)),
+                    m(
+                        payload("ip", "daddr"),
+                        Operator::EQ,
+                        s(&l.lan.address.addr().to_string()),
+                    ),
+                    m(payload("tcp", "dport"), Operator::EQ, num(u32::from(status.port))),
+                    accept(),
+                ],
+                Some("status page and metrics, from the LAN only"),
+            )
+        }));
     }
 
     // forward: LAN to the internet, established flows, and the port forwards.
@@ -254,33 +298,44 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         rule("forward", vec![ct_state(&["invalid"]), drop()], None),
         rule(
             "forward",
-            spoofed_from_wan(&wans, lan_net, &publics),
+            spoofed_from_wan(&wans, &lan_nets, &publics),
             Some("spoofed source on the WAN"),
         ),
-        rule(
-            "forward",
-            spoofed_from_lan(&lan, lan_net),
-            Some("spoofed source on the LAN"),
-        ),
-        rule(
-            "forward",
-            vec![
-                m(meta(MetaKey::Iifname), Operator::EQ, s(&lan)),
-                m(meta(MetaKey::Oifname), Operator::EQ, one_or_set(&wans)),
-                accept(),
-            ],
-            Some("LAN to the internet"),
-        ),
-        rule(
-            "forward",
-            vec![m(ct("status"), Operator::IN, s("dnat")), accept()],
-            Some("port forwards"),
-        ),
     ]);
+    rules.extend(lans.iter().map(|l| spoofed_from_lan("forward", l)));
+    rules.push(rule(
+        "forward",
+        vec![
+            m(meta(MetaKey::Iifname), Operator::EQ, lan_ifs()),
+            m(meta(MetaKey::Oifname), Operator::EQ, one_or_set(&wans)),
+            accept(),
+        ],
+        Some("LAN to the internet"),
+    ));
+    // Between LANs only what `reach` allows opens a connection (replies pass above as
+    // established); everything else from one LAN to another hits the drop policy.
+    for l in &lans {
+        for target in lans.iter().filter(|t| l.lan.reach.contains(&t.lan.name)) {
+            rules.push(rule(
+                "forward",
+                vec![
+                    m(meta(MetaKey::Iifname), Operator::EQ, s(l.ifname)),
+                    m(meta(MetaKey::Oifname), Operator::EQ, s(target.ifname)),
+                    accept(),
+                ],
+                Some(&format!("LAN {} may reach LAN {}", l.lan.name, target.lan.name)),
+            ));
+        }
+    }
+    rules.extend([rule(
+        "forward",
+        vec![m(ct("status"), Operator::IN, s("dnat")), accept()],
+        Some("port forwards"),
+    )]);
 
-    // postrouting: a 1:1 host leaves with its public address, the rest of the LAN with
-    // the failover IP, and hairpinned forwards leave with the router's LAN address so
-    // the reply comes back through the router.
+    // postrouting: a 1:1 host leaves with its public address, the rest of the LANs
+    // with the failover IP, and hairpinned forwards leave with the router's LAN address
+    // so the reply comes back through the router.
     for mapping in &config.one_to_one {
         rules.push(rule(
             "postrouting",
@@ -292,27 +347,29 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             Some(&format!("1:1 NAT: {} leaves as {}", mapping.private, mapping.public)),
         ));
     }
-    rules.extend([
+    rules.push(rule(
+        "postrouting",
+        vec![
+            m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)),
+            m(payload("ip", "saddr"), Operator::EQ, lan_prefixes(&lan_nets)),
+            snat(wan_ip),
+        ],
+        Some("LAN to the internet as the failover IP"),
+    ));
+    // A forward reached from any LAN leaves towards its target with the router's
+    // address on the target's LAN, so the reply comes back through the router.
+    rules.extend(lans.iter().map(|l| {
         rule(
             "postrouting",
             vec![
-                m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)),
-                m(payload("ip", "saddr"), Operator::EQ, prefix(net(lan_net))),
-                snat(wan_ip),
-            ],
-            Some("LAN to the internet as the failover IP"),
-        ),
-        rule(
-            "postrouting",
-            vec![
-                m(meta(MetaKey::Oifname), Operator::EQ, s(&lan)),
-                m(payload("ip", "saddr"), Operator::EQ, prefix(net(lan_net))),
+                m(meta(MetaKey::Oifname), Operator::EQ, s(l.ifname)),
+                m(payload("ip", "saddr"), Operator::EQ, lan_prefixes(&lan_nets)),
                 m(ct("status"), Operator::IN, s("dnat")),
-                snat(lan_ip),
+                snat(l.lan.address.addr()),
             ],
             Some("hairpin: LAN to a forward through the public address"),
-        ),
-    ]);
+        )
+    }));
 
     for r in rules {
         batch.add(NfListObject::Rule(r));
@@ -380,9 +437,9 @@ pub fn forward_counters(config: &Config) -> Vec<ForwardCounter<'_>> {
 /// the NIC it belongs to (routing runs before SNAT, so it cannot go by the public
 /// source address). Packets from the WAN carry it too: the flowtable routes a flow's
 /// other direction with the mark of the packet that offloads it.
-fn mark_rules(config: &Config, ifs: &Interfaces, lan: &str) -> Vec<Rule<'static>> {
+fn mark_rules(config: &Config, ifs: &Interfaces, lan_ifs: Expression<'static>) -> Vec<Rule<'static>> {
     let mut rules = Vec::new();
-    let nics = std::iter::once((Role::Wan, ifs.wan.to_string())).chain(
+    let nics = std::iter::once((Role::Wan, ifs.wan.clone())).chain(
         ifs.extra_wans
             .iter()
             .enumerate()
@@ -406,7 +463,7 @@ fn mark_rules(config: &Config, ifs: &Interfaces, lan: &str) -> Vec<Rule<'static>
         rules.push(rule(
             "mark",
             vec![
-                m(meta(MetaKey::Iifname), Operator::EQ, s(lan)),
+                m(meta(MetaKey::Iifname), Operator::EQ, lan_ifs.clone()),
                 m(payload("ip", "saddr"), Operator::EQ, s(&mapping.private.to_string())),
                 ct_state(&["new"]),
                 mangle(ct("mark"), num(wan_mark(Role::ExtraWan(i)))),
@@ -489,34 +546,51 @@ fn forward_dnat(fc: &ForwardCounter) -> Rule<'static> {
     )
 }
 
-fn spoofed_from_wan(wans: &[String], lan_net: Ipv4Net, publics: &[Ipv4Addr]) -> Vec<Statement<'static>> {
+/// The LAN prefixes as one match: a single prefix, or a set of them.
+fn lan_prefixes(nets: &[Ipv4Net]) -> Expression<'static> {
+    match nets {
+        [one] => prefix(net(*one)),
+        _ => set(nets.iter().map(|n| prefix(net(*n)))),
+    }
+}
+
+fn spoofed_from_wan(wans: &[String], lan_nets: &[Ipv4Net], publics: &[Ipv4Addr]) -> Vec<Statement<'static>> {
+    let sources = lan_nets
+        .iter()
+        .map(|n| prefix(net(*n)))
+        .chain([prefix(LOOPBACK)])
+        .chain(publics.iter().map(|p| s(&p.to_string())));
     vec![
         m(meta(MetaKey::Iifname), Operator::EQ, one_or_set(wans)),
-        m(
-            payload("ip", "saddr"),
-            Operator::EQ,
-            set([prefix(net(lan_net)), prefix(LOOPBACK)]
-                .into_iter()
-                .chain(publics.iter().map(|p| s(&p.to_string())))),
-        ),
+        m(payload("ip", "saddr"), Operator::EQ, set(sources)),
         Statement::Counter(Counter::Anonymous(None)),
         drop(),
     ]
 }
 
-fn spoofed_from_lan(lan: &str, lan_net: Ipv4Net) -> Vec<Statement<'static>> {
-    vec![
-        m(meta(MetaKey::Iifname), Operator::EQ, s(lan)),
-        m(meta(MetaKey::Nfproto), Operator::EQ, s("ipv4")),
-        // 0.0.0.0 is a DHCP client that has no address yet.
-        m(
-            payload("ip", "saddr"),
-            Operator::NEQ,
-            set([s("0.0.0.0"), prefix(net(lan_net))]),
-        ),
-        Statement::Counter(Counter::Anonymous(None)),
-        drop(),
-    ]
+/// Drops what comes in on a LAN's link from outside that LAN's own prefix.
+fn spoofed_from_lan(chain: &str, l: &LanRules) -> Rule<'static> {
+    let comment = if l.lan.name == config::DEFAULT_LAN_NAME {
+        "spoofed source on the LAN".to_string()
+    } else {
+        format!("spoofed source on the LAN {}", l.lan.name)
+    };
+    rule(
+        chain,
+        vec![
+            m(meta(MetaKey::Iifname), Operator::EQ, s(l.ifname)),
+            m(meta(MetaKey::Nfproto), Operator::EQ, s("ipv4")),
+            // 0.0.0.0 is a DHCP client that has no address yet.
+            m(
+                payload("ip", "saddr"),
+                Operator::NEQ,
+                set([s("0.0.0.0"), prefix(net(l.lan.address.trunc()))]),
+            ),
+            Statement::Counter(Counter::Anonymous(None)),
+            drop(),
+        ],
+        Some(&comment),
+    )
 }
 
 fn rule(chain: &str, expr: Vec<Statement<'static>>, comment: Option<&str>) -> Rule<'static> {

@@ -1,4 +1,4 @@
-//! IPv4 addresses: each NIC ends up with exactly its planned addresses.
+//! IPv4 addresses: each NIC ends up with exactly its planned address.
 
 use std::net::IpAddr;
 
@@ -25,7 +25,8 @@ fn ipv4_of(msg: &AddressMessage) -> Option<Ipv4Net> {
 
 /// Removes every IPv4 address of `nic` not in `want` (left from an earlier config), then
 /// adds those of `want` that are missing, in order (the first becomes the primary), so
-/// applying twice changes nothing.
+/// applying twice changes nothing. Empty: the NIC keeps no address (a trunk under VLAN
+/// interfaces, a NIC no longer used).
 pub async fn ensure(handle: &Handle, nic: &Nic, want: &[Ipv4Net]) -> Result<(), NetError> {
     let mut present = Vec::new();
     let mut stream = handle.address().get().set_link_index_filter(nic.index).execute();

@@ -65,6 +65,13 @@ impl Drop for Watch {
     }
 }
 
+impl Watch {
+    /// Whether this watch is the one for `lan` and `our_ip` (its MAC included).
+    pub fn watches(&self, lan: &super::Nic, our_ip: Ipv4Addr) -> bool {
+        lan.mac.is_some_and(|mac| self.key == (lan.index, our_ip, mac))
+    }
+}
+
 /// Keeps `current` if it watches the same NIC for the same address, else starts anew.
 /// Without a MAC on the NIC, or when the socket cannot be opened, nothing is watched.
 pub fn ensure(current: Option<Watch>, lan: &super::Nic, our_ip: Ipv4Addr) -> Option<Watch> {

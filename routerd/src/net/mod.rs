@@ -1,5 +1,5 @@
 //! Applies a [`NetPlan`] to the kernel over netlink: links, addresses, pinned
-//! neighbours, routes, policy rules, sysctls.
+//! neighbours, routes, sysctls.
 //! Every step compares with what is there first, so applying twice changes nothing.
 
 mod addrs;
@@ -21,9 +21,10 @@ use crate::plan::{NetPlan, Role, RoutePlan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("no single {role} NIC: looked for {wanted}, found {matches} matching; NICs present: {present}")]
+    #[error("no single {what} NIC: looked for {wanted}, found {matches} matching; NICs present: {present}")]
     NicNotFound {
-        role: Role,
+        /// `wan`, `lan`, or `lan "prod"`.
+        what: String,
         wanted: String,
         matches: usize,
         present: String,
@@ -33,6 +34,12 @@ pub enum NetError {
     Netlink { what: String, source: rtnetlink::Error },
     #[error("sysctl {path}")]
     Sysctl { path: String, source: std::io::Error },
+    #[error("the LANs {first} and {second} both found the NIC {nic}; LANs sharing a NIC need a `vlan` each (one may stay untagged)")]
+    SharedNic { first: String, second: String, nic: String },
+    #[error("the LAN {lan} found the WAN NIC {nic}")]
+    LanOnWan { lan: String, nic: String },
+    #[error("the VLAN interface {name} cannot be made (a name of at most 15 characters)")]
+    VlanName { name: String },
     #[error("cannot open a netlink socket")]
     Connect(#[source] std::io::Error),
 }
@@ -46,24 +53,20 @@ impl NetError {
     }
 }
 
-/// The NICs a plan was applied to.
+/// The links a plan was applied to.
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub wan: Nic,
     /// The NICs of `wan.extra`, in order.
     pub extra_wans: Vec<Nic>,
-    pub lan: Nic,
+    /// Each LAN's link (its NIC, or its VLAN interface), in the order of `plan.lans`.
+    pub lans: Vec<Nic>,
 }
 
-impl Applied {
-    /// The name of the NIC that has `role`.
-    pub fn name_of(&self, role: Role) -> &str {
-        match role {
-            Role::Wan => &self.wan.name,
-            Role::ExtraWan(i) => self.extra_wans.get(i).map_or("", |n| &n.name),
-            Role::Lan => &self.lan.name,
-        }
-    }
+/// Removes every IPv4 address of `nic`: a NIC that was a LAN's and is no more (its
+/// prefix must not stay routed there).
+pub async fn release(handle: &Handle, nic: &Nic) -> Result<(), NetError> {
+    addrs::ensure(handle, nic, &[]).await
 }
 
 /// Opens a netlink connection served by the current tokio runtime.
@@ -73,57 +76,100 @@ pub fn connect() -> Result<Handle, NetError> {
     Ok(handle)
 }
 
-/// Applies `plan`. `previous`: what the last apply configured, so that the NIC of an
-/// extra WAN address that is gone loses its addresses.
-pub async fn apply(handle: &Handle, plan: &NetPlan, previous: Option<&Applied>) -> Result<Applied, NetError> {
-    let nics = links::list(handle).await?;
-    let wan = links::select(&nics, &plan.wan, &[])?.clone();
+pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError> {
+    let links = links::list(handle).await?;
+    let wan = links::select(&links, &plan.wan, &[])?.clone();
     let mut taken = vec![wan.index];
-    let mut extra_wans = Vec::new();
+    let mut extra_wans: Vec<Nic> = Vec::new();
     for link in &plan.extra_wans {
-        let nic = links::select(&nics, link, &taken)?.clone();
+        let nic = links::select(&links, link, &taken)?.clone();
+        if taken.contains(&nic.index) {
+            return Err(NetError::NicNotFound {
+                what: link.what(),
+                wanted: format!("{} (other than the WAN NICs)", link.select),
+                matches: 0,
+                present: nic.name,
+            });
+        }
         taken.push(nic.index);
         extra_wans.push(nic);
     }
-    let lan = links::select(&nics, &plan.lan, &taken)
-        .map_err(|e| match e {
-            NetError::NicNotFound {
-                role,
-                wanted,
-                matches,
-                present,
-            } => NetError::NicNotFound {
-                role,
-                wanted: format!("{wanted} (other than the WAN NICs)"),
-                matches,
-                present,
-            },
-            other => other,
-        })?
-        .clone();
-    let applied = Applied { wan, extra_wans, lan };
-    sysctl::ensure(&plan.sysctls, |role| applied.name_of(role).to_string())?;
-    let (wan, lan) = (&applied.wan, &applied.lan);
-    let links = std::iter::once((wan, &plan.wan))
-        .chain(applied.extra_wans.iter().zip(&plan.extra_wans))
-        .chain([(lan, &plan.lan)]);
-    for (nic, link) in links.clone() {
+    // LANs naming their NIC first: "the one NIC left" is what they leave (one NIC,
+    // shared by every LAN that names none: an untagged LAN and VLANs on it).
+    let mut nics: Vec<Option<Nic>> = vec![None; plan.lans.len()];
+    let mut one_left: Option<Nic> = None;
+    for pass_named in [true, false] {
+        for (i, lan) in plan.lans.iter().enumerate() {
+            if (lan.select != config::NicSelector::NotWan) != pass_named {
+                continue;
+            }
+            let nic = match &one_left {
+                Some(nic) if !pass_named => nic.clone(),
+                _ => links::select(&links, lan, &taken)?.clone(),
+            };
+            if nic.index == wan.index || extra_wans.iter().any(|e| e.index == nic.index) {
+                return Err(NetError::LanOnWan {
+                    lan: lan.name.clone(),
+                    nic: nic.name,
+                });
+            }
+            if pass_named {
+                taken.push(nic.index);
+            } else {
+                one_left = Some(nic.clone());
+            }
+            nics[i] = Some(nic);
+        }
+    }
+    let nics: Vec<Nic> = nics.into_iter().flatten().collect();
+    for (j, b) in plan.lans.iter().enumerate() {
+        for (i, a) in plan.lans[..j].iter().enumerate() {
+            if nics[i].index == nics[j].index && (a.vlan == b.vlan) {
+                return Err(NetError::SharedNic {
+                    first: a.name.clone(),
+                    second: b.name.clone(),
+                    nic: nics[j].name.clone(),
+                });
+            }
+        }
+    }
+    links::configure(handle, &wan, &plan.wan).await?;
+    for (nic, link) in extra_wans.iter().zip(&plan.extra_wans) {
         links::configure(handle, nic, link).await?;
+    }
+    // Each LAN's link: its NIC, or the VLAN interface on it (the NIC up, as a trunk).
+    let mut lan_links = Vec::new();
+    for (lan, nic) in plan.lans.iter().zip(&nics) {
+        links::configure(handle, nic, lan).await?;
+        lan_links.push(match lan.vlan {
+            Some(id) => links::ensure_vlan(handle, &links, nic, id).await?,
+            None => nic.clone(),
+        });
+    }
+    let keep: Vec<u32> = lan_links.iter().map(|l| l.index).collect();
+    links::remove_stale_vlans(handle, &links, &keep).await?;
+    let lan_names: Vec<&str> = lan_links.iter().map(|l| l.name.as_str()).collect();
+    let extra_names: Vec<&str> = extra_wans.iter().map(|n| n.name.as_str()).collect();
+    sysctl::ensure(&plan.sysctls, &wan.name, &extra_names, &lan_names)?;
+    addrs::ensure(handle, &wan, &plan.wan.addresses).await?;
+    for (nic, link) in extra_wans.iter().zip(&plan.extra_wans) {
         addrs::ensure(handle, nic, &link.addresses).await?;
     }
-    // An extra WAN NIC that is no longer one keeps no public address.
-    for gone in previous
-        .iter()
-        .flat_map(|p| &p.extra_wans)
-        .filter(|p| !links.clone().any(|(nic, _)| nic.index == p.index))
-    {
-        addrs::ensure(handle, gone, &[]).await?;
+    for (lan, link) in plan.lans.iter().zip(&lan_links) {
+        addrs::ensure(handle, link, &lan.addresses).await?;
+    }
+    // A NIC that now only carries VLANs keeps no address of an earlier untagged LAN.
+    for nic in &nics {
+        if !keep.contains(&nic.index) {
+            addrs::ensure(handle, nic, &[]).await?;
+        }
     }
 
-    let index = |role| match role {
-        Role::Wan => wan.index,
-        Role::ExtraWan(i) => applied.extra_wans[i].index,
-        Role::Lan => lan.index,
+    // Routes and pinned neighbours are the WAN NICs' only (a LAN's prefix route is the
+    // kernel's, from its address).
+    let index = |role: Role| match role {
+        Role::ExtraWan(i) => extra_wans[i].index,
+        _ => wan.index,
     };
     let want: Vec<routes::Route> = plan
         .routes
@@ -163,25 +209,30 @@ pub async fn apply(handle: &Handle, plan: &NetPlan, previous: Option<&Applied>) 
             mac: n.mac,
         })
         .collect();
-    let all: Vec<u32> = links.clone().map(|(nic, _)| nic.index).collect();
-    neighbours::ensure(handle, &pinned, &all).await?;
-    routes::ensure(handle, &want, &all).await?;
+    let mut owned = vec![wan.index];
+    owned.extend(extra_wans.iter().map(|l| l.index));
+    owned.extend(lan_links.iter().map(|l| l.index));
+    neighbours::ensure(handle, &pinned, &owned).await?;
+    routes::ensure(handle, &want, &owned).await?;
     rules::ensure(handle, &plan.rules).await?;
     // What the NICs are now, for those who need their facts (the status page).
-    let configured = |nic: &Nic, link: &crate::plan::LinkPlan| Nic {
+    let configured = |nic: Nic, link: &crate::plan::LinkPlan| Nic {
         mac: link.mac.or(nic.mac),
         up: true,
-        ..nic.clone()
+        ..nic
     };
     Ok(Applied {
-        wan: configured(wan, &plan.wan),
-        extra_wans: applied
-            .extra_wans
-            .iter()
+        extra_wans: extra_wans
+            .into_iter()
             .zip(&plan.extra_wans)
             .map(|(nic, link)| configured(nic, link))
             .collect(),
-        lan: configured(lan, &plan.lan),
+        wan: configured(wan, &plan.wan),
+        lans: lan_links
+            .into_iter()
+            .zip(&plan.lans)
+            .map(|(nic, lan)| configured(nic, lan))
+            .collect(),
     })
 }
 

@@ -1,12 +1,15 @@
 //! Kernel switches under /proc/sys (per network namespace for net.*).
 
 use super::NetError;
-use crate::plan::{Role, Sysctl};
+use crate::plan::Sysctl;
 
 /// Writes each value unless it is already set.
-pub fn ensure(sysctls: &[Sysctl], name_of: impl Fn(Role) -> String) -> Result<(), NetError> {
-    for s in sysctls {
-        let path = s.path(&name_of);
+pub fn ensure(sysctls: &[Sysctl], wan: &str, extra_wans: &[&str], lans: &[&str]) -> Result<(), NetError> {
+    for path in sysctls
+        .iter()
+        .flat_map(|s| s.paths(wan, extra_wans, lans).into_iter().map(move |p| (s, p)))
+    {
+        let (s, path) = path;
         let current = std::fs::read_to_string(&path).map_err(|e| NetError::Sysctl {
             path: path.clone(),
             source: e,

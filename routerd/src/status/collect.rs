@@ -93,6 +93,7 @@ fn interface(role: &'static str, nic: &Nic, address: String) -> InterfaceStats {
         .collect();
     InterfaceStats {
         role,
+        lan: String::new(),
         name: name.clone(),
         mac: nic.mac.map(|m| m.to_string()).unwrap_or_default(),
         address,
@@ -210,7 +211,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
     };
     if let Some(config) = &state.config {
         s.hostname = config.system_hostname().to_string();
-        if let (Some(wan), Some(lan)) = (&state.wan, &state.lan) {
+        if let Some(wan) = &state.wan {
             let wan_addresses = std::iter::once(&config.wan.address)
                 .chain(&config.wan.more_addresses)
                 .map(|a| a.to_string())
@@ -241,7 +242,11 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
                     state,
                 });
             }
-            s.interfaces.push(interface("lan", lan, config.lan.address.to_string()));
+            for (lan, link) in config.lans.iter().zip(&state.lans) {
+                let mut i = interface("lan", link, lan.address.to_string());
+                i.lan = lan.name.clone();
+                s.interfaces.push(i);
+            }
             // A pinned entry is permanent whatever the gateway does: the check's verdict counts.
             let (answers, st) = match state.gateway_pinned_answers {
                 Some(true) => (true, "pinned".to_string()),
@@ -257,7 +262,7 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
     if let Some(config) = &state.config {
         s.forwards = read_forward_stats(config).await;
     }
-    if let Some(view) = &state.dhcp {
+    for (lan, view) in &state.dhcp {
         let c = &view.counters;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         let mut counters = vec![
@@ -291,7 +296,8 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
             })
             .collect();
         leases.sort_by_key(|l| l.address);
-        s.dhcp = Some(DhcpStats {
+        s.dhcp.push(DhcpStats {
+            lan: lan.clone(),
             pool_size: u64::from(report.pool_size),
             leases,
             counters,
@@ -341,11 +347,7 @@ to = "172.16.10.207"
     fn listing_of_ruleset(config: &Config) -> Vec<u8> {
         let batch = firewall::ruleset(
             config,
-            &Interfaces {
-                wan: "wan",
-                extra_wans: Vec::new(),
-                lan: "lan",
-            },
+            &Interfaces::placeholders(config, "wan", "lan"),
             Features { flowtable: false },
         );
         let names: Vec<String> = batch
@@ -407,13 +409,14 @@ to = "172.16.10.207"
             mac: Some(config::MacAddr([0x02, 0, 0, 0, 0, last])),
             perm_mac: None,
             up: true,
+            vlan: None,
         };
         let shared = Shared::default();
         shared.update(|s| {
             s.config = Some(Arc::new(config.clone()));
             // Names no NIC here has: sysfs knows nothing about them.
             s.wan = Some(nic(1001, "routerd-nowan", 0x10));
-            s.lan = Some(nic(1002, "routerd-nolan", 0x20));
+            s.lans = vec![nic(1002, "routerd-nolan", 0x20)];
         });
         let (connection, netlink, _) = rtnetlink::new_connection().expect("a netlink socket");
         tokio::spawn(connection);

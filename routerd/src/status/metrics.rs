@@ -41,7 +41,11 @@ pub fn render(s: &Snapshot) -> String {
         o.family(&name, "counter", help);
         for i in &s.interfaces {
             if let Some((_, v)) = i.counters.iter().find(|(k, _)| *k == counter) {
-                o.sample(&name, &[("interface", &i.name), ("role", i.role)], v);
+                let mut labels = vec![("interface", i.name.as_str()), ("role", i.role)];
+                if !i.lan.is_empty() {
+                    labels.push(("lan", &i.lan));
+                }
+                o.sample(&name, &labels, v);
             }
         }
     }
@@ -75,35 +79,39 @@ pub fn render(s: &Snapshot) -> String {
             f.bytes,
         );
     }
-    if let Some(d) = &s.dhcp {
+    // One sample per LAN with a DHCP server, labelled with its name.
+    if let Some(first) = s.dhcp.first() {
+        let each = |o: &mut Out, name: &str, value: &dyn Fn(&super::DhcpStats) -> u64| {
+            for d in &s.dhcp {
+                o.sample(name, &[("lan", &d.lan)], value(d));
+            }
+        };
         o.family(
             "router_dhcp_leases_active",
             "gauge",
             "DHCP leases bound and not expired.",
         );
-        o.sample("router_dhcp_leases_active", &[], d.leases.len());
+        each(&mut o, "router_dhcp_leases_active", &|d| d.leases.len() as u64);
         o.family("router_dhcp_pool_size", "gauge", "Addresses in the DHCP range.");
-        o.sample("router_dhcp_pool_size", &[], d.pool_size);
+        each(&mut o, "router_dhcp_pool_size", &|d| d.pool_size);
         o.family(
             "router_dhcp_lease_file_failing",
             "gauge",
             "1 while lease changes cannot be written (disk full or failing) and are kept in memory.",
         );
-        o.sample(
-            "router_dhcp_lease_file_failing",
-            &[],
-            u8::from(d.lease_file_error.is_some()),
-        );
+        each(&mut o, "router_dhcp_lease_file_failing", &|d| {
+            u64::from(d.lease_file_error.is_some())
+        });
         o.family(
             "router_dhcp_quarantined",
             "gauge",
             "Addresses kept out of the DHCP pool now (declined, or a host answered the ARP probe).",
         );
-        o.sample("router_dhcp_quarantined", &[], d.quarantined);
-        for (name, value) in &d.counters {
+        each(&mut o, "router_dhcp_quarantined", &|d| d.quarantined);
+        for (i, (name, _)) in first.counters.iter().enumerate() {
             let metric = format!("router_dhcp_{name}_total");
             o.family(&metric, "counter", &format!("DHCP {}.", name.replace('_', " ")));
-            o.sample(&metric, &[], value);
+            each(&mut o, &metric, &|d| d.counters.get(i).map_or(0, |(_, v)| *v));
         }
     }
     if let Some((gw, reachable, state)) = &s.gateway {
@@ -207,7 +215,8 @@ mod tests {
                 packets: 3,
                 bytes: 180,
             }],
-            dhcp: Some(DhcpStats {
+            dhcp: vec![DhcpStats {
+                lan: "lan".into(),
                 pool_size: 151,
                 leases: vec![LeaseRow {
                     address: std::net::Ipv4Addr::new(172, 16, 10, 9),
@@ -218,7 +227,7 @@ mod tests {
                 counters: vec![("acks", 2)],
                 lease_file_error: Some("No space left on device".into()),
                 quarantined: 3,
-            }),
+            }],
             gateway: Some((
                 "203.0.113.254".parse().unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
                 true,
@@ -247,11 +256,11 @@ mod tests {
             "router_interface_rx_bytes_total{interface=\"eth0\",role=\"wan\"} 1234",
             "router_interface_tx_packets_total{interface=\"eth0\",role=\"wan\"} 7",
             "router_forward_packets_total{protocol=\"tcp\",port=\"80\",to=\"172.16.10.5:8080\"} 3",
-            "router_dhcp_leases_active 1",
-            "router_dhcp_pool_size 151",
-            "router_dhcp_acks_total 2",
-            "router_dhcp_lease_file_failing 1",
-            "router_dhcp_quarantined 3",
+            "router_dhcp_leases_active{lan=\"lan\"} 1",
+            "router_dhcp_pool_size{lan=\"lan\"} 151",
+            "router_dhcp_acks_total{lan=\"lan\"} 2",
+            "router_dhcp_lease_file_failing{lan=\"lan\"} 1",
+            "router_dhcp_quarantined{lan=\"lan\"} 3",
             "router_gateway_reachable{gateway=\"203.0.113.254\",state=\"reachable\"} 1",
             "router_extra_gateway_reachable{interface=\"eth2\",address=\"203.0.113.20\",gateway=\"203.0.113.254\",state=\"failed\"} 0",
             "router_public_address_info{address=\"203.0.113.20\",interface=\"eth2\",mac=\"02:00:00:00:00:11\"} 1",

@@ -32,12 +32,14 @@ pub struct SharedState {
     pub last_reload: Option<(u64, bool)>,
     pub errors: VecDeque<(u64, String)>,
     pub config: Option<Arc<Config>>,
-    /// The NICs as the last apply left them (name, index, MAC).
+    /// The links as the last apply left them (name, index, MAC); `lans` in the order
+    /// of `config.lans`.
     pub wan: Option<Nic>,
     /// The NICs of `wan.extra`, in order.
     pub extra_wans: Vec<Nic>,
-    pub lan: Option<Nic>,
-    pub dhcp: Option<dhcp::server::View>,
+    pub lans: Vec<Nic>,
+    /// Each running DHCP server, by its LAN's name.
+    pub dhcp: Vec<(String, dhcp::server::View)>,
     pub gateway_mac_changes: GatewayMacChanges,
     /// With a pinned gateway MAC: whether the gateway answered the last check with it.
     pub gateway_pinned_answers: Option<bool>,
@@ -83,6 +85,8 @@ impl Shared {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InterfaceStats {
     pub role: &'static str,
+    /// The LAN's name; empty for the WAN.
+    pub lan: String,
     pub name: String,
     pub mac: String,
     pub address: String,
@@ -125,6 +129,8 @@ pub struct LeaseRow {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DhcpStats {
+    /// The LAN's name.
+    pub lan: String,
     pub pool_size: u64,
     pub leases: Vec<LeaseRow>,
     /// Every counter the server keeps, by its name in /metrics (`router_dhcp_<name>_total`).
@@ -148,7 +154,8 @@ pub struct Snapshot {
     pub gateway_mac_changes: GatewayMacChanges,
     pub conntrack: Option<(u64, u64)>,
     pub forwards: Vec<ForwardStats>,
-    pub dhcp: Option<DhcpStats>,
+    /// One per LAN with a DHCP server, in the order of the config.
+    pub dhcp: Vec<DhcpStats>,
     pub generation: u64,
     pub last_reload: Option<(u64, bool)>,
     pub rss_bytes: u64,

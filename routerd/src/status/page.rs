@@ -136,10 +136,16 @@ pub fn render(s: &Snapshot) -> String {
         h.push_str("</table>");
     }
 
-    h.push_str("<h2>DHCP leases</h2>");
-    match &s.dhcp {
-        None => h.push_str("<p class=\"muted\">DHCP server off</p>"),
-        Some(d) => {
+    if s.dhcp.is_empty() {
+        h.push_str("<h2>DHCP leases</h2><p class=\"muted\">DHCP server off</p>");
+    }
+    for d in &s.dhcp {
+        {
+            if d.lan == config::DEFAULT_LAN_NAME {
+                h.push_str("<h2>DHCP leases</h2>");
+            } else {
+                let _ = write!(h, "<h2>DHCP leases: LAN {}</h2>", esc(&d.lan));
+            }
             let _ = write!(h, "<p>{} of {} addresses leased", d.leases.len(), d.pool_size);
             if d.quarantined > 0 {
                 let _ = write!(
@@ -210,7 +216,8 @@ mod tests {
         let s = Snapshot {
             hostname: "router<1>".into(),
             now: 1000,
-            dhcp: Some(DhcpStats {
+            dhcp: vec![DhcpStats {
+                lan: "lan".into(),
                 pool_size: 10,
                 leases: vec![LeaseRow {
                     address: std::net::Ipv4Addr::new(172, 16, 10, 100),
@@ -221,7 +228,7 @@ mod tests {
                 counters: vec![],
                 lease_file_error: Some("No space left on device".into()),
                 quarantined: 2,
-            }),
+            }],
             errors: vec![(990, "router.toml:3:7: bad <mac>".into())],
             ..Default::default()
         };

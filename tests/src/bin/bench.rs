@@ -133,11 +133,7 @@ fn apply_time() {
         let config = Config::parse(&text, "bench").expect("bench config is valid");
         let json = serde_json::to_string(&firewall::ruleset(
             &config,
-            &Interfaces {
-                wan: "wan",
-                extra_wans: Vec::new(),
-                lan: "lan",
-            },
+            &Interfaces::placeholders(&config, "wan", "lan"),
             Features { flowtable: false },
         ))
         .expect("json");
@@ -209,11 +205,7 @@ fn public_ips() {
     let config = Config::parse(&text, "bench").expect("bench config is valid");
     let json = serde_json::to_string(&firewall::ruleset(
         &config,
-        &Interfaces {
-            wan: "wan",
-            extra_wans: Vec::new(),
-            lan: "lan",
-        },
+        &Interfaces::placeholders(&config, "wan", "lan"),
         Features { flowtable: false },
     ))
     .expect("json");

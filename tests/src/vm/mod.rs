@@ -32,6 +32,8 @@ pub const POWEROFF_TIMEOUT: Duration = Duration::from_secs(60);
 /// The hoster's virtual MAC, on the VM's first NIC (Proxmox net0).
 pub const WAN_MAC: &str = crate::lab::VIRTUAL_MAC;
 pub const LAN_MAC: &str = "52:54:00:12:34:01";
+/// The VM's third NIC (Proxmox net2), with [`VmTuning::lan2`].
+pub const LAN2_MAC: &str = "52:54:00:12:34:02";
 
 static ONE_VM_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -87,7 +89,7 @@ EOF");
     lab
 }
 
-/// A second WAN port for the VM (Proxmox's net2 on vmbr0): the lab's router port
+/// A second WAN port for the VM (Proxmox's net2, or next, on vmbr0): the lab's router port
 /// `wan2` on the hoster's bridge, switched to the tap `tapwan2` in the router
 /// namespace (see [`VmTuning::wan2_mac`]).
 pub fn add_vm_wan2(lab: &Lab) {
@@ -100,6 +102,21 @@ pub fn add_vm_wan2(lab: &Lab) {
     r.ip(&["link", "set", "tapwan2", "master", "brwan2"]);
     r.ip(&["link", "set", "tapwan2", "up"]);
     r.ip(&["link", "set", "brwan2", "up"]);
+}
+
+/// A third segment for [`vm_lab`]'s VM (its net2, with [`VmTuning::lan2`]): the bridge
+/// `brlan2` in the router namespace with the tap `taplan2` and a veth to a LAN bridge
+/// of its own (see [`Lab::add_lan_bridge`]), which is returned.
+pub fn add_vm_lan2(lab: &Lab) -> crate::netns::Netns {
+    let bridge = lab.add_lan_bridge("lan2");
+    let r = &lab.router;
+    r.ip(&["link", "add", "brlan2", "type", "bridge"]);
+    r.ip(&["link", "set", "lan2", "master", "brlan2"]);
+    r.ip(&["tuntap", "add", "mode", "tap", "name", "taplan2"]);
+    r.ip(&["link", "set", "taplan2", "master", "brlan2"]);
+    r.ip(&["link", "set", "taplan2", "up"]);
+    r.ip(&["link", "set", "brlan2", "up"]);
+    bridge
 }
 
 pub struct VmOptions {
@@ -120,6 +137,10 @@ pub struct VmTuning {
     pub agent: bool,
     /// A third NIC (Proxmox net2) with this MAC on the tap `tapwan2` (see
     /// [`add_vm_wan2`]): a second WAN NIC.
+    /// A third NIC (net2, MAC [`LAN2_MAC`]) on the tap of [`add_vm_lan2`].
+    pub lan2: bool,
+    /// A second WAN NIC with this MAC on the tap `tapwan2` (see [`add_vm_wan2`]), after
+    /// the others (Proxmox's net2 when there is no `lan2`).
     pub wan2_mac: Option<String>,
 }
 
@@ -217,6 +238,9 @@ impl Vm {
         }
         if let Some(iso) = &self.tuning.cidata {
             cmd.arg("--cidata").arg(iso);
+        }
+        if self.tuning.lan2 {
+            cmd.args(["--lan2-tap", "taplan2", "--lan2-mac", LAN2_MAC]);
         }
         if self.tuning.agent {
             let _ = std::fs::remove_file(&self.qga);
