@@ -154,13 +154,9 @@ pub fn start(
     let file_name = config::image::leases_file_name(lan_name);
     // A LAN without a lease log of its own yet (new, renamed, or the single-LAN form
     // rewritten as [[lan]]) takes over the leases of its prefix from the other logs.
-    let inherited = match &state_dir {
-        Some(dir) if !dir.join(&file_name).exists() => {
-            let mut found = super::store::read_others(dir, &file_name);
-            found.retain(|l| scope.net.contains(&l.addr));
-            found
-        }
-        _ => Vec::new(),
+    let taken = match &state_dir {
+        Some(dir) if !dir.join(&file_name).exists() => super::store::TakeOver::read(dir, &file_name, scope.net),
+        _ => super::store::TakeOver::default(),
     };
     let opened = state_dir
         .as_ref()
@@ -189,8 +185,8 @@ pub fn start(
                 tracing::warn!("the lease file ended in a partly written record (power cut?): dropped it");
             }
             let mut restored = 0;
-            let taken_over = inherited.len();
-            for lease in inherited.into_iter().chain(loaded.leases) {
+            let taken_over = taken.leases.len();
+            for lease in taken.leases.iter().cloned().chain(loaded.leases) {
                 if scope.net.contains(&lease.addr) {
                     pool.restore(lease);
                     restored += 1;
@@ -198,8 +194,13 @@ pub fn start(
             }
             let mut store = store;
             if taken_over > 0 && loaded.write_error.is_none() {
-                if let Err(e) = store.compact(pool.leases()) {
-                    tracing::warn!("cannot write the leases taken over into {file_name}: {e}");
+                match store.compact(pool.leases()) {
+                    Ok(()) => {
+                        if let Err(e) = taken.retire(&file_name) {
+                            tracing::warn!("cannot set aside the lease logs taken over into {file_name}: {e}");
+                        }
+                    }
+                    Err(e) => tracing::warn!("cannot write the leases taken over into {file_name}: {e}"),
                 }
             }
             tracing::info!(lan = lan_name, restored, taken_over, file = %dir.join(&file_name).display(), "DHCP leases loaded");

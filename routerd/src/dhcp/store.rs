@@ -96,29 +96,70 @@ pub struct Loaded {
     pub write_error: Option<io::Error>,
 }
 
-/// The leases of the other lease logs in `dir` (those of other LANs, or of this LAN
-/// under an earlier name or in the single-LAN form), read only: what a LAN whose own
-/// log does not exist yet takes over for its prefix.
-pub fn read_others(dir: &Path, own: &str) -> Vec<Lease> {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut leases = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let is_log = name == LEASES_FILE_NAME
-            || name
-                .strip_prefix(LEASES_FILE_NAME)
-                .and_then(|rest| rest.strip_prefix('-'))
-                .is_some_and(|lan| !lan.contains('.'));
-        if is_log && name != own {
-            if let Ok((loaded, _, _)) = read(&entry.path()) {
-                leases.extend(loaded.leases);
+/// What a LAN whose own log does not exist yet (new, renamed, or the single-LAN form
+/// rewritten as [[lan]]) takes over from the other lease logs in its state directory:
+/// the leases of its prefix, and the logs that held nothing else.
+#[derive(Debug, Default)]
+pub struct TakeOver {
+    pub leases: Vec<Lease>,
+    /// Logs all of whose records were taken over: once the new log holds them, they
+    /// are retired, so that a later config naming them again cannot bring back leases
+    /// that have changed since.
+    whole: Vec<PathBuf>,
+}
+
+impl TakeOver {
+    /// Reads the other logs (those of other LANs, or of this LAN under an earlier name
+    /// or in the single-LAN form) for the leases in `net`. The same address or client
+    /// in two logs: the lease that expires last wins.
+    pub fn read(dir: &Path, own: &str, net: ipnet::Ipv4Net) -> TakeOver {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return TakeOver::default();
+        };
+        let mut found = TakeOver::default();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let is_log = name == LEASES_FILE_NAME
+                || name
+                    .strip_prefix(LEASES_FILE_NAME)
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|lan| !lan.contains('.'));
+            if !is_log || name == own {
+                continue;
             }
+            let Ok((loaded, _, _)) = read(&entry.path()) else {
+                continue;
+            };
+            let (ours, others): (Vec<Lease>, Vec<Lease>) =
+                loaded.leases.into_iter().partition(|l| net.contains(&l.addr));
+            if others.is_empty() && !ours.is_empty() {
+                found.whole.push(entry.path());
+            }
+            found.leases.extend(ours);
         }
+        found.leases.sort_by_key(|l| std::cmp::Reverse(l.expires));
+        let mut addrs = std::collections::HashSet::new();
+        let mut clients = std::collections::HashSet::new();
+        found
+            .leases
+            .retain(|l| addrs.insert(l.addr) & clients.insert(l.client.clone()));
+        found
     }
-    leases
+
+    /// Renames the logs taken over whole to `<name>.taken-by-<own>`: kept for a person
+    /// to look at, no longer read as a lease log.
+    pub fn retire(&self, own: &str) -> io::Result<()> {
+        for path in &self.whole {
+            let mut aside = path.clone().into_os_string();
+            aside.push(format!(".taken-by-{own}"));
+            fs::rename(path, aside)?;
+        }
+        if let Some(dir) = self.whole.first().and_then(|p| p.parent()) {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
 }
 
 /// Reads the log: the leases, whether any line other than the last was bad, and the
@@ -315,9 +356,47 @@ mod tests {
         fs::write(dir.join(format!("{LEASES_FILE_NAME}-prod")), encode(&c)).expect("write");
         fs::write(dir.join(format!("{LEASES_FILE_NAME}.tmp")), encode(&c)).expect("write");
         fs::write(dir.join(format!("{LEASES_FILE_NAME}.corrupt-1")), encode(&c)).expect("write");
-        let mut found = read_others(&dir, &format!("{LEASES_FILE_NAME}-prod"));
+        let net = "172.16.0.0/16".parse().expect("net");
+        let mut found = TakeOver::read(&dir, &format!("{LEASES_FILE_NAME}-prod"), net).leases;
         found.sort_by_key(|l| l.addr);
         assert_eq!(found, [a, b]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_log_taken_over_whole_is_retired_and_the_latest_lease_wins() {
+        let dir = tempdir("takeover");
+        let old = lease(1, LeaseState::Bound);
+        let newer = Lease {
+            expires: old.expires + 100,
+            ..old.clone()
+        };
+        let elsewhere = Lease {
+            addr: Ipv4Addr::new(10, 20, 0, 5),
+            ..lease(2, LeaseState::Bound)
+        };
+        fs::write(dir.join(LEASES_FILE_NAME), encode(&old)).expect("write");
+        fs::write(dir.join(format!("{LEASES_FILE_NAME}-prod")), encode(&newer)).expect("write");
+        fs::write(dir.join(format!("{LEASES_FILE_NAME}-dmz")), encode(&elsewhere)).expect("write");
+        let net = "172.16.0.0/16".parse().expect("net");
+        let own = format!("{LEASES_FILE_NAME}-production");
+        let taken = TakeOver::read(&dir, &own, net);
+        assert_eq!(
+            taken.leases,
+            [newer],
+            "one lease per address: the one that expires last"
+        );
+        taken.retire(&own).expect("retire");
+        assert!(!dir.join(LEASES_FILE_NAME).exists() && !dir.join(format!("{LEASES_FILE_NAME}-prod")).exists());
+        assert!(dir.join(format!("{LEASES_FILE_NAME}.taken-by-{own}")).exists());
+        assert!(
+            dir.join(format!("{LEASES_FILE_NAME}-dmz")).exists(),
+            "another LAN's log stays"
+        );
+        assert!(
+            TakeOver::read(&dir, &own, net).leases.is_empty(),
+            "a retired log is not read again"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 
