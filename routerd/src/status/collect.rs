@@ -138,6 +138,7 @@ pub fn forward_stats(config: &Config, listing: &[u8]) -> Vec<ForwardStats> {
         .filter_map(|fc| {
             let (packets, bytes) = *values.get(&fc.name)?;
             Some(ForwardStats {
+                public: fc.forward.public.to_string(),
                 protocol: fc.transport.to_string(),
                 port: fc.forward.ports.to_string(),
                 to: format!("{}:{}", fc.forward.to, fc.forward.to_ports),

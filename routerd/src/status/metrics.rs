@@ -63,7 +63,12 @@ pub fn render(s: &Snapshot) -> String {
     for f in &s.forwards {
         o.sample(
             "router_forward_packets_total",
-            &[("protocol", &f.protocol), ("port", &f.port), ("to", &f.to)],
+            &[
+                ("public", &f.public),
+                ("protocol", &f.protocol),
+                ("port", &f.port),
+                ("to", &f.to),
+            ],
             f.packets,
         );
     }
@@ -75,7 +80,12 @@ pub fn render(s: &Snapshot) -> String {
     for f in &s.forwards {
         o.sample(
             "router_forward_bytes_total",
-            &[("protocol", &f.protocol), ("port", &f.port), ("to", &f.to)],
+            &[
+                ("public", &f.public),
+                ("protocol", &f.protocol),
+                ("port", &f.port),
+                ("to", &f.to),
+            ],
             f.bytes,
         );
     }
@@ -209,6 +219,7 @@ mod tests {
                 ..Default::default()
             }],
             forwards: vec![ForwardStats {
+                public: "203.0.113.10".into(),
                 protocol: "tcp".into(),
                 port: "80".into(),
                 to: "172.16.10.5:8080".into(),
@@ -255,7 +266,7 @@ mod tests {
             "# TYPE router_interface_rx_bytes_total counter",
             "router_interface_rx_bytes_total{interface=\"eth0\",role=\"wan\"} 1234",
             "router_interface_tx_packets_total{interface=\"eth0\",role=\"wan\"} 7",
-            "router_forward_packets_total{protocol=\"tcp\",port=\"80\",to=\"172.16.10.5:8080\"} 3",
+            "router_forward_packets_total{public=\"203.0.113.10\",protocol=\"tcp\",port=\"80\",to=\"172.16.10.5:8080\"} 3",
             "router_dhcp_leases_active{lan=\"lan\"} 1",
             "router_dhcp_pool_size{lan=\"lan\"} 151",
             "router_dhcp_acks_total{lan=\"lan\"} 2",

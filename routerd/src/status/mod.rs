@@ -112,6 +112,8 @@ pub struct PublicAddress {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ForwardStats {
+    /// The public address the forward is on.
+    pub public: String,
     pub protocol: String,
     pub port: String,
     pub to: String,

@@ -121,11 +121,12 @@ pub fn render(s: &Snapshot) -> String {
     if s.forwards.is_empty() {
         h.push_str("<p class=\"muted\">none</p>");
     } else {
-        h.push_str("<table><tr><th>protocol</th><th>public port</th><th>to</th><th>packets</th><th>bytes</th></tr>");
+        h.push_str("<table><tr><th>public address</th><th>protocol</th><th>port</th><th>to</th><th>packets</th><th>bytes</th></tr>");
         for f in &s.forwards {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&f.public),
                 esc(&f.protocol),
                 esc(&f.port),
                 esc(&f.to),
