@@ -702,6 +702,45 @@ fn a_1to1_or_forward_public_address_the_router_does_not_have_is_refused() {
 }
 
 #[test]
+fn a_lan_snat_must_be_one_of_the_router_public_addresses() {
+    // TWO_LANS with a second address on the WAN's MAC and an extra NIC: each LAN may
+    // leave with one of them.
+    let text = edit(
+        TWO_LANS,
+        "gateway = \"203.0.113.254\"\n",
+        "gateway = \"203.0.113.254\"\nmore_addresses = [\"203.0.113.11/32\"]\n\n[[wan.extra]]\nmac = \"02:00:00:00:00:11\"\naddress = \"203.0.113.20/32\"\n",
+    );
+    let text = edit(
+        &text,
+        "reach = [\"dmz\"]\n",
+        "reach = [\"dmz\"]\nsnat = \"203.0.113.11\"\n",
+    );
+    let text = edit(&text, "vlan = 20\n", "vlan = 20\nsnat = \"203.0.113.20\"\n");
+    let file = ConfigFile::new("lan_snat", &text);
+    let out = run_check(&file);
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (Some(0), "ok\n", "")
+    );
+
+    let text = edit(&text, "snat = \"203.0.113.20\"", "snat = \"203.0.113.99\"");
+    assert_eq!(
+        errors("lan_snat_foreign", &text),
+        [format!(
+            "{}: lan.snat: 203.0.113.99 is not one of the router's public addresses (203.0.113.10, 203.0.113.11, 203.0.113.20: wan.address, wan.more_addresses, wan.extra)",
+            at(&text, "\"203.0.113.99\"")
+        )]
+    );
+    let text = edit(&text, "snat = \"203.0.113.11\"", "snat = \"203.0.113.x\"");
+    let errs = errors("lan_snat_bad", &text);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with(&format!("{}: lan.snat: ", at(&text, "\"203.0.113.x\""))),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn a_lan_host_in_two_1to1_mappings_is_refused() {
     let text = edit(
         &several_public(),

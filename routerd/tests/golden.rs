@@ -394,3 +394,50 @@ fn hetzner_extra_nics_get_a_table_rules_and_marks_of_their_own() {
         "{marks:?}"
     );
 }
+
+#[test]
+fn a_lan_snat_address_is_its_source_and_an_extra_nics_also_its_way_out() {
+    let config = golden_config("lan_snat");
+    let batch = ruleset_json(&config);
+    // Each postrouting SNAT as (out NIC, source, public address): the 1:1 host first
+    // (1:1 wins over its LAN's snat), then each LAN by its `snat` address's NIC.
+    let snats: Vec<(String, String, String)> = rules(&batch)
+        .into_iter()
+        .filter(|r| r["chain"] == "postrouting")
+        .filter_map(|r| {
+            let expr = r["expr"].as_array()?;
+            let to = expr.iter().find_map(|s| s.get("snat"))?["addr"].to_string();
+            let oif = expr[0]["match"]["right"].to_string();
+            let saddr = expr[1]["match"]["right"].to_string();
+            Some((oif, saddr, to))
+        })
+        .filter(|(_, _, to)| to.contains("203.0.113."))
+        .collect();
+    let q = |s: &str| format!("{s:?}");
+    let prefix = |a: &str, l: u8| format!("{{\"prefix\":{{\"addr\":\"{a}\",\"len\":{l}}}}}");
+    assert_eq!(
+        snats,
+        [
+            (
+                "{\"set\":[\"wan\",\"wan1\"]}".to_string(),
+                q("10.30.0.40"),
+                q("203.0.113.12")
+            ),
+            (q("wan"), prefix("172.16.0.0", 16), q("203.0.113.11")),
+            (q("wan1"), prefix("10.30.0.0", 24), q("203.0.113.20")),
+            (q("wan"), prefix("10.20.0.0", 24), q("203.0.113.10")),
+        ]
+    );
+    // The LAN on the extra NIC's address carries that NIC's mark (1001); the 1:1 host
+    // in it, whose address is on the main NIC, the main WAN's (1000), set after it.
+    let marks: Vec<String> = statements(&batch, "mark", "mangle")
+        .iter()
+        .map(|m| m["value"].to_string())
+        .collect();
+    assert_eq!(
+        marks,
+        ["1000", "1001", "1001", "1000", "{\"ct\":{\"key\":\"mark\"}}"],
+        "{marks:?}"
+    );
+    assert!(render_plan(&config).contains("rule 1002: fwmark 1001 lookup 1001\n"));
+}

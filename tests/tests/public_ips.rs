@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use testkit::http::get;
-use testkit::lab::{Lab, Options, FAILOVER_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
+use testkit::lab::{Lab, Options, FAILOVER_IP, GUEST_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
 use testkit::netns::Netns;
 use testkit::traffic::{tcp_connect, tcp_echo, tcp_exchange, udp_echo, EchoServer};
 
@@ -434,5 +434,163 @@ fn hetzner_status_page_and_metrics_show_every_public_address_with_its_nic_and_ma
     assert!(
         page.contains("Gateway 203.0.113.254 on wan2 (for 203.0.113.20)"),
         "{page}"
+    );
+}
+
+/// Two LANs for `[[lan]]`'s `snat`: prod on the lab's LAN bridge (`guest`, and `web`
+/// 1:1 behind 203.0.113.12), leaving with `prod_snat`; dev on a second bridge (`web2`,
+/// 10.20.0.5) with the default, the main address. `wan` is the `[wan]` table and any
+/// `[[wan.extra]]`.
+fn snat_lans(wan: &str, prod_snat: &str) -> String {
+    format!(
+        r#"{wan}
+[[lan]]
+name = "prod"
+interface = "lan"
+address = "172.16.0.1/16"
+reach = ["dev"]
+snat = "{prod_snat}"
+
+[[lan]]
+name = "dev"
+interface = "lan2"
+address = "10.20.0.1/24"
+
+[[one_to_one]]
+public = "203.0.113.12"
+private = "172.16.10.205"
+open = ["tcp/22"]
+"#
+    )
+}
+
+/// The second LAN bridge (NIC `lan2`) and `web2` (10.20.0.5) on it; both namespaces
+/// go when dropped.
+fn add_dev_lan(lab: &Lab) -> (Netns, Netns) {
+    let bridge2 = lab.add_lan_bridge("lan2");
+    let web2 = lab.add_guest_on(&bridge2, "web2", "52:54:00:00:20:05");
+    web2.ip(&["addr", "add", "10.20.0.5/24", "dev", "eth0"]);
+    web2.ip(&["route", "add", "default", "via", "10.20.0.1"]);
+    (bridge2, web2)
+}
+
+/// From which address the internet host sees `ns` arrive (TCP and UDP agree).
+fn seen_from(lab: &Lab, ns: &Netns, tcp: &EchoServer, udp: &EchoServer) -> String {
+    assert_eq!(tcp_echo(ns, "198.51.100.1:7000", "t").expect("tcp out"), "t");
+    let via_tcp = tcp.last_peer_ip().unwrap_or_default();
+    assert_eq!(udp_echo(ns, "198.51.100.1:7001", "u").expect("udp out"), "u");
+    assert_eq!(udp.last_peer_ip().unwrap_or_default(), via_tcp, "{}", lab.log());
+    via_tcp
+}
+
+#[test]
+fn ovh_a_lan_with_snat_leaves_with_its_address_the_other_with_the_main_one() {
+    if !testkit::require_root() {
+        return;
+    }
+    let mut lab = Lab::new(Options { wan_mac: None });
+    for ip in ["203.0.113.11", "203.0.113.12"] {
+        lab.route_failover_ip(ip);
+    }
+    let (_bridge2, web2) = add_dev_lan(&lab);
+    let wan = r#"[wan]
+interface = "wan"
+mac = "02:00:00:00:00:10"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+more_addresses = ["203.0.113.11/32", "203.0.113.12/32"]
+"#;
+    lab.start_routerd(&snat_lans(wan, "203.0.113.11"));
+    let (_, dropped_at_ready) = lab.hoster_filter_counts();
+
+    let tcp = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
+    let udp = EchoServer::udp(&lab.inet, "198.51.100.1:7001");
+    assert_eq!(seen_from(&lab, &lab.guest, &tcp, &udp), "203.0.113.11", "prod's snat");
+    assert_eq!(seen_from(&lab, &web2, &tcp, &udp), FAILOVER_IP, "dev: the main address");
+    assert_eq!(
+        seen_from(&lab, &lab.web, &tcp, &udp),
+        "203.0.113.12",
+        "1:1 wins over snat"
+    );
+    // prod still reaches dev directly, unNATed.
+    let dev_svc = EchoServer::tcp(&web2, "0.0.0.0:8080");
+    assert_eq!(tcp_echo(&lab.guest, "10.20.0.5:8080", "r").expect("reach"), "r");
+    assert_eq!(dev_svc.last_peer_ip().as_deref(), Some(GUEST_IP));
+
+    // A reload that drops the snat: prod leaves with the main address again.
+    lab.reload(&snat_lans(wan, "203.0.113.11").replace("snat = \"203.0.113.11\"\n", ""));
+    lab.wait_log("config applied", 1);
+    assert_eq!(seen_from(&lab, &lab.guest, &tcp, &udp), FAILOVER_IP);
+
+    let (_, dropped) = lab.hoster_filter_counts();
+    assert_eq!(dropped, dropped_at_ready, "every address left with the one virtual MAC");
+}
+
+#[test]
+fn hetzner_a_lan_with_snat_on_an_extra_nic_leaves_by_that_nic_with_its_mac() {
+    if !testkit::require_root() {
+        return;
+    }
+    let mut lab = Lab::new(Options { wan_mac: None });
+    lab.add_router_wan_port("wan2", None);
+    for ip in [EXTRA_IP, "203.0.113.12"] {
+        lab.route_failover_ip(ip);
+    }
+    lab.hoster_ip_mac_filter(
+        &["p-router", "p-wan2"],
+        &[
+            (FAILOVER_IP, VIRTUAL_MAC),
+            ("203.0.113.12", VIRTUAL_MAC),
+            (EXTRA_IP, EXTRA_MAC),
+        ],
+    );
+    let (_bridge2, web2) = add_dev_lan(&lab);
+    // 203.0.113.12 (the 1:1 host's, inside prod) is on the main NIC's MAC.
+    let wan = r#"[wan]
+interface = "wan"
+mac = "02:00:00:00:00:10"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+more_addresses = ["203.0.113.12/32"]
+
+[[wan.extra]]
+interface = "wan2"
+mac = "02:00:00:00:00:11"
+address = "203.0.113.20/32"
+"#;
+    lab.start_routerd(&snat_lans(wan, EXTRA_IP));
+    lab.wait_log("the gateway 203.0.113.254 answers ARP on wan2", 1);
+    let dropped_at_ready = dropped(&lab);
+    let wan2_before = lab.hoster_port_passed("p-wan2");
+
+    let tcp = EchoServer::tcp(&lab.inet, "198.51.100.1:7000");
+    let udp = EchoServer::udp(&lab.inet, "198.51.100.1:7001");
+    assert_eq!(seen_from(&lab, &lab.guest, &tcp, &udp), EXTRA_IP, "prod's snat");
+    let wan2_after_prod = lab.hoster_port_passed("p-wan2");
+    assert!(wan2_after_prod > wan2_before, "prod's traffic leaves by wan2");
+    assert_eq!(seen_from(&lab, &web2, &tcp, &udp), FAILOVER_IP, "dev: the main address");
+    // The 1:1 host inside prod leaves with its own address, by the main NIC.
+    assert_eq!(
+        seen_from(&lab, &lab.web, &tcp, &udp),
+        "203.0.113.12",
+        "1:1 wins over snat"
+    );
+    assert_eq!(
+        lab.hoster_port_passed("p-wan2"),
+        wan2_after_prod,
+        "dev and the 1:1 host do not leave by wan2"
+    );
+    // prod's mark does not send its connections to another LAN out of wan2.
+    let dev_svc = EchoServer::tcp(&web2, "0.0.0.0:8080");
+    assert_eq!(tcp_echo(&lab.guest, "10.20.0.5:8080", "r").expect("reach"), "r");
+    assert_eq!(dev_svc.last_peer_ip().as_deref(), Some(GUEST_IP));
+    // The router still answers prod's ping.
+    lab.guest.sh("ping -c 1 -W 3 172.16.0.1 >/dev/null");
+
+    assert_eq!(
+        dropped(&lab),
+        dropped_at_ready,
+        "no IPv4 or ARP frame with an address on another address's MAC:\n{}",
+        lab.hoster.sh("nft list table bridge hoster")
     );
 }

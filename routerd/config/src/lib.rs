@@ -199,6 +199,9 @@ pub struct Lan {
     pub address: Ipv4Net,
     /// The other LANs (by name) this one may open connections to.
     pub reach: Vec<String>,
+    /// The public address this LAN's traffic leaves with; `None`: `wan.address`.
+    /// A 1:1 host in the LAN leaves with its own 1:1 address all the same.
+    pub snat: Option<Ipv4Addr>,
     /// The DHCPv4 server of this LAN; `None`: off.
     pub dhcp: Option<Dhcp>,
 }

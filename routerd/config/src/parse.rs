@@ -82,6 +82,7 @@ struct RawLan {
     vlan: Option<S<i64>>,
     address: Option<S<String>>,
     reach: Option<S<Vec<S<String>>>>,
+    snat: Option<S<String>>,
     dhcp: Option<S<RawDhcp>>,
 }
 
@@ -750,6 +751,9 @@ impl Validator<'_> {
             .flat_map(|r| r.get_ref())
             .map(|r| r.get_ref().clone())
             .collect();
+        // A wrong address is reported (so the config is refused) and the LAN still
+        // serves to check the forwards and 1:1 mappings.
+        let snat = raw.snat.as_ref().and_then(|s| self.public_address("lan.snat", s, wan));
         let mac = raw.mac.as_ref().and_then(|m| self.mac("lan.mac", m));
         let interface = raw.interface.as_ref().and_then(|i| self.interface("lan.interface", i));
         let nic = match (&raw.interface, &raw.mac) {
@@ -815,6 +819,7 @@ impl Validator<'_> {
             vlan,
             address,
             reach,
+            snat,
             dhcp: None,
         };
         if raw.vlan.is_some() && vlan.is_none() {

@@ -57,6 +57,16 @@ impl Interfaces {
         }
     }
 
+    /// The WAN NIC that carries the public address `ip`.
+    fn nic_of(&self, config: &Config, ip: Ipv4Addr) -> String {
+        config
+            .wan
+            .extra_index_of(ip)
+            .and_then(|i| self.extra_wans.get(i))
+            .unwrap_or(&self.wan)
+            .clone()
+    }
+
     /// Every WAN NIC, the main one first.
     fn wans(&self) -> Vec<String> {
         std::iter::once(self.wan.clone())
@@ -168,7 +178,7 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
 
     // mark: with extra WAN NICs, what belongs to one leaves by it (its MAC).
     if several_nics {
-        rules.extend(mark_rules(config, ifs, lan_ifs()));
+        rules.extend(mark_rules(config, ifs, &lans, lan_ifs()));
     }
 
     // prerouting: port forwards, from anywhere to the public address (so LAN guests
@@ -347,15 +357,34 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             Some(&format!("1:1 NAT: {} leaves as {}", mapping.private, mapping.public)),
         ));
     }
-    rules.push(rule(
-        "postrouting",
-        vec![
-            m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)),
-            m(payload("ip", "saddr"), Operator::EQ, lan_prefixes(&lan_nets)),
-            snat(wan_ip),
-        ],
-        Some("LAN to the internet as the failover IP"),
-    ));
+    // A LAN with its own `snat` address leaves with it, by that address's NIC (the
+    // `mark` chain routes it there); the other LANs with the failover IP.
+    let mut default_snat_nets = Vec::new();
+    for l in &lans {
+        match l.lan.snat.filter(|a| *a != wan_ip) {
+            Some(public) => rules.push(rule(
+                "postrouting",
+                vec![
+                    m(meta(MetaKey::Oifname), Operator::EQ, s(&ifs.nic_of(config, public))),
+                    m(payload("ip", "saddr"), Operator::EQ, prefix(net(l.lan.address.trunc()))),
+                    snat(public),
+                ],
+                Some(&format!("LAN {} to the internet as {public}", l.lan.name)),
+            )),
+            None => default_snat_nets.push(l.lan.address.trunc()),
+        }
+    }
+    if !default_snat_nets.is_empty() {
+        rules.push(rule(
+            "postrouting",
+            vec![
+                m(meta(MetaKey::Oifname), Operator::EQ, s(&wan)),
+                m(payload("ip", "saddr"), Operator::EQ, lan_prefixes(&default_snat_nets)),
+                snat(wan_ip),
+            ],
+            Some("LAN to the internet as the failover IP"),
+        ));
+    }
     // A forward reached from any LAN leaves towards its target with the router's
     // address on the target's LAN, so the reply comes back through the router.
     rules.extend(lans.iter().map(|l| {
@@ -432,12 +461,18 @@ pub fn forward_counters(config: &Config) -> Vec<ForwardCounter<'_>> {
 }
 
 /// The `mark` chain: a connection that comes in on a WAN NIC remembers it (conntrack
-/// mark), one that a 1:1 host opens remembers its public address's NIC, and every
-/// packet of a marked connection carries that mark: policy routing then sends it out
-/// the NIC it belongs to (routing runs before SNAT, so it cannot go by the public
-/// source address). Packets from the WAN carry it too: the flowtable routes a flow's
-/// other direction with the mark of the packet that offloads it.
-fn mark_rules(config: &Config, ifs: &Interfaces, lan_ifs: Expression<'static>) -> Vec<Rule<'static>> {
+/// mark), one that a LAN with an extra NIC's `snat` address or a 1:1 host opens
+/// remembers its public address's NIC, and every packet of a marked connection carries
+/// that mark: policy routing then sends it out the NIC it belongs to (routing runs
+/// before SNAT, so it cannot go by the public source address). Packets from the WAN
+/// carry it too: the flowtable routes a flow's other direction with the mark of the
+/// packet that offloads it.
+fn mark_rules(
+    config: &Config,
+    ifs: &Interfaces,
+    lans: &[LanRules],
+    lan_ifs: Expression<'static>,
+) -> Vec<Rule<'static>> {
     let mut rules = Vec::new();
     let nics = std::iter::once((Role::Wan, ifs.wan.clone())).chain(
         ifs.extra_wans
@@ -456,17 +491,39 @@ fn mark_rules(config: &Config, ifs: &Interfaces, lan_ifs: Expression<'static>) -
             Some(&format!("connections that come in on {nic} leave by it")),
         ));
     }
+    // The NIC of a public address, as a role; the main WAN's needs no mark (the main
+    // table) unless it overrides a LAN's.
+    let role_of = |ip| config.wan.extra_index_of(ip).map_or(Role::Wan, Role::ExtraWan);
+    let extra_snat_lans: Vec<&LanRules> = lans
+        .iter()
+        .filter(|l| l.lan.snat.is_some_and(|a| role_of(a) != Role::Wan))
+        .collect();
+    for l in &extra_snat_lans {
+        let public = l.lan.snat.unwrap_or(config.wan.address.addr());
+        rules.push(rule(
+            "mark",
+            vec![
+                m(meta(MetaKey::Iifname), Operator::EQ, s(l.ifname)),
+                ct_state(&["new"]),
+                mangle(ct("mark"), num(wan_mark(role_of(public)))),
+            ],
+            Some(&format!("LAN {} leaves by the NIC of {public}", l.lan.name)),
+        ));
+    }
+    // After the LANs' marks: a 1:1 host leaves by its own address's NIC (1:1 wins).
     for mapping in &config.one_to_one {
-        let Some(i) = config.wan.extra_index_of(mapping.public) else {
-            continue; // on the main WAN NIC: the main table
-        };
+        let role = role_of(mapping.public);
+        let in_extra_snat_lan = extra_snat_lans.iter().any(|l| l.lan.contains(mapping.private));
+        if role == Role::Wan && !in_extra_snat_lan {
+            continue;
+        }
         rules.push(rule(
             "mark",
             vec![
                 m(meta(MetaKey::Iifname), Operator::EQ, lan_ifs.clone()),
                 m(payload("ip", "saddr"), Operator::EQ, s(&mapping.private.to_string())),
                 ct_state(&["new"]),
-                mangle(ct("mark"), num(wan_mark(Role::ExtraWan(i)))),
+                mangle(ct("mark"), num(wan_mark(role))),
             ],
             Some(&format!(
                 "1:1 host {} leaves by the NIC of {}",
