@@ -400,7 +400,8 @@ fn a_lan_snat_address_is_its_source_and_an_extra_nics_also_its_way_out() {
     let config = golden_config("lan_snat");
     let batch = ruleset_json(&config);
     // Each postrouting SNAT as (out NIC, source, public address): the 1:1 host first
-    // (1:1 wins over its LAN's snat), then each LAN by its `snat` address's NIC.
+    // (1:1 wins over its LAN's snat), then each LAN by its `snat` address's NIC, then
+    // the catch-all of the extra NIC.
     let snats: Vec<(String, String, String)> = rules(&batch)
         .into_iter()
         .filter(|r| r["chain"] == "postrouting")
@@ -426,6 +427,17 @@ fn a_lan_snat_address_is_its_source_and_an_extra_nics_also_its_way_out() {
             (q("wan"), prefix("172.16.0.0", 16), q("203.0.113.11")),
             (q("wan1"), prefix("10.30.0.0", 24), q("203.0.113.20")),
             (q("wan"), prefix("10.20.0.0", 24), q("203.0.113.10")),
+            // Last, whatever of any LAN still leaves by the extra NIC: its address.
+            (
+                q("wan1"),
+                format!(
+                    "{{\"set\":[{},{},{}]}}",
+                    prefix("172.16.0.0", 16),
+                    prefix("10.30.0.0", 24),
+                    prefix("10.20.0.0", 24)
+                ),
+                q("203.0.113.20")
+            ),
         ]
     );
     // The LAN on the extra NIC's address carries that NIC's mark (1001); the 1:1 host

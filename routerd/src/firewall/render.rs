@@ -385,6 +385,21 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             Some("LAN to the internet as the failover IP"),
         ));
     }
+    // Whatever else of the LANs leaves by an extra NIC (a destination the main table
+    // routes there: the extra's own prefix) leaves with that NIC's address, never with
+    // a private source.
+    for extra in &config.wan.extra {
+        let public = extra.address.addr();
+        rules.push(rule(
+            "postrouting",
+            vec![
+                m(meta(MetaKey::Oifname), Operator::EQ, s(&ifs.nic_of(config, public))),
+                m(payload("ip", "saddr"), Operator::EQ, lan_prefixes(&lan_nets)),
+                snat(public),
+            ],
+            Some(&format!("LAN out by the extra NIC of {public}")),
+        ));
+    }
     // A forward reached from any LAN leaves towards its target with the router's
     // address on the target's LAN, so the reply comes back through the router.
     rules.extend(lans.iter().map(|l| {
