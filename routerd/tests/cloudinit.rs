@@ -299,6 +299,23 @@ fn a_third_nic_with_a_public_address_and_no_gateway_is_an_extra_wan() {
         "{:?}",
         generated.notes
     );
+    // net1 without an ipconfig (the default LAN) and net2's public /32: still an extra
+    // WAN, not a LAN (no LAN fits in a /32).
+    let no_lan_ipconfig = THREE_NICS.replace(
+        "      subnets:\n      - type: static\n        address: '172.16.0.1'\n        netmask: '255.255.0.0'\n",
+        "",
+    );
+    assert_ne!(no_lan_ipconfig, THREE_NICS);
+    let drive = Drive::new("extra_wan_default_lan", &no_lan_ipconfig);
+    let generated = config::cloudinit::generate(&drive.0).expect("a router from three NICs");
+    let config = Config::parse(&generated.toml, "generated").expect("valid");
+    assert_eq!(config.wan.extra.len(), 1, "{}", generated.toml);
+    assert_eq!(
+        config.lans[0].address.to_string(),
+        config::cloudinit::DEFAULT_LAN,
+        "{}",
+        generated.toml
+    );
     // Two private LANs are still refused (the router has one LAN).
     let two_lans = Drive::new("two_lans", &THREE_NICS.replace("'203.0.113.20'", "'10.0.0.1'"));
     assert!(

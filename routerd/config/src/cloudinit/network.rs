@@ -469,15 +469,14 @@ impl NetworkConfig {
             .iter()
             .filter(|i| i.name != wan.name && i.static_v4.is_some())
             .collect();
-        // One more NIC with an address is the LAN, whatever its address (as always);
+        // One more NIC with an address is the LAN, whatever its address (as always),
+        // unless it is a public /32 (no LAN fits in one: a failover IP of its own);
         // beyond that, those with a public address are extra WANs.
-        let (extra_wans, others): (Vec<&Interface>, Vec<&Interface>) = if others.len() <= 1 {
-            (Vec::new(), others)
-        } else {
-            others
-                .into_iter()
-                .partition(|i| i.static_v4.is_some_and(|(net, _)| is_public(net.addr())))
-        };
+        let several = others.len() > 1;
+        let (extra_wans, others): (Vec<&Interface>, Vec<&Interface>) = others.into_iter().partition(|i| {
+            i.static_v4
+                .is_some_and(|(net, _)| is_public(net.addr()) && (several || net.prefix_len() == 32))
+        });
         if let Some(no_mac) = extra_wans.iter().find(|i| i.mac.is_none()) {
             return fail(format!(
                 "{}: no mac_address: a NIC with a public address is an extra WAN, chosen by its MAC (the virtual MAC the hoster issued for that address)",
