@@ -2,16 +2,61 @@
 //! (also when the test fails), never touching the machine's root namespace.
 
 use std::fs::File;
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Once;
 
 use nix::sched::{setns, CloneFlags};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
+static SWEEP: Once = Once::new();
 
-/// A prefix no other test (or test process) uses: `rt<pid>x<n>`.
+/// A prefix no other test (or test process) uses: `rt<pid>x<n>`. The first call of a
+/// test process also sweeps away what killed test processes left ([`sweep_orphans`]).
 pub fn unique_prefix() -> String {
+    SWEEP.call_once(sweep_orphans);
     format!("rt{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+}
+
+/// The test process that made `name` (`rt<pid>x…`) no longer runs.
+fn orphaned(name: &str) -> bool {
+    name.strip_prefix("rt")
+        .and_then(|rest| rest.split_once('x'))
+        .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// Drop cleans up after a failed test, but not after a test process that was killed
+/// (SIGKILL, a CI timeout, Ctrl-C): its namespaces, what still runs in them (a
+/// routerd, a QEMU) and its lab folders stay. Removes those of dead processes.
+pub fn sweep_orphans() {
+    let names = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .filter(|n| orphaned(n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for name in names(Path::new("/run/netns")) {
+        drop(Netns { name });
+    }
+    let tmp = std::env::temp_dir();
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for name in names(&tmp).into_iter().filter(|n| n.ends_with("-lab")) {
+        let dir = tmp.join(name);
+        // A small filesystem a test mounted in its lab folder (a full state disk).
+        for point in mounts.lines().filter_map(|l| l.split(' ').nth(1)) {
+            if Path::new(point).starts_with(&dir) {
+                let _ = Command::new("umount").args(["-l", point]).status();
+            }
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 /// Runs a command, failing with its output when it exits non-zero.

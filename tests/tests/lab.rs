@@ -617,3 +617,36 @@ fn the_dhcp_port_is_open_to_the_lan_over_ipv4_only() {
         .collect();
     assert!(v6.is_empty(), "IPv6 UDP/67 from the LAN reached the router: {v6:?}");
 }
+
+#[test]
+fn what_a_killed_test_process_left_is_removed_by_the_next() {
+    if !testkit::require_root() {
+        return;
+    }
+    // A pid that no longer runs, as a killed test process's would be.
+    let mut gone = std::process::Command::new("true").spawn().expect("spawn true");
+    let _ = gone.wait();
+    let prefix = format!("rt{}x0", gone.id());
+    let left = testkit::netns::Netns::new(&format!("{prefix}-probe"));
+    let mut sleeper = left
+        .command("sleep")
+        .arg("600")
+        .spawn()
+        .expect("sleep in the namespace");
+    std::mem::forget(left); // as if the process had been killed before its Drop
+    let dir = std::env::temp_dir().join(format!("{prefix}-lab"));
+    std::fs::create_dir_all(dir.join("state")).expect("lab dir");
+    testkit::netns::run(
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "probe"])
+            .arg(dir.join("state")),
+    );
+
+    testkit::netns::sweep_orphans();
+    assert!(!std::path::Path::new(&format!("/run/netns/{prefix}-probe")).exists());
+    assert!(!dir.exists());
+    assert!(
+        sleeper.wait().is_ok_and(|s| !s.success()),
+        "what ran in the namespace is stopped"
+    );
+}
