@@ -218,35 +218,23 @@ impl Validator<'_> {
     }
 
     fn ip(&mut self, key: &str, s: &S<String>) -> Option<Ipv4Addr> {
-        match s.get_ref().parse::<Ipv4Addr>() {
-            Ok(ip) => Some(ip),
-            Err(_) => {
-                self.error(
-                    s.span(),
-                    format!(
-                        "{key}: expected an IPv4 address like 203.0.113.254, found {}",
-                        quote(s.get_ref())
-                    ),
-                );
-                None
-            }
-        }
+        self.parsed(key, s, "an IPv4 address like 203.0.113.254")
     }
 
     fn cidr(&mut self, key: &str, s: &S<String>) -> Option<Ipv4Net> {
-        match s.get_ref().parse::<Ipv4Net>() {
-            Ok(net) => Some(net),
-            Err(_) => {
-                self.error(
-                    s.span(),
-                    format!(
-                        "{key}: expected an IPv4 address with prefix length like 203.0.113.10/32, found {}",
-                        quote(s.get_ref())
-                    ),
-                );
-                None
-            }
+        self.parsed(key, s, "an IPv4 address with prefix length like 203.0.113.10/32")
+    }
+
+    /// `s` as a `T`, or an error saying what was `expected` and what was found.
+    fn parsed<T: std::str::FromStr>(&mut self, key: &str, s: &S<String>, expected: &str) -> Option<T> {
+        let value = s.get_ref().parse().ok();
+        if value.is_none() {
+            self.error(
+                s.span(),
+                format!("{key}: expected {expected}, found {}", quote(s.get_ref())),
+            );
         }
+        value
     }
 
     fn interface(&mut self, key: &str, s: &S<String>) -> Option<String> {

@@ -123,35 +123,40 @@ fn time_it(cmd: &mut Command) -> f64 {
     start.elapsed().as_secs_f64() * 1000.0
 }
 
+/// Medians of 5 (ms): `routerd apply` of `text` from process start to rules in place,
+/// and `nft -j -f` loading the same ruleset alone.
+fn apply_times(lab: &Lab, text: &str) -> (f64, f64) {
+    lab.write_config(text);
+    let config = Config::parse(text, "bench").expect("bench config is valid");
+    let json = serde_json::to_string(&firewall::ruleset(
+        &config,
+        &Interfaces::placeholders(&config, "wan", "lan"),
+        Features { flowtable: false },
+    ))
+    .expect("json");
+    let json_path = lab.dir.join("ruleset.json");
+    std::fs::write(&json_path, json).expect("write ruleset");
+    let mut routerd = Vec::new();
+    let mut nft = Vec::new();
+    for _ in 0..5 {
+        routerd.push(time_it(
+            lab.router
+                .command(routerd_bin().to_str().unwrap_or("routerd"))
+                .args(["apply", "--config"])
+                .arg(lab.config_path())
+                .stderr(Stdio::null()),
+        ));
+        nft.push(time_it(lab.router.command("nft").args(["-j", "-f"]).arg(&json_path)));
+    }
+    (median(routerd), median(nft))
+}
+
 fn apply_time() {
     println!("## Time to apply a config (ms, median of 5; baseline: `nft -j -f` of the same ruleset alone)\n");
     println!("| forwards | routerd apply | nft alone | ratio |\n|---|---|---|---|");
     let lab = Lab::new(Options { wan_mac: None });
     for n in [1u16, 100, 1000] {
-        let text = config_with_forwards(n);
-        lab.write_config(&text);
-        let config = Config::parse(&text, "bench").expect("bench config is valid");
-        let json = serde_json::to_string(&firewall::ruleset(
-            &config,
-            &Interfaces::placeholders(&config, "wan", "lan"),
-            Features { flowtable: false },
-        ))
-        .expect("json");
-        let json_path = lab.dir.join("ruleset.json");
-        std::fs::write(&json_path, json).expect("write ruleset");
-        let mut routerd = Vec::new();
-        let mut nft = Vec::new();
-        for _ in 0..5 {
-            routerd.push(time_it(
-                lab.router
-                    .command(routerd_bin().to_str().unwrap_or("routerd"))
-                    .args(["apply", "--config"])
-                    .arg(lab.config_path())
-                    .stderr(Stdio::null()),
-            ));
-            nft.push(time_it(lab.router.command("nft").args(["-j", "-f"]).arg(&json_path)));
-        }
-        let (r, b) = (median(routerd), median(nft));
+        let (r, b) = apply_times(&lab, &config_with_forwards(n));
         println!("| {n} | {r:.1} | {b:.1} | {:.2} |", r / b);
     }
     println!();
@@ -200,30 +205,7 @@ fn config_with_public_ips(forwards: u16) -> String {
 fn public_ips() {
     println!("## Several public IPs: 16 addresses, 16 1:1 mappings, 1,000 forwards\n");
     let lab = Lab::new(Options { wan_mac: None });
-    let text = config_with_public_ips(1000);
-    lab.write_config(&text);
-    let config = Config::parse(&text, "bench").expect("bench config is valid");
-    let json = serde_json::to_string(&firewall::ruleset(
-        &config,
-        &Interfaces::placeholders(&config, "wan", "lan"),
-        Features { flowtable: false },
-    ))
-    .expect("json");
-    let json_path = lab.dir.join("ruleset.json");
-    std::fs::write(&json_path, json).expect("write ruleset");
-    let mut routerd = Vec::new();
-    let mut nft = Vec::new();
-    for _ in 0..5 {
-        routerd.push(time_it(
-            lab.router
-                .command(routerd_bin().to_str().unwrap_or("routerd"))
-                .args(["apply", "--config"])
-                .arg(lab.config_path())
-                .stderr(Stdio::null()),
-        ));
-        nft.push(time_it(lab.router.command("nft").args(["-j", "-f"]).arg(&json_path)));
-    }
-    let (r, b) = (median(routerd), median(nft));
+    let (r, b) = apply_times(&lab, &config_with_public_ips(1000));
     println!("| apply (ms, median of 5) | routerd apply | nft alone | ratio |\n|---|---|---|---|");
     println!(
         "| 16 addresses, 16 1:1, 1,000 forwards | {r:.1} | {b:.1} | {:.2} |\n",
