@@ -47,18 +47,24 @@ pub struct Router {
     status: Vec<status::http::Running>,
     /// What the status page shows about the daemon.
     pub shared: Arc<Shared>,
+    /// Collects for the status servers and the history sampler, one collection at a time.
+    collector: Arc<status::collect::Collector>,
 }
 
 impl Router {
     pub fn new(state: Option<StateDir>) -> anyhow::Result<Router> {
+        let handle = net::connect()?;
+        let shared: Arc<Shared> = Arc::default();
+        shared.update(|s| s.started = dhcp::server::unix_now());
         Ok(Router {
-            handle: net::connect()?,
+            collector: status::collect::Collector::new(shared.clone(), handle.clone()),
+            handle,
             flowtable: None,
             state,
             dhcp: Vec::new(),
             lan_links: Vec::new(),
             status: Vec::new(),
-            shared: Arc::default(),
+            shared,
         })
     }
 
@@ -122,7 +128,7 @@ impl Router {
             if self.status.iter().any(|r| r.addr == addr) {
                 continue;
             }
-            match status::http::start(addr, self.shared.clone(), self.handle.clone()).await {
+            match status::http::start(addr, self.collector.clone()).await {
                 Ok(running) => self.status.push(running),
                 Err(e) => {
                     tracing::error!("the status page cannot listen on {addr}: {e}");
@@ -169,7 +175,14 @@ impl Router {
             lans: applied.lans.iter().map(|l| l.name.clone()).collect(),
         };
         let batch = firewall::ruleset(config, &ifs, Features { flowtable });
+        // The new ruleset's forward counters start at zero: what the old ones counted,
+        // read just before they go, is carried over (see `status::ForwardTotals`).
+        let _ruleset = self.shared.ruleset.lock().await;
+        let old = self.shared.get().forward_totals;
+        let before = status::collect::forward_totals(&old).await;
         firewall::apply(&batch).context("applying the nftables ruleset")?;
+        let totals = status::collect::carry(&Arc::new(config.clone()), before, &old);
+        self.shared.update(|s| s.forward_totals = totals);
         Ok(applied)
     }
 
@@ -245,6 +258,10 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
 
+    // The graphs: sampled every 10 s from the start, kept in the state directory.
+    let history_file = state.as_ref().map(|st| st.0.join(status::history::FILE_NAME));
+    let _sampler = status::sampler::start(router.collector.clone(), history_file.clone());
+
     let mut running: Option<Config> = None;
     // Whether the gateway answers, checked in the background once the WAN is up.
     let mut gateway_check: Option<crate::gateway::Watch> = None;
@@ -271,6 +288,7 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
                     router.shared.update(|s| {
                         s.generation = generation;
                         s.last_reload = Some((dhcp::server::unix_now(), true));
+                        s.applied_at = Some(dhcp::server::unix_now());
                     });
                     if let Some(state) = &state {
                         if let Err(e) = state.save_last_good(&text) {
@@ -399,6 +417,9 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
     }
     tracing::info!("routerd stopping; the network stays configured");
     router.stop().await;
+    if let Some(path) = &history_file {
+        status::sampler::save(&router.shared, path);
+    }
     Ok(())
 }
 

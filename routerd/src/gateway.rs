@@ -294,6 +294,9 @@ async fn run(handle: Handle, target: Target, shared: Arc<Shared>) {
         if pinned.is_some() && !extra {
             shared.update(|s| s.gateway_pinned_answers = Some(answers));
         }
+        if !extra {
+            shared.update(|s| s.gateway_check = Some((crate::dhcp::server::unix_now(), answers)));
+        }
         match (reporter.after_check(answers, Instant::now()), outcome) {
             (Report::Answers, _) => tracing::info!("{}", answers_message(gateway, &wan, pinned)),
             (Report::NoAnswer, Outcome::OtherMac(mac)) => {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 
-use super::{DhcpStats, ForwardStats, InterfaceStats, LeaseRow, Shared, Snapshot};
+use super::{DhcpStats, ForwardStats, ForwardTotals, InterfaceStats, LeaseRow, Shared, Snapshot};
 use crate::dhcp::server::unix_now;
 use crate::firewall::{self, TABLE};
 use crate::net::Nic;
@@ -60,11 +60,28 @@ impl Collector {
         let this = self.clone();
         let collection = tokio::spawn(async move {
             let started = Instant::now();
-            let snapshot = Arc::new(snapshot(&this.shared, &this.netlink).await);
+            let mut snapshot = snapshot(&this.shared, &this.netlink).await;
+            let history = this.shared.history.lock().unwrap_or_else(|e| e.into_inner()).view();
+            snapshot.history = Some(Arc::new(history));
+            let snapshot = Arc::new(snapshot);
             *last = Some((started, snapshot.clone()));
             snapshot
         });
         collection.await.unwrap_or_default()
+    }
+
+    /// A snapshot for the history sampler: with the forwards' counters (an nft listing,
+    /// shared with the requests like any other), or without them (sysfs and netlink only).
+    pub async fn sample(self: &Arc<Self>, forwards: bool) -> Arc<Snapshot> {
+        if forwards {
+            self.snapshot().await
+        } else {
+            Arc::new(snapshot_with(&self.shared, &self.netlink, false).await)
+        }
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 }
 use crate::net::neighbours::gateway_state;
@@ -137,14 +154,7 @@ pub fn forward_stats(config: &Config, listing: &[u8]) -> Vec<ForwardStats> {
         .into_iter()
         .filter_map(|fc| {
             let (packets, bytes) = *values.get(&fc.name)?;
-            Some(ForwardStats {
-                public: fc.forward.public.to_string(),
-                protocol: fc.transport.to_string(),
-                port: fc.forward.ports.to_string(),
-                to: format!("{}:{}", fc.forward.to, fc.forward.to_ports),
-                packets,
-                bytes,
-            })
+            Some(row(&fc, packets, bytes))
         })
         .collect()
 }
@@ -157,6 +167,67 @@ pub async fn read_forward_stats(config: &Config) -> Vec<ForwardStats> {
     match list_counters().await {
         Some(listing) => forward_stats(config, &listing),
         None => Vec::new(),
+    }
+}
+
+/// Each forward's total: what its counter in the live ruleset counts plus what was
+/// carried over from the rulesets before. None when the counters cannot be listed.
+/// The caller holds [`Shared::ruleset`].
+pub async fn forward_totals(totals: &ForwardTotals) -> Option<Vec<ForwardStats>> {
+    let Some(config) = &totals.config else {
+        return Some(Vec::new());
+    };
+    if config.forwards.is_empty() {
+        return Some(Vec::new());
+    }
+    let listing = list_counters().await?;
+    Some(with_carried(forward_stats(config, &listing), totals))
+}
+
+/// `live` with what `totals` carried over added.
+pub fn with_carried(mut live: Vec<ForwardStats>, totals: &ForwardTotals) -> Vec<ForwardStats> {
+    for f in &mut live {
+        if let Some((packets, bytes)) = totals.carried.get(&f.key()) {
+            f.packets = f.packets.saturating_add(*packets);
+            f.bytes = f.bytes.saturating_add(*bytes);
+        }
+    }
+    live
+}
+
+/// The totals to carry into a ruleset made from `config`, from the totals read just
+/// before it replaced the old one (`before`: None when they could not be read, then
+/// what was carried before is kept). Forwards no longer in the config are forgotten.
+pub fn carry(config: &Arc<Config>, before: Option<Vec<ForwardStats>>, old: &ForwardTotals) -> ForwardTotals {
+    let mut carried: HashMap<String, (u64, u64)> = match before {
+        Some(rows) => rows.into_iter().map(|f| (f.key(), (f.packets, f.bytes))).collect(),
+        None => old.carried.clone(),
+    };
+    let keys: std::collections::HashSet<String> =
+        forward_stats_template(config).iter().map(ForwardStats::key).collect();
+    carried.retain(|k, _| keys.contains(k));
+    ForwardTotals {
+        config: Some(config.clone()),
+        carried,
+    }
+}
+
+/// Each forward's row with zero counts.
+fn forward_stats_template(config: &Config) -> Vec<ForwardStats> {
+    firewall::forward_counters(config)
+        .into_iter()
+        .map(|fc| row(&fc, 0, 0))
+        .collect()
+}
+
+fn row(fc: &firewall::ForwardCounter, packets: u64, bytes: u64) -> ForwardStats {
+    ForwardStats {
+        public: fc.forward.public.to_string(),
+        protocol: fc.transport.to_string(),
+        port: fc.forward.ports.to_string(),
+        to: format!("{}:{}", fc.forward.to, fc.forward.to_ports),
+        packets,
+        bytes,
     }
 }
 
@@ -198,7 +269,19 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
+/// Seconds since the system booted (`/proc/uptime`).
+fn system_uptime() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(secs as u64)
+}
+
 pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
+    snapshot_with(shared, netlink, true).await
+}
+
+/// A snapshot; `forwards`: with the forwards' counters (an nft listing).
+pub async fn snapshot_with(shared: &Shared, netlink: &Handle, forwards: bool) -> Snapshot {
     let state = shared.get();
     let now = unix_now();
     let mut s = Snapshot {
@@ -208,6 +291,10 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
         errors: state.errors.iter().cloned().collect(),
         rss_bytes: rss_bytes(),
         gateway_mac_changes: state.gateway_mac_changes,
+        gateway_check: state.gateway_check,
+        started: state.started,
+        system_uptime: system_uptime(),
+        applied_at: state.applied_at,
         ..Snapshot::default()
     };
     if let Some(config) = &state.config {
@@ -260,8 +347,11 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
     let count = read_u64("/proc/sys/net/netfilter/nf_conntrack_count");
     let max = read_u64("/proc/sys/net/netfilter/nf_conntrack_max");
     s.conntrack = count.zip(max);
-    if let Some(config) = &state.config {
-        s.forwards = read_forward_stats(config).await;
+    if forwards {
+        // With the carried totals of the ruleset the counters are read from.
+        let _ruleset = shared.ruleset.lock().await;
+        let totals = shared.get().forward_totals;
+        s.forwards = forward_totals(&totals).await.unwrap_or_default();
     }
     for (lan, view) in &state.dhcp {
         let c = &view.counters;
@@ -398,6 +488,52 @@ to = "172.16.10.207"
         assert_eq!(stats.len(), 1);
         assert_eq!((stats[0].port.as_str(), stats[0].packets), ("5353", 7));
         assert!(forward_stats(&config, b"not json").is_empty());
+    }
+
+    #[test]
+    fn totals_carry_over_a_reload_that_moves_and_removes_forwards() {
+        let config = Arc::new(Config::parse(CONFIG, "router.toml").expect("valid config"));
+        // Before the reload: each counter counted its position (see `listing_of_ruleset`).
+        let before = with_carried(
+            forward_stats(&config, &listing_of_ruleset(&config)),
+            &ForwardTotals::default(),
+        );
+        // The reload drops the first forward: the others move up and get new counter names.
+        let text = CONFIG.replacen(
+            "[[forward]]\nprotocol = \"tcp\"\nport = 80\nto = \"172.16.10.205\"\nto_port = 8080\n",
+            "",
+            1,
+        );
+        let reloaded = Arc::new(Config::parse(&text, "router.toml").expect("valid config"));
+        assert_eq!(reloaded.forwards.len(), 2);
+        let totals = carry(&reloaded, Some(before), &ForwardTotals::default());
+        assert_eq!(
+            totals.carried.len(),
+            3,
+            "the removed forward is forgotten: {:?}",
+            totals.carried
+        );
+        // The new ruleset's counters start at zero and count 1 packet each.
+        let listing = br#"{"nftables": [
+            {"counter": {"family": "inet", "name": "fwd_0_tcp", "table": "routerd", "handle": 1, "packets": 1, "bytes": 10}},
+            {"counter": {"family": "inet", "name": "fwd_0_udp", "table": "routerd", "handle": 2, "packets": 1, "bytes": 10}},
+            {"counter": {"family": "inet", "name": "fwd_1_udp", "table": "routerd", "handle": 3, "packets": 1, "bytes": 10}}]}"#;
+        let after = with_carried(forward_stats(&reloaded, listing), &totals);
+        let rows: Vec<(&str, &str, u64, u64)> = after
+            .iter()
+            .map(|f| (f.protocol.as_str(), f.port.as_str(), f.packets, f.bytes))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("tcp", "8000-8003", 2, 5_000_000_011),
+                ("udp", "8000-8003", 3, 5_000_000_012),
+                ("udp", "5353", 4, 5_000_000_013),
+            ]
+        );
+        // Counters that could not be read before the reload: what was carried stays.
+        let again = carry(&reloaded, None, &totals);
+        assert_eq!(again.carried, totals.carried);
     }
 
     #[tokio::test]

@@ -1,17 +1,16 @@
-//! A deliberately small HTTP/1.1 server: GET `/` (the page) and `/metrics`, one
+//! A deliberately small HTTP/1.1 server: GET `/` (the page), `/api/status` and `/metrics`, one
 //! request per connection, bounded in size, time and concurrency.
 
 use std::net::{IpAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rtnetlink::Handle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 
 use super::collect::Collector;
-use super::{metrics, page, Shared};
+use super::{api, metrics, page};
 
 const MAX_REQUEST: usize = 8192;
 /// The whole request head must arrive within this: a client that trickles it (slowloris)
@@ -124,10 +123,9 @@ impl Drop for HeldSlot {
 }
 
 /// Binds `addr` (the LAN address: never the WAN) and serves in a task.
-pub async fn start(addr: SocketAddrV4, shared: Arc<Shared>, netlink: Handle) -> std::io::Result<Running> {
+pub async fn start(addr: SocketAddrV4, collector: Arc<Collector>) -> std::io::Result<Running> {
     let listener = TcpListener::bind(addr).await?;
     let slots = SharedSlots::default();
-    let collector = Collector::new(shared, netlink);
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, peer)) = listener.accept().await else {
@@ -206,6 +204,7 @@ async fn respond(mut stream: TcpStream, head: &[u8], collector: &Arc<Collector>)
             "text/html; charset=utf-8",
             page::render(&*collector.snapshot().await),
         ),
+        Some("/api/status") => ("200 OK", "application/json", api::render(&*collector.snapshot().await)),
         Some("/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",

@@ -3,12 +3,15 @@
 //! `collect` gathers a [`Snapshot`] from the kernel and the daemon's shared state at
 //! each request; `metrics` and `page` render it (pure); `http` is the small server.
 
+pub mod api;
 pub mod collect;
+pub mod history;
 pub mod http;
 pub mod metrics;
 pub mod page;
+pub mod sampler;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +26,11 @@ const ERRORS_KEPT: usize = 20;
 #[derive(Default)]
 pub struct Shared {
     inner: Mutex<SharedState>,
+    /// The graphs' rings, filled by the sampler (not in `SharedState`: not cloned per request).
+    pub history: Mutex<history::History>,
+    /// Held while the ruleset is replaced and while its counters are read, so that a
+    /// reading always goes with the carried totals of its own ruleset.
+    pub ruleset: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default, Clone)]
@@ -43,6 +51,25 @@ pub struct SharedState {
     pub gateway_mac_changes: GatewayMacChanges,
     /// With a pinned gateway MAC: whether the gateway answered the last check with it.
     pub gateway_pinned_answers: Option<bool>,
+    /// The main gateway check's last verdict: Unix time, the gateway answered.
+    pub gateway_check: Option<(u64, bool)>,
+    /// Unix time routerd started.
+    pub started: u64,
+    /// Unix time the running config was applied.
+    pub applied_at: Option<u64>,
+    /// The forwards' counts from before the ruleset was last replaced.
+    pub forward_totals: ForwardTotals,
+}
+
+/// What the forwards' nft counters had counted when their ruleset was replaced (a new
+/// ruleset's counters start at zero): added to what the new ones count, so that totals
+/// and graphs carry on across reloads.
+#[derive(Default, Clone, Debug)]
+pub struct ForwardTotals {
+    /// The config the live ruleset was made from (its counter names).
+    pub config: Option<Arc<Config>>,
+    /// Packets and bytes by [`ForwardStats::key`].
+    pub carried: HashMap<String, (u64, u64)>,
 }
 
 /// Changes of the gateway's MAC the gateway check saw (a forged ARP reply is one).
@@ -121,6 +148,13 @@ pub struct ForwardStats {
     pub bytes: u64,
 }
 
+impl ForwardStats {
+    /// What names the forward across reloads (its place in the config may change).
+    pub fn key(&self) -> String {
+        format!("{} {} {} {}", self.public, self.protocol, self.port, self.to)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRow {
     pub address: Ipv4Addr,
@@ -162,4 +196,13 @@ pub struct Snapshot {
     pub last_reload: Option<(u64, bool)>,
     pub rss_bytes: u64,
     pub errors: Vec<(u64, String)>,
+    /// The main gateway check's last verdict: Unix time, the gateway answered.
+    pub gateway_check: Option<(u64, bool)>,
+    /// Unix time routerd started, and seconds the system has been up.
+    pub started: u64,
+    pub system_uptime: Option<u64>,
+    /// Unix time the running config was applied.
+    pub applied_at: Option<u64>,
+    /// The graphs (in the snapshots the page and the API answer with).
+    pub history: Option<Arc<history::HistoryView>>,
 }
