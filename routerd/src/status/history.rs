@@ -59,6 +59,20 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// The name `/api/status` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::RxBytes => "rx_bytes",
+            Kind::TxBytes => "tx_bytes",
+            Kind::GatewayOk => "gateway_ok",
+            Kind::GatewayChecked => "gateway_checked",
+            Kind::Conntrack => "conntrack",
+            Kind::DhcpLeased => "dhcp_leased",
+            Kind::ForwardPackets => "forward_packets",
+            Kind::ForwardBytes => "forward_bytes",
+        }
+    }
+
     fn is_gauge(self) -> bool {
         matches!(self, Kind::Conntrack | Kind::DhcpLeased)
     }

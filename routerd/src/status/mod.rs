@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod collect;
+pub mod graph;
 pub mod history;
 pub mod http;
 pub mod metrics;

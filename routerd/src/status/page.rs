@@ -1,17 +1,20 @@
-//! The human status page: one self-contained HTML document, no scripts.
+//! The human status page: one self-contained HTML document, no scripts; the graphs are
+//! inline SVG (see `graph`).
 
 use std::fmt::Write;
 
+use super::graph::{self, Line};
+use super::history::{Kind, TierView};
 use super::Snapshot;
 
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn duration(secs: u64) -> String {
+pub(crate) fn duration(secs: u64) -> String {
     match secs {
         s if s >= 86400 => format!("{}d {}h", s / 86400, s % 86400 / 3600),
         s if s >= 3600 => format!("{}h {}m", s / 3600, s % 3600 / 60),
@@ -38,7 +41,126 @@ fn bytes(n: u64) -> String {
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:60em}\
 h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.6em;border-bottom:1px solid #ccc}\
 table{border-collapse:collapse}td,th{padding:.25em .8em;text-align:left;border-bottom:1px solid #eee}\
-.ok{color:#080;font-weight:bold}.bad{color:#b00;font-weight:bold}.muted{color:#777}";
+.ok{color:#080;font-weight:bold}.bad{color:#b00;font-weight:bold}.muted{color:#777}\
+figure{margin:.6em 0}figcaption{font-size:.9em;color:#555}svg text{font-size:10px;fill:#666}\
+svg .area{fill:#f7f7f7}svg .grid{stroke:#e4e4e4}svg path{fill:none;stroke-width:1.5}\
+svg .rx{stroke:#1565c0}svg .tx{stroke:#e65100}svg .gauge{stroke:#2e7d32}svg .up{fill:#9ccc9c}svg .down{fill:#d9534f}\
+.key-rx{color:#1565c0}.key-tx{color:#e65100}";
+
+/// The hour and the day before `now`, as (tier, span, caption) for the charts.
+fn windows(s: &Snapshot) -> Vec<(&TierView, (u64, u64), &'static str)> {
+    let Some(h) = &s.history else {
+        return Vec::new();
+    };
+    vec![
+        (&h.hour, (s.now.saturating_sub(3600), s.now), "last hour"),
+        (&h.day, (s.now.saturating_sub(86400), s.now), "last 24 hours"),
+    ]
+}
+
+/// Throughput charts of each interface: received and sent, in bits per second.
+fn traffic(h: &mut String, s: &Snapshot) {
+    if s.history.is_none() {
+        return;
+    }
+    h.push_str(
+        "<h2>Traffic</h2><p class=\"muted\"><span class=\"key-rx\">&#9632; received</span> \
+         <span class=\"key-tx\">&#9632; sent</span>, bits per second</p>",
+    );
+    for i in &s.interfaces {
+        for (tier, span, caption) in windows(s) {
+            let factor = 8.0 / tier.step as f64;
+            let line = |kind: Kind, class| {
+                tier.get(kind, &i.name).map(|series| Line {
+                    values: &series.values,
+                    factor,
+                    class,
+                    series: format!("{} {}", kind.name(), i.name),
+                })
+            };
+            let lines: Vec<Line> = [line(Kind::RxBytes, "rx"), line(Kind::TxBytes, "tx")]
+                .into_iter()
+                .flatten()
+                .collect();
+            let _ = write!(
+                h,
+                "<figure data-interface=\"{}\" data-step=\"{}\"><figcaption>{} {}: {caption}</figcaption>{}</figure>",
+                esc(&i.name),
+                tier.step,
+                i.role.to_uppercase(),
+                esc(&i.name),
+                graph::chart(tier, span, &lines, 1000.0, graph::rate)
+            );
+        }
+    }
+}
+
+/// The gateway checks' timeline and the outages they saw.
+fn gateway_history(h: &mut String, s: &Snapshot) {
+    let Some(history) = &s.history else {
+        return;
+    };
+    for (tier, span, caption) in windows(s) {
+        let _ = write!(
+            h,
+            "<figure><figcaption>Gateway answers ARP ({caption}; red: a check found no answer)</figcaption>{}</figure>",
+            graph::gateway_timeline(tier, span)
+        );
+    }
+    if history.outages.is_empty() {
+        h.push_str("<p class=\"muted\">No gateway outage seen.</p>");
+        return;
+    }
+    h.push_str("<table class=\"outages\"><tr><th>gateway outage began</th><th>lasted</th></tr>");
+    for o in history.outages.iter().rev() {
+        let lasted = match o.end {
+            Some(end) => duration(end.saturating_sub(o.start)),
+            None => format!("ongoing, {} so far", duration(s.now.saturating_sub(o.start))),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{} ago</td><td>{lasted}</td></tr>",
+            duration(s.now.saturating_sub(o.start))
+        );
+    }
+    h.push_str("</table>");
+}
+
+/// A chart of one gauge (conntrack entries, DHCP leases) over the hour and the day.
+fn gauge(h: &mut String, s: &Snapshot, kind: Kind, label: &str, what: &str, floor: f64) {
+    for (tier, span, caption) in windows(s) {
+        let Some(series) = tier.get(kind, label) else {
+            continue;
+        };
+        let line = Line {
+            values: &series.values,
+            factor: 1.0,
+            class: "gauge",
+            series: format!("{} {label}", kind.name()),
+        };
+        let _ = write!(
+            h,
+            "<figure><figcaption>{what}: {caption}</figcaption>{}</figure>",
+            graph::chart(tier, span, &[line], floor, |v| format!("{v:.0}"))
+        );
+    }
+}
+
+/// A forward's bytes over the last hour (read once a minute).
+fn forward_sparkline(s: &Snapshot, key: &str) -> String {
+    let Some(history) = &s.history else {
+        return String::new();
+    };
+    match history.hour.get(Kind::ForwardBytes, key) {
+        Some(series) => graph::sparkline(
+            &history.hour,
+            (s.now.saturating_sub(3600), s.now),
+            &series.values,
+            &format!("forward_bytes {key}"),
+        ),
+        None => String::new(),
+    }
+}
 
 pub fn render(s: &Snapshot) -> String {
     let mut h = String::new();
@@ -48,6 +170,16 @@ pub fn render(s: &Snapshot) -> String {
          <meta http-equiv=\"refresh\" content=\"30\"><style>{STYLE}</style></head><body><h1>{0}</h1>",
         esc(&s.hostname)
     );
+    let _ = write!(
+        h,
+        "<p class=\"muted\">routerd {}, up {}",
+        env!("CARGO_PKG_VERSION"),
+        duration(s.now.saturating_sub(s.started))
+    );
+    if let Some(up) = s.system_uptime {
+        let _ = write!(h, "; system up {}", duration(up));
+    }
+    h.push_str("</p>");
 
     h.push_str("<h2>Network</h2><table><tr><th>role</th><th>interface</th><th>address</th><th>MAC</th><th>received</th><th>sent</th><th>errors</th></tr>");
     for i in &s.interfaces {
@@ -65,6 +197,8 @@ pub fn render(s: &Snapshot) -> String {
         );
     }
     h.push_str("</table>");
+    traffic(&mut h, s);
+    h.push_str("<h2>Gateway</h2>");
     if let Some((gw, reachable, state)) = &s.gateway {
         let (class, word) = if *reachable {
             ("ok", "reachable")
@@ -113,25 +247,28 @@ pub fn render(s: &Snapshot) -> String {
             duration(s.now.saturating_sub(at))
         );
     }
+    gateway_history(&mut h, s);
     if let Some((count, limit)) = s.conntrack {
         let _ = write!(h, "<p>Connections tracked: {count} of {limit}</p>");
     }
+    gauge(&mut h, s, Kind::Conntrack, "", "Connections tracked", 10.0);
 
     h.push_str("<h2>Port forwards</h2>");
     if s.forwards.is_empty() {
         h.push_str("<p class=\"muted\">none</p>");
     } else {
-        h.push_str("<table><tr><th>public address</th><th>protocol</th><th>port</th><th>to</th><th>packets</th><th>bytes</th></tr>");
+        h.push_str("<table><tr><th>public address</th><th>protocol</th><th>port</th><th>to</th><th>packets</th><th>bytes</th><th>last hour</th></tr>");
         for f in &s.forwards {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&f.public),
                 esc(&f.protocol),
                 esc(&f.port),
                 esc(&f.to),
                 f.packets,
-                bytes(f.bytes)
+                bytes(f.bytes),
+                forward_sparkline(s, &f.key())
             );
         }
         h.push_str("</table>");
@@ -156,6 +293,14 @@ pub fn render(s: &Snapshot) -> String {
                 );
             }
             h.push_str("</p>");
+            gauge(
+                &mut h,
+                s,
+                Kind::DhcpLeased,
+                &d.lan,
+                "Addresses leased",
+                d.pool_size as f64,
+            );
             if let Some(e) = &d.lease_file_error {
                 let _ = write!(h, "<p class=\"bad\">Lease disk full or failing: cannot write the lease file ({}). Lease changes are kept in memory and written as soon as the disk takes them again.</p>", esc(e));
             }
@@ -185,6 +330,9 @@ pub fn render(s: &Snapshot) -> String {
             "; last load {} ago: <span class=\"{class}\">{word}</span>",
             duration(s.now.saturating_sub(at))
         );
+    }
+    if let Some(at) = s.applied_at {
+        let _ = write!(h, "; running config applied {} ago", duration(s.now.saturating_sub(at)));
     }
     let _ = write!(h, ". routerd uses {} of memory.</p>", bytes(s.rss_bytes));
 
@@ -239,6 +387,54 @@ mod tests {
         assert!(page.contains("1 of 10 addresses leased; 2 kept out"));
         assert!(page.contains("Lease disk full or failing: cannot write the lease file (No space left on device)"));
         assert!(page.contains("10s ago</td><td>router.toml:3:7: bad &lt;mac&gt;</td>"));
+    }
+
+    #[test]
+    fn graphs_show_the_history() {
+        use super::super::history::{History, Sample, SeriesKey};
+        use super::super::InterfaceStats;
+        const T: u64 = 1_800_000_000;
+        let mut history = History::default();
+        for i in 0..10u64 {
+            history.record(&Sample {
+                at: T + i * 10,
+                values: vec![(
+                    SeriesKey {
+                        kind: Kind::RxBytes,
+                        label: "wan".into(),
+                    },
+                    i * i * 1000,
+                )],
+                gateway: Some((T + i * 10, i != 4)),
+            });
+        }
+        let s = Snapshot {
+            now: T + 100,
+            started: T,
+            interfaces: vec![InterfaceStats {
+                role: "wan",
+                name: "wan".into(),
+                ..Default::default()
+            }],
+            history: Some(std::sync::Arc::new(history.view())),
+            ..Default::default()
+        };
+        let page = render(&s);
+        assert!(
+            page.contains("<figcaption>WAN wan: last hour</figcaption><svg"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<path class=\"rx\" data-series=\"rx_bytes wan\" d=\"M"),
+            "{page}"
+        );
+        assert!(page.contains("class=\"down\""), "the failed check shows: {page}");
+        assert!(
+            page.contains("<td>1m 0s ago</td><td>10s</td>"),
+            "the outage with its length: {page}"
+        );
+        assert!(page.contains("up 1m 40s"), "{page}");
+        assert!(page.contains(">-1d 0h</text>"), "the day's chart spans a day: {page}");
     }
 
     #[test]
