@@ -27,8 +27,17 @@ fn x(t: u64, from: u64, to: u64, width: f64) -> f64 {
     (t.saturating_sub(from) as f64 / span * width).clamp(0.0, width)
 }
 
-/// The path of `values` at `times`; a gap (None) breaks the line.
-fn path(times: &[u64], values: &[Option<u64>], factor: f64, top: f64, span: (u64, u64), size: (f64, f64)) -> String {
+/// The path of `values` at `times` (each the end of a `step` it covers, drawn as a
+/// level across it); a gap (None) breaks the line.
+fn path(
+    times: &[u64],
+    step: u64,
+    values: &[Option<u64>],
+    factor: f64,
+    top: f64,
+    span: (u64, u64),
+    size: (f64, f64),
+) -> String {
     let (width, height) = size;
     let mut d = String::new();
     let mut pen_down = false;
@@ -38,10 +47,10 @@ fn path(times: &[u64], values: &[Option<u64>], factor: f64, top: f64, span: (u64
                 let y = height - (*v as f64 * factor / top * height).clamp(0.0, height);
                 let _ = write!(
                     d,
-                    "{}{:.1},{:.1} ",
+                    "{}{:.1},{y:.1} L{:.1},{y:.1} ",
                     if pen_down { "L" } else { "M" },
+                    x(t.saturating_sub(step), span.0, span.1, width),
                     x(*t, span.0, span.1, width),
-                    y
                 );
                 pen_down = true;
             }
@@ -72,7 +81,7 @@ pub fn chart(tier: &TierView, span: (u64, u64), lines: &[Line], floor: f64, labe
         h2 = HEIGHT / 2.0
     );
     for l in lines {
-        let d = path(&tier.times, l.values, l.factor, top, span, (WIDTH, HEIGHT));
+        let d = path(&tier.times, tier.step, l.values, l.factor, top, span, (WIDTH, HEIGHT));
         let _ = write!(
             svg,
             "<path class=\"{}\" data-series=\"{}\" d=\"{d}\"/>",
@@ -112,7 +121,7 @@ pub fn gateway_timeline(tier: &TierView, span: (u64, u64)) -> String {
         let _ = write!(
             svg,
             "<rect class=\"{class}\" x=\"{:.1}\" y=\"0\" width=\"{bar:.1}\" height=\"{height}\"/>",
-            (x(*t, span.0, span.1, WIDTH) - bar).max(0.0)
+            x(t.saturating_sub(tier.step), span.0, span.1, WIDTH)
         );
     }
     svg.push_str("</svg>");
@@ -127,7 +136,7 @@ pub fn sparkline(tier: &TierView, span: (u64, u64), values: &[Option<u64>], seri
         "<svg class=\"spark\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\">\
          <path class=\"rx\" data-series=\"{}\" d=\"{}\"/></svg>",
         super::page::esc(series),
-        path(&tier.times, values, 1.0, top, span, (width, height))
+        path(&tier.times, tier.step, values, 1.0, top, span, (width, height))
     )
 }
 
@@ -181,7 +190,7 @@ mod tests {
             |v| format!("{v}"),
         );
         assert!(
-            svg.contains("<path class=\"rx\" data-series=\"rx_bytes wan\" d=\"M0.0,100.0 L200.0,50.0 M600.0,0.0\"/>"),
+            svg.contains("<path class=\"rx\" data-series=\"rx_bytes wan\" d=\"M0.0,100.0 L0.0,100.0 L0.0,50.0 L200.0,50.0 M400.0,0.0 L600.0,0.0\"/>"),
             "{svg}"
         );
         assert!(

@@ -254,7 +254,8 @@ impl Sample {
 pub struct History {
     pub fine: Tier,
     pub coarse: Tier,
-    /// The day's point being filled: its start, and each series' sum or maximum so far.
+    /// The day's point being filled: when its five minutes start, and each series' sum
+    /// or maximum so far.
     coarse_pending: Option<(u64, Vec<(SeriesKey, u64)>)>,
     pub outages: VecDeque<Outage>,
     /// The last reading of each cumulative counter (not kept across restarts: the
@@ -338,7 +339,7 @@ impl History {
     fn add_to_coarse(&mut self, at: u64, values: &[(SeriesKey, u64)]) {
         let bucket = at - at % COARSE_STEP;
         if let Some((start, done)) = self.coarse_pending.take_if(|(start, _)| *start != bucket) {
-            self.coarse.push(start, &done);
+            self.coarse.push(start + COARSE_STEP, &done);
         }
         let (_, acc) = self.coarse_pending.get_or_insert_with(|| (bucket, Vec::new()));
         for (k, v) in values {
@@ -355,9 +356,11 @@ impl History {
     pub fn view(&self) -> HistoryView {
         HistoryView {
             hour: self.fine.view(None),
-            day: self
-                .coarse
-                .view(self.coarse_pending.as_ref().map(|(at, v)| (*at, v.as_slice()))),
+            day: self.coarse.view(
+                self.coarse_pending
+                    .as_ref()
+                    .map(|(start, v)| (start + COARSE_STEP, v.as_slice())),
+            ),
             outages: self.outages.iter().copied().collect(),
         }
     }
@@ -432,7 +435,8 @@ pub struct HistoryView {
 pub struct TierView {
     /// Seconds per point.
     pub step: u64,
-    /// Unix time of each point (its start for the day's points, its reading for the hour's).
+    /// Unix time each point ends (the hour's: its reading); the day's last point may
+    /// end in the future, its five minutes still filling.
     pub times: Vec<u64>,
     pub series: Vec<SeriesView>,
 }
@@ -486,8 +490,8 @@ mod tests {
             h.record(&sample(3000 + i * 10, rx, Some(i != 7)));
         }
         let v = h.view();
-        // 3000..3300 closed, 3300..3600 still filling.
-        assert_eq!(v.day.times, [3000, 3300]);
+        // 3000..3300 closed, 3300..3600 still filling (each point at its end).
+        assert_eq!(v.day.times, [3300, 3600]);
         let rx = v.day.get(Kind::RxBytes, "wan").map(|s| s.values.clone());
         assert_eq!(rx, Some(vec![Some(290), Some(300)]));
         let ct = v.day.get(Kind::Conntrack, "").map(|s| s.values.clone());
