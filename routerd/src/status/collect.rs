@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tokio::io::AsyncReadExt;
 use tokio::sync::Mutex;
 
+use super::history::HistoryView;
 use super::{DhcpStats, ForwardStats, ForwardTotals, InterfaceStats, LeaseRow, Shared, Snapshot};
 use crate::dhcp::server::unix_now;
 use crate::firewall::{self, TABLE};
@@ -35,6 +36,9 @@ pub struct Collector {
     shared: Arc<Shared>,
     netlink: Handle,
     last: Arc<Mutex<Last>>,
+    /// The copy of the history the answers being written now share, with the count of
+    /// samples it has (not kept once they are sent).
+    view: std::sync::Mutex<Option<(u64, std::sync::Weak<HistoryView>)>>,
 }
 
 impl Collector {
@@ -43,6 +47,7 @@ impl Collector {
             shared,
             netlink,
             last: Arc::default(),
+            view: std::sync::Mutex::default(),
         })
     }
 
@@ -60,10 +65,7 @@ impl Collector {
         let this = self.clone();
         let collection = tokio::spawn(async move {
             let started = Instant::now();
-            let mut snapshot = snapshot(&this.shared, &this.netlink).await;
-            let history = this.shared.history.lock().unwrap_or_else(|e| e.into_inner()).view();
-            snapshot.history = Some(Arc::new(history));
-            let snapshot = Arc::new(snapshot);
+            let snapshot = Arc::new(snapshot(&this.shared, &this.netlink).await);
             *last = Some((started, snapshot.clone()));
             snapshot
         });
@@ -82,6 +84,26 @@ impl Collector {
 
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// A snapshot with the graphs' history (for the page and the API; the copy of the
+    /// history lives only as long as the answer, the snapshot kept for others has none).
+    /// Answers being written at the same time share one copy.
+    pub async fn snapshot_with_history(self: &Arc<Self>) -> Snapshot {
+        let mut snapshot = (*self.snapshot().await).clone();
+        let history = self.shared.history.lock().unwrap_or_else(|e| e.into_inner());
+        let mut view = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let shared_copy = view
+            .as_ref()
+            .filter(|(recorded, _)| *recorded == history.recorded)
+            .and_then(|(_, copy)| copy.upgrade());
+        let copy = shared_copy.unwrap_or_else(|| {
+            let copy = Arc::new(history.view());
+            *view = Some((history.recorded, Arc::downgrade(&copy)));
+            copy
+        });
+        snapshot.history = Some(copy);
+        snapshot
     }
 }
 use crate::net::neighbours::gateway_state;

@@ -262,6 +262,9 @@ pub struct History {
     /// counters of a rebooted system start again).
     #[serde(skip)]
     last: HashMap<SeriesKey, u64>,
+    /// Samples recorded since start (a copy made after as many is up to date).
+    #[serde(skip)]
+    pub recorded: u64,
 }
 
 impl Default for History {
@@ -272,6 +275,7 @@ impl Default for History {
             coarse_pending: None,
             outages: VecDeque::with_capacity(OUTAGES_KEPT),
             last: HashMap::new(),
+            recorded: 0,
         }
     }
 }
@@ -283,6 +287,7 @@ impl History {
     pub const MEMORY_BOUND: usize = (MAX_SERIES + 1) * (FINE_POINTS + COARSE_POINTS) * 8;
 
     pub fn record(&mut self, sample: &Sample) {
+        self.recorded += 1;
         let mut values = Vec::with_capacity(sample.values.len() + 2);
         if let Some((_, ok)) = sample.gateway {
             values.push((key(Kind::GatewayOk, ""), u64::from(ok)));

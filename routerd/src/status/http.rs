@@ -202,9 +202,13 @@ async fn respond(mut stream: TcpStream, head: &[u8], collector: &Arc<Collector>)
         Some("/") => (
             "200 OK",
             "text/html; charset=utf-8",
-            page::render(&*collector.snapshot().await),
+            page::render(&collector.snapshot_with_history().await),
         ),
-        Some("/api/status") => ("200 OK", "application/json", api::render(&*collector.snapshot().await)),
+        Some("/api/status") => (
+            "200 OK",
+            "application/json",
+            api::render(&collector.snapshot_with_history().await),
+        ),
         Some("/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",

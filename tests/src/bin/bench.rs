@@ -9,12 +9,15 @@
 //! 4. `pubip`: apply time with 16 public addresses, 16 1:1 mappings and 1,000
 //!    forwards against `nft -j -f` of the same ruleset, and iperf3 from a 1:1 host
 //!    against plain forwarding, in the same run.
+//! 5. `history`: routerd's resident memory with a full day of graph history (every
+//!    ring full, as many series as it keeps) against none, 1,000 forwards both times.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use config::Config;
 use routerd::firewall::{self, Features, Interfaces};
+use routerd::status::history::{self, History, Kind, Sample, SeriesKey};
 use testkit::lab::{routerd_bin, Lab, Options, CONFIG, VIRTUAL_MAC};
 use testkit::netns::run;
 use testkit::proc::rss_kib;
@@ -178,6 +181,67 @@ fn memory() {
     println!();
 }
 
+/// A day of history as full as routerd keeps it: a point every 10 s up to now, on
+/// more series than the rings take.
+fn full_history() -> History {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let key = |kind, label: String| SeriesKey { kind, label };
+    let mut h = History::default();
+    let steps = 86_400 / history::FINE_STEP + 1;
+    for i in 0..steps {
+        let n = i * 1_000_003;
+        let mut values = vec![
+            (key(Kind::RxBytes, "wan".into()), n),
+            (key(Kind::TxBytes, "wan".into()), n),
+            (key(Kind::RxBytes, "lan".into()), n),
+            (key(Kind::TxBytes, "lan".into()), n),
+            (key(Kind::Conntrack, String::new()), i % 5000),
+            (key(Kind::DhcpLeased, "lan".into()), i % 50),
+        ];
+        for port in 0..100u64 {
+            let label = format!("203.0.113.10 tcp {} 172.16.10.205:{}", 10000 + port, 10000 + port);
+            values.push((key(Kind::ForwardPackets, label.clone()), n / 1000));
+            values.push((key(Kind::ForwardBytes, label), n));
+        }
+        h.record(&Sample {
+            at: now - (steps - i) * history::FINE_STEP,
+            values,
+            gateway: Some((now, i % 700 != 0)),
+        });
+    }
+    h
+}
+
+fn history_memory() {
+    println!("## routerd resident memory with a day of graph history (VmRSS 15 s after ready, 1,000 forwards)\n");
+    println!("| history | RSS KiB | difference KiB |\n|---|---|---|");
+    let mut base = 0;
+    for full in [false, true] {
+        let mut lab = Lab::new(Options { wan_mac: None });
+        if full {
+            std::fs::create_dir_all(lab.state_dir()).unwrap_or_else(|e| panic!("state dir: {e}"));
+            full_history()
+                .save(&lab.state_dir().join(history::FILE_NAME))
+                .unwrap_or_else(|e| panic!("history file: {e}"));
+        }
+        lab.start_routerd(&config_with_forwards(1000));
+        std::thread::sleep(Duration::from_secs(15));
+        let rss = rss_kib(lab.routerd_pid().expect("routerd runs"));
+        if !full {
+            base = rss;
+        }
+        let name = if full {
+            "a full day (every ring full)"
+        } else {
+            "none (baseline)"
+        };
+        println!("| {name} | {rss} | {} |", rss as i64 - base as i64);
+    }
+    println!();
+}
+
 /// 16 public addresses on the WAN NIC, a 1:1 mapping on each (tcp/22 open), and
 /// `forwards` forwards spread over them.
 fn config_with_public_ips(forwards: u16) -> String {
@@ -249,5 +313,8 @@ fn main() {
     }
     if want("pubip") {
         public_ips();
+    }
+    if want("history") {
+        history_memory();
     }
 }
