@@ -306,6 +306,17 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
             quarantined: report.quarantined as u64,
         });
     }
+    if let Some(view) = &state.dns {
+        for (lan, c) in &view.lans {
+            s.dns.push(super::DnsStats {
+                lan: lan.clone(),
+                counters: c.named(),
+                upstream_micros: c.upstream_micros.load(std::sync::atomic::Ordering::Relaxed),
+            });
+        }
+        s.dns_cached = view.cached() as u64;
+        s.dns_local_names = view.local_names() as u64;
+    }
     s
 }
 
