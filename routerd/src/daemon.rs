@@ -96,7 +96,13 @@ impl Router {
             .into_iter()
             .partition(|d| wanted.iter().any(|(w, ..)| *w == d.started_for));
         for old in stop {
+            let lan = old.started_for.0.clone();
             old.running.stop().await;
+            // A LAN left without DHCP takes its guests' names with it (a restarted
+            // server publishes its own leases again).
+            if !wanted.iter().any(|(w, ..)| w.0 == lan) {
+                self.leases.publish(&lan, Vec::new());
+            }
         }
         self.dhcp = keep;
         for (started_for, scope, pool, link) in wanted {

@@ -70,7 +70,8 @@ impl Drop for ResolvConf {
     }
 }
 
-/// dnsmasq serving fixed names on one address of a namespace, logging every query.
+/// dnsmasq serving fixed names on one address of a namespace (with `--log-queries`
+/// in `extra`, it logs every query for [`Dnsmasq::queries`]).
 pub struct Dnsmasq {
     child: Option<Child>,
     pub log: PathBuf,
@@ -93,7 +94,6 @@ impl Dnsmasq {
             "--user=root",
             "--pid-file=",
             "--local-ttl=300",
-            "--log-queries",
         ])
         .arg(format!("--listen-address={address}"))
         .arg(format!("--log-facility={}", log.display()));
@@ -128,6 +128,24 @@ impl Dnsmasq {
             .lines()
             .filter(|l| l.contains(": query[") && l.contains(needle))
             .count()
+    }
+
+    /// [`Dnsmasq::queries`] once at least `at_least` are logged (dnsmasq writes its
+    /// log a little after answering), or after 10 s.
+    pub fn wait_queries(&self, needle: &str, at_least: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let n = self.queries(needle);
+            if n >= at_least || Instant::now() > deadline {
+                return n;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// dnsmasq's log, for assertion messages.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("{}: {e}", self.log.display()))
     }
 
     pub fn pid(&self) -> Option<u32> {
