@@ -11,6 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 
 use crate::dhcp::{self, Scope};
+use crate::dns;
 use crate::firewall::{self, Features, Interfaces};
 use crate::net::{self, Applied};
 use crate::plan;
@@ -45,6 +46,9 @@ pub struct Router {
     lan_links: Vec<net::Nic>,
     /// The status page and metrics servers, one on each LAN address.
     status: Vec<status::http::Running>,
+    /// The LAN resolver, when on, and the leases the DHCP servers publish for it.
+    dns: Option<dns::Running>,
+    leases: Arc<dns::LeaseBook>,
     /// What the status page shows about the daemon.
     pub shared: Arc<Shared>,
     /// Collects for the status servers and the history sampler, one collection at a time.
@@ -65,6 +69,8 @@ impl Router {
             lan_links: Vec::new(),
             status: Vec::new(),
             shared,
+            dns: None,
+            leases: Arc::default(),
         })
     }
 
@@ -73,6 +79,9 @@ impl Router {
     async fn stop(&mut self) {
         for dhcp in std::mem::take(&mut self.dhcp) {
             dhcp.running.stop().await;
+        }
+        if let Some(dns) = self.dns.take() {
+            dns.stop().await;
         }
     }
 
@@ -93,7 +102,13 @@ impl Router {
             .into_iter()
             .partition(|d| wanted.iter().any(|(w, ..)| *w == d.started_for));
         for old in stop {
+            let lan = old.started_for.0.clone();
             old.running.stop().await;
+            // A LAN left without DHCP takes its guests' names with it (a restarted
+            // server publishes its own leases again).
+            if !wanted.iter().any(|(w, ..)| w.0 == lan) {
+                self.leases.publish(&lan, Vec::new());
+            }
         }
         self.dhcp = keep;
         for (started_for, scope, pool, link) in wanted {
@@ -101,7 +116,8 @@ impl Router {
                 continue;
             }
             let dir = self.state.as_ref().map(|s| s.0.clone());
-            match dhcp::server::start(&started_for.0, scope, pool, link, dir, self.handle.clone()) {
+            let book = self.leases.clone();
+            match dhcp::server::start(&started_for.0, scope, pool, link, dir, self.handle.clone(), book) {
                 Ok(running) => self.dhcp.push(DhcpService { running, started_for }),
                 Err(e) => tracing::error!("the DHCP server cannot start on {}: {e:#}", link.name),
             }
@@ -109,6 +125,19 @@ impl Router {
         // In the order of the config, for the status page.
         self.dhcp
             .sort_by_key(|d| config.lans.iter().position(|l| l.name == d.started_for.0));
+    }
+
+    /// Starts, restarts (on any change of what it serves) or stops the resolver.
+    async fn ensure_dns(&mut self, config: &Config, applied: &Applied) {
+        let ifnames: Vec<String> = applied.lans.iter().map(|l| l.name.clone()).collect();
+        let wanted = dns::Setup::from_config(config, &ifnames);
+        if self.dns.as_ref().map(|d| &d.setup) == wanted.as_ref() {
+            return;
+        }
+        if let Some(old) = self.dns.take() {
+            old.stop().await;
+        }
+        self.dns = wanted.map(|setup| dns::start(setup, self.leases.clone()));
     }
 
     /// Starts or moves the status servers to the LAN addresses and configured port.
@@ -189,7 +218,9 @@ impl Router {
     /// The daemon's services on the LAN (DHCP, status page), matched to `config`.
     pub async fn ensure_services(&mut self, config: &Config, applied: &Applied) {
         self.ensure_dhcp(config, applied).await;
+        self.ensure_dns(config, applied).await;
         self.ensure_status(config).await;
+        let dns_view = self.dns.as_ref().map(|d| d.view.clone());
         let views = self
             .dhcp
             .iter()
@@ -201,6 +232,7 @@ impl Router {
             s.extra_wans = applied.extra_wans.clone();
             s.lans = applied.lans.clone();
             s.dhcp = views;
+            s.dns = dns_view;
         });
     }
 }

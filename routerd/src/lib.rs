@@ -6,6 +6,7 @@
 
 pub mod daemon;
 pub mod dhcp;
+pub mod dns;
 pub mod firewall;
 pub mod gateway;
 pub mod hostname;

@@ -56,6 +56,8 @@ pub struct Client {
     dir: PathBuf,
     ns_name: String,
     daemon: Option<Child>,
+    /// The host name option udhcpc sends.
+    hostname: String,
 }
 
 impl Client {
@@ -71,7 +73,14 @@ impl Client {
             dir,
             ns_name: ns.name.clone(),
             daemon: None,
+            hostname: "udhcpc-guest".to_string(),
         }
+    }
+
+    /// The host name udhcpc asks with (its `-x hostname:` option).
+    pub fn with_hostname(mut self, name: &str) -> Client {
+        self.hostname = name.to_string();
+        self
     }
 
     fn command(&self, program: &str) -> Command {
@@ -102,7 +111,7 @@ impl Client {
                 let mut c = self.command("busybox");
                 c.args(["udhcpc", "-f", "-i", "eth0", "-t", "5", "-T", "1", "-s"])
                     .arg(self.dir.join("hook"));
-                c.args(["-x", "hostname:udhcpc-guest"]);
+                c.arg("-x").arg(format!("hostname:{}", self.hostname));
                 c
             }
         };

@@ -58,9 +58,19 @@ fn dhcp_guest_gets_a_lease_and_reaches_the_internet(lab: &Lab, name: &str, mac: 
     assert_eq!(lease.routers, ROUTER_LAN_IP, "router option: {lease:?}");
     assert_eq!(
         lease.dns.trim(),
-        "198.51.100.53",
-        "DNS option (default: wan.dns): {lease:?}"
+        ROUTER_LAN_IP,
+        "DNS option (default with [dhcp]: the router's resolver): {lease:?}"
     );
+    // The resolver in the image knows the guest by the name it leased with.
+    let named = eventually("the guest's name from the VM's resolver", || {
+        let d = testkit::dns::dig(&guest, ROUTER_LAN_IP, &["udhcpc-guest.lan"]);
+        if d.answers.is_empty() {
+            Err(std::io::Error::other(format!("{d:?}")))
+        } else {
+            Ok(d.answers)
+        }
+    });
+    assert_eq!(named, std::slice::from_ref(&lease.address), "{lease:?}");
     let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7001");
     let echo = eventually("DHCP guest -> internet through the VM", || {
         tcp_echo(&guest, "198.51.100.1:7001", "dhcp guest")

@@ -65,7 +65,10 @@ fn dhclient_gets_a_lease_with_the_options_comes_back_after_reboot_and_releases()
     assert!(in_range(&lease.address), "{lease:?}");
     assert_eq!(lease.netmask, "255.255.0.0");
     assert_eq!(lease.routers, "172.16.0.1");
-    assert_eq!(lease.dns, "198.51.100.53", "DNS defaults to wan.dns");
+    assert_eq!(
+        lease.dns, "172.16.0.1",
+        "DNS defaults to the router's resolver with [dhcp]"
+    );
     assert_eq!(lease.domain, "lan");
     assert_eq!(lease.lease_secs, "3600");
     reaches_internet(&lab, &guest);
@@ -105,7 +108,7 @@ fn udhcpc_gets_a_lease_renews_and_releases() {
     assert!(in_range(&lease.address), "{lease:?}");
     assert_eq!(
         (lease.netmask.as_str(), lease.routers.as_str(), lease.dns.as_str()),
-        ("255.255.0.0", "172.16.0.1", "198.51.100.53")
+        ("255.255.0.0", "172.16.0.1", "172.16.0.1")
     );
     reaches_internet(&lab, &guest);
 

@@ -8,6 +8,7 @@
 
 pub mod cloudinit;
 mod diagnostic;
+pub mod dns;
 pub mod file;
 pub mod hostname;
 pub mod image;
@@ -37,6 +38,8 @@ pub struct Config {
     pub one_to_one: Vec<OneToOne>,
     /// The status page and metrics on the LAN address; `None` when disabled.
     pub status: Option<Status>,
+    /// The resolver on the LAN addresses; `None` when off.
+    pub dns: Option<dns::Dns>,
 }
 
 /// A config as loaded from a file or a cloud-init drive.
@@ -369,12 +372,22 @@ impl Config {
         self.hostname.as_deref().unwrap_or(hostname::DEFAULT)
     }
 
-    /// The resolvers handed to DHCP clients of `lan`: its `dhcp.dns`, else `wan.dns`.
-    pub fn dhcp_dns<'a>(&'a self, lan: &'a Lan) -> &'a [Ipv4Addr] {
+    /// The resolvers handed to DHCP clients of `lan`: its `dhcp.dns`, else the router
+    /// itself when it runs the resolver, else `wan.dns`.
+    pub fn dhcp_dns(&self, lan: &Lan) -> Vec<Ipv4Addr> {
         match &lan.dhcp {
-            Some(d) if !d.dns.is_empty() => &d.dns,
-            _ => &self.wan.dns,
+            Some(d) if !d.dns.is_empty() => d.dns.clone(),
+            _ if self.dns.is_some() => vec![lan.address.addr()],
+            _ => self.wan.dns.clone(),
         }
+    }
+
+    /// The local domain of `lan`: its `dhcp.domain`, else [`dns::DEFAULT_DOMAIN`].
+    pub fn lan_domain<'a>(&'a self, lan: &'a Lan) -> &'a str {
+        lan.dhcp
+            .as_ref()
+            .and_then(|d| d.domain.as_deref())
+            .unwrap_or(dns::DEFAULT_DOMAIN)
     }
 
     /// The LAN named `name`.
@@ -430,7 +443,11 @@ mod tests {
             lan.dhcp.as_ref().map(|d| d.range_end),
             Some(Ipv4Addr::new(172, 16, 10, 110))
         );
-        assert_eq!(config.dhcp_dns(lan), [Ipv4Addr::new(198, 51, 100, 53)]);
+        assert_eq!(
+            config.dhcp_dns(lan),
+            [Ipv4Addr::new(172, 16, 0, 1)],
+            "the router resolves for its LAN"
+        );
         assert_eq!(
             config.lan_of(Ipv4Addr::new(172, 16, 99, 1)).map(|l| l.name.as_str()),
             Some("lan")

@@ -16,6 +16,8 @@ use super::{
 
 type S<T> = Spanned<T>;
 
+mod dns;
+
 /// `L`: one `[lan]` table (`S<RawLan>`) or the `[[lan]]` array (`Vec<S<RawLan>>`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +31,7 @@ struct RawConfig<L> {
     #[serde(default)]
     one_to_one: Vec<S<RawOneToOne>>,
     status: Option<S<RawStatus>>,
+    dns: Option<S<dns::RawDns>>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +316,7 @@ impl Validator<'_> {
             None => (Vec::new(), Vec::new()),
         };
         let status = self.status(raw.status.as_ref(), lans.as_deref().unwrap_or_default());
+        let dns = self.dns(raw.dns.as_ref(), lans.as_deref().unwrap_or_default(), wan.as_ref());
         Some(Config {
             hostname,
             wan: wan?,
@@ -320,6 +324,7 @@ impl Validator<'_> {
             forwards,
             one_to_one,
             status,
+            dns,
         })
     }
 

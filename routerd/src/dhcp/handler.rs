@@ -36,7 +36,7 @@ impl Scope {
         let scope = Scope {
             server_id: lan.address.addr(),
             net: lan.address.trunc(),
-            dns: config.dhcp_dns(lan).to_vec(),
+            dns: config.dhcp_dns(lan),
             domain: dhcp.domain.clone(),
             lease_time: u32::try_from(dhcp.lease_time.as_secs()).unwrap_or(u32::MAX),
             hostnames: dhcp

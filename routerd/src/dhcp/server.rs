@@ -22,6 +22,7 @@ use super::arp::Prober;
 use super::handler::{self, Destination, Ignored, Outcome, Reply, Scope, SERVER_PORT};
 use super::pool::{Lease, Pool, Secs};
 use super::store::LeaseStore;
+use crate::dns::LeaseBook;
 use crate::net::Nic;
 
 /// How long an ARP probe waits for an answer before the address counts as free.
@@ -136,7 +137,8 @@ impl Running {
 }
 
 /// Opens the sockets and the lease store, then serves in a task.
-/// `lan`: the LAN's name, which names its lease log in `state_dir`.
+/// `lan`: the LAN's name, which names its lease log in `state_dir`. The bound leases
+/// are published in `book` (for the resolver) whenever they change.
 pub fn start(
     lan_name: &str,
     scope: Scope,
@@ -144,6 +146,7 @@ pub fn start(
     lan: &Nic,
     state_dir: Option<PathBuf>,
     netlink: Handle,
+    book: Arc<LeaseBook>,
 ) -> anyhow::Result<Running> {
     let socket = udp_socket(&lan.name)?;
     let socket_inode = socket_inode(&socket);
@@ -220,6 +223,8 @@ pub fn start(
     let (stop_tx, stop_rx) = oneshot::channel();
     let (view_tx, view_rx) = mpsc::channel(4);
     let server = Server {
+        lan_name: lan_name.to_string(),
+        book,
         scope,
         pool,
         socket,
@@ -335,6 +340,8 @@ struct Probe {
 }
 
 struct Server {
+    lan_name: String,
+    book: Arc<LeaseBook>,
     scope: Scope,
     pool: Pool,
     socket: UdpSocket,
@@ -369,6 +376,7 @@ struct LeaseFileHealth {
 impl Server {
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         let mut buf = vec![0u8; 1500];
+        self.publish_leases();
         loop {
             let next_deadline = self.probing.values().map(|p| p.deadline).min();
             let mut replies = Vec::new();
@@ -421,7 +429,12 @@ impl Server {
                 }
             }
             if !replies.is_empty() || !self.records.is_empty() {
+                let changed = !self.records.is_empty() || replies.iter().any(|r| r.kind == MessageType::Ack);
                 self.commit(&replies);
+                // Before the ACKs go out: a client that looks its name up at once finds it.
+                if changed {
+                    self.publish_leases();
+                }
                 self.send(replies).await;
             }
         }
@@ -429,6 +442,12 @@ impl Server {
             self.rewrite_lease_file(); // a last chance for the changes held in memory
         }
         tracing::info!("DHCP server stopped");
+    }
+
+    /// Tells the resolver the bound leases now (their names follow them).
+    fn publish_leases(&self) {
+        let active = self.pool.active_leases(unix_now()).cloned().collect();
+        self.book.publish(&self.lan_name, active);
     }
 
     /// Someone (`mac`) says it has `ip`: if that is an address being probed, keep it

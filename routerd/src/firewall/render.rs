@@ -268,6 +268,27 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             Some("DHCP from the LAN"),
         ),
     ]);
+    if config.dns.is_some() {
+        // The resolver, like the page, answers each LAN on its own address; never the WAN.
+        rules.extend(lans.iter().flat_map(|l| {
+            ["udp", "tcp"].map(|transport| {
+                rule(
+                    "input",
+                    vec![
+                        m(meta(MetaKey::Iifname), Operator::EQ, s(l.ifname)),
+                        m(
+                            payload("ip", "daddr"),
+                            Operator::EQ,
+                            s(&l.lan.address.addr().to_string()),
+                        ),
+                        m(payload(transport, "dport"), Operator::EQ, num(53)),
+                        accept(),
+                    ],
+                    Some("DNS from the LAN only"),
+                )
+            })
+        }));
+    }
     if let Some(status) = &config.status {
         // Each LAN reaches the page on its own router address only: another LAN's
         // address is no way into that LAN.

@@ -418,6 +418,17 @@ pub async fn snapshot_with(shared: &Shared, netlink: &Handle, forwards: bool) ->
             quarantined: report.quarantined as u64,
         });
     }
+    if let Some(view) = &state.dns {
+        for (lan, c) in &view.lans {
+            s.dns.push(super::DnsStats {
+                lan: lan.clone(),
+                counters: c.named(),
+                upstream_micros: c.upstream_micros.load(std::sync::atomic::Ordering::Relaxed),
+            });
+        }
+        s.dns_cached = view.cached() as u64;
+        s.dns_local_names = view.local_names() as u64;
+    }
     s
 }
 

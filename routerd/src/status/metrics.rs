@@ -124,6 +124,31 @@ pub fn render(s: &Snapshot) -> String {
             each(&mut o, &metric, &|d| d.counters.get(i).map_or(0, |(_, v)| *v));
         }
     }
+    if let Some(first) = s.dns.first() {
+        for (i, (name, _)) in first.counters.iter().enumerate() {
+            let metric = format!("router_dns_{name}_total");
+            o.family(&metric, "counter", &format!("DNS {}.", name.replace('_', " ")));
+            for d in &s.dns {
+                o.sample(&metric, &[("lan", &d.lan)], d.counters.get(i).map_or(0, |(_, v)| *v));
+            }
+        }
+        o.family(
+            "router_dns_upstream_seconds_total",
+            "counter",
+            "Time spent waiting for upstream DNS answers (divide by router_dns_upstream_queries_total for the mean).",
+        );
+        for d in &s.dns {
+            o.sample(
+                "router_dns_upstream_seconds_total",
+                &[("lan", &d.lan)],
+                d.upstream_micros as f64 / 1e6,
+            );
+        }
+        o.family("router_dns_cache_entries", "gauge", "Answers in the DNS cache.");
+        o.sample("router_dns_cache_entries", &[], s.dns_cached);
+        o.family("router_dns_local_names", "gauge", "Names the resolver answers itself.");
+        o.sample("router_dns_local_names", &[], s.dns_local_names);
+    }
     if let Some((gw, reachable, state)) = &s.gateway {
         o.family(
             "router_gateway_reachable",

@@ -49,6 +49,8 @@ pub struct SharedState {
     pub lans: Vec<Nic>,
     /// Each running DHCP server, by its LAN's name.
     pub dhcp: Vec<(String, dhcp::server::View)>,
+    /// The LAN resolver, when on.
+    pub dns: Option<crate::dns::View>,
     pub gateway_mac_changes: GatewayMacChanges,
     /// With a pinned gateway MAC: whether the gateway answered the last check with it.
     pub gateway_pinned_answers: Option<bool>,
@@ -178,6 +180,16 @@ pub struct DhcpStats {
     pub quarantined: u64,
 }
 
+/// The LAN resolver, one per LAN it serves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsStats {
+    pub lan: String,
+    /// Every counter, by its name in /metrics (`router_dns_<name>_total`).
+    pub counters: Vec<(&'static str, u64)>,
+    /// Time spent waiting for upstream answers, in microseconds.
+    pub upstream_micros: u64,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub hostname: String,
@@ -193,6 +205,11 @@ pub struct Snapshot {
     pub forwards: Vec<ForwardStats>,
     /// One per LAN with a DHCP server, in the order of the config.
     pub dhcp: Vec<DhcpStats>,
+    /// One per LAN the resolver serves (none when it is off).
+    pub dns: Vec<DnsStats>,
+    /// Answers in the resolver's cache and names it answers itself.
+    pub dns_cached: u64,
+    pub dns_local_names: u64,
     pub generation: u64,
     pub last_reload: Option<(u64, bool)>,
     pub rss_bytes: u64,

@@ -274,6 +274,28 @@ pub fn render(s: &Snapshot) -> String {
         h.push_str("</table>");
     }
 
+    if !s.dns.is_empty() {
+        let total = |name: &str| -> u64 {
+            s.dns
+                .iter()
+                .flat_map(|d| &d.counters)
+                .filter(|(n, _)| *n == name)
+                .map(|(_, v)| v)
+                .sum()
+        };
+        let _ = write!(
+            h,
+            "<h2>DNS</h2><p>{} queries: {} local, {} from the cache ({} entries), {} upstream ({} failed), {} rate-limited; {} local names</p>",
+            total("queries"),
+            total("local_answers"),
+            total("cache_hits"),
+            s.dns_cached,
+            total("upstream_queries"),
+            total("upstream_failures"),
+            total("rate_limited"),
+            s.dns_local_names
+        );
+    }
     if s.dhcp.is_empty() {
         h.push_str("<h2>DHCP leases</h2><p class=\"muted\">DHCP server off</p>");
     }

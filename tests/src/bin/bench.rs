@@ -11,6 +11,9 @@
 //!    against plain forwarding, in the same run.
 //! 5. `history`: routerd's resident memory with a full day of graph history (every
 //!    ring full, as many series as it keeps) against none, 1,000 forwards both times.
+//! 6. `dns`: queries/s of the LAN resolver (dnsperf from a guest) for cached and local
+//!    names, against dnsmasq serving the same names on the same LAN in the same run,
+//!    and routerd's resident memory with 10,000 cached names.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,6 +26,7 @@ use testkit::netns::run;
 use testkit::proc::rss_kib;
 
 const ROUNDS: usize = 3;
+const ROUTER_LAN: &str = testkit::lab::ROUTER_LAN_IP;
 const IPERF_SECONDS: &str = "4";
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -317,4 +321,133 @@ fn main() {
     if want("history") {
         history_memory();
     }
+    if want("dns") {
+        dns();
+    }
+}
+
+/// Queries/s dnsperf reached from `ns` against `server` with the names of `file`
+/// (`-l` seconds, 100 outstanding queries).
+fn dnsperf(ns: &testkit::netns::Netns, server: &str, file: &std::path::Path, seconds: &str) -> f64 {
+    let out = run(ns
+        .command("dnsperf")
+        .args(["-s", server, "-l", seconds, "-q", "100", "-d"])
+        .arg(file));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lost = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Queries lost:"))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let qps = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Queries per second:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no qps in dnsperf's output:\n{text}"));
+    eprintln!("dnsperf {server} {}: {qps} q/s, lost {lost}", file.display());
+    qps
+}
+
+fn dns() {
+    use testkit::dns::{dig, Dnsmasq};
+    const NAMES: usize = 1000;
+    const CACHED: usize = 10_000;
+    let mut lab = Lab::new(Options { wan_mac: None });
+    // The upstream: any name under example.test, TTL 300 s.
+    lab.inet.ip(&["addr", "add", "198.51.100.53/24", "dev", "eth0"]);
+    let _upstream = Dnsmasq::start(
+        &lab.inet,
+        &lab.dir,
+        "198.51.100.53",
+        &[("ready.example.test", "198.51.100.80")],
+        &["--address=/example.test/198.51.100.80", "--cache-size=0"],
+    );
+    let mut config = CONFIG.to_string() + "\n[dns]\nrate_limit = 0\ncache_entries = 20000\n";
+    let mut records = Vec::new();
+    for i in 0..NAMES {
+        let ip = format!("172.16.{}.{}", 20 + i / 250, 1 + i % 250);
+        config += &format!("\n[[dns.host]]\nname = \"host{i}\"\naddress = \"{ip}\"\n");
+        records.push((format!("host{i}.lan"), ip));
+    }
+    lab.start_routerd(&config);
+    lab.wait_log("DNS resolver listening", 1);
+    let pid = lab.routerd_pid().expect("routerd runs");
+    let rss_start = rss_kib(pid);
+    // The reference: dnsmasq on the `web` guest, with the same local names and the
+    // same upstream (through routerd's NAT), caching like routerd.
+    let host_records: Vec<(&str, &str)> = records.iter().map(|(n, ip)| (n.as_str(), ip.as_str())).collect();
+    let mut reference = Dnsmasq::start(
+        &lab.web,
+        &lab.dir,
+        testkit::lab::WEB_IP,
+        &host_records,
+        &["--server=198.51.100.53", "--cache-size=20000"],
+    );
+    let write = |name: &str, lines: Vec<String>| {
+        let path = lab.dir.join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap_or_else(|e| panic!("{e}"));
+        path
+    };
+    let local = write("local.txt", (0..NAMES).map(|i| format!("host{i}.lan A")).collect());
+    let cached = write(
+        "cached.txt",
+        (0..NAMES).map(|i| format!("c{i}.example.test A")).collect(),
+    );
+    let fill = write(
+        "fill.txt",
+        (0..CACHED).map(|i| format!("m{i}.example.test A")).collect(),
+    );
+    // Warm both caches with the names asked below.
+    for server in [ROUTER_LAN, testkit::lab::WEB_IP] {
+        run(lab
+            .guest
+            .command("dnsperf")
+            .args(["-s", server, "-n", "1", "-q", "20", "-d"])
+            .arg(&cached));
+    }
+    assert_eq!(
+        dig(&lab.guest, ROUTER_LAN, &["c1.example.test"]).answers,
+        ["198.51.100.80"]
+    );
+    assert_eq!(dig(&lab.guest, ROUTER_LAN, &["host7.lan"]).answers, ["172.16.20.8"]);
+    assert_eq!(
+        dig(&lab.guest, testkit::lab::WEB_IP, &["host7.lan"]).answers,
+        ["172.16.20.8"]
+    );
+
+    println!("## LAN resolver: queries/s with dnsperf from a LAN guest, median of {ROUNDS} runs of 2 s\n");
+    println!("| names | routerd q/s | dnsmasq q/s | ratio |\n|---|---|---|---|");
+    for (what, file) in [
+        ("1,000 cached (upstream answers)", &cached),
+        ("1,000 local ([[dns.host]])", &local),
+    ] {
+        let (mut r, mut d) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            r.push(dnsperf(&lab.guest, ROUTER_LAN, file, "2"));
+            d.push(dnsperf(&lab.guest, testkit::lab::WEB_IP, file, "2"));
+        }
+        let (r, d) = (median(r), median(d));
+        println!("| {what} | {r:.0} | {d:.0} | {:.2} |", r / d);
+    }
+    println!();
+
+    // 10,000 more names through each cache, then their memory.
+    for server in [ROUTER_LAN, testkit::lab::WEB_IP] {
+        run(lab
+            .guest
+            .command("dnsperf")
+            .args(["-s", server, "-n", "1", "-q", "50", "-d"])
+            .arg(&fill));
+    }
+    let (_, metrics) = testkit::http::get(&lab.guest, "172.16.0.1:80", "/metrics").expect("metrics");
+    let entries = testkit::http::metric(&metrics, "router_dns_cache_entries", &[]).unwrap_or(0.0);
+    let rss_full = rss_kib(pid);
+    let dnsmasq_rss = rss_kib(reference.pid().expect("dnsmasq runs"));
+    println!("| resident memory | KiB |\n|---|---|");
+    println!("| routerd, {NAMES} local names, cache empty | {rss_start} |");
+    println!("| routerd, {entries:.0} answers cached | {rss_full} |");
+    println!("| dnsmasq (the reference), same names and cache | {dnsmasq_rss} |\n");
+    reference.stop();
+    lab.stop_routerd();
 }

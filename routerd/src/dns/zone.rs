@@ -1,0 +1,405 @@
+//! The names the resolver answers itself: the local domains (A from leases,
+//! reservations and `[[dns.host]]`), PTR for those addresses, and NXDOMAIN for the rest
+//! of the local domains and of the private reverse zones (RFC 6303), which must never
+//! reach the internet's resolvers.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use ipnet::Ipv4Net;
+
+use crate::dhcp::pool::{Lease, Secs};
+use config::Config;
+
+/// Local answers may change at any ACK or release: resolvers below us must not keep them.
+const LOCAL_TTL: u32 = 0;
+
+/// What the zone says about a question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    /// Names of ours: the records (empty: the name exists, not with that type).
+    Answer(Vec<Record>),
+    /// Ours, and no such name.
+    NxDomain,
+    /// Not ours: ask upstream.
+    NotLocal,
+}
+
+/// One name of the local domains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    addr: Ipv4Addr,
+    /// When a lease's name goes; `None`: fixed (config).
+    expires: Option<Secs>,
+}
+
+/// What the zone is built from that does not change between reloads of the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statics {
+    /// Each LAN: its prefix, its domain, and the MAC → name of its reservations.
+    pub lans: Vec<LanNames>,
+    /// Fully qualified name → address, from the config: reservations (even offline),
+    /// `[[dns.host]]`, the router's own name on each LAN.
+    pub fixed: Vec<(String, Ipv4Addr)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LanNames {
+    pub name: String,
+    pub net: Ipv4Net,
+    pub domain: String,
+    pub reserved: Vec<(config::MacAddr, String)>,
+}
+
+impl Statics {
+    pub fn from_config(config: &Config) -> Statics {
+        let mut fixed = Vec::new();
+        let mut lans = Vec::new();
+        let first_domain = config
+            .lans
+            .first()
+            .map_or(config::dns::DEFAULT_DOMAIN, |l| config.lan_domain(l));
+        for lan in &config.lans {
+            let domain = config.lan_domain(lan).to_ascii_lowercase();
+            let host = config.system_hostname().split('.').next().unwrap_or_default();
+            fixed.push((format!("{}.{domain}", host.to_ascii_lowercase()), lan.address.addr()));
+            let mut reserved = Vec::new();
+            for h in lan.dhcp.iter().flat_map(|d| &d.hosts) {
+                if let Some(name) = h.hostname.as_deref().and_then(label) {
+                    fixed.push((format!("{name}.{domain}"), h.address));
+                    reserved.push((h.mac, name));
+                }
+            }
+            lans.push(LanNames {
+                name: lan.name.clone(),
+                net: lan.address.trunc(),
+                domain,
+                reserved,
+            });
+        }
+        for h in config.dns.iter().flat_map(|d| &d.hosts) {
+            // One label: a name of the domain of the LAN that holds the address (the
+            // first LAN's for an address outside them); a dotted name stands as given.
+            let name = if h.name.contains('.') {
+                h.name.clone()
+            } else {
+                let domain = config.lan_of(h.address).map_or(first_domain, |l| config.lan_domain(l));
+                format!("{}.{}", h.name, domain.to_ascii_lowercase())
+            };
+            fixed.push((name, h.address));
+        }
+        Statics { lans, fixed }
+    }
+}
+
+/// The first label of a name a client gave, lowercased, when it can be a DNS label.
+pub fn label(name: &str) -> Option<String> {
+    let first = name.split('.').next()?.to_ascii_lowercase();
+    let ok = !first.is_empty()
+        && first.len() <= 63
+        && !first.starts_with('-')
+        && !first.ends_with('-')
+        && first.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    ok.then_some(first)
+}
+
+fn fqdn(name: &str) -> Option<Name> {
+    let mut n = Name::from_ascii(name).ok()?.to_lowercase();
+    n.set_fqdn(true);
+    Some(n)
+}
+
+#[derive(Debug, Default)]
+pub struct Zone {
+    domains: Vec<Name>,
+    names: HashMap<Name, Vec<Entry>>,
+    reverse: HashMap<Ipv4Addr, (Name, Option<Secs>)>,
+    lan_nets: Vec<Ipv4Net>,
+}
+
+impl Zone {
+    /// The zone from the config and the live leases of each LAN (by LAN name). A name
+    /// from the config is never taken over by a lease; two leases with one name: the
+    /// one that lasts longer.
+    pub fn build(statics: &Statics, leases: &HashMap<String, Vec<Lease>>) -> Zone {
+        let mut zone = Zone {
+            domains: statics.lans.iter().filter_map(|l| fqdn(&l.domain)).collect(),
+            lan_nets: statics.lans.iter().map(|l| l.net).collect(),
+            ..Zone::default()
+        };
+        zone.domains.dedup();
+        for (name, addr) in &statics.fixed {
+            let Some(n) = fqdn(name) else { continue };
+            zone.reverse.entry(*addr).or_insert((n.clone(), None));
+            let entries = zone.names.entry(n).or_default();
+            if !entries.iter().any(|e| e.addr == *addr) {
+                entries.push(Entry {
+                    addr: *addr,
+                    expires: None,
+                });
+            }
+        }
+        for lan in &statics.lans {
+            for lease in leases.get(&lan.name).into_iter().flatten() {
+                let reserved = lan
+                    .reserved
+                    .iter()
+                    .find(|(m, _)| *m == lease.mac)
+                    .map(|(_, n)| n.clone());
+                let Some(host) = reserved.or_else(|| lease.hostname.as_deref().and_then(label)) else {
+                    continue;
+                };
+                let Some(n) = fqdn(&format!("{host}.{}", lan.domain)) else {
+                    continue;
+                };
+                let entry = Entry {
+                    addr: lease.addr,
+                    expires: Some(lease.expires),
+                };
+                match zone.names.get_mut(&n) {
+                    None => {
+                        zone.names.insert(n.clone(), vec![entry]);
+                    }
+                    Some(es) if es.iter().any(|e| e.expires.is_none()) => continue,
+                    Some(es) => {
+                        if es[0].expires < entry.expires {
+                            if let Some(old) = zone.reverse.get(&es[0].addr) {
+                                if old.0 == n {
+                                    zone.reverse.remove(&es[0].addr);
+                                }
+                            }
+                            es[0] = entry;
+                        } else {
+                            continue;
+                        }
+                    }
+                }
+                zone.reverse.entry(lease.addr).or_insert((n, Some(lease.expires)));
+            }
+        }
+        zone
+    }
+
+    /// The number of names (for the status page).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The answer to `name`/`qtype` at `now`, when the name is ours.
+    pub fn lookup(&self, name: &Name, qtype: RecordType, class: DNSClass, now: Secs) -> Local {
+        let name = name.to_lowercase();
+        let live = |e: Option<Secs>| e.is_none_or(|t| t > now);
+        if let Some(net) = reverse_v4(&name) {
+            if !self.is_private_reverse(net) {
+                return Local::NotLocal;
+            }
+            if net.prefix_len() != 32 {
+                return Local::NxDomain;
+            }
+            return match self.reverse.get(&net.addr()).filter(|(_, e)| live(*e)) {
+                Some((target, _)) if class == DNSClass::IN => {
+                    let records = if matches!(qtype, RecordType::PTR | RecordType::ANY) {
+                        vec![Record::from_rdata(name, LOCAL_TTL, RData::PTR(PTR(target.clone())))]
+                    } else {
+                        Vec::new()
+                    };
+                    Local::Answer(records)
+                }
+                _ => Local::NxDomain,
+            };
+        }
+        if let Some(entries) = self.names.get(&name) {
+            let addrs: Vec<Ipv4Addr> = entries.iter().filter(|e| live(e.expires)).map(|e| e.addr).collect();
+            if !addrs.is_empty() {
+                let records = if class == DNSClass::IN && matches!(qtype, RecordType::A | RecordType::ANY) {
+                    addrs
+                        .into_iter()
+                        .map(|a| Record::from_rdata(name.clone(), LOCAL_TTL, RData::A(A(a))))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                return Local::Answer(records);
+            }
+        }
+        if self.domains.iter().any(|d| d.zone_of(&name)) {
+            // The domain itself exists (its names do); anything else under it does not.
+            return if self.domains.contains(&name) {
+                Local::Answer(Vec::new())
+            } else {
+                Local::NxDomain
+            };
+        }
+        Local::NotLocal
+    }
+
+    /// Whether a reverse name lies wholly in a private or special-use range (RFC 6303)
+    /// or a LAN: a partial name (`172.in-addr.arpa.`) covers public space too.
+    fn is_private_reverse(&self, net: Ipv4Net) -> bool {
+        let special: [Ipv4Net; 7] = [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "169.254.0.0/16",
+            "127.0.0.0/8",
+            "0.0.0.0/8",
+            "100.64.0.0/10",
+        ]
+        .map(|n| n.parse().unwrap_or_default());
+        let within = |outer: &Ipv4Net| outer.contains(&net);
+        special.iter().any(within) || self.lan_nets.iter().any(within)
+    }
+}
+
+/// The IPv4 network a name under in-addr.arpa stands for (a /32 for a whole
+/// address); for a malformed name (`x.10.in-addr.arpa.`), that of its longest valid
+/// suffix, which is never a /32.
+fn reverse_v4(name: &Name) -> Option<Ipv4Net> {
+    let arpa = Name::from_ascii("in-addr.arpa.").ok()?;
+    if !arpa.zone_of(name) || *name == arpa {
+        return None;
+    }
+    let labels = name.num_labels();
+    (2..=labels).rev().find_map(|n| {
+        let suffix = name.trim_to(usize::from(n));
+        match suffix.parse_arpa_name().ok()? {
+            ipnet::IpNet::V4(net) if n == labels => Some(net),
+            // Only the valid part: whatever the name is, it is no address's.
+            ipnet::IpNet::V4(net) => Ipv4Net::new(net.addr(), net.prefix_len().min(24)).ok(),
+            ipnet::IpNet::V6(_) => None,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::pool::{ClientKey, LeaseState};
+    use config::MacAddr;
+
+    const CONFIG: &str = r#"
+hostname = "gw"
+[wan]
+interface = "wan"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+dns = ["198.51.100.53"]
+[lan]
+interface = "lan"
+address = "172.16.0.1/16"
+[dhcp]
+range = "172.16.10.100-172.16.10.150"
+[[dhcp.host]]
+mac = "52:54:00:12:34:56"
+address = "172.16.10.210"
+hostname = "printer"
+[[dns.host]]
+name = "nas"
+address = "172.16.10.5"
+[[dns.host]]
+name = "files.example.net"
+address = "198.51.100.7"
+"#;
+
+    fn lease(addr: [u8; 4], mac: u8, name: &str, expires: Secs) -> Lease {
+        let mac = MacAddr([2, 0, 0, 0, 0, mac]);
+        Lease {
+            addr: Ipv4Addr::from(addr),
+            client: ClientKey::from_mac(mac),
+            mac,
+            hostname: Some(name.to_string()),
+            expires,
+            state: LeaseState::Bound,
+        }
+    }
+
+    fn zone(leases: Vec<Lease>) -> Zone {
+        let config = Config::parse(CONFIG, "router.toml").expect("valid");
+        let mut by_lan = HashMap::new();
+        by_lan.insert("lan".to_string(), leases);
+        Zone::build(&Statics::from_config(&config), &by_lan)
+    }
+
+    fn a(zone: &Zone, name: &str, now: Secs) -> Local {
+        zone.lookup(&Name::from_ascii(name).expect("name"), RecordType::A, DNSClass::IN, now)
+    }
+
+    fn addrs(local: &Local) -> Vec<String> {
+        match local {
+            Local::Answer(rs) => rs.iter().map(|r| r.data.to_string()).collect(),
+            other => vec![format!("{other:?}")],
+        }
+    }
+
+    #[test]
+    fn leases_config_names_and_the_router_resolve_and_a_lease_name_goes_when_it_ends() {
+        let z = zone(vec![lease([172, 16, 10, 100], 1, "Web.example.com", 1000)]);
+        assert_eq!(addrs(&a(&z, "web.lan.", 10)), ["172.16.10.100"]);
+        assert_eq!(addrs(&a(&z, "WEB.LAN.", 10)), ["172.16.10.100"]);
+        assert_eq!(a(&z, "web.lan.", 1000), Local::NxDomain, "expired");
+        assert_eq!(
+            addrs(&a(&z, "printer.lan.", 10)),
+            ["172.16.10.210"],
+            "a reservation, offline"
+        );
+        assert_eq!(addrs(&a(&z, "nas.lan.", 10)), ["172.16.10.5"]);
+        assert_eq!(addrs(&a(&z, "files.example.net.", 10)), ["198.51.100.7"]);
+        assert_eq!(addrs(&a(&z, "gw.lan.", 10)), ["172.16.0.1"]);
+        assert_eq!(a(&z, "nobody.lan.", 10), Local::NxDomain);
+        assert_eq!(a(&z, "example.com.", 10), Local::NotLocal);
+        let aaaa = z.lookup(
+            &Name::from_ascii("web.lan.").expect("name"),
+            RecordType::AAAA,
+            DNSClass::IN,
+            10,
+        );
+        assert_eq!(
+            aaaa,
+            Local::Answer(Vec::new()),
+            "the name exists: no data, not NXDOMAIN"
+        );
+    }
+
+    #[test]
+    fn a_lease_cannot_take_a_config_name_and_the_longer_lease_keeps_a_shared_name() {
+        let z = zone(vec![
+            lease([172, 16, 10, 101], 2, "nas", 1000),
+            lease([172, 16, 10, 102], 3, "twin", 500),
+            lease([172, 16, 10, 103], 4, "twin", 900),
+        ]);
+        assert_eq!(addrs(&a(&z, "nas.lan.", 10)), ["172.16.10.5"]);
+        assert_eq!(addrs(&a(&z, "twin.lan.", 10)), ["172.16.10.103"]);
+    }
+
+    #[test]
+    fn reverse_names_of_ours_resolve_and_other_private_ones_are_nxdomain_here() {
+        let z = zone(vec![lease([172, 16, 10, 100], 1, "web", 1000)]);
+        let ptr = |ip: &str| {
+            let name = Name::from(ip.parse::<Ipv4Addr>().expect("ip"));
+            z.lookup(&name, RecordType::PTR, DNSClass::IN, 10)
+        };
+        assert_eq!(addrs(&ptr("172.16.10.100")), ["web.lan."]);
+        assert_eq!(addrs(&ptr("172.16.10.5")), ["nas.lan."]);
+        assert_eq!(ptr("172.16.10.99"), Local::NxDomain);
+        assert_eq!(ptr("10.1.2.3"), Local::NxDomain);
+        assert_eq!(ptr("192.168.1.1"), Local::NxDomain);
+        assert_eq!(ptr("172.31.0.1"), Local::NxDomain);
+        assert_eq!(ptr("172.32.0.1"), Local::NotLocal, "public space");
+        assert_eq!(ptr("198.51.100.1"), Local::NotLocal);
+        let partial = Name::from_ascii("16.172.in-addr.arpa.").expect("name");
+        assert_eq!(z.lookup(&partial, RecordType::SOA, DNSClass::IN, 10), Local::NxDomain);
+        let junk = Name::from_ascii("x.1.10.in-addr.arpa.").expect("name");
+        assert_eq!(z.lookup(&junk, RecordType::PTR, DNSClass::IN, 10), Local::NxDomain);
+        let public_partial = Name::from_ascii("172.in-addr.arpa.").expect("name");
+        assert_eq!(
+            z.lookup(&public_partial, RecordType::NS, DNSClass::IN, 10),
+            Local::NotLocal
+        );
+    }
+}
