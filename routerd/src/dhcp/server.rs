@@ -435,7 +435,16 @@ impl Server {
     /// out of the pool, within the quarantine bounds; over them, the answer is ignored
     /// and the probe ends as if unanswered.
     fn probe_answered(&mut self, ip: Ipv4Addr, mac: config::MacAddr, replies: &mut Vec<Reply>) {
-        if !self.probing.contains_key(&ip) {
+        let Some(probe) = self.probing.get_mut(&ip) else {
+            return;
+        };
+        // A client waiting for this very address answered: it has it configured
+        // already (a guest asking again for the address it kept, e.g. after the
+        // router lost its leases). That is no conflict; its requests go first, so
+        // that the others waiting for the address get another one.
+        if probe.waiting.iter().any(|(m, _)| m.chaddr() == mac.0) {
+            probe.waiting.sort_by_key(|(m, _)| m.chaddr() != mac.0);
+            tracing::debug!(address = %ip, %mac, "the client asking for the address answered its probe");
             return;
         }
         bump(&self.counters.probe_answers);
