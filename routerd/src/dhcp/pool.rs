@@ -192,7 +192,7 @@ impl Pool {
             .filter(|l| &l.client == client)
     }
 
-    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+    pub fn leases(&self) -> impl ExactSizeIterator<Item = &Lease> {
         self.by_addr.values()
     }
 

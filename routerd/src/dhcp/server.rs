@@ -3,7 +3,7 @@
 //! Addresses with no history are ARP-probed first; the requests that wait for a probe
 //! are parked while other clients are served.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::arp::Prober;
+use super::backlog::{self, Backlog};
 use super::handler::{self, Destination, Ignored, Outcome, Reply, Scope, SERVER_PORT};
 use super::pool::{Lease, Pool, Secs};
 use super::store::LeaseStore;
@@ -30,6 +31,12 @@ pub const PROBE_WAIT: Duration = Duration::from_millis(300);
 const PROBE_ATTEMPTS: u8 = 3;
 /// Requests handled per batch (and per fsync).
 const BATCH: usize = 256;
+/// ARP probes pending at most: a flood of new clients (or of forged MACs) must not
+/// grow them without bound. Far above a busy LAN's needs: 4096 in the 300 ms a probe
+/// takes is over 13,000 new clients a second.
+const MAX_PROBES: usize = 4096;
+/// Requests waiting for one probe at most (a client's retransmissions, say).
+const MAX_WAITING_PER_PROBE: usize = 8;
 /// The DHCP socket's receive buffer: bursts of thousands of requests a second must
 /// wait there, not be dropped, while a batch is fsynced.
 pub const RECEIVE_BUFFER: usize = 4 << 20;
@@ -58,6 +65,10 @@ pub struct Counters {
     pub probe_answers_ignored: AtomicU64,
     /// Writes of the lease file that failed (appends, rewrites, compactions).
     pub lease_write_failures: AtomicU64,
+    /// Requests dropped unanswered under overload: over the backlog's bounds (see
+    /// `backlog`), or over the bound of pending ARP probes.
+    pub dropped_overload: AtomicU64,
+    pub dropped_probe_limit: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -229,7 +240,9 @@ pub fn start(
         ifindex: lan.index,
         socket_inode,
         counters: counters.clone(),
+        backlog: Backlog::new(backlog::CAPACITY),
         probing: HashMap::new(),
+        probe_deadlines: VecDeque::new(),
         views: view_rx,
         records: Vec::new(),
         exhausted_log: Quiet::default(),
@@ -345,7 +358,11 @@ struct Server {
     /// The DHCP socket in /proc/net/udp, for its drop count.
     socket_inode: Option<u64>,
     counters: Arc<Counters>,
+    /// Requests read and not handled yet.
+    backlog: Backlog,
     probing: HashMap<Ipv4Addr, Probe>,
+    /// When each probe ends, in the order they started (they all last `PROBE_WAIT`).
+    probe_deadlines: VecDeque<(Instant, Ipv4Addr)>,
     views: mpsc::Receiver<oneshot::Sender<LeaseReport>>,
     /// Lease changes with no reply (releases), written with the next batch.
     records: Vec<Lease>,
@@ -370,7 +387,8 @@ impl Server {
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
         let mut buf = vec![0u8; 1500];
         loop {
-            let next_deadline = self.probing.values().map(|p| p.deadline).min();
+            let next_deadline = self.probe_deadlines.front().map(|(t, _)| *t);
+            let busy = !self.backlog.is_empty();
             let mut replies = Vec::new();
             tokio::select! {
                 _ = &mut stop => break,
@@ -389,18 +407,10 @@ impl Server {
                     if ready.is_err() {
                         continue;
                     }
-                    for _ in 0..BATCH {
-                        match self.socket.try_recv_from(&mut buf) {
-                            Ok((n, _from)) => {
-                                match handler::decode(&buf[..n]) {
-                                    Ok(msg) => self.process(msg, 0, &mut replies),
-                                    Err(_) => bump(&self.counters.malformed),
-                                }
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    self.read_socket(&mut buf);
                 }
+                // Requests still queued: handle the next batch without waiting.
+                () = std::future::ready(()), if busy => {}
                 answered = self.arp.recv_sender() => {
                     if let Ok((ip, mac)) = answered {
                         self.probe_answered(ip, mac, &mut replies);
@@ -409,17 +419,24 @@ impl Server {
                 _ = sleep_until(self.lease_file.retry_at) => self.rewrite_lease_file(),
                 _ = sleep_until(next_deadline) => {
                     let now = Instant::now();
-                    let done: Vec<Ipv4Addr> = self.probing.iter().filter(|(_, p)| p.deadline <= now).map(|(a, _)| *a).collect();
-                    for addr in done {
-                        if let Some(probe) = self.probing.remove(&addr) {
-                            self.pool.mark_probed_free(addr);
-                            for (msg, attempts) in probe.waiting {
-                                self.process(msg, attempts, &mut replies);
+                    while let Some((deadline, addr)) = self.probe_deadlines.front().copied() {
+                        if deadline > now {
+                            break;
+                        }
+                        self.probe_deadlines.pop_front();
+                        // Not a probe that ended early (answered) and started again.
+                        if self.probing.get(&addr).is_some_and(|p| p.deadline == deadline) {
+                            if let Some(probe) = self.probing.remove(&addr) {
+                                self.pool.mark_probed_free(addr);
+                                for (msg, attempts) in probe.waiting {
+                                    self.process(msg, attempts, &mut replies);
+                                }
                             }
                         }
                     }
                 }
             }
+            self.handle_backlog(&mut replies);
             if !replies.is_empty() || !self.records.is_empty() {
                 self.commit(&replies);
                 self.send(replies).await;
@@ -429,6 +446,42 @@ impl Server {
             self.rewrite_lease_file(); // a last chance for the changes held in memory
         }
         tracing::info!("DHCP server stopped");
+    }
+
+    /// Reads every datagram waiting at the socket (up to the backlog's capacity) into
+    /// the backlog, which drops the excess.
+    fn read_socket(&mut self, buf: &mut [u8]) {
+        let now = Instant::now();
+        for _ in 0..backlog::CAPACITY {
+            let Ok((n, _from)) = self.socket.try_recv_from(buf) else {
+                break;
+            };
+            match handler::decode(&buf[..n]) {
+                Ok(msg) => {
+                    if self.backlog.push(msg, now) {
+                        bump(&self.counters.dropped_overload);
+                    }
+                }
+                Err(_) => bump(&self.counters.malformed),
+            }
+        }
+    }
+
+    /// Handles the next batch of queued requests.
+    fn handle_backlog(&mut self, replies: &mut Vec<Reply>) {
+        let now = Instant::now();
+        for _ in 0..BATCH {
+            let (msg, stale) = self.backlog.pop(now);
+            if stale > 0 {
+                self.counters
+                    .dropped_overload
+                    .fetch_add(stale as u64, Ordering::Relaxed);
+            }
+            match msg {
+                Some(msg) => self.process(msg, 0, replies),
+                None => break,
+            }
+        }
     }
 
     /// Someone (`mac`) says it has `ip`: if that is an address being probed, keep it
@@ -482,7 +535,16 @@ impl Server {
             }
             Outcome::Probe(addr) if attempts < PROBE_ATTEMPTS => {
                 if let Some(p) = self.probing.get_mut(&addr) {
-                    p.waiting.push((msg, attempts + 1));
+                    if p.waiting.len() >= MAX_WAITING_PER_PROBE {
+                        bump(&self.counters.dropped_probe_limit);
+                    } else {
+                        p.waiting.push((msg, attempts + 1));
+                    }
+                    return;
+                }
+                if self.probing.len() >= MAX_PROBES {
+                    // The client retries; meanwhile the probes under way finish.
+                    bump(&self.counters.dropped_probe_limit);
                     return;
                 }
                 bump(&self.counters.probes);
@@ -490,10 +552,12 @@ impl Server {
                     tracing::warn!(address = %addr, "ARP probe failed to send: {e}");
                 }
                 self.pool.probe_started(addr);
+                let deadline = Instant::now() + PROBE_WAIT;
+                self.probe_deadlines.push_back((deadline, addr));
                 self.probing.insert(
                     addr,
                     Probe {
-                        deadline: Instant::now() + PROBE_WAIT,
+                        deadline,
                         waiting: vec![(msg, attempts + 1)],
                     },
                 );
@@ -548,7 +612,7 @@ impl Server {
             return;
         }
         let compaction_due = self.lease_file.compaction_after.is_none_or(|t| Instant::now() >= t);
-        if compaction_due && store.wants_compaction(self.pool.leases().count()) {
+        if compaction_due && store.wants_compaction(self.pool.leases().len()) {
             match store.compact(self.pool.leases()) {
                 Ok(()) => self.lease_file.compaction_after = None,
                 Err(e) => {
