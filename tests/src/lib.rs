@@ -5,6 +5,7 @@
 //! so that `cargo test` as a normal user skips them, saying why, instead of failing.
 
 pub mod dhcp_client;
+pub mod dhcp_load;
 pub mod http;
 pub mod lab;
 pub mod netns;
