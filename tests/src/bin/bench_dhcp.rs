@@ -20,7 +20,7 @@
 //! `testkit::dhcp_load`): the highest rate with < 1 % lost (5 s trials), then
 //! `DIRECT_PERIOD` at that rate and at twice it, where the server is overloaded: the
 //! completed exchanges per second of both, which should stay close.
-//! Usage: bench_dhcp [throughput] [memory] [direct] [kea] [routerd] [dnsmasq]   (default: all)
+//! Usage: bench_dhcp [throughput] [memory] [direct [PEAK]] [kea] [routerd] [dnsmasq]   (default: all)
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -624,8 +624,12 @@ fn direct_run(lab: &mut Lab, rate: u32, period: Duration) -> (dhcp_load::Counts,
     (c, dropped, socket)
 }
 
-/// routerd under new clients broadcasting on the LAN: its peak, then overload at twice it.
-fn direct(lab: &mut Lab) {
+/// routerd under new clients broadcasting on the LAN: its peak (searched for, or
+/// `known_peak`), then overload at twice it.
+fn direct(lab: &mut Lab, known_peak: Option<u32>) {
+    if let Some(peak) = known_peak {
+        return direct_report(lab, peak);
+    }
     let trial = Duration::from_secs(u64::from(PERIOD));
     let passes = |c: &dhcp_load::Counts| c.discovers > 0 && (c.acks as f64) >= (1.0 - MAX_LOSS) * c.discovers as f64;
     // Doubling from START_RATE, then three bisection steps.
@@ -648,10 +652,13 @@ fn direct(lab: &mut Lab) {
             fail = Some(mid);
         }
     }
-    let Some(peak) = pass else {
-        println!("## DHCPv4 direct clients: no rate down to {START_RATE}/s passed\n");
-        return;
-    };
+    match pass {
+        Some(peak) => direct_report(lab, peak),
+        None => println!("## DHCPv4 direct clients: no rate down to {START_RATE}/s passed\n"),
+    }
+}
+
+fn direct_report(lab: &mut Lab, peak: u32) {
     let runs: Vec<(u32, (dhcp_load::Counts, f64, f64))> = [peak, 2 * peak]
         .into_iter()
         .map(|r| (r, direct_run(lab, r, DIRECT_PERIOD)))
@@ -701,7 +708,9 @@ fn main() {
         memory(&mut lab, &servers, &best);
     }
     if want("direct") && servers.contains(&Server::Routerd) {
-        direct(&mut lab);
+        // A number given: the peak rate, known from an earlier run (no search).
+        let peak = which.iter().find_map(|w| w.parse().ok());
+        direct(&mut lab, peak);
     }
     eprintln!("bench-dhcp took {:.0} s", started.elapsed().as_secs_f64());
 }
