@@ -173,6 +173,11 @@ impl Client {
         let _ = std::fs::remove_file(self.dir.join("leases"));
     }
 
+    /// The client's lease file (dhclient: what it remembers across restarts).
+    pub fn lease_file(&self) -> PathBuf {
+        self.dir.join("leases")
+    }
+
     pub fn events(&self) -> Vec<Lease> {
         let text = std::fs::read_to_string(self.dir.join("events")).unwrap_or_default();
         text.lines()

@@ -6,6 +6,7 @@
 
 pub mod dhcp_client;
 pub mod dns;
+pub mod dhcp_load;
 pub mod http;
 pub mod lab;
 pub mod netns;

@@ -171,6 +171,61 @@ fn a_returning_client_keeps_its_address_after_routerd_restarts() {
 }
 
 #[test]
+fn clients_keep_their_addresses_after_the_router_lost_its_lease_file() {
+    if !testkit::require_root() {
+        return;
+    }
+    let mut lab = lab();
+    let first = lab.add_lan_guest("kp1", "52:54:00:00:00:31");
+    let mut a = Client::new(Kind::Dhclient, &first, &lab.dir);
+    a.start();
+    let a_addr = a.wait_bound().address;
+    // The client dies with its address still configured, so it answers the router's
+    // ARP probe for it itself.
+    a.stop();
+
+    // The state partition is re-made: routerd comes back with no lease file at all.
+    assert!(lab.stop_routerd().success());
+    let leases = lab.state_dir().join(config::image::LEASES_FILE_NAME);
+    std::fs::remove_file(&leases).unwrap_or_else(|e| panic!("{}: {e}", leases.display()));
+    lab.spawn_routerd();
+    lab.wait_log("routerd ready", 1);
+    assert!(lab.log().contains("restored=0"), "{}", lab.log());
+
+    // The client restarts remembering its lease: INIT-REBOOT, answered at once (a
+    // silent server would make it fall back to DISCOVER and report BOUND instead).
+    a.start();
+    let again = a.wait_event("REBOOT", 1);
+    assert_eq!(again.address, a_addr);
+    assert_eq!(
+        a.events().iter().filter(|e| e.event == "BOUND").count(),
+        1,
+        "{:?}",
+        a.events()
+    );
+    let record = lease_record(&lab, &a_addr).expect("the lease is on disk again");
+    assert!(record.contains(" B "), "{record}");
+
+    // A second client remembering the same address (its lease file says so) is told
+    // at once that it cannot have it, and gets another one.
+    let second = lab.add_lan_guest("kp2", "52:54:00:00:00:32");
+    let mut b = Client::new(Kind::Dhclient, &second, &lab.dir);
+    std::fs::copy(a.lease_file(), b.lease_file()).unwrap_or_else(|e| panic!("copy the lease file: {e}"));
+    b.start();
+    let b_lease = b.wait_bound();
+    assert!(in_range(&b_lease.address), "{b_lease:?}");
+    assert_ne!(b_lease.address, a_addr);
+    assert!(b.client_log().contains("DHCPNAK"), "{}", b.client_log());
+    assert!(!b.events().iter().any(|e| e.event == "REBOOT"), "{:?}", b.events());
+    let text = metrics(&lab);
+    assert!(
+        metric(&text, "router_dhcp_naks_total", &[]).is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    assert!(!lab.log().contains("a host already uses this address"), "{}", lab.log());
+}
+
+#[test]
 fn an_address_in_use_by_a_host_without_a_lease_is_not_offered() {
     if !testkit::require_root() {
         return;

@@ -318,18 +318,24 @@ fn request(pool: &mut Pool, scope: &Scope, req: &Request, now: Secs) -> Outcome 
     if !scope.net.contains(&addr) {
         return nak(scope, req, "requested address is not on this network");
     }
-    let init_reboot = !selecting && ciaddr.is_unspecified();
-    if init_reboot && pool.binding(&req.client).is_none() && pool.reservation(req.mac).is_none() {
-        // RFC 2131 §4.3.2: a client we have no record of gets no answer; it falls back
-        // to DISCOVER, and its address is then probed like any other.
-        return Outcome::Ignored(Ignored::NoReply("INIT-REBOOT from a client without a record"));
-    }
+    // The router is the only DHCP server on its LANs, so it is authoritative (unlike
+    // RFC 2131 §4.3.2's silence towards clients without a record): a client whose
+    // lease the table lost (lease file gone or moved aside) keeps its address when it
+    // is free, and is told at once (NAK) when it cannot have it.
     if !pool.available_to(addr, &req.client, req.mac, now) {
         return nak(scope, req, "address not available to this client");
     }
     if selecting && pool.lease(addr).is_none_or(|l| l.client != req.client) {
         // A REQUEST for an offer we never made (or that went to someone else).
         return nak(scope, req, "no offer of this address to this client");
+    }
+    // INIT-REBOOT for an address with no history here: ARP-probe it first, as before
+    // an offer (an answer from the client itself does not count: see the server). A
+    // RENEWING/REBINDING client (ciaddr) is not probed: it sends from that address and
+    // answers for it itself, so the probe could not tell it from another holder.
+    let init_reboot = !selecting && ciaddr.is_unspecified();
+    if init_reboot && pool.reservation(req.mac) != Some(addr) && !pool.is_known(addr) {
+        return Outcome::Probe(addr);
     }
     // The name the operator gave the reservation, else the one the client sent.
     let reserved_name = scope

@@ -205,14 +205,6 @@ fn assert_encodes(r: &Reply) {
     assert_eq!(back, r.message);
 }
 
-/// RFC 2131 §4.3.2: an INIT-REBOOT from a client without a record gets no answer.
-fn assert_silent(out: Outcome) {
-    assert_eq!(
-        out,
-        Outcome::Ignored(Ignored::NoReply("INIT-REBOOT from a client without a record"))
-    );
-}
-
 fn assert_nak(r: &Reply) {
     assert_eq!(r.kind, MessageType::Nak);
     assert_eq!(
@@ -674,7 +666,7 @@ fn declined_address_is_quarantined_and_not_offered_again() {
         assert_ne!(env.lease(n), addr);
     }
     assert_eq!(env.handle(&discover(mac(4))), Outcome::Ignored(Ignored::PoolExhausted));
-    assert_silent(env.handle(&init_reboot(mac(4), addr)));
+    assert_nak(&env.reply(&init_reboot(mac(4), addr)));
     // After the quarantine it comes back.
     env.advance(QUARANTINE + 1);
     assert_eq!(env.offer(&discover(mac(4))).message.yiaddr(), addr);
@@ -799,7 +791,7 @@ fn expired_address_goes_to_another_client_only_when_no_fresh_address_is_left() {
     assert_eq!((r.kind, r.message.yiaddr()), (MessageType::Offer, first));
     env.reply(&select(mac(5), first, SERVER));
     assert!(env.pool.binding(&key(1)).is_none(), "the old client lost it");
-    assert_silent(env.handle(&init_reboot(mac(1), first)));
+    assert_nak(&env.reply(&init_reboot(mac(1), first)));
 }
 
 #[test]
@@ -836,7 +828,7 @@ fn reservation_always_wins_and_is_never_handed_to_anyone_else() {
     let mut m = discover(mac(1));
     m.opts_mut().insert(DhcpOption::RequestedIpAddress(RESERVED));
     assert_ne!(env.offer(&m).message.yiaddr(), RESERVED);
-    assert_silent(env.handle(&init_reboot(mac(2), RESERVED)));
+    assert_nak(&env.reply(&init_reboot(mac(2), RESERVED)));
     assert_nak(&env.reply(&renew(mac(2), RESERVED)));
     for n in 1..=4 {
         assert_ne!(env.lease(n), RESERVED);
@@ -1158,12 +1150,117 @@ fn decode_refuses_the_option_lengths_dhcproto_trips_over() {
     );
 }
 
+// ---------------------------------------------------------------- authoritative: the lease table lost the client
+
+/// The lease a client without a record is given after an INIT-REBOOT for `addr`.
+fn bound_lease(n: u8, addr: Ipv4Addr, expires: Secs) -> Lease {
+    Lease {
+        addr,
+        client: key(n),
+        mac: mac(n),
+        hostname: None,
+        expires,
+        state: LeaseState::Bound,
+    }
+}
+
 #[test]
-fn init_reboot_from_a_client_without_a_record_gets_no_answer() {
-    // RFC 2131 §4.3.2: the server must remain silent; the client then DISCOVERs.
+fn init_reboot_from_a_client_without_a_record_keeps_a_free_address_after_a_probe() {
+    // The lease file is gone: the guest asks for the address it holds.
     let mut env = Env::new();
-    assert_silent(env.handle(&init_reboot(mac(7), Ipv4Addr::new(172, 16, 10, 103))));
-    // On the wrong network it is still told so.
-    let r = env.reply(&init_reboot(mac(7), Ipv4Addr::new(10, 0, 0, 5)));
-    assert_eq!(r.kind, MessageType::Nak);
+    let addr = DYNAMIC[2];
+    assert_eq!(env.handle(&init_reboot(mac(7), addr)), Outcome::Probe(addr));
+    env.pool.probe_started(addr);
+    env.pool.mark_probed_free(addr); // nobody else answered
+    let ack = env.reply(&init_reboot(mac(7), addr));
+    assert_eq!((ack.kind, ack.message.yiaddr()), (MessageType::Ack, addr));
+    let lease = bound_lease(7, addr, NOW + LEASE);
+    assert_eq!(ack.persist, Some(lease.clone()), "written down like any other lease");
+    assert_eq!(env.pool.binding(&key(7)), Some(&lease));
+    assert_encodes(&ack);
+    // From then on it is an ordinary lease: nobody else gets the address.
+    assert_nak(&env.reply(&init_reboot(mac(8), addr)));
+    assert!((1..=3).all(|n| env.lease(n) != addr));
+}
+
+#[test]
+fn init_reboot_for_an_address_another_host_answers_for_is_naked() {
+    let mut env = Env::new();
+    let addr = DYNAMIC[0];
+    assert_eq!(env.handle(&init_reboot(mac(7), addr)), Outcome::Probe(addr));
+    env.pool.probe_started(addr);
+    assert!(env.pool.quarantine(addr, mac(77), env.now).is_ok()); // a squatter answered
+    assert_nak(&env.reply(&init_reboot(mac(7), addr)));
+    assert!(env.pool.binding(&key(7)).is_none());
+    // The client then DISCOVERs, and gets another address.
+    assert_ne!(env.lease(7), addr);
+}
+
+#[test]
+fn init_reboot_from_a_client_without_a_record_for_an_address_it_cannot_have_is_naked() {
+    let mut env = Env::new();
+    let held = env.lease(1);
+    let cases = [
+        (held, "leased to another client"),
+        (RESERVED, "reserved for another host"),
+        (
+            Ipv4Addr::new(172, 16, 20, 7),
+            "reserved for another host, outside the range",
+        ),
+        (Ipv4Addr::new(172, 16, 5, 5), "on the LAN but outside the range"),
+        (Ipv4Addr::new(10, 0, 0, 5), "not on the LAN"),
+    ];
+    for (addr, what) in cases {
+        let r = match env.handle(&init_reboot(mac(7), addr)) {
+            Outcome::Reply(r) => r,
+            other => panic!("{addr} ({what}): expected a NAK, got {other:?}"),
+        };
+        assert_nak(&r);
+        assert_eq!(r.dest, Destination::Broadcast, "{what}");
+    }
+    assert!(env.pool.binding(&key(7)).is_none());
+    assert_eq!(
+        env.pool.lease(held).map(|l| (&l.client, l.state)),
+        Some((&key(1), LeaseState::Bound)),
+        "untouched"
+    );
+}
+
+#[test]
+fn a_reserved_host_without_a_record_gets_its_reservation_at_once() {
+    let mut env = Env::new();
+    let ack = env.reply(&init_reboot(RESERVED_MAC, RESERVED));
+    assert_eq!((ack.kind, ack.message.yiaddr()), (MessageType::Ack, RESERVED));
+    assert!(ack.persist.is_some());
+}
+
+#[test]
+fn a_client_with_a_record_asking_for_a_never_used_address_is_probed_first() {
+    let mut env = Env::new();
+    let own = env.lease(1);
+    let other = DYNAMIC[3];
+    assert_ne!(own, other);
+    assert_eq!(env.handle(&init_reboot(mac(1), other)), Outcome::Probe(other));
+    env.pool.mark_probed_free(other);
+    assert_eq!(env.reply(&init_reboot(mac(1), other)).message.yiaddr(), other);
+    assert_eq!(env.pool.binding(&key(1)).map(|l| l.addr), Some(other));
+}
+
+#[test]
+fn renewing_or_rebinding_without_a_record_is_acked_without_a_probe_and_recorded() {
+    // The client sends from the address and answers ARP for it itself: a probe could
+    // not tell it from another holder, so a free address in range is simply confirmed.
+    let mut env = Env::new();
+    for (n, addr, m) in [
+        (7, DYNAMIC[1], renew(mac(7), DYNAMIC[1])),
+        (8, DYNAMIC[2], broadcast_flag(renew(mac(8), DYNAMIC[2]))),
+    ] {
+        let ack = env.reply(&m);
+        assert_eq!((ack.kind, ack.message.yiaddr()), (MessageType::Ack, addr));
+        assert_eq!(ack.persist, Some(bound_lease(n, addr, NOW + LEASE)));
+    }
+    // Not one that is held by another client or outside the range.
+    let held = env.lease(1);
+    assert_nak(&env.reply(&renew(mac(9), held)));
+    assert_nak(&env.reply(&renew(mac(9), Ipv4Addr::new(172, 16, 5, 5))));
 }

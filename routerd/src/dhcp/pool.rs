@@ -192,7 +192,7 @@ impl Pool {
             .filter(|l| &l.client == client)
     }
 
-    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+    pub fn leases(&self) -> impl ExactSizeIterator<Item = &Lease> {
         self.by_addr.values()
     }
 
@@ -233,6 +233,12 @@ impl Pool {
         }
     }
 
+    /// Whether the table knows anything of `addr`: a lease record (of any state), or
+    /// an ARP probe that found it free. Addresses it does not know are probed first.
+    pub fn is_known(&self, addr: Ipv4Addr) -> bool {
+        self.by_addr.contains_key(&addr) || self.probed_free.contains(&addr)
+    }
+
     /// Picks the address to offer: the reservation; else the client's previous
     /// address if free; else the requested one if it has no other owner; else a
     /// never-used address (one already probed free first, none being probed); else
@@ -241,7 +247,7 @@ impl Pool {
         if let Some(addr) = self.reservation(mac) {
             return Some(Choice { addr, probe: false });
         }
-        let known = |addr: Ipv4Addr| self.by_addr.contains_key(&addr) || self.probed_free.contains(&addr);
+        let known = |addr: Ipv4Addr| self.is_known(addr);
         if let Some(prev) = self.binding(client) {
             if self.available_to(prev.addr, client, mac, now) {
                 return Some(Choice {

@@ -3,7 +3,7 @@
 //! Addresses with no history are ARP-probed first; the requests that wait for a probe
 //! are parked while other clients are served.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::arp::Prober;
+use super::backlog::{self, Backlog};
 use super::handler::{self, Destination, Ignored, Outcome, Reply, Scope, SERVER_PORT};
 use super::pool::{Lease, Pool, Secs};
 use super::store::LeaseStore;
@@ -31,6 +32,12 @@ pub const PROBE_WAIT: Duration = Duration::from_millis(300);
 const PROBE_ATTEMPTS: u8 = 3;
 /// Requests handled per batch (and per fsync).
 const BATCH: usize = 256;
+/// ARP probes pending at most: a flood of new clients (or of forged MACs) must not
+/// grow them without bound. Far above a busy LAN's needs: 4096 in the 300 ms a probe
+/// takes is over 13,000 new clients a second.
+const MAX_PROBES: usize = 4096;
+/// Requests waiting for one probe at most (a client's retransmissions, say).
+const MAX_WAITING_PER_PROBE: usize = 8;
 /// The DHCP socket's receive buffer: bursts of thousands of requests a second must
 /// wait there, not be dropped, while a batch is fsynced.
 pub const RECEIVE_BUFFER: usize = 4 << 20;
@@ -59,6 +66,10 @@ pub struct Counters {
     pub probe_answers_ignored: AtomicU64,
     /// Writes of the lease file that failed (appends, rewrites, compactions).
     pub lease_write_failures: AtomicU64,
+    /// Requests dropped unanswered under overload: over the backlog's bounds (see
+    /// `backlog`), or over the bound of pending ARP probes.
+    pub dropped_overload: AtomicU64,
+    pub dropped_probe_limit: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -234,7 +245,9 @@ pub fn start(
         ifindex: lan.index,
         socket_inode,
         counters: counters.clone(),
+        backlog: Backlog::new(backlog::CAPACITY),
         probing: HashMap::new(),
+        probe_deadlines: VecDeque::new(),
         views: view_rx,
         records: Vec::new(),
         exhausted_log: Quiet::default(),
@@ -352,7 +365,11 @@ struct Server {
     /// The DHCP socket in /proc/net/udp, for its drop count.
     socket_inode: Option<u64>,
     counters: Arc<Counters>,
+    /// Requests read and not handled yet.
+    backlog: Backlog,
     probing: HashMap<Ipv4Addr, Probe>,
+    /// When each probe ends, in the order they started (they all last `PROBE_WAIT`).
+    probe_deadlines: VecDeque<(Instant, Ipv4Addr)>,
     views: mpsc::Receiver<oneshot::Sender<LeaseReport>>,
     /// Lease changes with no reply (releases), written with the next batch.
     records: Vec<Lease>,
@@ -378,7 +395,8 @@ impl Server {
         let mut buf = vec![0u8; 1500];
         self.publish_leases();
         loop {
-            let next_deadline = self.probing.values().map(|p| p.deadline).min();
+            let next_deadline = self.probe_deadlines.front().map(|(t, _)| *t);
+            let busy = !self.backlog.is_empty();
             let mut replies = Vec::new();
             tokio::select! {
                 _ = &mut stop => break,
@@ -397,18 +415,10 @@ impl Server {
                     if ready.is_err() {
                         continue;
                     }
-                    for _ in 0..BATCH {
-                        match self.socket.try_recv_from(&mut buf) {
-                            Ok((n, _from)) => {
-                                match handler::decode(&buf[..n]) {
-                                    Ok(msg) => self.process(msg, 0, &mut replies),
-                                    Err(_) => bump(&self.counters.malformed),
-                                }
-                            }
-                            Err(_) => break,
-                        }
-                    }
+                    self.read_socket(&mut buf);
                 }
+                // Requests still queued: handle the next batch without waiting.
+                () = std::future::ready(()), if busy => {}
                 answered = self.arp.recv_sender() => {
                     if let Ok((ip, mac)) = answered {
                         self.probe_answered(ip, mac, &mut replies);
@@ -417,17 +427,24 @@ impl Server {
                 _ = sleep_until(self.lease_file.retry_at) => self.rewrite_lease_file(),
                 _ = sleep_until(next_deadline) => {
                     let now = Instant::now();
-                    let done: Vec<Ipv4Addr> = self.probing.iter().filter(|(_, p)| p.deadline <= now).map(|(a, _)| *a).collect();
-                    for addr in done {
-                        if let Some(probe) = self.probing.remove(&addr) {
-                            self.pool.mark_probed_free(addr);
-                            for (msg, attempts) in probe.waiting {
-                                self.process(msg, attempts, &mut replies);
+                    while let Some((deadline, addr)) = self.probe_deadlines.front().copied() {
+                        if deadline > now {
+                            break;
+                        }
+                        self.probe_deadlines.pop_front();
+                        // Not a probe that ended early (answered) and started again.
+                        if self.probing.get(&addr).is_some_and(|p| p.deadline == deadline) {
+                            if let Some(probe) = self.probing.remove(&addr) {
+                                self.pool.mark_probed_free(addr);
+                                for (msg, attempts) in probe.waiting {
+                                    self.process(msg, attempts, &mut replies);
+                                }
                             }
                         }
                     }
                 }
             }
+            self.handle_backlog(&mut replies);
             if !replies.is_empty() || !self.records.is_empty() {
                 let changed = !self.records.is_empty() || replies.iter().any(|r| r.kind == MessageType::Ack);
                 self.commit(&replies);
@@ -450,11 +467,56 @@ impl Server {
         self.book.publish(&self.lan_name, active);
     }
 
+    /// Reads every datagram waiting at the socket (up to the backlog's capacity) into
+    /// the backlog, which drops the excess.
+    fn read_socket(&mut self, buf: &mut [u8]) {
+        let now = Instant::now();
+        for _ in 0..backlog::CAPACITY {
+            let Ok((n, _from)) = self.socket.try_recv_from(buf) else {
+                break;
+            };
+            match handler::decode(&buf[..n]) {
+                Ok(msg) => {
+                    if self.backlog.push(msg, now) {
+                        bump(&self.counters.dropped_overload);
+                    }
+                }
+                Err(_) => bump(&self.counters.malformed),
+            }
+        }
+    }
+
+    /// Handles the next batch of queued requests.
+    fn handle_backlog(&mut self, replies: &mut Vec<Reply>) {
+        let now = Instant::now();
+        for _ in 0..BATCH {
+            let (msg, stale) = self.backlog.pop(now);
+            if stale > 0 {
+                self.counters
+                    .dropped_overload
+                    .fetch_add(stale as u64, Ordering::Relaxed);
+            }
+            match msg {
+                Some(msg) => self.process(msg, 0, replies),
+                None => break,
+            }
+        }
+    }
+
     /// Someone (`mac`) says it has `ip`: if that is an address being probed, keep it
     /// out of the pool, within the quarantine bounds; over them, the answer is ignored
     /// and the probe ends as if unanswered.
     fn probe_answered(&mut self, ip: Ipv4Addr, mac: config::MacAddr, replies: &mut Vec<Reply>) {
-        if !self.probing.contains_key(&ip) {
+        let Some(probe) = self.probing.get_mut(&ip) else {
+            return;
+        };
+        // A client waiting for this very address answered: it has it configured
+        // already (a guest asking again for the address it kept, e.g. after the
+        // router lost its leases). That is no conflict; its requests go first, so
+        // that the others waiting for the address get another one.
+        if probe.waiting.iter().any(|(m, _)| m.chaddr() == mac.0) {
+            probe.waiting.sort_by_key(|(m, _)| m.chaddr() != mac.0);
+            tracing::debug!(address = %ip, %mac, "the client asking for the address answered its probe");
             return;
         }
         bump(&self.counters.probe_answers);
@@ -492,7 +554,16 @@ impl Server {
             }
             Outcome::Probe(addr) if attempts < PROBE_ATTEMPTS => {
                 if let Some(p) = self.probing.get_mut(&addr) {
-                    p.waiting.push((msg, attempts + 1));
+                    if p.waiting.len() >= MAX_WAITING_PER_PROBE {
+                        bump(&self.counters.dropped_probe_limit);
+                    } else {
+                        p.waiting.push((msg, attempts + 1));
+                    }
+                    return;
+                }
+                if self.probing.len() >= MAX_PROBES {
+                    // The client retries; meanwhile the probes under way finish.
+                    bump(&self.counters.dropped_probe_limit);
                     return;
                 }
                 bump(&self.counters.probes);
@@ -500,10 +571,12 @@ impl Server {
                     tracing::warn!(address = %addr, "ARP probe failed to send: {e}");
                 }
                 self.pool.probe_started(addr);
+                let deadline = Instant::now() + PROBE_WAIT;
+                self.probe_deadlines.push_back((deadline, addr));
                 self.probing.insert(
                     addr,
                     Probe {
-                        deadline: Instant::now() + PROBE_WAIT,
+                        deadline,
                         waiting: vec![(msg, attempts + 1)],
                     },
                 );
@@ -558,7 +631,7 @@ impl Server {
             return;
         }
         let compaction_due = self.lease_file.compaction_after.is_none_or(|t| Instant::now() >= t);
-        if compaction_due && store.wants_compaction(self.pool.leases().count()) {
+        if compaction_due && store.wants_compaction(self.pool.leases().len()) {
             match store.compact(self.pool.leases()) {
                 Ok(()) => self.lease_file.compaction_after = None,
                 Err(e) => {

@@ -391,6 +391,8 @@ pub async fn snapshot_with(shared: &Shared, netlink: &Handle, forwards: bool) ->
             ("probe_conflicts", load(&c.probe_conflicts)),
             ("probe_answers_ignored", load(&c.probe_answers_ignored)),
             ("lease_write_failures", load(&c.lease_write_failures)),
+            ("dropped_overload", load(&c.dropped_overload)),
+            ("dropped_probe_limit", load(&c.dropped_probe_limit)),
         ];
         let report = tokio::time::timeout(LEASES_DEADLINE, view.leases())
             .await

@@ -15,13 +15,19 @@
 //! alike) and reports exchanges/s and the ratio to Kea; then each server's resident
 //! memory with 10,000 active leases. Prints markdown tables; the trials go to stderr
 //! as they run, with server CPU time and where datagrams were dropped.
-//! Usage: bench_dhcp [throughput] [memory] [kea] [routerd] [dnsmasq]   (default: all)
+//!
+//! `direct`: routerd alone under new clients on the LAN itself (broadcast, no relay:
+//! `testkit::dhcp_load`): the highest rate with < 1 % lost (5 s trials), then
+//! `DIRECT_PERIOD` at that rate and at twice it, where the server is overloaded: the
+//! completed exchanges per second of both, which should stay close.
+//! Usage: bench_dhcp [throughput] [memory] [direct [PEAK]] [kea] [routerd] [dnsmasq]   (default: all)
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use testkit::dhcp_load;
 use testkit::lab::{Lab, Options, CONFIG, GUEST_IP, ROUTER_LAN_IP};
 use testkit::proc::rss_kib;
 
@@ -45,6 +51,12 @@ const MAX_TRIALS: usize = 12;
 /// the memory part takes about 2 minutes.
 const BUDGET: Duration = Duration::from_secs(390);
 const MEMORY_LEASES: u32 = 10_000;
+/// The overload runs of `direct` last this long: the last requests' 300 ms ARP probe
+/// and 1 s wait for a reply are then a few percent of a run at most, not a third.
+const DIRECT_PERIOD: Duration = Duration::from_secs(30);
+/// The direct runs serve a /12 LAN: at thousands of new clients a second for 30 s, a
+/// /16 would run dry (which would measure exhaustion, not overload).
+const DIRECT_RANGE: (&str, &str) = ("172.17.0.1", "172.31.255.254");
 /// The rate the leases for the memory figure are handed out at: this, or half the
 /// server's best rate if lower (dnsmasq slows down as its lease file grows).
 const MEMORY_RATE: u32 = 500;
@@ -76,6 +88,16 @@ impl Server {
 
 fn routerd_config() -> String {
     format!("{CONFIG}\n[dhcp]\nrange = \"{RANGE_FIRST}-{RANGE_LAST}\"\nlease_time = \"{LEASE_SECS}\"\n")
+}
+
+fn routerd_direct_config() -> String {
+    let wide = CONFIG.replace("address = \"172.16.0.1/16\"", "address = \"172.16.0.1/12\"");
+    assert_ne!(
+        wide, CONFIG,
+        "the lab's LAN address moved: update routerd_direct_config"
+    );
+    let (first, last) = DIRECT_RANGE;
+    format!("{wide}\n[dhcp]\nrange = \"{first}-{last}\"\nlease_time = \"{LEASE_SECS}\"\n")
 }
 
 fn kea_config(dir: &Path) -> String {
@@ -571,9 +593,99 @@ fn memory(lab: &mut Lab, servers: &[Server], best: &[(Server, u32)]) {
     println!();
 }
 
+/// One direct run against a fresh routerd: the load's counts and routerd's counters
+/// of requests dropped under overload (early, in its queue; at the socket).
+fn direct_run(lab: &mut Lab, rate: u32, period: Duration) -> (dhcp_load::Counts, f64, f64) {
+    let _ = std::fs::remove_dir_all(lab.state_dir());
+    lab.start_routerd(&routerd_direct_config());
+    lab.wait_log("DHCP server listening", 1);
+    let c = dhcp_load::run(&lab.guest, rate, period);
+    let metrics = testkit::http::get(&lab.guest, &format!("{ROUTER_LAN_IP}:80"), "/metrics")
+        .map(|r| r.1)
+        .unwrap_or_default();
+    let get = |name: &str| testkit::http::metric(&metrics, name, &[]).unwrap_or(0.0);
+    let dropped = get("router_dhcp_dropped_overload_total") + get("router_dhcp_dropped_probe_limit_total");
+    let socket = get("router_dhcp_socket_drops_total");
+    lab.stop_routerd();
+    let loss = 1.0 - c.acks as f64 / c.discovers.max(1) as f64;
+    eprintln!(
+        "  direct rate {rate:>5} for {} s: discovers {} offers {} requests {} acks {} late {} loss {:.2}% completed {:.0}/s delays {:.1}/{:.1} ms, dropped early {dropped} at the socket {socket}",
+        period.as_secs(),
+        c.discovers,
+        c.offers,
+        c.requests,
+        c.acks,
+        c.late,
+        loss * 100.0,
+        c.acks as f64 / period.as_secs_f64(),
+        c.do_ms,
+        c.ra_ms
+    );
+    (c, dropped, socket)
+}
+
+/// routerd under new clients broadcasting on the LAN: its peak (searched for, or
+/// `known_peak`), then overload at twice it.
+fn direct(lab: &mut Lab, known_peak: Option<u32>) {
+    if let Some(peak) = known_peak {
+        return direct_report(lab, peak);
+    }
+    let trial = Duration::from_secs(u64::from(PERIOD));
+    let passes = |c: &dhcp_load::Counts| c.discovers > 0 && (c.acks as f64) >= (1.0 - MAX_LOSS) * c.discovers as f64;
+    // Doubling from START_RATE, then three bisection steps.
+    let (mut pass, mut fail) = (None, None);
+    let mut rate = START_RATE;
+    while fail.is_none() && rate <= MAX_RATE {
+        if passes(&direct_run(lab, rate, trial).0) {
+            pass = Some(rate);
+            rate *= 2;
+        } else {
+            fail = Some(rate);
+        }
+    }
+    for _ in 0..3 {
+        let (Some(p), Some(f)) = (pass, fail) else { break };
+        let mid = (p + f) / 2;
+        if passes(&direct_run(lab, mid, trial).0) {
+            pass = Some(mid);
+        } else {
+            fail = Some(mid);
+        }
+    }
+    match pass {
+        Some(peak) => direct_report(lab, peak),
+        None => println!("## DHCPv4 direct clients: no rate down to {START_RATE}/s passed\n"),
+    }
+}
+
+fn direct_report(lab: &mut Lab, peak: u32) {
+    let runs: Vec<(u32, (dhcp_load::Counts, f64, f64))> = [peak, 2 * peak]
+        .into_iter()
+        .map(|r| (r, direct_run(lab, r, DIRECT_PERIOD)))
+        .collect();
+    println!(
+        "## DHCPv4 direct clients (new clients broadcasting on the LAN, no relay, broadcast flag; routerd; {} s per run)\n",
+        DIRECT_PERIOD.as_secs()
+    );
+    println!("| offered new clients/s | DISCOVER sent | ACK in time (1 s) | completed exchanges/s | share of the peak run | dropped early by routerd | dropped at its socket | mean D→O / R→A delay ms |\n|---|---|---|---|---|---|---|---|");
+    let base = runs[0].1 .0.acks.max(1) as f64;
+    for (rate, (c, dropped, socket)) in &runs {
+        println!(
+            "| {rate} | {} | {} | {:.0} | {:.2} | {dropped} | {socket} | {:.1} / {:.1} |",
+            c.discovers,
+            c.acks,
+            c.acks as f64 / DIRECT_PERIOD.as_secs_f64(),
+            c.acks as f64 / base,
+            c.do_ms,
+            c.ra_ms
+        );
+    }
+    println!();
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
-    let sections = ["throughput", "memory"];
+    let sections = ["throughput", "memory", "direct"];
     let any_section = which.iter().any(|w| sections.contains(&w.as_str()));
     let want = |name: &str| !any_section || which.iter().any(|w| w == name);
     let named: Vec<Server> = [Server::Kea, Server::Routerd, Server::Dnsmasq]
@@ -594,6 +706,11 @@ fn main() {
     };
     if want("memory") {
         memory(&mut lab, &servers, &best);
+    }
+    if want("direct") && servers.contains(&Server::Routerd) {
+        // A number given: the peak rate, known from an earlier run (no search).
+        let peak = which.iter().find_map(|w| w.parse().ok());
+        direct(&mut lab, peak);
     }
     eprintln!("bench-dhcp took {:.0} s", started.elapsed().as_secs_f64());
 }
