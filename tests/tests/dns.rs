@@ -18,7 +18,7 @@ fn config() -> String {
         + r#"
 [dhcp]
 range = "172.16.10.100-172.16.10.150"
-lease_time = "1h"
+lease_time = "1m"
 
 [[dhcp.host]]
 mac = "52:54:00:12:34:56"
@@ -116,12 +116,24 @@ fn guests_find_each_other_by_name_and_a_name_goes_with_its_lease() {
     assert_eq!(tcp.answers, std::slice::from_ref(&addr), "{tcp:?}");
 
     // Released: the name goes, and so does the reverse name. (The ping makes sure the
-    // guest knows the router's MAC: udhcpc flushes its address right after sending
-    // the RELEASE, and a datagram still waiting for ARP then would never go out.)
+    // guest knows the router's MAC before udhcpc sends the RELEASE.)
     web.sh("ping -c 1 -W 2 172.16.0.1 >/dev/null");
     client.release();
-    let gone = ask_until(&lab.guest, &["web.lan"], |d| d.status != "NOERROR");
-    assert_eq!(gone.status, "NXDOMAIN", "{gone:?}");
+    let mut gone = ask_until(&lab.guest, &["web.lan"], |d| d.status != "NOERROR");
+    let (_, metrics) = get(&lab.guest, "172.16.0.1:80", "/metrics").expect("metrics");
+    let releases = metric(&metrics, "router_dhcp_releases_total", &[("lan", "lan")]);
+    if gone.status == "NOERROR" && releases == Some(0.0) {
+        // udhcpc's RELEASE sometimes never reaches the server on a loaded machine (it
+        // flushes its address right after sending it): then the lease ends by expiry
+        // (lease_time 1m), and the name must go then.
+        eprintln!("the RELEASE did not reach the server: waiting for the lease to expire");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while gone.status == "NOERROR" && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(1));
+            gone = ask(&lab.guest, &["web.lan"]);
+        }
+    }
+    assert_eq!(gone.status, "NXDOMAIN", "{gone:?}, DHCP releases seen: {releases:?}");
     assert_eq!(ask(&lab.guest, &["-x", &addr]).status, "NXDOMAIN");
     assert_eq!(getent(&lab.guest, "web.lan"), "");
 
