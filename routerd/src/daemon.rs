@@ -47,6 +47,8 @@ pub struct Router {
     status: Vec<status::http::Running>,
     /// What the status page shows about the daemon.
     pub shared: Arc<Shared>,
+    /// Forwards by host name.
+    proxy: crate::proxy::Proxy,
 }
 
 impl Router {
@@ -59,6 +61,7 @@ impl Router {
             lan_links: Vec::new(),
             status: Vec::new(),
             shared: Arc::default(),
+            proxy: crate::proxy::Proxy::default(),
         })
     }
 
@@ -177,6 +180,11 @@ impl Router {
     pub async fn ensure_services(&mut self, config: &Config, applied: &Applied) {
         self.ensure_dhcp(config, applied).await;
         self.ensure_status(config).await;
+        for e in self.proxy.ensure(config) {
+            tracing::error!("{e:#}");
+            self.shared.error(format!("{e:#}"));
+        }
+        let proxy = self.proxy.stats.clone();
         let views = self
             .dhcp
             .iter()
@@ -188,6 +196,7 @@ impl Router {
             s.extra_wans = applied.extra_wans.clone();
             s.lans = applied.lans.clone();
             s.dhcp = views;
+            s.proxy = Some(proxy);
         });
     }
 }

@@ -208,6 +208,8 @@ pub async fn snapshot(shared: &Shared, netlink: &Handle) -> Snapshot {
         errors: state.errors.iter().cloned().collect(),
         rss_bytes: rss_bytes(),
         gateway_mac_changes: state.gateway_mac_changes,
+        by_name: state.proxy.as_ref().map(|p| p.hosts()).unwrap_or_default(),
+        by_name_rejected: state.proxy.as_ref().map(|p| p.rejected()).unwrap_or_default(),
         ..Snapshot::default()
     };
     if let Some(config) = &state.config {

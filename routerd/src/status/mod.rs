@@ -43,6 +43,8 @@ pub struct SharedState {
     pub gateway_mac_changes: GatewayMacChanges,
     /// With a pinned gateway MAC: whether the gateway answered the last check with it.
     pub gateway_pinned_answers: Option<bool>,
+    /// The counters of the forwards by name.
+    pub proxy: Option<Arc<crate::proxy::Stats>>,
 }
 
 /// Changes of the gateway's MAC the gateway check saw (a forged ARP reply is one).
@@ -162,4 +164,8 @@ pub struct Snapshot {
     pub last_reload: Option<(u64, bool)>,
     pub rss_bytes: u64,
     pub errors: Vec<(u64, String)>,
+    /// Forwards by name: each host name's connections and bytes.
+    pub by_name: Vec<crate::proxy::stats::HostRow>,
+    /// Forwards by name: connections closed unrelayed, by reason.
+    pub by_name_rejected: Vec<(&'static str, u64)>,
 }
