@@ -45,6 +45,8 @@ use sniff::{Sniff, MAX_BUFFERED};
 pub const NAME_DEADLINE: Duration = Duration::from_secs(5);
 /// How long connecting to the LAN host may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Each direction's buffer while relaying: TLS records are up to 16 KiB.
+const RELAY_BUFFER: usize = 16 * 1024;
 /// Relayed connections at once, in all and per client address.
 pub const MAX_CONNECTIONS: usize = 4096;
 pub const MAX_PER_CLIENT: usize = 256;
@@ -315,7 +317,9 @@ async fn read_name(client: &mut TcpStream) -> io::Result<(Vec<u8>, Option<String
 }
 
 async fn relay(mut client: TcpStream, peer: SocketAddrV4, public: SocketAddrV4, routes: &PortRoutes, stats: &Stats) {
-    let (first, name) = match tokio::time::timeout(NAME_DEADLINE, read_name(&mut client)).await {
+    // Boxed: its read buffer is not kept in this future's state for the whole relay.
+    let reading = Box::pin(read_name(&mut client));
+    let (first, name) = match tokio::time::timeout(NAME_DEADLINE, reading).await {
         Ok(Ok(read)) => read,
         Ok(Err(_)) => return, // the client left or broke the connection first
         Err(_) => {
@@ -367,10 +371,11 @@ async fn relay(mut client: TcpStream, peer: SocketAddrV4, public: SocketAddrV4, 
         }
         upstream.write_all(&first).await
     };
-    if sent.await.is_ok() {
-        counters
-            .bytes_from_clients
-            .fetch_add(first.len() as u64, Ordering::Relaxed);
+    let sent = sent.await;
+    let first_len = first.len() as u64;
+    drop(first);
+    if sent.is_ok() {
+        counters.bytes_from_clients.fetch_add(first_len, Ordering::Relaxed);
         let _ = client.set_nodelay(true);
         let _ = upstream.set_nodelay(true);
         let mut client = Counted {
@@ -382,7 +387,7 @@ async fn relay(mut client: TcpStream, peer: SocketAddrV4, public: SocketAddrV4, 
             read: &counters.bytes_to_clients,
         };
         // Ends when both sides have closed (or one fails).
-        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        let _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, RELAY_BUFFER, RELAY_BUFFER).await;
     }
     counters.active.fetch_sub(1, Ordering::Relaxed);
 }
