@@ -423,7 +423,7 @@ mod by_name {
         std::fs::write(
             &cfg,
             format!(
-                "global\n  maxconn 10000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+                "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
                  frontend sni\n  bind {FAILOVER_IP}:7443\n  tcp-request inspect-delay 5s\n  tcp-request content accept if {{ req_ssl_hello_type 1 }}\n\
                  \x20 use_backend web if {{ req_ssl_sni -i {NAME} }}\nbackend web\n  server web 172.16.10.205:9443\n"
             ),
@@ -440,7 +440,11 @@ mod by_name {
         // routerd's input chain drops what it does not know: let HAProxy's port in.
         lab.router
             .sh("nft insert rule inet routerd input tcp dport 7443 accept");
-        std::thread::sleep(Duration::from_millis(500));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !lab.router.sh("ss -Hltn").contains(":7443 ") {
+            assert!(Instant::now() < deadline, "HAProxy does not listen on 7443");
+            std::thread::sleep(Duration::from_millis(100));
+        }
 
         let routerd_pid = lab.routerd_pid().expect("routerd runs");
         let mut rows = Vec::new();
