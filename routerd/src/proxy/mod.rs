@@ -481,6 +481,24 @@ mod tests {
     }
 
     #[test]
+    fn each_public_address_has_its_own_names() {
+        let text = format!(
+            "[wan]\ninterface = \"wan\"\naddress = \"203.0.113.10/32\"\ngateway = \"203.0.113.254\"\nmore_addresses = [\"203.0.113.11/32\"]\n[lan]\naddress = \"172.16.0.1/16\"\n{}",
+            "[[forward]]\nport = 443\nhost = \"a.example.com\"\nto = \"172.16.10.21\"\n\
+             [[forward]]\npublic = \"203.0.113.11\"\nport = 443\nhost = \"a.example.com\"\nto = \"172.16.10.22\"\n\
+             [[forward]]\npublic = \"203.0.113.11\"\nport = 443\nto = \"172.16.10.23\"\n"
+        );
+        let all = routes(&Config::parse(&text, "router.toml").expect("valid"));
+        let to = |i: usize, name| all[i].1.pick(Some(name)).map(|t| t.to.ip().to_string());
+        assert_eq!(all[0].0.to_string(), "203.0.113.10:443");
+        assert_eq!(to(0, "a.example.com").as_deref(), Some("172.16.10.21"));
+        assert_eq!(to(0, "b.example.com"), None);
+        assert_eq!(all[1].0.to_string(), "203.0.113.11:443");
+        assert_eq!(to(1, "a.example.com").as_deref(), Some("172.16.10.22"));
+        assert_eq!(to(1, "b.example.com").as_deref(), Some("172.16.10.23"));
+    }
+
+    #[test]
     fn a_config_without_names_has_nothing_for_the_proxy() {
         assert!(routes(&config("[[forward]]\nport = 443\nto = \"172.16.10.21\"\n")).is_empty());
     }

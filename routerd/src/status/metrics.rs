@@ -338,3 +338,38 @@ mod tests {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }
+
+#[cfg(test)]
+mod by_name_tests {
+    use super::*;
+    use crate::proxy::stats::HostRow;
+
+    #[test]
+    fn forwards_by_name_show_per_host_and_rejections_by_reason_only_when_used() {
+        assert!(!render(&Snapshot::default()).contains("router_by_name"));
+        let s = Snapshot {
+            by_name: vec![HostRow {
+                host: "*.blog.example.com".into(),
+                connections: 3,
+                active: 1,
+                bytes_from_clients: 500,
+                bytes_to_clients: 9000,
+            }],
+            by_name_rejected: vec![("no_name", 0), ("timeout", 2)],
+            ..Snapshot::default()
+        };
+        let text = render(&s);
+        for line in [
+            "router_by_name_connections_total{host=\"*.blog.example.com\"} 3",
+            "router_by_name_connections{host=\"*.blog.example.com\"} 1",
+            "router_by_name_client_bytes_total{host=\"*.blog.example.com\"} 500",
+            "router_by_name_service_bytes_total{host=\"*.blog.example.com\"} 9000",
+            "router_by_name_rejected_total{reason=\"timeout\"} 2",
+            "router_by_name_rejected_total{reason=\"no_name\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+        let page = super::super::page::render(&s);
+        assert!(page.contains("Forwards by name") && page.contains("*.blog.example.com") && page.contains("timeout 2"));
+    }
+}
