@@ -38,6 +38,10 @@ pub const MODULES: &[&str] = &[
     "nft_reject_inet",
     "nft_masq",
     "nft_objref", // rules that count into named counters (one per forward)
+    // forwards by name: `socket transparent` marks the replies to the proxy's
+    // connections from clients' addresses
+    "nft_socket",
+    "nf_socket_ipv4",
     // 802.1Q VLAN interfaces for VLAN LANs (garp, mrp, stp, llc come as dependencies)
     "8021q",
     // config disk (FAT or ISO 9660 on a CD-ROM) and the state partition

@@ -53,6 +53,8 @@ pub struct Router {
     pub shared: Arc<Shared>,
     /// Collects for the status servers and the history sampler, one collection at a time.
     collector: Arc<status::collect::Collector>,
+    /// Forwards by host name.
+    proxy: crate::proxy::Proxy,
 }
 
 impl Router {
@@ -71,6 +73,7 @@ impl Router {
             shared,
             dns: None,
             leases: Arc::default(),
+            proxy: crate::proxy::Proxy::default(),
         })
     }
 
@@ -221,6 +224,11 @@ impl Router {
         self.ensure_dns(config, applied).await;
         self.ensure_status(config).await;
         let dns_view = self.dns.as_ref().map(|d| d.view.clone());
+        for e in self.proxy.ensure(config) {
+            tracing::error!("{e:#}");
+            self.shared.error(format!("{e:#}"));
+        }
+        let proxy = self.proxy.stats.clone();
         let views = self
             .dhcp
             .iter()
@@ -233,6 +241,7 @@ impl Router {
             s.lans = applied.lans.clone();
             s.dhcp = views;
             s.dns = dns_view;
+            s.proxy = Some(proxy);
         });
     }
 }

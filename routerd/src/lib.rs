@@ -13,5 +13,6 @@ pub mod hostname;
 pub mod logging;
 pub mod net;
 pub mod plan;
+pub mod proxy;
 pub mod state;
 pub mod status;

@@ -52,6 +52,12 @@ pub fn wan_mark(role: Role) -> u32 {
 pub const RULE_PRIORITY_TO_LAN: u32 = 1000;
 pub const RULE_PRIORITY_FROM: u32 = 1001;
 pub const RULE_PRIORITY_MARK: u32 = 1002;
+/// Replies of LAN hosts to the proxy's connections from a client's address (see
+/// `proxy`): the firewall marks them with [`PROXY_MARK`], and this rule sends them to
+/// [`PROXY_TABLE`], which delivers everything to the router itself.
+pub const RULE_PRIORITY_PROXY: u32 = 1003;
+pub const PROXY_TABLE: u32 = LAST_OWNED_TABLE;
+pub const PROXY_MARK: u32 = PROXY_TABLE;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkPlan {
@@ -89,6 +95,8 @@ pub enum RoutePlan {
         on_link: bool,
         table: u32,
     },
+    /// `local default dev lo`: every destination is the router's own.
+    LocalDefault { table: u32 },
 }
 
 /// An `ip rule`: packets it selects look up `table`.
@@ -241,6 +249,14 @@ pub fn plan(config: &Config) -> NetPlan {
             });
         }
     }
+    if !config.named_ports().is_empty() {
+        routes.push(RoutePlan::LocalDefault { table: PROXY_TABLE });
+        rules.push(RulePlan {
+            priority: RULE_PRIORITY_PROXY,
+            selector: RuleSelector::FwMark(PROXY_MARK),
+            table: PROXY_TABLE,
+        });
+    }
     let neighbours = config
         .wan
         .gateway_mac
@@ -342,6 +358,7 @@ impl fmt::Display for NetPlan {
                     if *on_link { " onlink" } else { "" },
                     in_table(*table)
                 )?,
+                RoutePlan::LocalDefault { table } => writeln!(f, "route local default dev lo{}", in_table(*table))?,
             }
         }
         for r in &self.rules {

@@ -816,3 +816,90 @@ fn an_extra_wan_on_the_main_wan_mac_is_refused() {
         )]
     );
 }
+
+// --- Forwards by host name ---------------------------------------------------------------
+
+/// Three web servers on tcp 443 by name (one by a wildcard), a default, and port 80 by
+/// name only: the README's recipe.
+fn by_name() -> String {
+    with(
+        "[[forward]]\nport = 443\nhost = \"shop.example.com\"\nto = \"172.16.10.21\"\n\n\
+         [[forward]]\nport = 443\nhost = \"*.blog.example.com\"\nto = \"172.16.10.22\"\nto_port = 8443\nproxy_protocol = true\n\n\
+         [[forward]]\nport = 443\nto = \"172.16.10.23\"\n\n\
+         [[forward]]\nport = 8080\nhost = \"shop.example.com\"\nto = \"172.16.10.21\"\n",
+    )
+}
+
+#[test]
+fn forwards_by_name_on_one_port_with_one_default_are_valid() {
+    let file = ConfigFile::new("by_name", &by_name());
+    let out = run_check(&file);
+    assert_eq!(
+        (out.code, out.stdout.as_str(), out.stderr.as_str()),
+        (Some(0), "ok\n", "")
+    );
+}
+
+#[test]
+fn the_same_name_twice_on_a_port_is_refused_at_its_host() {
+    let text = format!(
+        "{}\n[[forward]]\nport = 443\nhost = \"SHOP.example.com\"\nto = \"172.16.10.24\"\n",
+        by_name()
+    );
+    assert_eq!(
+        errors("same_name", &text),
+        [format!(
+            "{}: forward.host: shop.example.com is already forwarded on tcp port 443 of 203.0.113.10 (to 172.16.10.21); each name once per port",
+            at(&text, "\"SHOP")
+        )]
+    );
+}
+
+#[test]
+fn a_second_default_on_a_port_by_name_is_refused() {
+    let text = format!("{}\n[[forward]]\nport = 443\nto = \"172.16.10.24\"\n", by_name());
+    assert_eq!(
+        errors("two_defaults", &text),
+        [format!(
+            "{}: forward: a second default (no `host`) for tcp port 443 of 203.0.113.10, already forwarded to 172.16.10.23; a port routed by name takes one forward without `host`",
+            at(&text, "[[forward]]\nport = 443\nto = \"172.16.10.24\"")
+        )]
+    );
+}
+
+#[test]
+fn a_name_on_udp_or_both_or_on_a_range_and_bad_wildcards_are_refused_at_their_place() {
+    let text = with(
+        "[[forward]]\nprotocol = \"udp\"\nport = 443\nhost = \"a.example.com\"\nto = \"172.16.10.21\"\n\n\
+         [[forward]]\nprotocol = \"both\"\nport = 444\nhost = \"b.example.com\"\nto = \"172.16.10.21\"\n\n\
+         [[forward]]\nport = \"500-510\"\nhost = \"c.example.com\"\nto = \"172.16.10.21\"\n\n\
+         [[forward]]\nport = 443\nhost = \"a.*.example.com\"\nto = \"172.16.10.21\"\n\n\
+         [[forward]]\nport = 443\nhost = \"bad_name.com\"\nto = \"172.16.10.21\"\n",
+    );
+    assert_eq!(
+        errors("name_misplaced", &text),
+        [
+            format!("{}: forward.host: names come from TLS or HTTP, over TCP; this forward is udp: give it protocol = \"tcp\" (and a.example.com a forward of its own)", at(&text, "\"a.example")),
+            format!("{}: forward.host: names come from TLS or HTTP, over TCP; this forward is tcp and udp: give it protocol = \"tcp\" (and b.example.com a forward of its own)", at(&text, "\"b.example")),
+            format!("{}: forward.host: a forward by name takes one port, not the range 500-510", at(&text, "\"c.example")),
+            format!("{}: forward.host: \"a.*.example.com\" is not a valid wildcard: only a whole first label may be `*`, like \"*.blog.example.com\"", at(&text, "\"a.*")),
+            format!("{}: forward.host: \"bad_name.com\" is not a valid host name (letters, digits and '-', dot-separated, or \"*.\" and such a name)", at(&text, "\"bad_name")),
+        ]
+    );
+}
+
+#[test]
+fn a_named_port_inside_a_range_and_proxy_protocol_on_a_plain_forward_are_refused() {
+    let text = with(
+        "[[forward]]\nport = \"440-450\"\nto = \"172.16.10.21\"\n\n\
+         [[forward]]\nport = 443\nhost = \"shop.example.com\"\nto = \"172.16.10.22\"\n\n\
+         [[forward]]\nport = 9000\nto = \"172.16.10.23\"\nproxy_protocol = true\n",
+    );
+    assert_eq!(
+        errors("name_in_range", &text),
+        [
+            format!("{}: forward: tcp port 443 (by name, shop.example.com) lies in the range 440-450 already forwarded to 172.16.10.21; a port routed by name cannot be in a range", at(&text, "[[forward]]\nport = 443")),
+            format!("{}: forward.proxy_protocol: only forwards that routerd relays (by `host`) carry the header; tcp port 9000 of 203.0.113.10 has no forward by name", at(&text, "true\n")),
+        ]
+    );
+}

@@ -5,8 +5,8 @@
 //! so that `cargo test` as a normal user skips them, saying why, instead of failing.
 
 pub mod dhcp_client;
-pub mod dns;
 pub mod dhcp_load;
+pub mod dns;
 pub mod http;
 pub mod lab;
 pub mod netns;

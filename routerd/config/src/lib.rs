@@ -6,6 +6,7 @@
 //! (syntax, unknown keys, types), then validation checks meaning and collects every
 //! error with its line and column, so one `routerd check` shows all of them.
 
+pub mod byname;
 pub mod cloudinit;
 mod diagnostic;
 pub mod dns;
@@ -293,6 +294,12 @@ pub struct Forward {
     pub to: Ipv4Addr,
     /// Same length as `ports`: port `ports.first + i` maps to `to_ports.first + i`.
     pub to_ports: PortRange,
+    /// Chosen by the TLS SNI or HTTP Host header (routerd's proxy, see [`byname`]);
+    /// `None`: the port's default when other forwards of the port have a host, else a
+    /// plain DNAT forward.
+    pub host: Option<byname::HostPattern>,
+    /// The proxy sends a PROXY protocol v2 header with the client's address first.
+    pub proxy_protocol: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

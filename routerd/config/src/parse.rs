@@ -8,6 +8,7 @@ use ipnet::Ipv4Net;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::byname::HostPattern;
 use super::diagnostic::{clip, quote, MAX_DIAGNOSTICS, MAX_MESSAGE, MAX_QUOTED};
 use super::{
     hostname, Config, ConfigError, Dhcp, DhcpHost, Diagnostic, ExtraWan, Forward, Lan, MacAddr, NicSelector, OneToOne,
@@ -123,6 +124,8 @@ struct RawForward {
     port: Option<S<toml::Value>>,
     to: Option<S<String>>,
     to_port: Option<S<toml::Value>>,
+    host: Option<S<String>>,
+    proxy_protocol: Option<S<bool>>,
 }
 
 /// A TOML value as a message shows it: as written (strings quoted), cut short.
@@ -1092,8 +1095,20 @@ impl Validator<'_> {
         one_to_one: &[OneToOne],
     ) -> Vec<Forward> {
         let mut forwards: Vec<Forward> = Vec::new();
+        // Where each accepted forward's `proxy_protocol = true` is, checked at the end.
+        let mut proxy_protocol_spans: Vec<(usize, Range<usize>)> = Vec::new();
         for table in raws {
             let raw = table.get_ref();
+            let host = match &raw.host {
+                None => Some(None),
+                Some(h) => match HostPattern::parse(h.get_ref()) {
+                    Ok(pattern) => Some(Some(pattern)),
+                    Err(problem) => {
+                        self.error(h.span(), format!("forward.host: {problem}"));
+                        None
+                    }
+                },
+            };
             let public = match &raw.public {
                 // Without a valid [wan] the config is refused anyway; the forward's
                 // other keys are still checked.
@@ -1165,11 +1180,25 @@ impl Validator<'_> {
                     None
                 }
             };
-            let (Some(public), Some(protocol), Some(ports), Some(to), Some(to_ports)) =
-                (public, protocol, ports, to, to_ports)
+            let (Some(public), Some(protocol), Some(ports), Some(to), Some(to_ports), Some(host)) =
+                (public, protocol, ports, to, to_ports, host)
             else {
                 continue;
             };
+            if let (Some(h), Some(span)) = (&host, raw.host.as_ref().map(|h| h.span())) {
+                if protocol != Protocol::Tcp {
+                    let p = protocol.transports().join(" and ");
+                    self.error(span, format!("forward.host: names come from TLS or HTTP, over TCP; this forward is {p}: give it protocol = \"tcp\" (and {h} a forward of its own)"));
+                    continue;
+                }
+                if !ports.is_single() {
+                    self.error(
+                        span,
+                        format!("forward.host: a forward by name takes one port, not the range {ports}"),
+                    );
+                    continue;
+                }
+            }
             let opened = one_to_one.iter().filter(|m| m.public == public).find_map(|m| {
                 let transport = protocol
                     .transports()
@@ -1191,11 +1220,28 @@ impl Validator<'_> {
                         .transports()
                         .iter()
                         .find(|t| protocol.transports().contains(t))?;
-                    Some((f, shared))
+                    // Forwards by name share their port with each other and one default.
+                    let by_name = f.host.is_some() || host.is_some();
+                    let same_port = f.ports.is_single() && ports.is_single();
+                    (!by_name || !same_port || f.host == host).then_some((f, shared))
                 });
             if let Some((f, transport)) = clash {
-                self.error(table.span(), format!("forward: {transport} port {ports} overlaps {transport} port {}, already forwarded to {}; each public port can be forwarded only once per protocol", f.ports, f.to));
+                let message = match (&f.host, &host) {
+                    (Some(a), Some(b)) if a == b => format!("forward.host: {b} is already forwarded on {transport} port {ports} of {public} (to {}); each name once per port", f.to),
+                    (Some(h), _) => format!("forward: {transport} port {ports} holds the port {} that is forwarded by name ({h} to {}); a port routed by name cannot be in a range", f.ports, f.to),
+                    (_, Some(h)) => format!("forward: {transport} port {ports} (by name, {h}) lies in the range {} already forwarded to {}; a port routed by name cannot be in a range", f.ports, f.to),
+                    (None, None) if forwards.iter().any(|g| g.host.is_some() && g.public == public && g.ports == ports) => format!("forward: a second default (no `host`) for {transport} port {ports} of {public}, already forwarded to {}; a port routed by name takes one forward without `host`", f.to),
+                    (None, None) => format!("forward: {transport} port {ports} overlaps {transport} port {}, already forwarded to {}; each public port can be forwarded only once per protocol", f.ports, f.to),
+                };
+                let span = match (&raw.host, f.host == host) {
+                    (Some(h), true) => h.span(),
+                    _ => table.span(),
+                };
+                self.error(span, message);
                 continue;
+            }
+            if let Some(pp) = raw.proxy_protocol.as_ref().filter(|pp| *pp.get_ref()) {
+                proxy_protocol_spans.push((forwards.len(), pp.span()));
             }
             forwards.push(Forward {
                 public,
@@ -1203,7 +1249,24 @@ impl Validator<'_> {
                 ports,
                 to,
                 to_ports,
+                proxy_protocol: raw.proxy_protocol.as_ref().is_some_and(|pp| *pp.get_ref()),
+                host,
             });
+        }
+        // Only what the proxy relays can carry the header: a forward by name, or the
+        // default of a port that has some.
+        let named: Vec<(Ipv4Addr, u16)> = forwards
+            .iter()
+            .filter(|f| f.host.is_some())
+            .map(|f| (f.public, f.ports.first))
+            .collect();
+        for (i, span) in proxy_protocol_spans {
+            let f = &forwards[i];
+            let relayed =
+                f.ports.is_single() && f.protocol != Protocol::Udp && named.contains(&(f.public, f.ports.first));
+            if !relayed {
+                self.error(span, format!("forward.proxy_protocol: only forwards that routerd relays (by `host`) carry the header; {} port {} of {} has no forward by name", f.protocol.transports().join(" and "), f.ports, f.public));
+            }
         }
         forwards
     }

@@ -18,7 +18,7 @@ use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
 
 use config::{Config, Forward, OneToOne, Open};
 
-use crate::plan::{wan_mark, Role};
+use crate::plan::{wan_mark, Role, PROXY_MARK};
 
 pub const TABLE: &str = "routerd";
 pub const FLOWTABLE: &str = "fastpath";
@@ -130,6 +130,21 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             )),
         }));
     }
+    let by_name = !config.named_ports().is_empty();
+    if by_name {
+        // Before routing: marks the LAN hosts' replies to the proxy's connections from
+        // clients' addresses (see `plan::PROXY_MARK`).
+        batch.add(NfListObject::Chain(Chain {
+            family: FAMILY,
+            table: TABLE.into(),
+            name: "proxy".into(),
+            _type: Some(NfChainType::Filter),
+            hook: Some(NfHook::Prerouting),
+            prio: Some(-150),
+            policy: Some(NfChainPolicy::Accept),
+            ..Chain::default()
+        }));
+    }
     if several_nics {
         // Before NAT (-100): marks steer policy routing (see `plan::wan_mark`).
         batch.add(NfListObject::Chain(Chain {
@@ -179,6 +194,25 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     // mark: with extra WAN NICs, what belongs to one leaves by it (its MAC).
     if several_nics {
         rules.extend(mark_rules(config, ifs, &lans, lan_ifs()));
+    }
+    // proxy: a packet for a socket bound to a client's address (IP_TRANSPARENT) is the
+    // router's own, whatever its destination address says.
+    if by_name {
+        rules.push(rule(
+            "proxy",
+            vec![
+                m(meta(MetaKey::L4proto), Operator::EQ, s("tcp")),
+                m(
+                    Expression::Named(NamedExpression::Socket(nftables::expr::Socket {
+                        key: Cow::Owned(nftables::expr::SocketAttr::Transparent),
+                    })),
+                    Operator::EQ,
+                    num(1),
+                ),
+                mangle(meta(MetaKey::Mark), num(PROXY_MARK)),
+            ],
+            Some("replies to routerd's connections from a client's address"),
+        ));
     }
 
     // prerouting: port forwards, from anywhere to the public address (so LAN guests
@@ -308,6 +342,19 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
                 Some("status page and metrics, from the LAN only"),
             )
         }));
+    }
+    // Forwards by name: routerd's proxy listens on these (from the WAN, and from the
+    // LANs through the public address).
+    for (public, port) in config.named_ports() {
+        rules.push(rule(
+            "input",
+            vec![
+                m(payload("ip", "daddr"), Operator::EQ, s(&public.to_string())),
+                m(payload("tcp", "dport"), Operator::EQ, num(u32::from(port))),
+                accept(),
+            ],
+            Some("forwards by name (TLS SNI, HTTP Host): routerd relays them"),
+        ));
     }
 
     // forward: LAN to the internet, established flows, and the port forwards.
@@ -476,7 +523,8 @@ pub struct ForwardCounter<'a> {
     pub forward: &'a Forward,
 }
 
-/// The forwards' counters, in rule order: the one owner of their names.
+/// The forwards' counters, in rule order: the one owner of their names. The TCP side
+/// of a forward that routerd's proxy relays (see [`Config::proxied`]) has none.
 pub fn forward_counters(config: &Config) -> Vec<ForwardCounter<'_>> {
     config
         .forwards
@@ -487,6 +535,7 @@ pub fn forward_counters(config: &Config) -> Vec<ForwardCounter<'_>> {
                 .protocol
                 .transports()
                 .iter()
+                .filter(move |t| !(**t == "tcp" && config.proxied(forward)))
                 .map(move |transport| ForwardCounter {
                     name: format!("fwd_{i}_{transport}"),
                     transport,

@@ -17,6 +17,8 @@ use rtnetlink::Handle;
 
 pub use links::Nic;
 
+const LOOPBACK_INDEX: u32 = 1;
+
 use crate::plan::{NetPlan, Role, RoutePlan};
 
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +185,7 @@ pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError>
                 oif: index(role),
                 on_link: false,
                 scope_link: true,
+                local: false,
             },
             RoutePlan::Default {
                 role,
@@ -197,6 +200,18 @@ pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError>
                 oif: index(role),
                 on_link,
                 scope_link: false,
+                local: false,
+            },
+            RoutePlan::LocalDefault { table } => routes::Route {
+                table,
+                dst: Ipv4Addr::UNSPECIFIED,
+                prefix_len: 0,
+                gateway: None,
+                // The loopback device is index 1 in every network namespace.
+                oif: LOOPBACK_INDEX,
+                on_link: false,
+                scope_link: false,
+                local: true,
             },
         })
         .collect();

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use futures::TryStreamExt;
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::AddressFamily;
 use rtnetlink::{Handle, RouteMessageBuilder};
@@ -22,6 +22,8 @@ pub struct Route {
     pub oif: u32,
     pub on_link: bool,
     pub scope_link: bool,
+    /// A `local` route (delivered to the router itself), scope host.
+    pub local: bool,
 }
 
 impl Route {
@@ -39,6 +41,9 @@ impl Route {
         }
         if self.scope_link {
             b = b.scope(RouteScope::Link);
+        }
+        if self.local {
+            b = b.kind(RouteType::Local).scope(RouteScope::Host);
         }
         b.build()
     }
@@ -63,6 +68,7 @@ impl Route {
             oif: 0,
             on_link: h.flags.contains(RouteFlags::Onlink),
             scope_link: h.scope == RouteScope::Link,
+            local: h.kind == RouteType::Local,
         };
         for a in &msg.attributes {
             match a {

@@ -1,4 +1,4 @@
-//! Policy routing rules (`ip rule`) for the extra WAN NICs.
+//! Policy routing rules (`ip rule`) for the extra WAN NICs and the proxy's replies.
 
 use std::net::IpAddr;
 
@@ -7,7 +7,7 @@ use netlink_packet_route::rule::{RuleAction, RuleAttribute, RuleMessage};
 use rtnetlink::{Handle, IpVersion};
 
 use super::NetError;
-use crate::plan::{RulePlan, RuleSelector, RULE_PRIORITY_MARK, RULE_PRIORITY_TO_LAN};
+use crate::plan::{RulePlan, RuleSelector, RULE_PRIORITY_PROXY, RULE_PRIORITY_TO_LAN};
 
 /// The rule a kernel message describes, when it is one of routerd's (by its priority).
 fn from_message(msg: &RuleMessage) -> Option<RulePlan> {
@@ -24,7 +24,7 @@ fn from_message(msg: &RuleMessage) -> Option<RulePlan> {
             _ => {}
         }
     }
-    let priority = priority.filter(|p| (RULE_PRIORITY_TO_LAN..=RULE_PRIORITY_MARK).contains(p))?;
+    let priority = priority.filter(|p| (RULE_PRIORITY_TO_LAN..=RULE_PRIORITY_PROXY).contains(p))?;
     let selector = match (from, to, mark) {
         (Some(ip), None, None) if msg.header.src_len == 32 => RuleSelector::From(ip),
         (None, Some(ip), None) => RuleSelector::To(ipnet::Ipv4Net::new(ip, msg.header.dst_len).ok()?),

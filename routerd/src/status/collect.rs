@@ -317,6 +317,8 @@ pub async fn snapshot_with(shared: &Shared, netlink: &Handle, forwards: bool) ->
         started: state.started,
         system_uptime: system_uptime(),
         applied_at: state.applied_at,
+        by_name: state.proxy.as_ref().map(|p| p.hosts()).unwrap_or_default(),
+        by_name_rejected: state.proxy.as_ref().map(|p| p.rejected()).unwrap_or_default(),
         ..Snapshot::default()
     };
     if let Some(config) = &state.config {

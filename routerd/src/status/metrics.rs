@@ -21,6 +21,52 @@ impl Out {
     }
 }
 
+/// The forwards by host name: per name (the forward's `host`, or `default`).
+fn by_name(o: &mut Out, s: &Snapshot) {
+    type Field = fn(&crate::proxy::stats::HostRow) -> u64;
+    let per_host: [(&str, &str, &str, Field); 4] = [
+        (
+            "router_by_name_connections_total",
+            "counter",
+            "Connections relayed by host name.",
+            |h| h.connections,
+        ),
+        (
+            "router_by_name_connections",
+            "gauge",
+            "Connections relayed now, by host name.",
+            |h| h.active,
+        ),
+        (
+            "router_by_name_client_bytes_total",
+            "counter",
+            "Bytes from clients relayed, by host name.",
+            |h| h.bytes_from_clients,
+        ),
+        (
+            "router_by_name_service_bytes_total",
+            "counter",
+            "Bytes to clients relayed, by host name.",
+            |h| h.bytes_to_clients,
+        ),
+    ];
+    for (name, kind, help, value) in per_host {
+        o.family(name, kind, help);
+        for h in &s.by_name {
+            o.sample(name, &[("host", &h.host)], value(h));
+        }
+    }
+    let name = "router_by_name_rejected_total";
+    o.family(
+        name,
+        "counter",
+        "Connections to forwards by name closed unrelayed, by reason.",
+    );
+    for (reason, n) in &s.by_name_rejected {
+        o.sample(name, &[("reason", reason)], n);
+    }
+}
+
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
@@ -88,6 +134,9 @@ pub fn render(s: &Snapshot) -> String {
             ],
             f.bytes,
         );
+    }
+    if !s.by_name.is_empty() || s.by_name_rejected.iter().any(|(_, n)| *n > 0) {
+        by_name(&mut o, s);
     }
     // One sample per LAN with a DHCP server, labelled with its name.
     if let Some(first) = s.dhcp.first() {
@@ -312,5 +361,40 @@ mod tests {
     #[test]
     fn label_values_are_escaped() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
+
+#[cfg(test)]
+mod by_name_tests {
+    use super::*;
+    use crate::proxy::stats::HostRow;
+
+    #[test]
+    fn forwards_by_name_show_per_host_and_rejections_by_reason_only_when_used() {
+        assert!(!render(&Snapshot::default()).contains("router_by_name"));
+        let s = Snapshot {
+            by_name: vec![HostRow {
+                host: "*.blog.example.com".into(),
+                connections: 3,
+                active: 1,
+                bytes_from_clients: 500,
+                bytes_to_clients: 9000,
+            }],
+            by_name_rejected: vec![("no_name", 0), ("timeout", 2)],
+            ..Snapshot::default()
+        };
+        let text = render(&s);
+        for line in [
+            "router_by_name_connections_total{host=\"*.blog.example.com\"} 3",
+            "router_by_name_connections{host=\"*.blog.example.com\"} 1",
+            "router_by_name_client_bytes_total{host=\"*.blog.example.com\"} 500",
+            "router_by_name_service_bytes_total{host=\"*.blog.example.com\"} 9000",
+            "router_by_name_rejected_total{reason=\"timeout\"} 2",
+            "router_by_name_rejected_total{reason=\"no_name\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
+        let page = super::super::page::render(&s);
+        assert!(page.contains("Forwards by name") && page.contains("*.blog.example.com") && page.contains("timeout 2"));
     }
 }

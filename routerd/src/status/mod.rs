@@ -62,6 +62,8 @@ pub struct SharedState {
     pub applied_at: Option<u64>,
     /// The forwards' counts from before the ruleset was last replaced.
     pub forward_totals: ForwardTotals,
+    /// The counters of the forwards by name.
+    pub proxy: Option<Arc<crate::proxy::Stats>>,
 }
 
 /// What the forwards' nft counters had counted when their ruleset was replaced (a new
@@ -223,4 +225,8 @@ pub struct Snapshot {
     pub applied_at: Option<u64>,
     /// The graphs (in the snapshots the page and the API answer with).
     pub history: Option<Arc<history::HistoryView>>,
+    /// Forwards by name: each host name's connections and bytes.
+    pub by_name: Vec<crate::proxy::stats::HostRow>,
+    /// Forwards by name: connections closed unrelayed, by reason.
+    pub by_name_rejected: Vec<(&'static str, u64)>,
 }

@@ -296,6 +296,26 @@ pub fn render(s: &Snapshot) -> String {
             s.dns_local_names
         );
     }
+    if !s.by_name.is_empty() || s.by_name_rejected.iter().any(|(_, n)| *n > 0) {
+        h.push_str("<h2>Forwards by name</h2><table><tr><th>host</th><th>connections</th><th>now</th><th>from clients</th><th>to clients</th></tr>");
+        for n in &s.by_name {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&n.host),
+                n.connections,
+                n.active,
+                bytes(n.bytes_from_clients),
+                bytes(n.bytes_to_clients)
+            );
+        }
+        h.push_str("</table><p>closed unrelayed:");
+        for (reason, count) in &s.by_name_rejected {
+            let _ = write!(h, " {} {count};", esc(reason));
+        }
+        h.push_str("</p>");
+    }
+
     if s.dhcp.is_empty() {
         h.push_str("<h2>DHCP leases</h2><p class=\"muted\">DHCP server off</p>");
     }

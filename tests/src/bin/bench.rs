@@ -14,6 +14,10 @@
 //! 6. `dns`: queries/s of the LAN resolver (dnsperf from a guest) for cached and local
 //!    names, against dnsmasq serving the same names on the same LAN in the same run,
 //!    and routerd's resident memory with 10,000 cached names.
+//! 7. `byname`: forwards by host name: one relayed TLS-ish stream's throughput, new
+//!    connections per second and memory per idle relayed connection, through
+//!    routerd's proxy against HAProxy (TCP mode, SNI routing, in the router namespace)
+//!    and against a plain DNAT forward, in the same lab and run.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -324,6 +328,9 @@ fn main() {
     if want("dns") {
         dns();
     }
+    if want("byname") {
+        by_name::run();
+    }
 }
 
 /// Queries/s dnsperf reached from `ns` against `server` with the names of `file`
@@ -450,4 +457,228 @@ fn dns() {
     println!("| dnsmasq (the reference), same names and cache | {dnsmasq_rss} |\n");
     reference.stop();
     lab.stop_routerd();
+}
+
+mod by_name {
+    //! Forwards by host name against HAProxy and a DNAT forward, in one lab.
+
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    use testkit::lab::{Lab, Options, CONFIG, FAILOVER_IP};
+    use testkit::proc::rss_kib;
+
+    const NAME: &str = "bench.example.com";
+    const STREAM_SECONDS: f64 = 3.0;
+    const CONNECT_SECONDS: f64 = 2.0;
+    const CONNECT_THREADS: usize = 4;
+    const IDLE_CONNECTIONS: usize = 500;
+    /// The paths: routerd's proxy, HAProxy, the DNAT forward; each a public port.
+    const PATHS: [(&str, u16); 3] = [
+        ("routerd, forward by name (SNI)", 443),
+        ("HAProxy 2.6, TCP mode, SNI routing", 7443),
+        ("plain DNAT forward (no name)", 8443),
+    ];
+
+    /// A TLS 1.2/1.3-shaped ClientHello naming [`NAME`] (not a real handshake: the
+    /// server behind only counts bytes).
+    fn client_hello() -> Vec<u8> {
+        let mut sni = vec![0u8];
+        sni.extend((NAME.len() as u16).to_be_bytes());
+        sni.extend(NAME.as_bytes());
+        let mut ext = vec![0u8, 0];
+        ext.extend((sni.len() as u16 + 2).to_be_bytes());
+        ext.extend((sni.len() as u16).to_be_bytes());
+        ext.extend(sni);
+        let mut body = vec![3u8, 3];
+        body.extend([7u8; 32]);
+        body.push(0);
+        body.extend([0, 2, 0x13, 0x01, 1, 0]);
+        body.extend((ext.len() as u16).to_be_bytes());
+        body.extend(ext);
+        let len = (body.len() as u32).to_be_bytes();
+        let mut hs = vec![1u8, len[1], len[2], len[3]];
+        hs.extend(body);
+        let mut rec = vec![0x16u8, 3, 1];
+        rec.extend((hs.len() as u16).to_be_bytes());
+        rec.extend(hs);
+        rec
+    }
+
+    /// The service in `web`: a connection is a stream whose bytes it counts and
+    /// reports (8 bytes) when the client has sent all, or, after a first read, a
+    /// one-byte answer for the connection-rate test ("c" as the first payload byte
+    /// after the hello).
+    fn serve(lab: &Lab) {
+        let listener = lab
+            .web
+            .enter(|| TcpListener::bind("172.16.10.205:9443"))
+            .expect("bind 9443");
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || handle(stream));
+            }
+        });
+    }
+
+    fn handle(mut s: TcpStream) {
+        let hello = client_hello().len();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut first = vec![0u8; hello + 1];
+        if s.read_exact(&mut first).is_err() {
+            return;
+        }
+        if first[hello] == b'c' {
+            let _ = s.write_all(b"k");
+            return;
+        }
+        let mut total = first.len() as u64;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n as u64,
+            }
+        }
+        let _ = s.write_all(&total.to_be_bytes());
+    }
+
+    /// Gbit/s of one stream through `port` for [`STREAM_SECONDS`].
+    fn stream(lab: &Lab, port: u16) -> f64 {
+        lab.inet.enter(move || {
+            let mut s = TcpStream::connect((FAILOVER_IP, port)).expect("connect");
+            let mut hello = client_hello();
+            hello.push(b's');
+            s.write_all(&hello).expect("hello");
+            let chunk = vec![0x17u8; 256 * 1024];
+            let start = Instant::now();
+            while start.elapsed().as_secs_f64() < STREAM_SECONDS {
+                s.write_all(&chunk).expect("stream");
+            }
+            s.shutdown(Shutdown::Write).expect("shutdown");
+            let mut count = [0u8; 8];
+            s.read_exact(&mut count).expect("the count");
+            u64::from_be_bytes(count) as f64 * 8.0 / start.elapsed().as_secs_f64() / 1e9
+        })
+    }
+
+    /// New connections per second through `port`: connect, hello, one byte back.
+    fn connection_rate(lab: &Lab, port: u16) -> f64 {
+        let threads: Vec<_> = (0..CONNECT_THREADS)
+            .map(|_| {
+                lab.inet.spawn(move || {
+                    let mut hello = client_hello();
+                    hello.push(b'c');
+                    let start = Instant::now();
+                    let mut n = 0u64;
+                    while start.elapsed().as_secs_f64() < CONNECT_SECONDS {
+                        let mut s = TcpStream::connect((FAILOVER_IP, port)).expect("connect");
+                        s.write_all(&hello).expect("hello");
+                        let mut k = [0u8; 1];
+                        s.read_exact(&mut k).expect("answer");
+                        n += 1;
+                    }
+                    n as f64 / start.elapsed().as_secs_f64()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().expect("client")).sum()
+    }
+
+    /// KiB of `pid`'s resident memory per idle relayed connection through `port`.
+    fn idle_memory(lab: &Lab, port: u16, pid: u32) -> f64 {
+        let before = rss_kib(pid);
+        let held: Vec<TcpStream> = lab.inet.enter(move || {
+            let hello = client_hello();
+            (0..IDLE_CONNECTIONS)
+                .map(|_| {
+                    let mut s = TcpStream::connect((FAILOVER_IP, port)).expect("connect");
+                    s.write_all(&hello).expect("hello");
+                    s
+                })
+                .collect()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        let after = rss_kib(pid);
+        drop(held);
+        (after.saturating_sub(before)) as f64 / IDLE_CONNECTIONS as f64
+    }
+
+    fn haproxy_pid(lab: &Lab) -> u32 {
+        let pids = lab.router.sh("pgrep -n -x haproxy || true");
+        pids.trim().parse().unwrap_or(0)
+    }
+
+    pub fn run() {
+        let mut lab = Lab::new(Options { wan_mac: None });
+        let config = CONFIG.split("[[forward]]").next().unwrap_or(CONFIG).to_string()
+            + &format!(
+                "[[forward]]\nport = 443\nhost = \"{NAME}\"\nto = \"172.16.10.205\"\nto_port = 9443\n\n\
+                 [[forward]]\nport = 8443\nto = \"172.16.10.205\"\nto_port = 9443\n"
+            );
+        lab.start_routerd(&config);
+        serve(&lab);
+        let cfg = lab.dir.join("haproxy.cfg");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+                 frontend sni\n  bind {FAILOVER_IP}:7443\n  tcp-request inspect-delay 5s\n  tcp-request content accept if {{ req_ssl_hello_type 1 }}\n\
+                 \x20 use_backend web if {{ req_ssl_sni -i {NAME} }}\nbackend web\n  server web 172.16.10.205:9443\n"
+            ),
+        )
+        .expect("haproxy.cfg");
+        let mut haproxy = lab
+            .router
+            .command("haproxy")
+            .args(["-db", "-f"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("haproxy (apt-get install haproxy)");
+        // routerd's input chain drops what it does not know: let HAProxy's port in.
+        lab.router
+            .sh("nft insert rule inet routerd input tcp dport 7443 accept");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !lab.router.sh("ss -Hltn").contains(":7443 ") {
+            assert!(Instant::now() < deadline, "HAProxy does not listen on 7443");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        let routerd_pid = lab.routerd_pid().expect("routerd runs");
+        let mut rows = Vec::new();
+        for (what, port) in PATHS {
+            let gbps = super::median((0..super::ROUNDS).map(|_| stream(&lab, port)).collect());
+            let rate = super::median((0..super::ROUNDS).map(|_| connection_rate(&lab, port)).collect());
+            let memory = match port {
+                443 => Some(idle_memory(&lab, port, routerd_pid)),
+                7443 => Some(idle_memory(&lab, port, haproxy_pid(&lab))),
+                _ => None,
+            };
+            rows.push((what, gbps, rate, memory));
+        }
+        let _ = haproxy.kill();
+        let _ = haproxy.wait();
+
+        let (base_gbps, base_rate) = (rows[2].1, rows[2].2);
+        println!(
+            "## Forwards by name: one stream ({STREAM_SECONDS} s), new connections/s ({CONNECT_THREADS} clients, {CONNECT_SECONDS} s), median of {}; memory per idle connection ({IDLE_CONNECTIONS})\n",
+            super::ROUNDS
+        );
+        println!("| path | Gbit/s | ratio to DNAT | connections/s | ratio to DNAT | KiB per idle connection |\n|---|---|---|---|---|---|");
+        for (what, gbps, rate, memory) in &rows {
+            println!(
+                "| {what} | {gbps:.2} | {:.2} | {rate:.0} | {:.2} | {} |",
+                gbps / base_gbps,
+                rate / base_rate,
+                memory.map_or("-".to_string(), |m| format!("{m:.1}"))
+            );
+        }
+        println!(
+            "\nrouterd / HAProxy: throughput {:.2}, connections/s {:.2}\n",
+            rows[0].1 / rows[1].1,
+            rows[0].2 / rows[1].2
+        );
+    }
 }
