@@ -12,5 +12,6 @@ pub mod hostname;
 pub mod logging;
 pub mod net;
 pub mod plan;
+pub mod plan6;
 pub mod state;
 pub mod status;

@@ -549,11 +549,11 @@ mod tests {
         assert_eq!(config.open.len(), 2);
         assert_eq!(
             config.open[0].addresses,
-            ["2001:db8:1:2::50".parse::<Ipv6Addr>().unwrap()]
+            ["2001:db8:1:2::50".parse::<Ipv6Addr>().expect("address")]
         );
         assert_eq!(
             config.open[1].addresses,
-            ["2001:db8:1:2:5054:ff:fe12:3456".parse::<Ipv6Addr>().unwrap()],
+            ["2001:db8:1:2:5054:ff:fe12:3456".parse::<Ipv6Addr>().expect("address")],
             "a reservation's hostname opens its MAC's EUI-64 address"
         );
         assert_eq!(config.open[1].protocol, Protocol::Both);
