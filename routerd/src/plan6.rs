@@ -70,6 +70,7 @@ pub fn plan(config: &Config) -> Plan6 {
             routes: Vec::new(),
             sysctls: vec![
                 sysctl(Side::All, "forwarding", "0"),
+                sysctl(Side::All, "proxy_ndp", "0"),
                 sysctl(Side::Wan, "proxy_ndp", "0"),
             ],
             ndp_proxy: false,
@@ -98,6 +99,10 @@ pub fn plan(config: &Config) -> Plan6 {
         sysctl(Side::Wan, "autoconf", "0"),
         sysctl(Side::Wan, "accept_redirects", "0"),
         sysctl(Side::Wan, "proxy_ndp", proxy),
+        // "all" too: only then does forwarding hand the hoster's unicast solicitations
+        // (its reachability checks) for a proxied address to neighbour discovery,
+        // rather than pass them on to the LAN, where no host answers them.
+        sysctl(Side::All, "proxy_ndp", proxy),
         sysctl(Side::Lans, "accept_ra", "0"),
         sysctl(Side::Lans, "autoconf", "0"),
     ];
