@@ -38,6 +38,9 @@ pub const MODULES: &[&str] = &[
     "nft_reject_inet",
     "nft_masq",
     "nft_objref", // rules that count into named counters (one per forward)
+    // IPv6 in the same inet table: conntrack's defragmentation and ICMPv6 rejects
+    "nf_defrag_ipv6",
+    "nf_reject_ipv6",
     // 802.1Q VLAN interfaces for VLAN LANs (garp, mrp, stp, llc come as dependencies)
     "8021q",
     // config disk (FAT or ISO 9660 on a CD-ROM) and the state partition
