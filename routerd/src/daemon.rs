@@ -458,7 +458,24 @@ fn ensure_ipv6(
                 .chain(config.lans.iter().filter_map(|l| l.address6.map(|a| a.addr())))
                 .collect(),
         });
-    *ndp_proxy = proxy.map(|params| crate::ndp_proxy::ensure(ndp_proxy.take(), handle, params));
+    match proxy {
+        Some(params) => *ndp_proxy = Some(crate::ndp_proxy::ensure(ndp_proxy.take(), handle, params)),
+        None => {
+            if let Some(stopped) = ndp_proxy.take() {
+                // The apply removed the entries, but the proxy ran until now and may
+                // have added one since: remove what is left once it has stopped.
+                let (handle, wan) = (handle.clone(), stopped.params.wan_index);
+                drop(stopped);
+                tokio::spawn(async move {
+                    if let Ok(left) = net::v6::proxies(&handle, wan).await {
+                        for ip in left {
+                            let _ = net::v6::del_proxy(&handle, wan, ip).await;
+                        }
+                    }
+                });
+            }
+        }
+    }
 }
 
 fn start_load(path: &Path) -> JoinHandle<Result<(Config, String), ConfigError>> {

@@ -313,3 +313,28 @@ fn without_ipv6_keys_ipv6_stays_dropped() {
     assert_eq!(lab.router.sh("ip -6 -o addr show scope global").trim(), "");
     assert!(!lab.log().contains("router advertisements started"));
 }
+
+#[test]
+fn a_reload_without_ipv6_keys_takes_everything_v6_away() {
+    if !testkit::require_root() {
+        return;
+    }
+    let (mut lab, guest6) = ovh_lab();
+    slaac(&lab, &lab.guest, &guest6);
+    wait_for("the guest's proxy entry", &lab, || {
+        proxies(&lab).contains(&guest6).then_some(())
+    });
+    lab.reload(CONFIG);
+    lab.wait_log("config applied", 1);
+    assert_eq!(lab.router.sh("cat /proc/sys/net/ipv6/conf/all/forwarding").trim(), "0");
+    assert_eq!(lab.router.sh("ip -6 -o addr show scope global").trim(), "");
+    assert_eq!(lab.router.sh("ip -6 route show proto static").trim(), "");
+    assert!(!lab.router.sh("nft list ruleset").contains("ip6"));
+    wait_for("the proxy entries to go", &lab, || {
+        proxies(&lab).trim().is_empty().then_some(())
+    });
+    // The last advertisement (router lifetime 0) takes the router off as default router.
+    wait_for("the guest to drop the router as default router", &lab, || {
+        lab.guest.sh("ip -6 route show default").trim().is_empty().then_some(())
+    });
+}
