@@ -42,6 +42,9 @@ pub const MODULES: &[&str] = &[
     // connections from clients' addresses
     "nft_socket",
     "nf_socket_ipv4",
+    // IPv6 in the same inet table: conntrack's defragmentation and ICMPv6 rejects
+    "nf_defrag_ipv6",
+    "nf_reject_ipv6",
     // 802.1Q VLAN interfaces for VLAN LANs (garp, mrp, stp, llc come as dependencies)
     "8021q",
     // config disk (FAT or ISO 9660 on a CD-ROM) and the state partition

@@ -309,6 +309,9 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
     let mut extra_gateway_checks: Vec<crate::gateway::Watch> = Vec::new();
     // Hosts on each LAN that claim the router's address there, logged.
     let mut lan_arp: Vec<net::lan_arp::Watch> = Vec::new();
+    // Router advertisements on each LAN with address6, and the NDP proxy on the WAN.
+    let mut adverts: Vec<crate::ra::Watch> = Vec::new();
+    let mut ndp_proxy: Option<crate::ndp_proxy::Watch> = None;
     let mut pending = Some(config);
     let mut generation = 0u64;
     let mut first_failures = 0u32;
@@ -377,6 +380,7 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
                         let current = old.iter().position(|w| w.watches(link, ip)).map(|i| old.swap_remove(i));
                         lan_arp.extend(net::lan_arp::ensure(current, link, ip));
                     }
+                    ensure_ipv6(&config, &applied, &router.handle, &mut adverts, &mut ndp_proxy);
                     running = Some(config);
                 }
                 Err(e) if running.is_none() => {
@@ -464,6 +468,78 @@ pub async fn run(path: PathBuf, state: Option<StateDir>, set_hostname: bool) -> 
     Ok(())
 }
 
+/// Starts, keeps or stops the router advertisements and the NDP proxy to match
+/// `config` (a LAN that lost its address6 gets a last advertisement with router
+/// lifetime 0 as its watch is dropped).
+fn ensure_ipv6(
+    config: &Config,
+    applied: &Applied,
+    handle: &rtnetlink::Handle,
+    adverts: &mut Vec<crate::ra::Watch>,
+    ndp_proxy: &mut Option<crate::ndp_proxy::Watch>,
+) {
+    let dns = config.wan.v6.as_ref().map(|v| v.dns.clone()).unwrap_or_default();
+    let mut old = std::mem::take(adverts);
+    for (lan, link) in config.lans.iter().zip(&applied.lans) {
+        let Some(prefix) = lan.address6 else { continue };
+        let params = crate::ra::Params {
+            index: link.index,
+            ifname: link.name.clone(),
+            mac: link.mac,
+            prefix: prefix.trunc(),
+            dns: dns.clone(),
+        };
+        let current = old.iter().position(|w| w.params == params).map(|i| old.swap_remove(i));
+        adverts.extend(crate::ra::ensure(current, params));
+    }
+    drop(old);
+    let proxy = config
+        .wan
+        .v6
+        .as_ref()
+        .filter(|v| v.ndp_proxy)
+        .map(|v6| crate::ndp_proxy::Params {
+            wan_index: applied.wan.index,
+            wan_name: applied.wan.name.clone(),
+            lans: config
+                .lans
+                .iter()
+                .zip(&applied.lans)
+                .filter_map(|(lan, link)| {
+                    Some(crate::ndp_proxy::Lan6 {
+                        index: link.index,
+                        ifname: link.name.clone(),
+                        prefix: lan.address6?.trunc(),
+                    })
+                })
+                .collect(),
+            own: v6
+                .address
+                .iter()
+                .map(|a| a.addr())
+                .chain(config.lans.iter().filter_map(|l| l.address6.map(|a| a.addr())))
+                .collect(),
+        });
+    match proxy {
+        Some(params) => *ndp_proxy = Some(crate::ndp_proxy::ensure(ndp_proxy.take(), handle, params)),
+        None => {
+            if let Some(stopped) = ndp_proxy.take() {
+                // The apply removed the entries, but the proxy ran until now and may
+                // have added one since: remove what is left once it has stopped.
+                let (handle, wan) = (handle.clone(), stopped.params.wan_index);
+                drop(stopped);
+                tokio::spawn(async move {
+                    if let Ok(left) = net::v6::proxies(&handle, wan).await {
+                        for ip in left {
+                            let _ = net::v6::del_proxy(&handle, wan, ip).await;
+                        }
+                    }
+                });
+            }
+        }
+    }
+}
+
 fn start_load(path: &Path) -> JoinHandle<Result<(Config, String), ConfigError>> {
     tracing::info!(path = %path.display(), "SIGHUP: reloading the config");
     let path = path.to_path_buf();
@@ -502,6 +578,13 @@ fn log_applied(config: &Config, applied: &Applied, generation: u64, first: bool)
         summary.push_str(&format!(", wan {} {} via {}", nic.name, e.address, e.gateway));
     }
     summary.push_str(&format!(", {}, {} forwards", lans.join(", "), config.forwards.len()));
+    if let Some(v6) = &config.wan.v6 {
+        let address = v6.address.map_or("link-local".to_string(), |a| a.to_string());
+        summary.push_str(&format!(", ipv6 {address} via {}", v6.gateway));
+        if v6.ndp_proxy {
+            summary.push_str(" with NDP proxy");
+        }
+    }
     if !config.one_to_one.is_empty() {
         summary.push_str(&format!(", {} 1:1 NAT", config.one_to_one.len()));
     }

@@ -159,6 +159,8 @@ pub struct NetPlan {
     /// routerd's permanent neighbour entries (none: any left from an earlier config go).
     pub neighbours: Vec<NeighbourPlan>,
     pub sysctls: Vec<Sysctl>,
+    /// IPv6: addresses, the WAN's v6 routes and sysctls (off: v6 is dropped).
+    pub v6: crate::plan6::Plan6,
 }
 
 pub fn plan(config: &Config) -> NetPlan {
@@ -317,6 +319,7 @@ pub fn plan(config: &Config) -> NetPlan {
         rules,
         neighbours,
         sysctls,
+        v6: crate::plan6::plan(config),
     }
 }
 
@@ -383,6 +386,6 @@ impl fmt::Display for NetPlan {
                 None => writeln!(f, "sysctl {} = {}", s.key, s.value)?,
             }
         }
-        Ok(())
+        write!(f, "{}", self.v6)
     }
 }

@@ -146,7 +146,7 @@ fn an_unknown_key_is_named_with_the_keys_that_are_allowed() {
     let text = edit(VALID, "gateway = ", "gatway = ");
     assert_eq!(
         errors("unknown_key", &text),
-        ["6:1: unknown field `gatway`, expected one of `mac`, `interface`, `address`, `gateway`, `gateway_mac`, `dns`, `more_addresses`, `extra`"]
+        ["6:1: unknown field `gatway`, expected one of `mac`, `interface`, `address`, `gateway`, `gateway_mac`, `dns`, `more_addresses`, `extra`, `address6`, `gateway6`, `ndp_proxy`, `dns6`"]
     );
 }
 

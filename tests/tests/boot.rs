@@ -738,3 +738,86 @@ fn a_second_wan_nic_as_proxmox_net2_carries_its_extra_ip_with_its_own_mac() {
         lab.hoster.sh("nft list table bridge hoster")
     );
 }
+
+#[test]
+fn ipv6_guests_get_slaac_addresses_and_only_open_ports_are_reachable() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
+    let lab = vm_lab();
+    // OVH-like: the /64 on-link on the hoster's segment, the gateway outside it.
+    lab.inet
+        .ip(&["addr", "add", "2001:db8:ffff::1/64", "dev", "eth0", "nodad"]);
+    lab.inet
+        .ip(&["-6", "route", "add", "default", "via", "2001:db8:ffff::fe"]);
+    lab.hoster
+        .ip(&["addr", "add", "2001:db8:ffff::fe/64", "dev", "up0", "nodad"]);
+    lab.hoster.sysctl("net.ipv6.conf.all.forwarding", "1");
+    lab.hoster
+        .ip(&["addr", "add", "2001:db8:1:ff:ff:ff:ff:ff/128", "dev", "vmbr0", "nodad"]);
+    lab.hoster
+        .ip(&["-6", "route", "add", "2001:db8:1:2::/64", "dev", "vmbr0"]);
+    lab.guest.sysctl("net.ipv6.conf.eth0.accept_ra", "2");
+    let mac: config::MacAddr = lab
+        .guest
+        .sh("cat /sys/class/net/eth0/address")
+        .trim()
+        .parse()
+        .unwrap_or_else(|()| panic!("the guest's MAC"));
+    let guest6 = config::eui64("2001:db8:1:2::/64".parse().expect("prefix"), mac).to_string();
+    let text = vm_config()
+        .replace(
+            "dns = [\"198.51.100.53\"]\n",
+            "dns = [\"198.51.100.53\"]\naddress6 = \"2001:db8:1:2::1/128\"\ngateway6 = \"2001:db8:1:ff:ff:ff:ff:ff\"\n",
+        )
+        .replace(
+            "address = \"172.16.0.1/16\"\n",
+            "address = \"172.16.0.1/16\"\naddress6 = \"2001:db8:1:2::2/64\"\n",
+        )
+        + &format!("\n[[open]]\nto = \"{guest6}\"\nport = 8443\n");
+    let config = config_disk(&lab.dir, "config", &text, true);
+    let mut vm = Vm::start(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(config),
+        },
+    );
+    vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    let ping = |from: &Netns, to: &str| -> std::io::Result<()> {
+        let ok = from
+            .command("ping")
+            .args(["-6", "-c", "1", "-W", "2", to])
+            .output()?
+            .status
+            .success();
+        ok.then_some(())
+            .ok_or_else(|| std::io::Error::other(format!("no answer from {to}")))
+    };
+    // The WAN address is on the VM's WAN NIC and its firewall lets ping in.
+    eventually("the hoster pings the router's WAN v6 address", || {
+        ping(&lab.hoster, "2001:db8:1:2::1")
+    });
+    eventually("the guest's SLAAC address", || {
+        let addrs = lab.guest.sh("ip -6 -o addr show dev eth0 scope global");
+        addrs
+            .contains(&format!("{guest6}/64"))
+            .then_some(())
+            .ok_or_else(|| std::io::Error::other(addrs))
+    });
+    eventually("the guest pings the internet host over IPv6", || {
+        ping(&lab.guest, "2001:db8:ffff::1")
+    });
+    // The nft rules are loaded: the open port passes, another one does not.
+    let _open = EchoServer::tcp(&lab.guest, "[::]:8443");
+    let _closed = EchoServer::tcp(&lab.guest, "[::]:8444");
+    assert_eq!(
+        eventually("internet -> the guest's open port", || tcp_echo(
+            &lab.inet,
+            &format!("[{guest6}]:8443"),
+            "v6 in"
+        )),
+        "v6 in"
+    );
+    assert!(testkit::traffic::tcp_connect(&lab.inet, &format!("[{guest6}]:8444")).is_err());
+}

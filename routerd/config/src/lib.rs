@@ -18,12 +18,12 @@ mod parse;
 mod testdir;
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 
 pub use diagnostic::{ConfigError, Diagnostic};
 
@@ -41,6 +41,8 @@ pub struct Config {
     pub status: Option<Status>,
     /// The resolver on the LAN addresses; `None` when off.
     pub dns: Option<dns::Dns>,
+    /// `[[open]]`: what the internet may open on which LAN host over IPv6 (no NAT).
+    pub open: Vec<Open6>,
 }
 
 /// A config as loaded from a file or a cloud-init drive.
@@ -103,6 +105,60 @@ pub struct Wan {
     pub more_addresses: Vec<Ipv4Net>,
     /// Failover IPs with a virtual MAC of their own, each on its own NIC (Hetzner).
     pub extra: Vec<ExtraWan>,
+    /// IPv6 on the main WAN NIC (`address6`, `gateway6`...); `None`: IPv6 is dropped.
+    pub v6: Option<Wan6>,
+}
+
+/// The WAN's IPv6 side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wan6 {
+    /// The router's own global address on the WAN; `None`: link-local only (a prefix
+    /// routed to the router's link-local address, as Hetzner does).
+    pub address: Option<Ipv6Net>,
+    /// Link-local (`fe80::1`), or a global address reached on-link.
+    pub gateway: Ipv6Addr,
+    /// Answer the hoster's neighbour solicitations for the LAN hosts' addresses.
+    pub ndp_proxy: bool,
+    /// IPv6 resolvers announced to the LANs (RDNSS); none: no RDNSS option.
+    pub dns: Vec<Ipv6Addr>,
+}
+
+impl Wan6 {
+    pub fn gateway_link_local(&self) -> bool {
+        is_link_local(self.gateway)
+    }
+}
+
+/// Whether `ip` is in fe80::/10.
+pub fn is_link_local(ip: Ipv6Addr) -> bool {
+    ip.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// The SLAAC (modified EUI-64) address of `mac` in the /64 `prefix`.
+pub fn eui64(prefix: Ipv6Net, mac: MacAddr) -> Ipv6Addr {
+    let m = mac.0;
+    let mut o = prefix.trunc().network().octets();
+    o[8..16].copy_from_slice(&[m[0] ^ 2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]]);
+    Ipv6Addr::from(o)
+}
+
+/// What `[[open]]` names as its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenTarget {
+    Address(Ipv6Addr),
+    /// A MAC (given, or a DHCP reservation's): its SLAAC (EUI-64) address in each
+    /// LAN prefix it may be in.
+    Mac(MacAddr),
+}
+
+/// One `[[open]]`: the internet may open `ports` of `protocol` on the host's addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Open6 {
+    pub to: OpenTarget,
+    /// The v6 addresses the rule opens (a MAC's EUI-64 address in each LAN prefix).
+    pub addresses: Vec<Ipv6Addr>,
+    pub protocol: Protocol,
+    pub ports: PortRange,
 }
 
 impl Wan {
@@ -208,6 +264,8 @@ pub struct Lan {
     pub snat: Option<Ipv4Addr>,
     /// The DHCPv4 server of this LAN; `None`: off.
     pub dhcp: Option<Dhcp>,
+    /// The router's IPv6 address on this LAN; its /64 is advertised for SLAAC.
+    pub address6: Option<Ipv6Net>,
 }
 
 impl Lan {
@@ -397,6 +455,11 @@ impl Config {
             .unwrap_or(dns::DEFAULT_DOMAIN)
     }
 
+    /// Whether IPv6 is on (`wan.gateway6` given): otherwise it is dropped.
+    pub fn ipv6(&self) -> bool {
+        self.wan.v6.is_some()
+    }
+
     /// The LAN named `name`.
     pub fn lan_named(&self, name: &str) -> Option<&Lan> {
         self.lans.iter().find(|l| l.name == name)
@@ -494,5 +557,83 @@ mod tests {
         assert_eq!(r(8000, 8010).len(), 11);
         assert_eq!(r(8000, 8010).to_string(), "8000-8010");
         assert_eq!(r(80, 80).to_string(), "80");
+    }
+
+    const OVH6: &str = "[wan]\ninterface = \"eth0\"\naddress = \"203.0.113.10/32\"\ngateway = \"203.0.113.254\"\naddress6 = \"2001:db8:1:2::1/128\"\ngateway6 = \"2001:db8:1:ff:ff:ff:ff:ff\"\n[lan]\naddress = \"172.16.0.1/16\"\naddress6 = \"2001:db8:1:2::2/64\"\n[dhcp]\nrange = \"172.16.10.100-172.16.10.110\"\n[[dhcp.host]]\nmac = \"52:54:00:12:34:56\"\naddress = \"172.16.10.200\"\nhostname = \"web\"\n";
+
+    #[test]
+    fn ipv6_ovh_form_defaults_to_the_ndp_proxy_and_resolves_open_targets() {
+        let text = format!(
+            "{OVH6}[[open]]\nto = \"2001:db8:1:2::50\"\nport = 443\n[[open]]\nto = \"web\"\nprotocol = \"both\"\nport = \"8000-8010\"\n"
+        );
+        let config = Config::parse(&text, "router.toml").expect("valid");
+        let v6 = config.wan.v6.as_ref().expect("v6 on");
+        assert!(v6.ndp_proxy, "the LAN /64 holds wan.address6: OVH");
+        assert!(!v6.gateway_link_local());
+        assert_eq!(config.open.len(), 2);
+        assert_eq!(
+            config.open[0].addresses,
+            ["2001:db8:1:2::50".parse::<Ipv6Addr>().expect("address")]
+        );
+        assert_eq!(
+            config.open[1].addresses,
+            ["2001:db8:1:2:5054:ff:fe12:3456".parse::<Ipv6Addr>().expect("address")],
+            "a reservation's hostname opens its MAC's EUI-64 address"
+        );
+        assert_eq!(config.open[1].protocol, Protocol::Both);
+    }
+
+    #[test]
+    fn ipv6_hetzner_form_has_no_proxy_and_v4_only_configs_have_no_v6() {
+        let text = format!(
+            "{WAN}gateway6 = \"fe80::1\"\n[lan]\naddress = \"172.16.0.1/16\"\naddress6 = \"2001:db8:2::1/64\"\n"
+        );
+        let config = Config::parse(&text, "router.toml").expect("valid");
+        let v6 = config.wan.v6.as_ref().expect("v6 on");
+        assert!(!v6.ndp_proxy && v6.gateway_link_local() && v6.address.is_none());
+        let v4 = Config::parse(&format!("{WAN}[lan]\naddress = \"172.16.0.1/16\"\n"), "router.toml").expect("valid");
+        assert!(!v4.ipv6() && v4.lans[0].address6.is_none() && v4.open.is_empty());
+    }
+
+    #[test]
+    fn ipv6_mistakes_are_refused_with_their_position() {
+        let cases = [
+            (
+                format!("{WAN}gateway6 = \"fe80::1\"\n[lan]\naddress = \"172.16.0.1/16\"\naddress6 = \"2001:db8:2::1/56\"\n"),
+                "router.toml:9:12: lan.address6: the LAN prefix must be a /64 (SLAAC needs it), found /56",
+            ),
+            (
+                format!("{WAN}gateway6 = \"2001:db8:9::1\"\n[lan]\naddress = \"172.16.0.1/16\"\n"),
+                "wan.gateway6: 2001:db8:9::1 is neither link-local (like \"fe80::1\") nor reachable",
+            ),
+            (
+                format!("{WAN}[lan]\naddress = \"172.16.0.1/16\"\naddress6 = \"2001:db8:2::1/64\"\n"),
+                "lan.address6: IPv6 needs wan.gateway6",
+            ),
+            (
+                format!("{WAN}address6 = \"2001:db8:2::1/128\"\n[lan]\naddress = \"172.16.0.1/16\"\n"),
+                "wan.address6: IPv6 needs wan.gateway6",
+            ),
+            (
+                format!("{OVH6}[[open]]\nto = \"2001:db8:7::5\"\nport = 22\n"),
+                "open.to: 2001:db8:7::5 is outside every LAN prefix (lan 2001:db8:1:2::/64)",
+            ),
+            (
+                format!("{OVH6}[[open]]\nto = \"2001:db8:1:2::5\"\nprotocol = \"sctp\"\nport = 0\n"),
+                "open.protocol: expected \"tcp\", \"udp\" or \"both\", found \"sctp\"",
+            ),
+            (
+                format!("{WAN}[lan]\naddress = \"172.16.0.1/16\"\n[[open]]\nto = \"2001:db8:1:2::5\"\nport = 22\n"),
+                "[[open]] opens IPv6 ports: it needs wan.gateway6 and a LAN with address6",
+            ),
+            (
+                "[wan]\ninterface = \"eth0\"\ngateway = \"203.0.113.254\"\ngateway6 = \"fe80::1\"\n[lan]\naddress = \"172.16.0.1/16\"\n".to_string(),
+                "missing key `address`",
+            ),
+        ];
+        for (text, wanted) in cases {
+            let err = Config::parse(&text, "router.toml").expect_err(wanted).to_string();
+            assert!(err.contains(wanted), "{wanted}\n{err}");
+        }
     }
 }

@@ -1,18 +1,18 @@
 //! From TOML text to a validated [`Config`], collecting every error with its position.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use std::time::Duration;
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::byname::HostPattern;
 use super::diagnostic::{clip, quote, MAX_DIAGNOSTICS, MAX_MESSAGE, MAX_QUOTED};
 use super::{
-    hostname, Config, ConfigError, Dhcp, DhcpHost, Diagnostic, ExtraWan, Forward, Lan, MacAddr, NicSelector, OneToOne,
-    Open, PortRange, Protocol, Status, Wan, DEFAULT_LAN_NAME,
+    eui64, hostname, is_link_local, Config, ConfigError, Dhcp, DhcpHost, Diagnostic, ExtraWan, Forward, Lan, MacAddr,
+    NicSelector, OneToOne, Open, Open6, OpenTarget, PortRange, Protocol, Status, Wan, Wan6, DEFAULT_LAN_NAME,
 };
 
 type S<T> = Spanned<T>;
@@ -33,6 +33,16 @@ struct RawConfig<L> {
     one_to_one: Vec<S<RawOneToOne>>,
     status: Option<S<RawStatus>>,
     dns: Option<S<dns::RawDns>>,
+    #[serde(default)]
+    open: Vec<S<RawOpen6>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOpen6 {
+    to: Option<S<String>>,
+    protocol: Option<S<String>>,
+    port: Option<S<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +85,11 @@ struct RawWan {
     more_addresses: Vec<S<String>>,
     #[serde(default)]
     extra: Vec<S<RawExtraWan>>,
+    address6: Option<S<String>>,
+    gateway6: Option<S<String>>,
+    ndp_proxy: Option<S<bool>>,
+    #[serde(default)]
+    dns6: Vec<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -88,6 +103,7 @@ struct RawLan {
     reach: Option<S<Vec<S<String>>>>,
     snat: Option<S<String>>,
     dhcp: Option<S<RawDhcp>>,
+    address6: Option<S<String>>,
 }
 
 /// Only whether `lan` is an array of tables (`[[lan]]`) or one table (`[lan]`).
@@ -320,6 +336,16 @@ impl Validator<'_> {
         };
         let status = self.status(raw.status.as_ref(), lans.as_deref().unwrap_or_default());
         let dns = self.dns(raw.dns.as_ref(), lans.as_deref().unwrap_or_default(), wan.as_ref());
+        let mut wan = wan;
+        let open = match &lans {
+            Some(lans) => {
+                if let Some(v6) = wan.as_mut().and_then(|w| w.v6.as_mut()) {
+                    self.v6_across(&raw.wan, v6, raw_lans, lans);
+                }
+                self.opens(&raw.open, lans, wan.as_ref())
+            }
+            None => Vec::new(),
+        };
         Some(Config {
             hostname,
             wan: wan?,
@@ -328,6 +354,7 @@ impl Validator<'_> {
             one_to_one,
             status,
             dns,
+            open,
         })
     }
 
@@ -537,6 +564,7 @@ impl Validator<'_> {
             }
             seen.push(ip);
         }
+        let v6 = self.wan6(table);
         if dns.len() != raw.dns.len()
             || (raw.gateway_mac.is_some() && gateway_mac.is_none())
             || self.diagnostics.len() + self.unshown != errors_before
@@ -554,7 +582,255 @@ impl Validator<'_> {
             dns,
             more_addresses,
             extra,
+            v6: v6?,
         })
+    }
+
+    /// The WAN's IPv6 keys: `None` when one is wrong, `Some(None)` when IPv6 is off.
+    /// `ndp_proxy`'s default needs the LANs: see [`Validator::v6_across`].
+    fn wan6(&mut self, table: &S<RawWan>) -> Option<Option<Wan6>> {
+        let raw = table.get_ref();
+        let errors_before = self.diagnostics.len() + self.unshown;
+        let address = raw.address6.as_ref().and_then(|a| {
+            let net: Ipv6Net = self.parsed(
+                "wan.address6",
+                a,
+                "an IPv6 address with prefix length like \"2001:db8:1:2::1/128\"",
+            )?;
+            let ip = net.addr();
+            if is_link_local(ip) || ip.is_multicast() || ip.is_unspecified() || ip.is_loopback() {
+                self.error(
+                    a.span(),
+                    format!("wan.address6: {ip} is not a global address (the link-local one is the kernel's)"),
+                );
+                return None;
+            }
+            Some(net)
+        });
+        let dns = raw
+            .dns6
+            .iter()
+            .filter_map(|d| self.parsed::<Ipv6Addr>("wan.dns6", d, "an IPv6 address like \"2001:db8::53\""))
+            .collect::<Vec<_>>();
+        let Some(g) = &raw.gateway6 else {
+            // IPv6 is off: any other v6 key would be accepted and not applied.
+            let others = [
+                raw.address6.as_ref().map(|a| ("wan.address6", a.span())),
+                raw.ndp_proxy.as_ref().map(|n| ("wan.ndp_proxy", n.span())),
+                raw.dns6.first().map(|d| ("wan.dns6", d.span())),
+            ];
+            for (key, span) in others.into_iter().flatten() {
+                self.error(
+                    span,
+                    format!("{key}: IPv6 needs wan.gateway6 (the hoster's IPv6 gateway, like \"fe80::1\")"),
+                );
+            }
+            return (self.diagnostics.len() + self.unshown == errors_before).then_some(None);
+        };
+        let gateway = self.parsed::<Ipv6Addr>("wan.gateway6", g, "an IPv6 address like \"fe80::1\"");
+        if let Some(gw) = gateway {
+            if gw.is_multicast() || gw.is_unspecified() || gw.is_loopback() {
+                self.error(g.span(), format!("wan.gateway6: {gw} cannot be a gateway"));
+            } else if Some(gw) == address.map(|a| a.addr()) {
+                self.error(g.span(), format!("wan.gateway6: {gw} is wan.address6 itself"));
+            } else if !is_link_local(gw) && raw.address6.is_none() {
+                self.error(
+                    g.span(),
+                    format!("wan.gateway6: {gw} is neither link-local (like \"fe80::1\") nor reachable: a global gateway is reached on-link from wan.address6, which is missing"),
+                );
+            }
+        }
+        if self.diagnostics.len() + self.unshown != errors_before || dns.len() != raw.dns6.len() {
+            return None;
+        }
+        Some(Some(Wan6 {
+            address,
+            gateway: gateway?,
+            ndp_proxy: raw.ndp_proxy.as_ref().is_some_and(|n| *n.get_ref()),
+            dns,
+        }))
+    }
+
+    /// The IPv6 checks that need the LANs: each LAN prefix once, the gateway outside
+    /// them, and `ndp_proxy`'s default (on when a LAN's /64 holds wan.address6: the
+    /// hoster treats the whole /64 as on its segment, OVH's way).
+    fn v6_across(&mut self, raw: &S<RawWan>, v6: &mut Wan6, raw_lans: &[&S<RawLan>], lans: &[Lan]) {
+        let raw = raw.get_ref();
+        for (j, lan) in lans.iter().enumerate() {
+            let (Some(net), Some(a)) = (
+                lan.address6,
+                raw_lans.get(j).and_then(|r| r.get_ref().address6.as_ref()),
+            ) else {
+                continue;
+            };
+            if let Some(other) = lans[..j]
+                .iter()
+                .find(|o| o.address6.is_some_and(|o6| o6.trunc() == net.trunc()))
+            {
+                self.error(
+                    a.span(),
+                    format!(
+                        "lan.address6: {} is already the prefix of the LAN {}",
+                        net.trunc(),
+                        quote(&other.name)
+                    ),
+                );
+            }
+            if net.trunc().contains(&v6.gateway) {
+                if let Some(g) = &raw.gateway6 {
+                    self.error(
+                        g.span(),
+                        format!(
+                            "wan.gateway6: {} is inside the prefix {} of the LAN {}, not on the WAN",
+                            v6.gateway,
+                            net.trunc(),
+                            quote(&lan.name)
+                        ),
+                    );
+                }
+            }
+            if v6.address.is_some_and(|w| w.addr() == net.addr()) {
+                self.error(a.span(), format!("lan.address6: {} is also wan.address6", net.addr()));
+            }
+        }
+        if raw.ndp_proxy.is_none() {
+            v6.ndp_proxy = v6.address.is_some_and(|w| {
+                lans.iter()
+                    .filter_map(|l| l.address6)
+                    .any(|l| l.trunc().contains(&w.addr()))
+            });
+        }
+    }
+
+    /// `[[open]]`: each target in a LAN prefix with IPv6.
+    fn opens(&mut self, raws: &[S<RawOpen6>], lans: &[Lan], wan: Option<&Wan>) -> Vec<Open6> {
+        let mut opens = Vec::new();
+        let v6_lans: Vec<&Lan> = lans.iter().filter(|l| l.address6.is_some()).collect();
+        for table in raws {
+            let raw = table.get_ref();
+            if wan.is_some_and(|w| w.v6.is_none()) || v6_lans.is_empty() {
+                self.error(
+                    table.span(),
+                    "[[open]] opens IPv6 ports: it needs wan.gateway6 and a LAN with address6".into(),
+                );
+                continue;
+            }
+            let protocol = match raw.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
+                None | Some((_, "tcp")) => Some(Protocol::Tcp),
+                Some((_, "udp")) => Some(Protocol::Udp),
+                Some((_, "both")) => Some(Protocol::Both),
+                Some((p, other)) => {
+                    self.error(
+                        p.span(),
+                        format!(
+                            "open.protocol: expected \"tcp\", \"udp\" or \"both\", found {}",
+                            quote(other)
+                        ),
+                    );
+                    None
+                }
+            };
+            let ports = self
+                .required(
+                    &raw.port,
+                    table,
+                    "port",
+                    "the port like 443, or a range like \"8000-8010\"",
+                )
+                .and_then(|p| self.port_range("open.port", p));
+            let target = self
+                .required(
+                    &raw.to,
+                    table,
+                    "to",
+                    "the LAN host: its IPv6 address, its MAC, or a DHCP reservation's hostname",
+                )
+                .and_then(|t| self.open_target(t, lans, &v6_lans));
+            let (Some(protocol), Some(ports), Some((to, addresses))) = (protocol, ports, target) else {
+                continue;
+            };
+            opens.push(Open6 {
+                to,
+                addresses,
+                protocol,
+                ports,
+            });
+        }
+        opens
+    }
+
+    fn open_target(&mut self, s: &S<String>, lans: &[Lan], v6_lans: &[&Lan]) -> Option<(OpenTarget, Vec<Ipv6Addr>)> {
+        let text = s.get_ref().trim();
+        let prefixes = || {
+            v6_lans
+                .iter()
+                .filter_map(|l| Some(format!("{} {}", l.name, l.address6?.trunc())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Ok(ip) = text.parse::<Ipv6Addr>() {
+            let Some(lan) = v6_lans
+                .iter()
+                .find(|l| l.address6.is_some_and(|a| a.trunc().contains(&ip)))
+            else {
+                self.error(
+                    s.span(),
+                    format!("open.to: {ip} is outside every LAN prefix ({})", prefixes()),
+                );
+                return None;
+            };
+            let net = lan.address6?;
+            if ip == net.addr() || ip == net.trunc().network() {
+                self.error(
+                    s.span(),
+                    format!("open.to: {ip} is the router's own LAN address or the prefix itself"),
+                );
+                return None;
+            }
+            return Some((OpenTarget::Address(ip), vec![ip]));
+        }
+        // A MAC: its EUI-64 address in every LAN prefix; a reservation's hostname: in
+        // its own LAN's.
+        let (mac, in_lans): (MacAddr, Vec<&Lan>) = if let Ok(mac) = text.parse::<MacAddr>() {
+            (mac, v6_lans.to_vec())
+        } else {
+            let reserved = lans.iter().find_map(|l| {
+                let host = l
+                    .dhcp
+                    .as_ref()?
+                    .hosts
+                    .iter()
+                    .find(|h| h.hostname.as_deref() == Some(text))?;
+                Some((host.mac, l))
+            });
+            match reserved {
+                Some((mac, lan)) if lan.address6.is_some() => (mac, vec![lan]),
+                Some((_, lan)) => {
+                    self.error(
+                        s.span(),
+                        format!(
+                            "open.to: {} is in the LAN {}, which has no address6",
+                            quote(text),
+                            quote(&lan.name)
+                        ),
+                    );
+                    return None;
+                }
+                None => {
+                    self.error(
+                        s.span(),
+                        format!(
+                            "open.to: expected an IPv6 address in a LAN prefix ({}), a MAC like 52:54:00:12:34:56 or a DHCP reservation's hostname, found {}",
+                            prefixes(),
+                            quote(text)
+                        ),
+                    );
+                    return None;
+                }
+            }
+        };
+        let addresses = in_lans.iter().filter_map(|l| Some(eui64(l.address6?, mac))).collect();
+        Some((OpenTarget::Mac(mac), addresses))
     }
 
     /// One `[[wan.extra]]`: its NIC (by `mac`, or `interface` with `mac` set on it),
@@ -809,6 +1085,7 @@ impl Validator<'_> {
                 }
             }
         }
+        let address6 = raw.address6.as_ref().and_then(|a| self.lan_address6(a, wan));
         let mut lan = Lan {
             name: name?,
             nic: nic?,
@@ -817,7 +1094,11 @@ impl Validator<'_> {
             reach,
             snat,
             dhcp: None,
+            address6,
         };
+        if raw.address6.is_some() && lan.address6.is_none() {
+            return None;
+        }
         if raw.vlan.is_some() && vlan.is_none() {
             return None;
         }
@@ -836,6 +1117,46 @@ impl Validator<'_> {
         // A broken DHCP section was reported: the config is refused all the same, and
         // the LAN still serves to check the forwards.
         Some(lan)
+    }
+
+    /// `lan.address6`: a /64 (SLAAC needs it), a global address, IPv6 on.
+    fn lan_address6(&mut self, a: &S<String>, wan: Option<&Wan>) -> Option<Ipv6Net> {
+        let net: Ipv6Net = self.parsed(
+            "lan.address6",
+            a,
+            "an IPv6 address with its /64 like \"2001:db8:1:2::1/64\"",
+        )?;
+        let ip = net.addr();
+        if net.prefix_len() != 64 {
+            self.error(
+                a.span(),
+                format!(
+                    "lan.address6: the LAN prefix must be a /64 (SLAAC needs it), found /{}",
+                    net.prefix_len()
+                ),
+            );
+            None
+        } else if is_link_local(ip) || ip.is_multicast() || ip.is_unspecified() || ip.is_loopback() {
+            self.error(a.span(), format!("lan.address6: {ip} is not a global address"));
+            None
+        } else if ip == net.network() {
+            self.error(
+                a.span(),
+                format!(
+                    "lan.address6: {ip} is the prefix itself; give the router an address in it, like {}1/64",
+                    net.network()
+                ),
+            );
+            None
+        } else if wan.is_some_and(|w| w.v6.is_none()) {
+            self.error(
+                a.span(),
+                "lan.address6: IPv6 needs wan.gateway6 (the hoster's IPv6 gateway, like \"fe80::1\")".into(),
+            );
+            None
+        } else {
+            Some(net)
+        }
     }
 
     fn lan_name(&mut self, s: &S<String>) -> Option<String> {

@@ -20,6 +20,8 @@ use config::{Config, Forward, OneToOne, Open};
 
 use crate::plan::{wan_mark, Role, PROXY_MARK};
 
+mod v6;
+
 pub const TABLE: &str = "routerd";
 pub const FLOWTABLE: &str = "fastpath";
 const FAMILY: NfFamily = NfFamily::INet;
@@ -356,6 +358,9 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             Some("forwards by name (TLS SNI, HTTP Host): routerd relays them"),
         ));
     }
+    if config.ipv6() {
+        rules.extend(v6::input(config, &wans, &lans));
+    }
 
     // forward: LAN to the internet, established flows, and the port forwards.
     if features.flowtable {
@@ -381,6 +386,10 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
         ),
     ]);
     rules.extend(lans.iter().map(|l| spoofed_from_lan("forward", l)));
+    if config.ipv6() {
+        rules.extend(v6::forward_drops(config, &wans, &lans));
+        rules.extend(v6::forward_opens(config, &wans));
+    }
     rules.push(rule(
         "forward",
         vec![

@@ -10,6 +10,7 @@ pub mod neighbours;
 mod routes;
 mod rules;
 mod sysctl;
+pub mod v6;
 
 use std::net::Ipv4Addr;
 
@@ -160,6 +161,7 @@ pub async fn apply(handle: &Handle, plan: &NetPlan) -> Result<Applied, NetError>
     for (lan, link) in plan.lans.iter().zip(&lan_links) {
         addrs::ensure(handle, link, &lan.addresses).await?;
     }
+    v6::apply(handle, &plan.v6, &wan, &lan_links).await?;
     // A NIC that now only carries VLANs keeps no address of an earlier untagged LAN.
     for nic in &nics {
         if !keep.contains(&nic.index) {

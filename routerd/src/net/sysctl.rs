@@ -23,3 +23,15 @@ pub fn ensure(sysctls: &[Sysctl], wan: &str, extra_wans: &[&str], lans: &[&str])
     }
     Ok(())
 }
+
+/// Writes `value` to the sysctl at `path` unless it is already set.
+pub fn write_if_different(path: &str, value: &str) -> Result<(), NetError> {
+    let error = |e| NetError::Sysctl {
+        path: path.to_string(),
+        source: e,
+    };
+    if std::fs::read_to_string(path).map_err(error)?.trim() != value {
+        std::fs::write(path, value).map_err(error)?;
+    }
+    Ok(())
+}

@@ -103,7 +103,7 @@ pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
             ));
         }
     }
-    let roles = net.roles(&origin(NETWORK_CONFIG))?;
+    let mut roles = net.roles(&origin(NETWORK_CONFIG))?;
     let mut notes = vec![match &roles.lan {
         Some(lan) => format!(
             "{}: WAN from {}, LAN from {}",
@@ -133,7 +133,39 @@ pub fn generate(dir: &Path) -> Result<Generated, ConfigError> {
             net.unshown_notes
         ));
     }
-    let toml = render(dir, hostname.as_ref().map(|(h, _)| h.value.as_str()), &roles, &net.dns);
+    // IPv6 is on only with the WAN's gw6=; without it the LAN's ip6= and the IPv6
+    // resolvers would be keys the router cannot apply.
+    let mut dns6 = net.dns6.clone();
+    if roles.wan.static_v6.is_none_or(|(_, gw6)| gw6.is_none()) {
+        if roles.wan.static_v6.is_some() {
+            notes.push(format!(
+                "{}: {}'s IPv6 address left out: it has no gw6=",
+                origin(NETWORK_CONFIG),
+                roles.wan.name
+            ));
+        }
+        if let Some(lan) = roles.lan.as_mut().filter(|l| l.static_v6.is_some()) {
+            lan.static_v6 = None;
+            notes.push(format!(
+                "{}: {}'s IPv6 address left out: IPv6 needs the WAN's gateway (`--ipconfig0 ...,ip6=ADDRESS/PREFIX,gw6=GATEWAY`)",
+                origin(NETWORK_CONFIG),
+                lan.name
+            ));
+        }
+        for ip in dns6.drain(..) {
+            notes.push(format!(
+                "{}: IPv6 resolver {ip} left out (no IPv6 gateway on the WAN)",
+                origin(NETWORK_CONFIG)
+            ));
+        }
+    }
+    let toml = render(
+        dir,
+        hostname.as_ref().map(|(h, _)| h.value.as_str()),
+        &roles,
+        &net.dns,
+        &dns6,
+    );
     let origin = format!(
         "router.toml made from {} (`routerd cloud-init {}` shows it)",
         dir.display(),

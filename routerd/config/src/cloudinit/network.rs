@@ -1,9 +1,9 @@
 //! network-config version 1, as Proxmox writes it from `--ipconfigN` and
 //! `--nameserver`: which NIC is the WAN, which the LAN, and the resolvers.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use saphyr::{LoadableYamlNode, Scalar, Yaml};
 use saphyr_parser::{Event, Marker, Parser, ScanError};
 
@@ -20,6 +20,8 @@ pub(super) struct Interface {
     /// The first static IPv4 subnet: address with prefix, and its gateway.
     pub static_v4: Option<(Ipv4Net, Option<Ipv4Addr>)>,
     pub dhcp4: bool,
+    /// The first static IPv6 subnet (`ip6=`, `gw6=`): address with prefix, gateway.
+    pub static_v6: Option<(Ipv6Net, Option<Ipv6Addr>)>,
 }
 
 #[derive(Debug, Default)]
@@ -27,6 +29,8 @@ pub(super) struct NetworkConfig {
     interfaces: Vec<Interface>,
     /// The IPv4 resolvers, each once, in the file's order.
     pub dns: Vec<Ipv4Addr>,
+    /// The IPv6 resolvers, likewise (`wan.dns6` when the WAN has IPv6).
+    pub dns6: Vec<Ipv6Addr>,
     /// What was left out (IPv6), one line each (the first [`MAX_DIAGNOSTICS`]).
     pub notes: Vec<String>,
     pub unshown_notes: usize,
@@ -270,7 +274,8 @@ impl NetworkConfig {
         match addr.parse::<IpAddr>() {
             Ok(IpAddr::V4(ip)) if !self.dns.contains(&ip) => self.dns.push(ip),
             Ok(IpAddr::V4(_)) => {}
-            Ok(IpAddr::V6(ip)) => self.note(format!("{at}: IPv6 resolver {ip} left out (routerd is IPv4 only)")),
+            Ok(IpAddr::V6(ip)) if !self.dns6.contains(&ip) => self.dns6.push(ip),
+            Ok(IpAddr::V6(_)) => {}
             Err(_) => walk.error(at, format!("expected an IP address, found {}", quote(addr))),
         }
     }
@@ -297,6 +302,7 @@ impl NetworkConfig {
             mac,
             static_v4: None,
             dhcp4: false,
+            static_v6: None,
         };
         let subnets = match get(entry, "subnets") {
             None | Some(Yaml::Value(Scalar::Null)) => &[][..],
@@ -314,8 +320,9 @@ impl NetworkConfig {
             match walk.str(subnet, "type", &sat) {
                 Some("static") => self.static_subnet(walk, subnet, &sat, &mut iface),
                 Some("dhcp" | "dhcp4") => iface.dhcp4 = true,
-                Some(v6 @ ("static6" | "dhcp6" | "ipv6_slaac" | "ipv6_dhcpv6-stateless" | "ipv6_dhcpv6-stateful")) => {
-                    self.note(format!("{sat}: {v6} left out (routerd is IPv4 only)"));
+                Some("static6") => self.static6_subnet(walk, subnet, &sat, &mut iface),
+                Some(v6 @ ("dhcp6" | "ipv6_slaac" | "ipv6_dhcpv6-stateless" | "ipv6_dhcpv6-stateful")) => {
+                    self.note(format!("{sat}: {v6} left out (routerd takes static IPv6 only)"));
                 }
                 Some(other) => walk.error(&format!("{sat}.type"), format!("unknown subnet type {}", quote(other))),
                 None => walk.error(&sat, "missing `type`"),
@@ -340,10 +347,7 @@ impl NetworkConfig {
         let ip = match addr.parse::<IpAddr>() {
             Ok(IpAddr::V4(ip)) => ip,
             Ok(IpAddr::V6(_)) => {
-                self.note(format!(
-                    "{at}: IPv6 address {} left out (routerd is IPv4 only)",
-                    clip(address, MAX_QUOTED)
-                ));
+                self.static6_subnet(walk, subnet, at, iface);
                 return;
             }
             Err(_) => {
@@ -423,6 +427,42 @@ impl NetworkConfig {
             return;
         }
         iface.static_v4 = Some((net, gateway));
+    }
+
+    /// `ip6=2001:db8::10/64,gw6=fe80::1`: the first one of the NIC (later ones noted).
+    fn static6_subnet(&mut self, walk: &mut Walk<'_>, subnet: &Yaml<'_>, at: &str, iface: &mut Interface) {
+        for (place, addr) in walk.strings(subnet, "dns_nameservers", at) {
+            self.nameserver(walk, &place, addr);
+        }
+        let Some(address) = walk.str(subnet, "address", at) else {
+            walk.error(at, "a static6 subnet needs `address`");
+            return;
+        };
+        let Ok(net) = address.parse::<Ipv6Net>() else {
+            walk.error(
+                &format!("{at}.address"),
+                format!("expected an IPv6 address with prefix length, found {}", quote(address)),
+            );
+            return;
+        };
+        let gateway = match walk.str(subnet, "gateway", at) {
+            None => None,
+            Some(g) => match g.parse::<Ipv6Addr>() {
+                Ok(gw) => Some(gw),
+                Err(_) => {
+                    walk.error(
+                        &format!("{at}.gateway"),
+                        format!("expected an IPv6 address, found {}", quote(g)),
+                    );
+                    return;
+                }
+            },
+        };
+        if iface.static_v6.is_some() {
+            self.note(format!("{at}: a second IPv6 address on {} left out", iface.name));
+            return;
+        }
+        iface.static_v6 = Some((net, gateway));
     }
 
     /// The WAN is the interface with a gateway, the LAN the other one with an address;

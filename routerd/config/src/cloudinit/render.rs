@@ -1,7 +1,7 @@
 //! The router.toml made from a cloud-init drive.
 
 use std::fmt::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use ipnet::Ipv4Net;
@@ -34,7 +34,7 @@ pub fn default_dhcp_range(lan: Ipv4Net) -> (Ipv4Addr, Ipv4Addr) {
     (Ipv4Addr::from(first), Ipv4Addr::from(last))
 }
 
-pub(super) fn render(dir: &Path, hostname: Option<&str>, roles: &Roles, dns: &[Ipv4Addr]) -> String {
+pub(super) fn render(dir: &Path, hostname: Option<&str>, roles: &Roles, dns: &[Ipv4Addr], dns6: &[Ipv6Addr]) -> String {
     let quoted = |items: &[String]| items.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
     let mut t = String::new();
     let _ = writeln!(
@@ -56,6 +56,19 @@ pub(super) fn render(dir: &Path, hostname: Option<&str>, roles: &Roles, dns: &[I
     }
     let dns: Vec<String> = dns.iter().map(ToString::to_string).collect();
     let _ = writeln!(t, "dns = [{}]", quoted(&dns));
+    // ipconfig0's ip6= and gw6=: the WAN's IPv6 (a link-local ip6 is the kernel's own).
+    if let Some((net, Some(gw6))) = roles.wan.static_v6 {
+        if !crate::is_link_local(net.addr()) {
+            let _ = writeln!(t, "address6 = \"{net}\"");
+        }
+        {
+            let _ = writeln!(t, "gateway6 = \"{gw6}\"");
+            if !dns6.is_empty() {
+                let dns6: Vec<String> = dns6.iter().map(ToString::to_string).collect();
+                let _ = writeln!(t, "dns6 = [{}]", quoted(&dns6));
+            }
+        }
+    }
     for extra in &roles.extra_wans {
         t.push_str("\n[[wan.extra]]\n");
         if let Some(mac) = extra.mac {
@@ -76,6 +89,10 @@ pub(super) fn render(dir: &Path, hostname: Option<&str>, roles: &Roles, dns: &[I
         let _ = writeln!(t, "mac = \"{mac}\"");
     }
     let _ = writeln!(t, "address = \"{lan_net}\"");
+    // ipconfig1's ip6=: the LAN's /64, advertised to the guests.
+    if let Some((net6, _)) = roles.lan.as_ref().and_then(|l| l.static_v6) {
+        let _ = writeln!(t, "address6 = \"{net6}\"");
+    }
     let (first, last) = default_dhcp_range(lan_net);
     t.push_str("\n[dhcp]\n");
     let _ = writeln!(t, "range = \"{first}-{last}\"");
