@@ -22,7 +22,7 @@ const OVH_PREFIX: &str = "2001:db8:1:2::/64";
 const HETZNER_PREFIX: &str = "2001:db8:2::/64";
 /// Long enough for SLAAC, the NDP proxy and neighbour unreachability on a busy
 /// machine; each wait returns as soon as its condition holds.
-const DEADLINE: Duration = Duration::from_secs(60);
+const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Polls `check` until it gives a value or [`DEADLINE`] passes.
 fn wait_for<T>(what: &str, lab: &Lab, mut check: impl FnMut() -> Option<T>) -> T {
