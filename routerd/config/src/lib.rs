@@ -12,6 +12,7 @@ pub mod file;
 pub mod hostname;
 pub mod image;
 mod parse;
+pub mod release;
 #[cfg(test)]
 mod testdir;
 

@@ -45,8 +45,10 @@ pub fn render(s: &Snapshot) -> String {
     let _ = write!(
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0} status</title>\
-         <meta http-equiv=\"refresh\" content=\"30\"><style>{STYLE}</style></head><body><h1>{0}</h1>",
-        esc(&s.hostname)
+         <meta http-equiv=\"refresh\" content=\"30\"><style>{STYLE}</style></head><body><h1>{0}</h1>\
+         <p class=\"muted\">version {1}</p>",
+        esc(&s.hostname),
+        esc(&config::release::running().display())
     );
 
     h.push_str("<h2>Network</h2><table><tr><th>role</th><th>interface</th><th>address</th><th>MAC</th><th>received</th><th>sent</th><th>errors</th></tr>");
