@@ -38,7 +38,14 @@ pub fn has_ext_superblock(head: &[u8]) -> bool {
 /// with a filesystem is the router's own; when none has one yet, the first by name.
 pub fn find() -> Option<PathBuf> {
     let devs = disks::block_devices();
-    let named = state_partitions(&devs);
+    // A read-only device (a release disk attached read-only) cannot be the router's.
+    let named: Vec<&BlockDev> = state_partitions(&devs)
+        .into_iter()
+        .filter(|d| {
+            std::fs::read_to_string(Path::new("/sys/class/block").join(&d.name).join("ro"))
+                .map_or(true, |ro| ro.trim() != "1")
+        })
+        .collect();
     let formatted = named.iter().find(|d| {
         disks::read_head(&d.node(), 2048)
             .map(|h| has_ext_superblock(&h))

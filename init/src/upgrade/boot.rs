@@ -126,7 +126,9 @@ pub fn adv_with_boot_once(command: &str) -> Option<Vec<u8>> {
     Some(both)
 }
 
-/// The boot-once command line in an ADV (first copy), if any.
+/// The boot-once command line in an ADV (first copy), if any (for the tests: init
+/// only writes the ADV).
+#[cfg(test)]
 pub fn adv_boot_once(adv: &[u8]) -> Option<String> {
     let data = adv.get(8..ADV_SIZE - 4)?;
     let mut at = 0;
