@@ -1,4 +1,4 @@
-//! `image build`: packages -> initramfs -> UKI -> disk -> qcow2.
+//! `image build`: packages -> initramfs -> release (slot a) -> disk -> qcow2.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,9 +7,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
+use config::release::Release;
+use sha2::{Digest, Sha256};
+
 use crate::initramfs::{self, Compression};
 use crate::util::{copy, run, write};
-use crate::{debs, disk, uki};
+use crate::{debs, disk};
 
 /// Chosen by measuring boot time under TCG: the kernel decompressing the initramfs
 /// costs more than loading the bigger file (SeaBIOS: 6.1-8.9 s to init uncompressed,
@@ -21,14 +24,54 @@ pub struct Options {
     pub init: PathBuf,
     pub routerd: PathBuf,
     pub compress: Compression,
+    /// The build id in the version (`0.1.0+ID`); None: from git, else `local`.
+    pub build_id: Option<String>,
+    /// Where downloaded packages are kept; None: `out/cache`.
+    pub cache: Option<PathBuf>,
 }
 
-pub fn os_release() -> String {
+pub fn os_release(build_id: &str) -> String {
     let v = env!("CARGO_PKG_VERSION");
     format!(
-        "NAME=\"Router appliance\"\nID=router-appliance\nVERSION_ID={v}\n\
-         PRETTY_NAME=\"Router appliance {v}\"\nHOME_URL=\"https://github.com/\"\n"
+        "NAME=\"Router appliance\"\nID=router-appliance\nVERSION_ID={v}\nBUILD_ID={build_id}\n\
+         PRETTY_NAME=\"Router appliance {v}+{build_id}\"\nHOME_URL=\"https://github.com/\"\n"
     )
+}
+
+/// A build id is a semver build-metadata word: letters, digits, dots and dashes.
+pub fn check_build_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > 40 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+        return Err(format!("build id {id:?}: 1 to 40 letters, digits, dots or dashes"));
+    }
+    Ok(())
+}
+
+/// `g<short commit>` (with `.dirty` when the tree has changes), `local` outside git.
+fn build_id_from_git() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short=9", "HEAD"]) {
+        Some(commit) if !commit.is_empty() => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+            format!("g{commit}{}", if dirty { ".dirty" } else { "" })
+        }
+        _ => "local".into(),
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256_file(p: &Path) -> Result<(u64, String)> {
+    let data = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+    Ok((data.len() as u64, sha256_hex(&data)))
 }
 
 pub fn build(o: &Options) -> Result<()> {
@@ -41,7 +84,9 @@ pub fn build(o: &Options) -> Result<()> {
             );
         }
     }
-    let cache = o.out.join("cache");
+    let cache = o.cache.clone().unwrap_or_else(|| o.out.join("cache"));
+    let build_id = o.build_id.clone().unwrap_or_else(build_id_from_git);
+    let version = format!("{}+{build_id}", env!("CARGO_PKG_VERSION"));
     let work = o.out.join("work");
     std::fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
     if work.exists() {
@@ -65,15 +110,15 @@ pub fn build(o: &Options) -> Result<()> {
         debs::extract(deb, &root)?;
         writeln!(versions, "{name} {}", debs::field(deb, "Version")?)?;
     }
-    writeln!(versions, "routerd {}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(versions, "routerd {version}")?;
     let vmlinuz_src = root.join(format!("boot/vmlinuz-{kver}"));
     if !vmlinuz_src.is_file() {
         bail!("{} is not in package {kpkg}", vmlinuz_src.display());
     }
 
     // Initramfs.
-    let osrel = os_release();
-    let (tree, summary) = initramfs::assemble(&initramfs::Inputs {
+    let osrel = os_release(&build_id);
+    let (mut tree, summary) = initramfs::assemble(&initramfs::Inputs {
         root: &root,
         kver: &kver,
         init: &o.init,
@@ -81,6 +126,20 @@ pub fn build(o: &Options) -> Result<()> {
         versions: &versions,
         os_release: &osrel,
     })?;
+    // The payload checksum: the kernel and the initramfs without the release file
+    // (which carries the checksum).
+    let (_, kernel_sum) = sha256_file(&vmlinuz_src)?;
+    let cpio_sum = sha256_hex(&tree.write_cpio(Vec::new())?);
+    let mut release = Release {
+        version: version.clone(),
+        payload: sha256_hex(format!("{kernel_sum}\n{cpio_sum}\n").as_bytes()),
+        files: Vec::new(),
+    };
+    tree.file(
+        config::release::RELEASE_FILE.trim_start_matches('/'),
+        0o644,
+        release.render().into_bytes(),
+    );
     let cpio_path = work.join("initrd.cpio");
     let f = std::fs::File::create(&cpio_path)?;
     let mut f = tree.write_cpio(std::io::BufWriter::new(f))?;
@@ -93,30 +152,28 @@ pub fn build(o: &Options) -> Result<()> {
     let versions_path = o.out.join("versions.txt");
     write(&versions_path, versions.as_bytes())?;
 
-    // UKI and disk.
-    let osrel_path = work.join("os-release");
-    write(&osrel_path, osrel.as_bytes())?;
-    let cmdline_path = work.join("cmdline");
-    write(&cmdline_path, disk::CMDLINE.as_bytes())?;
-    let uki_path = work.join("BOOTX64.EFI");
-    uki::build(
-        Path::new(uki::STUB),
-        &osrel_path,
-        &cmdline_path,
-        &initrd,
-        &vmlinuz,
-        &uki_path,
-    )
-    .context("systemd-boot-efi's stub (Debian package systemd-boot-efi)")?;
+    // Slot a: what an upgrade copies, each file with its checksum in the release file.
+    for (name, path) in [
+        ("vmlinuz", &vmlinuz),
+        ("initrd.img", &initrd),
+        ("versions.txt", &versions_path),
+    ] {
+        let (size, sum) = sha256_file(path)?;
+        release.files.push((name.to_string(), size, sum));
+    }
+    let release_path = o.out.join("release");
+    write(&release_path, release.render().as_bytes())?;
     let img = o.out.join("router.img");
     let tmp_img = o.out.join("router.img.tmp");
     let layout = disk::write(
         &tmp_img,
         &disk::Files {
-            vmlinuz: &vmlinuz,
-            initrd: &initrd,
-            uki: &uki_path,
-            versions: &versions_path,
+            slot: vec![
+                ("vmlinuz", vmlinuz.as_path()),
+                ("initrd.img", initrd.as_path()),
+                ("versions.txt", versions_path.as_path()),
+                (config::release::SLOT_RELEASE_FILE_NAME, release_path.as_path()),
+            ],
         },
         &work,
     )?;
@@ -143,13 +200,13 @@ pub fn build(o: &Options) -> Result<()> {
     );
     eprintln!("image: libraries: {}", summary.libraries.join(" "));
     eprintln!(
-        "image: initrd.img {} bytes ({:?}; cpio {} bytes), vmlinuz {} bytes, UKI {} bytes",
+        "image: initrd.img {} bytes ({:?}; cpio {} bytes), vmlinuz {} bytes",
         size(&initrd),
         o.compress,
         size(&cpio_path),
         size(&vmlinuz),
-        size(&uki_path)
     );
+    eprintln!("image: release {}", release.display());
     eprintln!(
         "image: {} {} bytes (ESP {} MiB, {} {} MiB), {} {} KiB on disk",
         img.display(),

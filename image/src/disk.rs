@@ -12,27 +12,56 @@ use crate::gpt::{self, PartitionSpec};
 use crate::util::{mtools, read, run};
 
 pub const GPTMBR: &str = "/usr/lib/syslinux/mbr/gptmbr.bin";
+/// systemd-boot (Debian package systemd-boot-efi): the UEFI boot loader, reading
+/// the same slot files as syslinux.
+pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 pub const STATE_SIZE: u64 = 64 * 1024 * 1024;
 const MIB: u64 = 1024 * 1024;
 
-pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200 loglevel=4";
+/// `panic=5`: a kernel panic (init dying included) reboots, and the boot loader's
+/// default slot boots again: what makes a failed trial of a new slot fall back.
+pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200 loglevel=4 panic=5";
 
-pub fn syslinux_cfg() -> String {
+fn slot_cmdline(slot: &str) -> String {
+    format!("{CMDLINE} {}={slot}", config::release::SLOT_CMDLINE_KEY)
+}
+
+/// syslinux's config: one label per slot; `DEFAULT` names the slot that boots
+/// (init rewrites that line in place, and sets a boot-once in syslinux's ADV to try
+/// the other slot).
+pub fn syslinux_cfg(default: &str) -> String {
+    let mut s = format!("SERIAL 0 115200\nDEFAULT {default}\nPROMPT 0\nTIMEOUT 0\n");
+    for slot in config::release::SLOTS {
+        s.push_str(&format!(
+            "\nLABEL {slot}\n  LINUX /{slot}/vmlinuz\n  INITRD /{slot}/initrd.img\n  APPEND {}\n",
+            slot_cmdline(slot)
+        ));
+    }
+    s
+}
+
+/// systemd-boot's config: `default` names the slot's entry (rewritten in place by
+/// init; a trial boot is the one-shot EFI variable `LoaderEntryOneShot`).
+pub fn loader_conf(default: &str) -> String {
+    format!("default {default}.conf\ntimeout 0\neditor no\n")
+}
+
+pub fn loader_entry(slot: &str) -> String {
     format!(
-        "SERIAL 0 115200\nDEFAULT router\nPROMPT 0\nTIMEOUT 0\n\nLABEL router\n  LINUX /vmlinuz\n  INITRD /initrd.img\n  APPEND {CMDLINE}\n"
+        "title Router appliance, slot {slot}\nlinux /{slot}/vmlinuz\ninitrd /{slot}/initrd.img\noptions {}\n",
+        slot_cmdline(slot)
     )
 }
 
-/// ESP size: twice what it holds (room for an update in place), at least 64 MiB.
-pub fn esp_size(content: u64) -> u64 {
-    (content * 2).div_ceil(MIB).max(64) * MIB
+/// ESP size: three times a slot (two slots and room for a larger next release), at
+/// least 128 MiB. Blocks never written cost nothing in the qcow2.
+pub fn esp_size(slot: u64) -> u64 {
+    (slot * 3).div_ceil(MIB).max(128) * MIB
 }
 
+/// What slot `a` holds (name on the ESP, file on the host).
 pub struct Files<'a> {
-    pub vmlinuz: &'a Path,
-    pub initrd: &'a Path,
-    pub uki: &'a Path,
-    pub versions: &'a Path,
+    pub slot: Vec<(&'a str, &'a Path)>,
 }
 
 pub fn random_guid() -> Result<[u8; 16]> {
@@ -46,7 +75,7 @@ pub fn random_guid() -> Result<[u8; 16]> {
 
 pub fn write(out: &Path, files: &Files, work: &Path) -> Result<gpt::Layout> {
     let mut content = 0;
-    for p in [files.vmlinuz, files.initrd, files.uki] {
+    for (_, p) in &files.slot {
         content += std::fs::metadata(p).with_context(|| format!("{}", p.display()))?.len();
     }
     let specs = [
@@ -108,20 +137,49 @@ pub fn write(out: &Path, files: &Files, work: &Path) -> Result<gpt::Layout> {
             "-H",
             &esp.first_lba.to_string(),
             "-v",
-            "ROUTERBOOT",
+            config::release::BOOT_LABEL,
             "::",
         ]))?;
-    let cfg = work.join("syslinux.cfg");
-    std::fs::write(&cfg, syslinux_cfg())?;
-    run(mtools("mmd").args(["-i", &img, "::EFI", "::EFI/BOOT"]))?;
-    for (src, dest) in [
-        (cfg.as_path(), "::syslinux.cfg"),
-        (files.vmlinuz, "::vmlinuz"),
-        (files.initrd, "::initrd.img"),
-        (files.versions, "::versions.txt"),
-        (files.uki, "::EFI/BOOT/BOOTX64.EFI"),
-    ] {
-        run(mtools("mcopy").arg("-i").arg(&img).arg(src).arg(dest))?;
+    let first = config::release::SLOTS[0];
+    let mut texts = vec![
+        (
+            work.join("syslinux.cfg"),
+            format!("::{}", config::release::SYSLINUX_CFG),
+            syslinux_cfg(first),
+        ),
+        (
+            work.join("loader.conf"),
+            format!("::{}", config::release::LOADER_CONF),
+            loader_conf(first),
+        ),
+    ];
+    for slot in config::release::SLOTS {
+        texts.push((
+            work.join(format!("{slot}.conf")),
+            format!("::loader/entries/{slot}.conf"),
+            loader_entry(slot),
+        ));
+    }
+    let mut dirs = vec![
+        "::EFI".to_string(),
+        "::EFI/BOOT".into(),
+        "::loader".into(),
+        "::loader/entries".into(),
+    ];
+    dirs.extend(config::release::SLOTS.iter().map(|s| format!("::{s}")));
+    run(mtools("mmd").args(["-i", &img]).args(&dirs))?;
+    let mut copies: Vec<(&Path, String)> = Vec::new();
+    for (host, esp, text) in &texts {
+        std::fs::write(host, text)?;
+        copies.push((host, esp.clone()));
+    }
+    copies.push((Path::new(SYSTEMD_BOOT), "::EFI/BOOT/BOOTX64.EFI".into()));
+    for (name, src) in &files.slot {
+        copies.push((src, format!("::{first}/{name}")));
+    }
+    for (src, dest) in copies {
+        run(mtools("mcopy").arg("-i").arg(&img).arg(src).arg(dest))
+            .with_context(|| format!("{} (systemd-boot: Debian package systemd-boot-efi)", src.display()))?;
     }
     run(Command::new("syslinux")
         .env("MTOOLS_SKIP_CHECK", "1")
@@ -137,8 +195,16 @@ mod tests {
 
     #[test]
     fn esp_has_room() {
-        assert_eq!(esp_size(1), 64 * MIB);
-        assert_eq!(esp_size(50 * MIB), 100 * MIB);
-        assert!(syslinux_cfg().contains("APPEND console=tty0 console=ttyS0,115200 loglevel=4"));
+        assert_eq!(esp_size(1), 128 * MIB);
+        assert_eq!(esp_size(50 * MIB), 150 * MIB);
+    }
+
+    #[test]
+    fn both_boot_loaders_name_each_slot_and_its_files() {
+        let cfg = syslinux_cfg("a");
+        assert!(cfg.contains("\nDEFAULT a\n"), "{cfg}");
+        assert!(cfg.contains("LINUX /b/vmlinuz\n  INITRD /b/initrd.img\n  APPEND console=tty0 console=ttyS0,115200 loglevel=4 panic=5 router.slot=b\n"), "{cfg}");
+        assert_eq!(loader_conf("a").lines().next(), Some("default a.conf"));
+        assert!(loader_entry("b").contains("linux /b/vmlinuz\ninitrd /b/initrd.img\noptions console=tty0 console=ttyS0,115200 loglevel=4 panic=5 router.slot=b\n"));
     }
 }

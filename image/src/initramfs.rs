@@ -62,6 +62,8 @@ pub const MODULES: &[&str] = &[
     "mbcache",
     "crc16",
     "crc32c_generic",
+    // the one-shot EFI variable of an upgrade's trial boot (UEFI)
+    "efivarfs",
     // ACPI power button
     "button",
     "evdev",

@@ -12,7 +12,6 @@ mod initramfs;
 mod libs;
 mod modules;
 mod tree;
-mod uki;
 mod util;
 
 use std::path::PathBuf;
@@ -21,8 +20,11 @@ use std::process::ExitCode;
 const USAGE: &str = "\
 usage:
   image build [--out DIR] [--init FILE] [--routerd FILE] [--compress none|gzip|zstd]
-      downloads the Debian kernel, nftables, e2fsprogs and libraries (cached in DIR/cache),
-      writes DIR/router.img, DIR/router.qcow2, DIR/vmlinuz, DIR/initrd.img, DIR/versions.txt
+              [--build-id ID] [--cache DIR]
+      downloads the Debian kernel, nftables, e2fsprogs and libraries (cached in DIR/cache,
+      or --cache DIR), writes DIR/router.img, DIR/router.qcow2, DIR/vmlinuz, DIR/initrd.img,
+      DIR/versions.txt and DIR/release (the version: crate version + build id, default
+      from git; and checksums)
       (defaults: --out out, --init target/release/init, --routerd target/release/routerd)
   image config ROUTER.TOML -o CONFIG.IMG [--unchecked]
       validates ROUTER.TOML like `routerd check` and writes a FAT disk labelled ROUTERCFG
@@ -75,6 +77,8 @@ fn parse_build(args: &[String]) -> Result<build::Options, String> {
         init: PathBuf::from("target/release/init"),
         routerd: PathBuf::from("target/release/routerd"),
         compress: build::DEFAULT_COMPRESSION,
+        build_id: None,
+        cache: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -83,6 +87,12 @@ fn parse_build(args: &[String]) -> Result<build::Options, String> {
             "--out" => o.out = PathBuf::from(value()?),
             "--init" => o.init = PathBuf::from(value()?),
             "--routerd" => o.routerd = PathBuf::from(value()?),
+            "--build-id" => {
+                let id = value()?;
+                build::check_build_id(&id)?;
+                o.build_id = Some(id);
+            }
+            "--cache" => o.cache = Some(PathBuf::from(value()?)),
             "--compress" => o.compress = initramfs::Compression::parse(&value()?).map_err(|e| e.to_string())?,
             _ => return Err(format!("unknown option {a}")),
         }

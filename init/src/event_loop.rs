@@ -6,6 +6,7 @@ use crate::agent;
 use crate::power;
 use crate::sources::{after, Sources, SCAN_EVERY};
 use crate::supervisor::{self, Supervisor};
+use crate::upgrade::Upgrade;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
@@ -18,6 +19,7 @@ pub struct Init {
     supervisor: Supervisor,
     agent: agent::Agent,
     sources: Sources,
+    upgrade: Upgrade,
     next_button_scan: Instant,
 }
 
@@ -29,6 +31,7 @@ impl Init {
             supervisor: Supervisor::new(),
             agent: agent::Agent::new(now),
             sources: Sources::new(now),
+            upgrade: Upgrade::new(now),
             next_button_scan: now,
         }
     }
@@ -64,6 +67,7 @@ impl Init {
         self.agent.tick(now);
         let desired = self.sources.desired(now);
         self.supervisor.reconcile(desired.as_ref(), now);
+        self.upgrade.tick(now, &self.sources, &mut self.supervisor);
     }
 
     /// How long the next wait may last: at most a second, less if a scan or

@@ -24,6 +24,7 @@ mod sources;
 mod spawn;
 mod state;
 mod supervisor;
+mod upgrade;
 
 use std::time::Instant;
 
@@ -48,6 +49,11 @@ fn boot() -> ! {
     let mount_errors = mounts::mount_all(mounts::EARLY);
     console::open();
     say!("init: starting");
+    say!(
+        "init: router {}{}",
+        config::release::running().display(),
+        upgrade::booted_slot().map_or(String::new(), |s| format!(" in slot {s}"))
+    );
     for e in mount_errors {
         say!("{e}");
     }

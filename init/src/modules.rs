@@ -39,6 +39,8 @@ pub struct Summary {
 enum Outcome {
     Loaded,
     Already,
+    /// The module has nothing to drive on this machine (efivarfs under a BIOS).
+    NoDevice,
 }
 
 /// Loads every module of [`LIST`]; logs each failure and a summary line.
@@ -63,6 +65,7 @@ pub fn load_listed() -> Summary {
         match load(&path) {
             Ok(Outcome::Loaded) => summary.loaded += 1,
             Ok(Outcome::Already) => summary.already += 1,
+            Ok(Outcome::NoDevice) => {}
             Err(e) => {
                 summary.failed += 1;
                 say(&format!("init: module {}: {e}", path.display()));
@@ -82,6 +85,7 @@ fn load(path: &Path) -> Result<Outcome, String> {
     match finit_module(&file, &no_params, ModuleInitFlags::empty()) {
         Ok(()) => Ok(Outcome::Loaded),
         Err(Errno::EEXIST) => Ok(Outcome::Already),
+        Err(Errno::ENODEV) => Ok(Outcome::NoDevice),
         Err(e) => Err(format!("finit_module: {}", e.desc())),
     }
 }

@@ -141,6 +141,16 @@ impl Sources {
         self.tick_config(now);
     }
 
+    /// Whether the state partition is mounted at /state; None while it is still
+    /// waited for at boot.
+    pub fn state_mounted(&self) -> Option<bool> {
+        match self.state {
+            StateDisk::Searching { .. } => None,
+            StateDisk::Mounted => Some(true),
+            StateDisk::Absent | StateDisk::Failed => Some(false),
+        }
+    }
+
     /// When the next look for the state partition is due, while it is still
     /// waited for.
     pub fn state_scan_due(&self) -> Option<Instant> {

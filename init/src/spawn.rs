@@ -34,7 +34,11 @@ pub fn spawn(program: &str, args: &[String]) -> Result<Pid, String> {
 /// Starts `program` with `args`, stdout and stderr on `output`.
 fn spawn_to(program: &str, args: &[String], output: &str) -> Result<Pid, String> {
     let argv = argv(program, args).ok_or("argument with a NUL byte")?;
-    let env = [CString::new(format!("PATH={PATH}")).map_err(|e| e.to_string())?];
+    let env = [
+        CString::new(format!("PATH={PATH}")).map_err(|e| e.to_string())?,
+        // routerd writes it once it is ready: what makes a trial slot the default.
+        CString::new(format!("ROUTERD_READY_FILE={}", crate::upgrade::READY_FILE)).map_err(|e| e.to_string())?,
+    ];
     let attr = attributes().map_err(|e| format!("posix_spawnattr: {}", e.desc()))?;
     let actions = file_actions(output).map_err(|e| format!("posix_spawn_file_actions: {}", e.desc()))?;
     posix_spawn(program, &actions, &attr, &argv, &env).map_err(|e| e.desc().to_string())

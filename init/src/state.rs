@@ -17,10 +17,11 @@ const E2FSCK: &str = "/usr/sbin/e2fsck";
 const EXT_MAGIC_OFFSET: usize = 1024 + 56;
 const EXT_MAGIC: u16 = 0xEF53;
 
-/// The device among `devs` whose uevent says `PARTNAME=routerstate`.
-pub fn find_partition(devs: &[BlockDev]) -> Option<&BlockDev> {
+/// The devices among `devs` whose uevent says `PARTNAME=routerstate`, in order.
+pub fn state_partitions(devs: &[BlockDev]) -> Vec<&BlockDev> {
     devs.iter()
-        .find(|d| disks::uevent_value(&d.uevent, "PARTNAME") == Some(STATE_PARTITION))
+        .filter(|d| disks::uevent_value(&d.uevent, "PARTNAME") == Some(STATE_PARTITION))
+        .collect()
 }
 
 /// Whether the first bytes of a device (at least 1024 + 58) hold an ext
@@ -32,9 +33,25 @@ pub fn has_ext_superblock(head: &[u8]) -> bool {
     }
 }
 
-/// The state partition's device node, if the kernel knows one yet.
+/// The state partition's device node, if the kernel knows one yet. A release disk
+/// attached for an upgrade (a fresh image) has a blank state partition too: the one
+/// with a filesystem is the router's own; when none has one yet, the first by name.
 pub fn find() -> Option<PathBuf> {
-    find_partition(&disks::block_devices()).map(BlockDev::node)
+    let devs = disks::block_devices();
+    // A read-only device (a release disk attached read-only) cannot be the router's.
+    let named: Vec<&BlockDev> = state_partitions(&devs)
+        .into_iter()
+        .filter(|d| {
+            std::fs::read_to_string(Path::new("/sys/class/block").join(&d.name).join("ro"))
+                .map_or(true, |ro| ro.trim() != "1")
+        })
+        .collect();
+    let formatted = named.iter().find(|d| {
+        disks::read_head(&d.node(), 2048)
+            .map(|h| has_ext_superblock(&h))
+            .unwrap_or(false)
+    });
+    formatted.or(named.first()).map(|d| d.node())
 }
 
 /// Makes the filesystem if the partition has none, then mounts it at
@@ -131,7 +148,7 @@ mod tests {
                 "MAJOR=8\nMINOR=2\nDEVNAME=sda2\nDEVTYPE=partition\nPARTN=2\nPARTNAME=routerstate\n",
             ),
         ];
-        let found = find_partition(&devs).map(|d| d.node());
+        let found = state_partitions(&devs).first().map(|d| d.node());
         assert_eq!(found, Some(PathBuf::from("/dev/sda2")));
     }
 
@@ -141,8 +158,8 @@ mod tests {
             dev("vda", "DEVNAME=vda\nDEVTYPE=disk\n"),
             dev("vda1", "DEVNAME=vda1\nDEVTYPE=partition\nPARTNAME=routerstate2\n"),
         ];
-        assert!(find_partition(&devs).is_none());
-        assert!(find_partition(&[]).is_none());
+        assert!(state_partitions(&devs).is_empty());
+        assert!(state_partitions(&[]).is_empty());
     }
 
     #[test]

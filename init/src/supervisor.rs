@@ -133,6 +133,8 @@ pub struct Supervisor {
     backoff: Backoff,
     /// No (re)start before this instant.
     not_before: Option<Instant>,
+    /// How many times routerd ended since boot.
+    exits: u32,
 }
 
 impl Supervisor {
@@ -141,7 +143,13 @@ impl Supervisor {
             running: None,
             backoff: Backoff::new(),
             not_before: None,
+            exits: 0,
         }
+    }
+
+    /// How many times routerd ended since boot (a trial slot gives up after a few).
+    pub fn exits(&self) -> u32 {
+        self.exits
     }
 
     pub fn pid(&self) -> Option<Pid> {
@@ -222,6 +230,7 @@ impl Supervisor {
                 delay.as_secs()
             ));
             self.running = None;
+            self.exits = self.exits.saturating_add(1);
             self.not_before = now.checked_add(delay);
         }
     }

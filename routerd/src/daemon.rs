@@ -590,6 +590,13 @@ fn log_applied(config: &Config, applied: &Applied, generation: u64, first: bool)
     }
     if first {
         tracing::info!(generation, "routerd ready: {summary}");
+        // init (PID 1 of the image) names this file: it waits for it before it makes a
+        // newly installed slot the default (image/CONTRACT.md).
+        if let Some(path) = std::env::var_os("ROUTERD_READY_FILE") {
+            if let Err(e) = std::fs::write(&path, format!("{generation}\n")) {
+                tracing::warn!("cannot write {}: {e}", std::path::Path::new(&path).display());
+            }
+        }
     } else {
         tracing::info!(generation, "config applied: {summary}");
     }

@@ -19,6 +19,7 @@ const USAGE: &str = "usage:
                                      the last good config and the DHCP leases;
                                      --set-hostname: the host name follows the config
   routerd apply --config FILE        apply the config once and exit
+  routerd --version                  print the release: version and payload checksum
   routerd render --config FILE [--wan NAME] [--extra-wan NAME]... [--lan NAME] [--flowtable]
                                      print the network plan and the nftables ruleset
                                      (the NICs of wan.extra: --extra-wan in order, else wan1, wan2...)";
@@ -45,6 +46,10 @@ fn main() -> ExitCode {
             true,
         ),
         ["render", "--config", file, rest @ ..] => render(file, rest),
+        ["--version" | "-V" | "version"] => {
+            println!("routerd {}", config::release::running().display());
+            ExitCode::SUCCESS
+        }
         ["--help" | "-h" | "help"] => {
             println!("{USAGE}");
             ExitCode::SUCCESS

@@ -14,6 +14,7 @@ pub mod file;
 pub mod hostname;
 pub mod image;
 mod parse;
+pub mod release;
 #[cfg(test)]
 mod testdir;
 

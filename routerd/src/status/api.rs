@@ -15,7 +15,10 @@ pub struct Status<'a> {
     pub hostname: &'a str,
     /// Unix time of this answer.
     pub now: u64,
+    /// The running release (`routerd --version`, `router_build_info`).
     pub version: &'static str,
+    /// sha256 of the release's kernel and initramfs.
+    pub payload: &'static str,
     pub routerd: Routerd,
     /// Seconds since the system booted.
     pub system_uptime: Option<u64>,
@@ -108,7 +111,8 @@ pub fn status(s: &Snapshot) -> Status<'_> {
         schema: SCHEMA,
         hostname: &s.hostname,
         now: s.now,
-        version: env!("CARGO_PKG_VERSION"),
+        version: &config::release::running().version,
+        payload: &config::release::running().payload,
         routerd: Routerd {
             started: s.started,
             uptime: s.now.saturating_sub(s.started),

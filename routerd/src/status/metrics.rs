@@ -73,6 +73,17 @@ fn escape(v: &str) -> String {
 
 pub fn render(s: &Snapshot) -> String {
     let mut o = Out(String::new());
+    let release = config::release::running();
+    o.family(
+        "router_build_info",
+        "gauge",
+        "The running release: version and payload sha256.",
+    );
+    o.sample(
+        "router_build_info",
+        &[("version", &release.version), ("payload", &release.payload)],
+        1,
+    );
     for (counter, help) in [
         ("rx_bytes", "Bytes received."),
         ("rx_packets", "Packets received."),

@@ -167,13 +167,14 @@ pub fn render(s: &Snapshot) -> String {
     let _ = write!(
         h,
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{0} status</title>\
-         <meta http-equiv=\"refresh\" content=\"30\"><style>{STYLE}</style></head><body><h1>{0}</h1>",
-        esc(&s.hostname)
+         <meta http-equiv=\"refresh\" content=\"30\"><style>{STYLE}</style></head><body><h1>{0}</h1>\
+         <p class=\"muted\">version {1}</p>",
+        esc(&s.hostname),
+        esc(&config::release::running().display())
     );
     let _ = write!(
         h,
-        "<p class=\"muted\">routerd {}, up {}",
-        env!("CARGO_PKG_VERSION"),
+        "<p class=\"muted\">routerd up {}",
         duration(s.now.saturating_sub(s.started))
     );
     if let Some(up) = s.system_uptime {

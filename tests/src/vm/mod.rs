@@ -21,6 +21,7 @@ use crate::netns::run;
 mod agent;
 mod disks;
 mod qmp;
+pub mod release;
 
 pub use disks::{cidata_iso, config_disk, image_bin, iso_image, state_partition};
 
@@ -142,6 +143,9 @@ pub struct VmTuning {
     /// A second WAN NIC with this MAC on the tap `tapwan2` (see [`add_vm_wan2`]), after
     /// the others (Proxmox's net2 when there is no `lan2`).
     pub wan2_mac: Option<String>,
+    /// An extra disk (Proxmox `qm set --scsi1`), e.g. a release to upgrade to (see
+    /// [`release::build`]).
+    pub extra_disk: Option<PathBuf>,
 }
 
 /// A running VM. Killed (and its console dumped if the test failed) on drop.
@@ -248,6 +252,9 @@ impl Vm {
         }
         if let Some(mac) = &self.tuning.wan2_mac {
             cmd.args(["--wan2-tap", "tapwan2", "--wan2-mac", mac]);
+        }
+        if let Some(disk) = &self.tuning.extra_disk {
+            cmd.arg("--disk").arg(disk);
         }
         let child = cmd
             .stdin(Stdio::null())
