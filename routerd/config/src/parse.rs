@@ -715,21 +715,7 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            let protocol = match raw.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
-                None | Some((_, "tcp")) => Some(Protocol::Tcp),
-                Some((_, "udp")) => Some(Protocol::Udp),
-                Some((_, "both")) => Some(Protocol::Both),
-                Some((p, other)) => {
-                    self.error(
-                        p.span(),
-                        format!(
-                            "open.protocol: expected \"tcp\", \"udp\" or \"both\", found {}",
-                            quote(other)
-                        ),
-                    );
-                    None
-                }
-            };
+            let protocol = self.protocol("open.protocol", raw.protocol.as_ref());
             let ports = self
                 .required(
                     &raw.port,
@@ -1368,6 +1354,22 @@ impl Validator<'_> {
         }
     }
 
+    /// `tcp` (also when absent), `udp` or `both`.
+    fn protocol(&mut self, key: &str, v: Option<&S<String>>) -> Option<Protocol> {
+        match v.map(|p| (p, p.get_ref().as_str())) {
+            None | Some((_, "tcp")) => Some(Protocol::Tcp),
+            Some((_, "udp")) => Some(Protocol::Udp),
+            Some((_, "both")) => Some(Protocol::Both),
+            Some((p, other)) => {
+                self.error(
+                    p.span(),
+                    format!("{key}: expected \"tcp\", \"udp\" or \"both\", found {}", quote(other)),
+                );
+                None
+            }
+        }
+    }
+
     fn port_range(&mut self, key: &str, v: &S<toml::Value>) -> Option<PortRange> {
         let port = |n: i64| u16::try_from(n).ok().filter(|p| *p != 0);
         let parsed = match v.get_ref() {
@@ -1436,21 +1438,7 @@ impl Validator<'_> {
                 None => Some(wan.map_or(Ipv4Addr::UNSPECIFIED, |w| w.address.addr())),
                 Some(p) => self.public_address("forward.public", p, wan),
             };
-            let protocol = match raw.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
-                None | Some((_, "tcp")) => Some(Protocol::Tcp),
-                Some((_, "udp")) => Some(Protocol::Udp),
-                Some((_, "both")) => Some(Protocol::Both),
-                Some((p, other)) => {
-                    self.error(
-                        p.span(),
-                        format!(
-                            "forward.protocol: expected \"tcp\", \"udp\" or \"both\", found {}",
-                            quote(other)
-                        ),
-                    );
-                    None
-                }
-            };
+            let protocol = self.protocol("forward.protocol", raw.protocol.as_ref());
             let ports = self
                 .required(
                     &raw.port,

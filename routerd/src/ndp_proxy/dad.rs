@@ -10,9 +10,11 @@
 
 use std::io;
 use std::net::Ipv6Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
+
+use crate::net::packet;
 
 const ETH_P_IPV6: u16 = 0x86dd;
 const ICMPV6: u8 = 58;
@@ -62,62 +64,9 @@ pub struct DadSocket {
     fd: AsyncFd<OwnedFd>,
 }
 
-fn check(rc: libc::c_int) -> io::Result<()> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 impl DadSocket {
     pub fn open(index: u32) -> io::Result<DadSocket> {
-        let ifindex = i32::try_from(index).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex"))?;
-        // SAFETY: socket(2) with constant arguments; the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(ETH_P_IPV6.to_be()),
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh, valid descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let program = filter();
-        let prog = libc::sock_fprog {
-            len: program.len() as u16,
-            filter: program.as_ptr().cast_mut(),
-        };
-        // SAFETY: setsockopt(2) with a sock_fprog pointing at `program`, alive here.
-        check(unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_ATTACH_FILTER,
-                std::ptr::from_ref(&prog).cast(),
-                size_of::<libc::sock_fprog>() as libc::socklen_t,
-            )
-        })?;
-        let addr = libc::sockaddr_ll {
-            sll_family: libc::AF_PACKET as u16,
-            sll_protocol: ETH_P_IPV6.to_be(),
-            sll_ifindex: ifindex,
-            sll_hatype: 0,
-            sll_pkttype: 0,
-            sll_halen: 0,
-            sll_addr: [0; 8],
-        };
-        // SAFETY: bind(2) on our descriptor with a fully initialised sockaddr_ll.
-        check(unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&addr).cast::<libc::sockaddr>(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        })?;
+        let (fd, ifindex) = packet::open(index, ETH_P_IPV6, Some(&filter()))?;
         let membership = libc::packet_mreq {
             mr_ifindex: ifindex,
             mr_type: libc::PACKET_MR_ALLMULTI as u16,
@@ -126,7 +75,7 @@ impl DadSocket {
         };
         // SAFETY: setsockopt(2) with a fully initialised packet_mreq; the membership
         // ends when the socket closes.
-        check(unsafe {
+        packet::check(unsafe {
             libc::setsockopt(
                 fd.as_raw_fd(),
                 libc::SOL_PACKET,

@@ -2,13 +2,12 @@
 //! claiming the router's address, the gateway check asks the gateway itself when its
 //! MAC is pinned (the kernel then never asks).
 //!
-//! A raw AF_PACKET socket cannot be bound by interface index with std or socket2;
-//! hence the few lines of `unsafe` below, each a plain libc call on values built here.
+//! The socket is a `net::packet` one; the `unsafe` lines here send and receive on it.
 #![allow(unsafe_code)]
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 
@@ -83,32 +82,7 @@ pub struct ArpSocket {
 
 impl ArpSocket {
     pub fn open(index: u32) -> io::Result<ArpSocket> {
-        let ifindex = i32::try_from(index).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "ifindex"))?;
-        // SAFETY: socket(2) with constant arguments; the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                i32::from(ETH_P_ARP.to_be()),
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh, valid descriptor owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let addr = sockaddr_ll(ifindex, [0; 6]);
-        // SAFETY: bind(2) on our descriptor with a fully initialised sockaddr_ll.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                std::ptr::from_ref(&addr).cast::<libc::sockaddr>(),
-                size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let (fd, ifindex) = super::packet::open(index, ETH_P_ARP, None)?;
         // SAFETY: an OwnedFd stays open and keeps its number until the AsyncFd drops it.
         let fd = unsafe { AsyncFd::register(fd) }.map_err(io::Error::from)?;
         Ok(ArpSocket { fd, ifindex })
@@ -117,7 +91,7 @@ impl ArpSocket {
     /// Sends one frame as it is (it carries its own Ethernet header).
     pub fn send(&self, frame: &[u8]) -> io::Result<()> {
         let dest = mac_at(frame, 0).map_or([0xff; 6], |m| m.0);
-        let addr = sockaddr_ll(self.ifindex, dest);
+        let addr = super::packet::sockaddr_ll(self.ifindex, ETH_P_ARP, dest);
         // SAFETY: sendto(2) of a slice with its exact length to a fully initialised sockaddr_ll.
         let rc = unsafe {
             libc::sendto(
@@ -157,20 +131,6 @@ impl ArpSocket {
             }
         }
     }
-}
-
-fn sockaddr_ll(ifindex: i32, dest: [u8; 6]) -> libc::sockaddr_ll {
-    let mut addr = libc::sockaddr_ll {
-        sll_family: libc::AF_PACKET as u16,
-        sll_protocol: ETH_P_ARP.to_be(),
-        sll_ifindex: ifindex,
-        sll_hatype: 0,
-        sll_pkttype: 0,
-        sll_halen: 6,
-        sll_addr: [0; 8],
-    };
-    addr.sll_addr[..6].copy_from_slice(&dest);
-    addr
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod arp;
 pub mod lan_arp;
 mod links;
 pub mod neighbours;
+pub mod packet;
 mod routes;
 mod rules;
 mod sysctl;
