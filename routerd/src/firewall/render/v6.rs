@@ -6,6 +6,8 @@ use super::*;
 
 use ipnet::Ipv6Net;
 
+const IPPROTO_ICMPV6: u32 = 58;
+
 /// The ICMPv6 types the router itself must accept (RFC 4890's "must not drop").
 const ICMPV6_INPUT: [&str; 12] = [
     "destination-unreachable",
@@ -81,7 +83,8 @@ fn spoofed_from_lan6(chain: &str, l: &LanRules) -> Rule<'static> {
 
 fn icmpv6(types: &[&str]) -> Vec<Statement<'static>> {
     vec![
-        m(meta(MetaKey::L4proto), Operator::EQ, s("ipv6-icmp")),
+        // By number: a name would need /etc/protocols, which the image has not.
+        m(meta(MetaKey::L4proto), Operator::EQ, num(IPPROTO_ICMPV6)),
         m(payload("icmpv6", "type"), Operator::EQ, set(types.iter().map(|t| s(t)))),
     ]
 }
