@@ -93,20 +93,8 @@ impl DadSocket {
     pub async fn recv(&self) -> io::Result<Ipv6Addr> {
         let mut buf = [0u8; 256];
         loop {
-            let mut guard = self.fd.readable().await?;
-            let n = match guard.try_io(|fd| {
-                // SAFETY: recv(2) into a stack buffer of the given length.
-                let n = unsafe { libc::recv(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                if n < 0 {
-                    Err(io::Error::last_os_error())
-                } else {
-                    Ok(n.unsigned_abs())
-                }
-            }) {
-                Ok(result) => result?,
-                Err(_would_block) => continue,
-            };
-            if let Some(target) = dad_target(&buf[..n.min(buf.len())]) {
+            let n = packet::recv(&self.fd, &mut buf).await?;
+            if let Some(target) = dad_target(&buf[..n]) {
                 return Ok(target);
             }
         }

@@ -7,6 +7,8 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use tokio::io::unix::AsyncFd;
+
 /// The link-layer address of `ifindex` for `ethertype` frames to `dest`.
 pub fn sockaddr_ll(ifindex: i32, ethertype: u16, dest: [u8; 6]) -> libc::sockaddr_ll {
     let mut addr = libc::sockaddr_ll {
@@ -64,6 +66,24 @@ pub fn open(index: u32, ethertype: u16, filter: Option<&[libc::sock_filter]>) ->
         )
     })?;
     Ok((fd, ifindex))
+}
+
+/// The next frame received on `fd` into `buf`: its length (at most `buf.len()`).
+pub async fn recv(fd: &AsyncFd<OwnedFd>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        let mut guard = fd.readable().await?;
+        if let Ok(result) = guard.try_io(|fd| {
+            // SAFETY: recv(2) into a buffer of the given length.
+            let n = unsafe { libc::recv(fd.get_ref().as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(n.unsigned_abs().min(buf.len()))
+            }
+        }) {
+            return result;
+        }
+    }
 }
 
 /// A libc return code as a result.
