@@ -37,13 +37,11 @@ pub fn render(config: &Config, wg: &WireGuard, peer: &Peer, router_key: &Key) ->
     let _ = writeln!(o, "# {} (public_key in router.toml).", peer.public_key);
     let _ = writeln!(o, "PrivateKey = <this peer's private key>");
     if config.dns.is_some() {
-        if let Some(lan) = config.lans.iter().find(|l| peer.reach.contains(&l.name)) {
-            let _ = writeln!(
-                o,
-                "# The router's resolver answers over the tunnel (wg-quick needs resolvconf for this):"
-            );
-            let _ = writeln!(o, "# DNS = {}", lan.address.addr());
-        }
+        let _ = writeln!(
+            o,
+            "# The router's resolver answers in the tunnel (wg-quick needs resolvconf for this line):"
+        );
+        let _ = writeln!(o, "# DNS = {}", wg.address.addr());
     }
     let _ = writeln!(o);
     let _ = writeln!(o, "[Peer]");
@@ -86,7 +84,7 @@ mod tests {
                 "PersistentKeepalive = 25",
             ]
         );
-        assert!(out.contains("# DNS = 172.16.0.1\n"), "{out}");
+        assert!(out.contains("# DNS = 10.99.0.1\n"), "{out}");
         assert!(
             out.contains("hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo= (public_key in router.toml)"),
             "{out}"
