@@ -15,7 +15,7 @@ const PEER_KEY: &str = "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=";
 
 fn config() -> String {
     format!(
-        "{CONFIG}\n[status]\n\n[wireguard]\nlisten_port = 51820\naddress = \"10.99.0.1/24\"\n\n[[wireguard.peer]]\nname = \"laptop\"\npublic_key = \"{PEER_KEY}\"\nallowed_ips = [\"10.99.0.2/32\"]\n"
+        "{CONFIG}\n[status]\n\n[dns]\n\n[wireguard]\nlisten_port = 51820\naddress = \"10.99.0.1/24\"\n\n[[wireguard.peer]]\nname = \"laptop\"\npublic_key = \"{PEER_KEY}\"\nallowed_ips = [\"10.99.0.2/32\"]\ninternet = true\n"
     )
 }
 
@@ -96,10 +96,17 @@ fn without_kernel_wireguard_the_router_says_so_and_runs_on() {
         .and_then(|rest| rest.split("<h2>").next())
         .unwrap_or_default();
     assert!(section.contains("this kernel has no WireGuard"), "{page}");
-    // The firewall opened the port on the WAN address (nft accepts names of links that
-    // do not exist yet).
+    // The whole ruleset, tunnel rules included, is in place: nft matches links by name,
+    // so rules for the missing wg0 load all the same.
     let ruleset = lab.router.sh("nft list table inet routerd");
-    assert!(ruleset.contains("udp dport 51820 accept"), "{ruleset}");
+    for rule in [
+        "iifname \"wan\" ip daddr 203.0.113.10 udp dport 51820 accept",
+        "iifname \"wg0\" ip saddr 10.99.0.2 ip daddr 10.99.0.1 udp dport 53 accept",
+        "iifname \"wg0\" ip saddr 10.99.0.2 oifname \"lan\" accept",
+        "oifname \"wan\" ip saddr 10.99.0.2 snat ip to 203.0.113.10",
+    ] {
+        assert!(ruleset.contains(rule), "{rule}\nin\n{ruleset}");
+    }
 
     // A reload keeps the same key and still runs.
     lab.reload(&config().replace("51820", "51821"));

@@ -16,6 +16,14 @@ fn from_tunnel() -> Statement<'static> {
     m(meta(MetaKey::Iifname), Operator::EQ, s(IFNAME))
 }
 
+/// Matches that keep the tunnel's flows out of the flowtable.
+pub(super) fn not_offloaded() -> [Statement<'static>; 2] {
+    [
+        m(meta(MetaKey::Iifname), Operator::NEQ, s(IFNAME)),
+        m(meta(MetaKey::Oifname), Operator::NEQ, s(IFNAME)),
+    ]
+}
+
 /// input: the port from the WAN; DNS, the status page and ping from the peers.
 pub(super) fn input(config: &Config, wg: &WireGuard, wan: &str) -> Vec<Rule<'static>> {
     let mut rules = vec![rule(
