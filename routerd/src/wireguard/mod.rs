@@ -201,7 +201,7 @@ pub async fn ensure(
 }
 
 /// One peer's counters for the status page and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PeerStats {
     pub name: String,
     pub last_handshake: Option<u64>,
