@@ -193,6 +193,43 @@ pub struct ConfigDisk {
     pub kind: FsKind,
 }
 
+/// Which block device a node is, so that a hot-unplugged disk is noticed even when a
+/// new one takes its name: the device number and the kernel's disk sequence number
+/// (`diskseq`, new for every disk attached; read from the whole disk for a partition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskId {
+    rdev: u64,
+    seq: Option<u64>,
+}
+
+impl DiskId {
+    pub fn of(node: &Path) -> Option<DiskId> {
+        use std::os::unix::fs::MetadataExt;
+        let rdev = std::fs::metadata(node).ok()?.rdev();
+        Some(DiskId {
+            rdev,
+            seq: disk_seq(rdev),
+        })
+    }
+
+    /// Whether the same disk is still attached.
+    pub fn present(&self) -> bool {
+        Path::new(&sys_dev_block(self.rdev)).exists() && disk_seq(self.rdev) == self.seq
+    }
+}
+
+fn sys_dev_block(rdev: u64) -> String {
+    format!("/sys/dev/block/{}:{}", nix::libc::major(rdev), nix::libc::minor(rdev))
+}
+
+fn disk_seq(rdev: u64) -> Option<u64> {
+    let dir = sys_dev_block(rdev);
+    ["diskseq", "../diskseq"]
+        .iter()
+        .find_map(|f| std::fs::read_to_string(format!("{dir}/{f}")).ok())
+        .and_then(|s| s.trim().parse().ok())
+}
+
 /// What one look through the block devices found: the `ROUTERCFG` config disk
 /// and the cloud-init drive (`cidata`), each the first by device name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -67,6 +67,9 @@ impl Init {
         self.agent.tick(now);
         let desired = self.sources.desired(now);
         self.supervisor.reconcile(desired.as_ref(), now);
+        if self.sources.take_reload() {
+            self.supervisor.signal(Signal::SIGHUP);
+        }
         self.upgrade.tick(now, &self.sources, &mut self.supervisor);
     }
 

@@ -68,6 +68,10 @@ pub struct Sources {
     config_error: Option<String>,
     /// The same for the cloud-init drive.
     cidata_error: Option<String>,
+    /// Which disk is mounted at /config; None once it was removed (hot-unplugged).
+    config_disk: Option<disks::DiskId>,
+    /// A config disk appeared in place of a removed one: routerd is to reload it.
+    reload_due: bool,
 }
 
 /// `t + d`, or `t` if that would overflow.
@@ -132,6 +136,8 @@ impl Sources {
             next_config_scan: now,
             config_error: None,
             cidata_error: None,
+            config_disk: None,
+            reload_due: false,
         }
     }
 
@@ -139,6 +145,58 @@ impl Sources {
     pub fn tick(&mut self, now: Instant) {
         self.tick_state(now);
         self.tick_config(now);
+        self.tick_config_swap(now);
+    }
+
+    /// Whether a new config disk was mounted in place of a removed one since the
+    /// last call: routerd should reload (SIGHUP) rather than restart.
+    pub fn take_reload(&mut self) -> bool {
+        std::mem::take(&mut self.reload_due)
+    }
+
+    /// Once the config disk is mounted: a disk that goes away (Proxmox: `qm set
+    /// --delete scsiN`, or `--scsiN` with a new volume) is detached, and routerd
+    /// keeps running the config it has (a restart meanwhile runs the last good one);
+    /// the next ROUTERCFG disk that appears is mounted and reloaded.
+    fn tick_config_swap(&mut self, now: Instant) {
+        if self.config != ConfigDisk::Mounted || now < self.next_config_scan {
+            return;
+        }
+        self.next_config_scan = after(now, SCAN_EVERY);
+        match self.config_disk {
+            Some(disk) if disk.present() => {}
+            Some(_) => {
+                let _ = nix::mount::umount2(CONFIG_MOUNT, nix::mount::MntFlags::MNT_DETACH);
+                say!(
+                    "init: the config disk was removed: routerd keeps running its config; \
+                     attach a new {CONFIG_LABEL} disk to reload"
+                );
+                self.config_disk = None;
+            }
+            None => {
+                let Some(disk) = disks::find_config_disks().config else {
+                    return;
+                };
+                let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+                match mounts::mount_device(&disk.node, CONFIG_MOUNT, disk.kind.fstype(), flags) {
+                    Ok(()) => {
+                        say!(
+                            "init: new config disk {} ({}) mounted read-only at {CONFIG_MOUNT}: reloading routerd",
+                            disk.node.display(),
+                            disk.kind.fstype()
+                        );
+                        self.config_disk = disks::DiskId::of(&disk.node);
+                        self.reload_due = true;
+                    }
+                    Err(e) => {
+                        if self.config_error.as_deref() != Some(e.as_str()) {
+                            say!("init: config disk: {e}; trying again");
+                            self.config_error = Some(e);
+                        }
+                    }
+                }
+            }
+        }
     }
 
     /// Whether the state partition is mounted at /state; None while it is still
@@ -235,6 +293,7 @@ impl Sources {
                             );
                         }
                         self.config = ConfigDisk::Mounted;
+                        self.config_disk = disks::DiskId::of(&disk.node);
                         return;
                     }
                     Err(e) => {

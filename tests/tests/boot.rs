@@ -11,7 +11,7 @@ use routerd::dhcp::store::{LeaseStore, Loaded};
 use testkit::dhcp_client::{Client, Kind, Lease};
 use testkit::lab::{Lab, CONFIG, FAILOVER_IP, INET_IP, ROUTER_LAN_IP, VIRTUAL_MAC};
 use testkit::netns::Netns;
-use testkit::traffic::{tcp_echo, EchoServer};
+use testkit::traffic::{tcp_connect, tcp_echo, tcp_exchange, EchoServer};
 use testkit::vm::{
     add_vm_lan2, add_vm_wan2, config_disk, iso_image, vm_lab, Vm, VmOptions, VmTuning, BOOT_TIMEOUT, LAN2_MAC, LAN_MAC,
     POWEROFF_TIMEOUT,
@@ -471,6 +471,73 @@ fn an_invalid_config_runs_the_last_good_one() {
     vm.wait_console("running the last good config", BOOT_TIMEOUT);
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     check_nat_and_forward(&lab);
+}
+
+/// Proxmox's way to change the config of a running VM: detach the config disk and
+/// attach a new one (`qm set --delete scsi1`, `qm set --scsi1 ...`, hot-plugged). init
+/// notices both, and routerd reloads the new config without a restart: a forward added
+/// by the new disk answers, and an open connection through NAT lives on.
+#[test]
+fn a_config_disk_swapped_while_running_is_reloaded_without_a_restart() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
+    let lab = vm_lab();
+    let first = config_disk(&lab.dir, "first", &vm_config(), true);
+    let with_ssh =
+        vm_config() + "\n[[forward]]\nprotocol = \"tcp\"\nport = 2222\nto = \"172.16.10.205\"\nto_port = 8080\n";
+    let second = config_disk(&lab.dir, "second", &with_ssh, true);
+    let mut vm = Vm::start(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(first),
+        },
+    );
+    vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    check_nat_and_forward(&lab);
+    let _web = EchoServer::tcp(&lab.web, "0.0.0.0:8080");
+    assert!(
+        tcp_echo(&lab.inet, "203.0.113.10:2222", "before").is_err(),
+        "port 2222 is not forwarded by the first config"
+    );
+    let _server = EchoServer::tcp(&lab.inet, "198.51.100.1:7001");
+    let mut held = tcp_connect(&lab.guest, "198.51.100.1:7001").expect("LAN guest -> internet");
+    assert_eq!(tcp_exchange(&mut held, "opened").expect("echo"), "opened");
+
+    let removed = vm.qmp_with("device_del", serde_json::json!({ "id": "config-disk" }));
+    assert!(removed.get("return").is_some(), "device_del: {removed}");
+    vm.wait_console("the config disk was removed", BOOT_TIMEOUT);
+    let added = vm.qmp_with(
+        "blockdev-add",
+        serde_json::json!({
+            "driver": "raw", "node-name": "config2", "read-only": true,
+            "file": { "driver": "file", "filename": second.display().to_string(), "read-only": true }
+        }),
+    );
+    assert!(added.get("return").is_some(), "blockdev-add: {added}");
+    let plugged = vm.qmp_with(
+        "device_add",
+        serde_json::json!({ "driver": "scsi-hd", "bus": "scsi1.0", "drive": "config2", "id": "config-disk2" }),
+    );
+    assert!(plugged.get("return").is_some(), "device_add: {plugged}");
+    vm.wait_console("reloading routerd", BOOT_TIMEOUT);
+    vm.wait_console("SIGHUP: reloading the config", BOOT_TIMEOUT);
+    let echo = eventually("internet -> the new forward 2222 -> web:8080", || {
+        tcp_echo(&lab.inet, "203.0.113.10:2222", "after")
+    });
+    assert_eq!(echo, "after");
+    assert_eq!(
+        tcp_exchange(&mut held, "still there").expect("the connection opened before the swap"),
+        "still there"
+    );
+    let console = vm.console_text();
+    assert_eq!(
+        console.matches("routerd ready").count(),
+        1,
+        "routerd was not restarted:\n{console}"
+    );
+    assert!(!console.contains("init: restarting routerd"), "{console}");
 }
 
 #[test]

@@ -330,6 +330,11 @@ impl Vm {
         qmp::execute(&self.qmp, command)
     }
 
+    /// [`Vm::qmp`] with arguments.
+    pub fn qmp_with(&self, command: &str, arguments: serde_json::Value) -> serde_json::Value {
+        qmp::execute_with(&self.qmp, command, arguments)
+    }
+
     /// Knobs for the next [`Vm::restart`].
     pub fn set_tuning(&mut self, tuning: VmTuning) {
         self.tuning = tuning;

@@ -7,6 +7,11 @@ use std::time::Duration;
 
 /// Sends one QMP command (after the capabilities handshake) and returns the reply.
 pub fn execute(socket: &Path, command: &str) -> serde_json::Value {
+    execute_with(socket, command, serde_json::Value::Null)
+}
+
+/// [`execute`] with arguments (`Null`: none).
+pub fn execute_with(socket: &Path, command: &str, arguments: serde_json::Value) -> serde_json::Value {
     let stream = UnixStream::connect(socket).unwrap_or_else(|e| panic!("QMP {}: {e}", socket.display()));
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -34,8 +39,12 @@ pub fn execute(socket: &Path, command: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}"));
     let caps = read_reply("qmp_capabilities");
     assert!(caps.get("return").is_some(), "qmp_capabilities: {caps}");
+    let request = match arguments {
+        serde_json::Value::Null => serde_json::json!({ "execute": command }),
+        arguments => serde_json::json!({ "execute": command, "arguments": arguments }),
+    };
     writer
-        .write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes())
+        .write_all(format!("{request}\n").as_bytes())
         .unwrap_or_else(|e| panic!("{e}"));
     read_reply(command)
 }
