@@ -487,7 +487,12 @@ fn ensure_ipv6(
             ifname: link.name.clone(),
             mac: link.mac,
             prefix: prefix.trunc(),
-            dns: dns.clone(),
+            // The resolver answers on the LAN's address6: guests ask it, as over DHCPv4.
+            dns: if config.dns.is_some() {
+                vec![prefix.addr()]
+            } else {
+                dns.clone()
+            },
         };
         let current = old.iter().position(|w| w.params == params).map(|i| old.swap_remove(i));
         adverts.extend(crate::ra::ensure(current, params));
