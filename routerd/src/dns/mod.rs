@@ -7,12 +7,14 @@
 //! - `ratelimit`: a token bucket per client;
 //! - `upstream`: forwarding, with a deadline;
 //! - `wire`: plain queries, local answers and cache hits on the wire format;
+//! - `batch`: datagrams in and out in batches (recvmmsg, sendmmsg);
 //! - `server`: the sockets and the handling of one query.
 //!
 //! The DNS wire format is hickory-proto's. The DHCP servers publish their live leases
 //! in a [`LeaseBook`] after each batch that changed them; the resolver rebuilds its
 //! zone from it, so names follow the leases at once (and expire with them).
 
+pub mod batch;
 pub mod cache;
 pub mod ratelimit;
 pub mod server;

@@ -2,17 +2,20 @@
 //! names, cache, then upstream.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use super::batch::{Inbox, Outbox};
 use super::cache::Cache;
 use super::ratelimit::RateLimit;
 use super::upstream::{self, UDP_PAYLOAD};
@@ -145,12 +148,15 @@ fn socket(addr: SocketAddr, ifname: &str, kind: Type, protocol: Protocol) -> std
     Ok(s)
 }
 
-fn udp_socket(addr: SocketAddr, ifname: &str) -> std::io::Result<UdpSocket> {
+fn udp_socket(addr: SocketAddr, ifname: &str) -> std::io::Result<AsyncFd<std::net::UdpSocket>> {
     let s = socket(addr, ifname, Type::DGRAM, Protocol::UDP)?;
     // Room for a burst while the task is busy; past it the kernel drops, not us.
     let _ = s.set_recv_buffer_size(1 << 20);
     s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    let s: std::net::UdpSocket = s.into();
+    // SAFETY: the socket is owned by the AsyncFd and stays open until it is dropped.
+    #[allow(unsafe_code)]
+    unsafe { AsyncFd::register(s) }.map_err(std::io::Error::from)
 }
 
 fn tcp_listener(addr: SocketAddr, ifname: &str) -> std::io::Result<TcpListener> {
@@ -160,42 +166,53 @@ fn tcp_listener(addr: SocketAddr, ifname: &str) -> std::io::Result<TcpListener> 
     TcpListener::from_std(s.into())
 }
 
-async fn serve_udp(r: Arc<Resolver>, socket: Arc<UdpSocket>, counters: Arc<Counters>) {
-    let mut buf = vec![0u8; 4096];
-    let mut out = Vec::with_capacity(UDP_PAYLOAD.into());
+async fn serve_udp(r: Arc<Resolver>, socket: Arc<AsyncFd<std::net::UdpSocket>>, counters: Arc<Counters>) {
+    let mut inbox = Inbox::default();
+    let mut outbox = Outbox::default();
     loop {
-        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+        let Ok(mut ready) = socket.readable().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        match r.handle(&buf[..n], from.ip(), &counters, false, &mut out) {
-            Handled::Drop => {}
-            Handled::Wire => {
-                let _ = socket.send_to(&out, from).await;
-            }
-            Handled::Reply(m) => {
-                if let Some(bytes) = encode(&m, udp_limit(&m)) {
-                    let _ = socket.send_to(&bytes, from).await;
+        let n = match ready.try_io(|s| inbox.recv(s.get_ref().as_raw_fd())) {
+            Ok(Ok(n)) => n,
+            // Would block (the readiness was stale) or a transient error.
+            _ => continue,
+        };
+        drop(ready);
+        for i in 0..n {
+            let Some((bytes, from)) = inbox.get(i) else { continue };
+            let out = outbox.next(from);
+            match r.handle(bytes, from.ip(), &counters, false, out) {
+                Handled::Wire => {}
+                Handled::Drop => outbox.drop_last(),
+                Handled::Reply(m) => match encode(&m, udp_limit(&m)) {
+                    Some(bytes) => *out = bytes,
+                    None => outbox.drop_last(),
+                },
+                Handled::Forward(req) => {
+                    outbox.drop_last();
+                    let Ok(permit) = r.forwarding.clone().try_acquire_owned() else {
+                        bump(&counters.overloaded);
+                        let m = error(&req, ResponseCode::ServFail);
+                        if let Some(bytes) = encode(&m, udp_limit(&m)) {
+                            *outbox.next(from) = bytes;
+                        }
+                        continue;
+                    };
+                    let (r, socket, counters) = (r.clone(), socket.clone(), counters.clone());
+                    tokio::spawn(async move {
+                        let m = r.forward(&req, &counters).await;
+                        drop(permit);
+                        if let Some(bytes) = encode(&m, udp_limit(&m)) {
+                            // Non-blocking: a full socket buffer drops it, as for any reply.
+                            let _ = socket.get_ref().send_to(&bytes, from);
+                        }
+                    });
                 }
             }
-            Handled::Forward(req) => {
-                let Ok(permit) = r.forwarding.clone().try_acquire_owned() else {
-                    bump(&counters.overloaded);
-                    let m = error(&req, ResponseCode::ServFail);
-                    if let Some(bytes) = encode(&m, udp_limit(&m)) {
-                        let _ = socket.send_to(&bytes, from).await;
-                    }
-                    continue;
-                };
-                let (r, socket, counters) = (r.clone(), socket.clone(), counters.clone());
-                tokio::spawn(async move {
-                    let m = r.forward(&req, &counters).await;
-                    drop(permit);
-                    if let Some(bytes) = encode(&m, udp_limit(&m)) {
-                        let _ = socket.send_to(&bytes, from).await;
-                    }
-                });
-            }
         }
+        outbox.flush(socket.get_ref().as_raw_fd());
     }
 }
 
