@@ -21,12 +21,11 @@ struct Entry {
     rcode: u8,
     answers: u16,
     authorities: u16,
-    /// The answer and authority records, their names compressed against a question at
-    /// the start of the message: the reply's question is the same name, so the
-    /// pointers hold.
-    records: Box<[u8]>,
-    /// Where each record's TTL is in `records`.
-    ttls: Box<[u16]>,
+    /// One allocation: the number of records (a byte), where each one's TTL is (a u16
+    /// each, from the start of the records), then the answer and authority records,
+    /// their names compressed against a question at the start of the message: the
+    /// reply's question is the same name, so the pointers hold.
+    wire: Box<[u8]>,
     /// Seconds since the cache began.
     stored: u32,
     expires: u32,
@@ -85,10 +84,11 @@ impl Cache {
             return None;
         }
         let age = now - entry.stored;
+        let (ttls, records) = entry.wire.split_at(1 + 2 * usize::from(entry.wire[0]));
         let start = out.len();
-        out.extend_from_slice(&entry.records);
-        for &at in entry.ttls.iter() {
-            let at = start + usize::from(at);
+        out.extend_from_slice(records);
+        for at in ttls[1..].chunks_exact(2) {
+            let at = start + usize::from(u16::from_be_bytes([at[0], at[1]]));
             let ttl = u32::from_be_bytes([out[at], out[at + 1], out[at + 2], out[at + 3]]);
             out[at..at + 4].copy_from_slice(&ttl.saturating_sub(age).to_be_bytes());
         }
@@ -149,16 +149,17 @@ fn encode(query: &Query, response: &Message) -> Option<Entry> {
     m.authorities = response.authorities.clone();
     let bytes = m.to_vec().ok()?;
     let (start, ttls) = record_ttls(&bytes, m.answers.len() + m.authorities.len())?;
+    // More records than a byte counts: not kept (no real answer has that many).
+    let mut wire = vec![u8::try_from(ttls.len()).ok()?];
+    for t in ttls {
+        wire.extend_from_slice(&u16::try_from(t - start).ok()?.to_be_bytes());
+    }
+    wire.extend_from_slice(&bytes[start..]);
     Some(Entry {
         rcode: response.metadata.response_code.low(),
         answers: u16::try_from(m.answers.len()).ok()?,
         authorities: u16::try_from(m.authorities.len()).ok()?,
-        records: bytes[start..].into(),
-        ttls: ttls
-            .into_iter()
-            .map(|t| u16::try_from(t - start))
-            .collect::<Result<_, _>>()
-            .ok()?,
+        wire: wire.into(),
         stored: 0,
         expires: 0,
         generation: 0,
