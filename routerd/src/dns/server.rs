@@ -554,6 +554,42 @@ mod tests {
     }
 
     #[test]
+    fn a_cache_hit_is_served_on_the_hot_path_and_to_a_query_it_does_not_take() {
+        let r = resolver(0);
+        let c = Counters::default();
+        let name = Name::from_ascii("www.example.net.").expect("name");
+        let q = Query::query(name.clone(), RecordType::A);
+        let mut upstream = Message::response(1, OpCode::Query);
+        upstream.answers.push(hickory_proto::rr::Record::from_rdata(
+            name.clone(),
+            300,
+            hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A::new(198, 51, 100, 80)),
+        ));
+        let mut key = wire_key(&name);
+        key.extend_from_slice(&[0, 1, 0, 1]);
+        lock(&r.cache).insert(&key, &q, &upstream, Instant::now());
+        let m = ask(&r, &query("WWW.example.net.", RecordType::A), client(), &c).expect("from the cache");
+        assert_eq!(m.answers[0].data.to_string(), "198.51.100.80");
+        assert!(!m.metadata.authoritative && m.metadata.recursion_available);
+        // Two records in the additional section: not a plain query; still a hit.
+        let mut odd = Message::query();
+        odd.metadata.id = 9;
+        odd.add_query(q.clone());
+        for _ in 0..2 {
+            odd.additionals.push(hickory_proto::rr::Record::from_rdata(
+                name.clone(),
+                0,
+                hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A::new(10, 0, 0, 1)),
+            ));
+        }
+        let odd = odd.to_vec().expect("encode");
+        assert!(wire::parse(&odd).is_none());
+        let m = ask(&r, &odd, client(), &c).expect("from the cache");
+        assert_eq!((m.metadata.id, m.answers.len()), (9, 1));
+        assert_eq!(c.cache_hits.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
     fn a_big_answer_is_truncated_for_plain_udp() {
         let r = resolver(0);
         let req = Message::from_vec(&query("nas.lan.", RecordType::A)).expect("decode");
