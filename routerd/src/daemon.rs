@@ -478,7 +478,6 @@ fn ensure_ipv6(
     adverts: &mut Vec<crate::ra::Watch>,
     ndp_proxy: &mut Option<crate::ndp_proxy::Watch>,
 ) {
-    let dns = config.wan.v6.as_ref().map(|v| v.dns.clone()).unwrap_or_default();
     let mut old = std::mem::take(adverts);
     for (lan, link) in config.lans.iter().zip(&applied.lans) {
         let Some(prefix) = lan.address6 else { continue };
@@ -487,12 +486,7 @@ fn ensure_ipv6(
             ifname: link.name.clone(),
             mac: link.mac,
             prefix: prefix.trunc(),
-            // The resolver answers on the LAN's address6: guests ask it, as over DHCPv4.
-            dns: if config.dns.is_some() {
-                vec![prefix.addr()]
-            } else {
-                dns.clone()
-            },
+            dns: config.ra_dns(lan),
         };
         let current = old.iter().position(|w| w.params == params).map(|i| old.swap_remove(i));
         adverts.extend(crate::ra::ensure(current, params));

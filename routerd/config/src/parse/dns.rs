@@ -271,6 +271,29 @@ mod tests {
     }
 
     #[test]
+    fn router_advertisements_announce_the_router_with_the_resolver_on_and_wan_dns6_off() {
+        let v6 = WAN
+            .replace(
+                "dns = [\"198.51.100.53\"]\n",
+                "dns = [\"198.51.100.53\"]\ngateway6 = \"fe80::1\"\ndns6 = [\"2001:db8:ffff::53\"]\n",
+            )
+            .replace(
+                "address = \"172.16.0.1/16\"\n",
+                "address = \"172.16.0.1/16\"\naddress6 = \"2001:db8:2::1/64\"\n",
+            );
+        let on = parse(&format!("{v6}{DHCP}")).expect("valid");
+        assert_eq!(
+            on.ra_dns(&on.lans[0]),
+            ["2001:db8:2::1".parse::<std::net::Ipv6Addr>().expect("ip")]
+        );
+        let off = parse(&format!("{v6}{DHCP}[dns]\nenabled = false\n")).expect("valid");
+        assert_eq!(
+            off.ra_dns(&off.lans[0]),
+            ["2001:db8:ffff::53".parse::<std::net::Ipv6Addr>().expect("ip")]
+        );
+    }
+
+    #[test]
     fn a_host_may_have_an_ipv6_address_or_both() {
         let config = parse(&format!(
             "{WAN}[[dns.host]]\nname = \"v6only\"\naddress = \"2001:db8:2::5\"\n[[dns.host]]\nname = \"both\"\naddress = \"172.16.10.6\"\naddress6 = \"2001:db8:2::6\"\n"
