@@ -513,7 +513,6 @@ fn ensure_ipv6(
     adverts: &mut Vec<crate::ra::Watch>,
     ndp_proxy: &mut Option<crate::ndp_proxy::Watch>,
 ) {
-    let dns = config.wan.v6.as_ref().map(|v| v.dns.clone()).unwrap_or_default();
     let mut old = std::mem::take(adverts);
     for (lan, link) in config.lans.iter().zip(&applied.lans) {
         let Some(prefix) = lan.address6 else { continue };
@@ -522,7 +521,7 @@ fn ensure_ipv6(
             ifname: link.name.clone(),
             mac: link.mac,
             prefix: prefix.trunc(),
-            dns: dns.clone(),
+            dns: config.ra_dns(lan),
         };
         let current = old.iter().position(|w| w.params == params).map(|i| old.swap_remove(i));
         adverts.extend(crate::ra::ensure(current, params));

@@ -1,6 +1,6 @@
 //! `[dns]`: the caching resolver routerd runs on the LAN addresses.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The local domain when a LAN's `dhcp.domain` is not set.
 pub const DEFAULT_DOMAIN: &str = "lan";
@@ -25,5 +25,7 @@ pub struct DnsHost {
     /// As written: one label is a name in the local domain (`nas` is `nas.lan`);
     /// a dotted name is taken whole (`nas.example.net`).
     pub name: String,
-    pub address: Ipv4Addr,
+    /// At least one of the two.
+    pub address: Option<Ipv4Addr>,
+    pub address6: Option<Ipv6Addr>,
 }

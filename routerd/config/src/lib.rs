@@ -451,6 +451,15 @@ impl Config {
         }
     }
 
+    /// The resolvers the router advertisements of `lan` announce (RDNSS): the router's
+    /// `address6` when the resolver is on, else `wan.dns6`.
+    pub fn ra_dns(&self, lan: &Lan) -> Vec<Ipv6Addr> {
+        match lan.address6 {
+            Some(a) if self.dns.is_some() => vec![a.addr()],
+            _ => self.wan.v6.as_ref().map(|v| v.dns.clone()).unwrap_or_default(),
+        }
+    }
+
     /// The local domain of `lan`: its `dhcp.domain`, else [`dns::DEFAULT_DOMAIN`].
     pub fn lan_domain<'a>(&'a self, lan: &'a Lan) -> &'a str {
         lan.dhcp

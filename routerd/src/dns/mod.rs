@@ -1,24 +1,29 @@
-//! The LAN's resolver (`[dns]`): UDP and TCP port 53 on each LAN's router address.
+//! The LAN's resolver (`[dns]`): UDP and TCP port 53 on each LAN's router address
+//! (and its `address6`).
 //!
 //! - `zone`: the names answered here (leases, reservations, `[[dns.host]]`, reverse
 //!   names, and NXDOMAIN for private reverse zones), pure;
 //! - `cache`: upstream answers for their TTL, bounded;
 //! - `ratelimit`: a token bucket per client;
 //! - `upstream`: forwarding, with a deadline;
+//! - `wire`: plain queries, local answers and cache hits on the wire format;
+//! - `batch`: datagrams in and out in batches (recvmmsg, sendmmsg);
 //! - `server`: the sockets and the handling of one query.
 //!
 //! The DNS wire format is hickory-proto's. The DHCP servers publish their live leases
 //! in a [`LeaseBook`] after each batch that changed them; the resolver rebuilds its
 //! zone from it, so names follow the leases at once (and expire with them).
 
+pub mod batch;
 pub mod cache;
 pub mod ratelimit;
 pub mod server;
 pub mod upstream;
+pub mod wire;
 pub mod zone;
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -72,6 +77,8 @@ pub const TUNNEL_LABEL: &str = "wireguard";
 pub struct Listen {
     pub lan: String,
     pub address: Ipv4Addr,
+    /// The LAN's `address6`, when it has one.
+    pub address6: Option<Ipv6Addr>,
     /// The LAN's link: the sockets are bound to it, so nothing from another
     /// interface (the WAN) reaches them, whatever the firewall says.
     pub ifname: String,
@@ -100,6 +107,7 @@ impl Setup {
                 .map(|(lan, ifname)| Listen {
                     lan: lan.name.clone(),
                     address: lan.address.addr(),
+                    address6: lan.address6.map(|a| a.addr()),
                     ifname: ifname.clone(),
                 })
                 // The WireGuard peers ask on the router's tunnel address (a socket bound
@@ -107,6 +115,7 @@ impl Setup {
                 .chain(config.wireguard.as_ref().map(|wg| Listen {
                     lan: TUNNEL_LABEL.to_string(),
                     address: wg.address.addr(),
+                    address6: None,
                     ifname: config::wireguard::IFNAME.to_string(),
                 }))
                 .collect(),

@@ -2,21 +2,25 @@
 //! names, cache, then upstream.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::cache::{Cache, Key};
+use super::batch::{Inbox, Outbox};
+use super::cache::Cache;
 use super::ratelimit::RateLimit;
 use super::upstream::{self, UDP_PAYLOAD};
-use super::zone::{Local, Zone};
+use super::wire::{self, PLAIN_UDP};
+use super::zone::{wire_key, Local, Zone};
 use super::{bump, Counters, LeaseBook, Setup};
 use crate::dhcp::server::unix_now;
 
@@ -26,8 +30,6 @@ const MAX_FORWARDING: usize = 512;
 const MAX_TCP: usize = 64;
 /// How long a TCP client may stay silent before it is hung up on.
 const TCP_IDLE: Duration = Duration::from_secs(10);
-/// The UDP size every client may receive (RFC 1035).
-const PLAIN_UDP: usize = 512;
 
 struct Resolver {
     setup: Setup,
@@ -110,16 +112,18 @@ pub fn start(setup: Setup, book: Arc<LeaseBook>) -> Running {
     for listen in &setup.listen {
         let counters = Arc::new(Counters::default());
         lans.push((listen.lan.clone(), counters.clone()));
-        let addr = SocketAddr::from((listen.address, 53));
-        match (udp_socket(addr, &listen.ifname), tcp_listener(addr, &listen.ifname)) {
-            (Ok(udp), Ok(tcp)) => {
-                let udp = Arc::new(udp);
-                tasks.push(tokio::spawn(serve_udp(resolver.clone(), udp, counters.clone())));
-                tasks.push(tokio::spawn(serve_tcp(resolver.clone(), tcp, counters)));
-                tracing::info!(lan = %listen.lan, %addr, "DNS resolver listening");
-            }
-            (Err(e), _) | (_, Err(e)) => {
-                tracing::error!(lan = %listen.lan, "the DNS resolver cannot listen on {addr}: {e}");
+        let v6 = listen.address6.map(|a| SocketAddr::from((a, 53)));
+        for addr in std::iter::once(SocketAddr::from((listen.address, 53))).chain(v6) {
+            match (udp_socket(addr, &listen.ifname), tcp_listener(addr, &listen.ifname)) {
+                (Ok(udp), Ok(tcp)) => {
+                    let udp = Arc::new(udp);
+                    tasks.push(tokio::spawn(serve_udp(resolver.clone(), udp, counters.clone())));
+                    tasks.push(tokio::spawn(serve_tcp(resolver.clone(), tcp, counters.clone())));
+                    tracing::info!(lan = %listen.lan, %addr, "DNS resolver listening");
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(lan = %listen.lan, "the DNS resolver cannot listen on {addr}: {e}");
+                }
             }
         }
     }
@@ -130,59 +134,85 @@ pub fn start(setup: Setup, book: Arc<LeaseBook>) -> Running {
     }
 }
 
-fn udp_socket(addr: SocketAddr, ifname: &str) -> std::io::Result<UdpSocket> {
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+/// A socket for `addr` on the link `ifname`. An IPv6 one binds before the address is
+/// usable (duplicate address detection takes a second or more after it is added).
+fn socket(addr: SocketAddr, ifname: &str, kind: Type, protocol: Protocol) -> std::io::Result<Socket> {
+    let s = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+        s.set_freebind_v6(true)?;
+    }
     s.set_reuse_address(true)?;
     s.bind_device(Some(ifname.as_bytes()))?;
+    s.set_nonblocking(true)?;
+    Ok(s)
+}
+
+fn udp_socket(addr: SocketAddr, ifname: &str) -> std::io::Result<AsyncFd<std::net::UdpSocket>> {
+    let s = socket(addr, ifname, Type::DGRAM, Protocol::UDP)?;
     // Room for a burst while the task is busy; past it the kernel drops, not us.
     let _ = s.set_recv_buffer_size(1 << 20);
-    s.set_nonblocking(true)?;
     s.bind(&addr.into())?;
-    UdpSocket::from_std(s.into())
+    let s: std::net::UdpSocket = s.into();
+    // SAFETY: the socket is owned by the AsyncFd and stays open until it is dropped.
+    #[allow(unsafe_code)]
+    unsafe { AsyncFd::register(s) }.map_err(std::io::Error::from)
 }
 
 fn tcp_listener(addr: SocketAddr, ifname: &str) -> std::io::Result<TcpListener> {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    s.set_reuse_address(true)?;
-    s.bind_device(Some(ifname.as_bytes()))?;
-    s.set_nonblocking(true)?;
+    let s = socket(addr, ifname, Type::STREAM, Protocol::TCP)?;
     s.bind(&addr.into())?;
     s.listen(128)?;
     TcpListener::from_std(s.into())
 }
 
-async fn serve_udp(r: Arc<Resolver>, socket: Arc<UdpSocket>, counters: Arc<Counters>) {
-    let mut buf = vec![0u8; 4096];
+async fn serve_udp(r: Arc<Resolver>, socket: Arc<AsyncFd<std::net::UdpSocket>>, counters: Arc<Counters>) {
+    let mut inbox = Inbox::default();
+    let mut outbox = Outbox::default();
     loop {
-        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+        let Ok(mut ready) = socket.readable().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
-        match r.handle(&buf[..n], from.ip(), &counters) {
-            Handled::Drop => {}
-            Handled::Reply(m) => {
-                if let Some(bytes) = encode(&m, udp_limit(&m)) {
-                    let _ = socket.send_to(&bytes, from).await;
+        let n = match ready.try_io(|s| inbox.recv(s.get_ref().as_raw_fd())) {
+            Ok(Ok(n)) => n,
+            // Would block (the readiness was stale) or a transient error.
+            _ => continue,
+        };
+        drop(ready);
+        for i in 0..n {
+            let Some((bytes, from)) = inbox.get(i) else { continue };
+            let out = outbox.next(from);
+            match r.handle(bytes, from.ip(), &counters, false, out) {
+                Handled::Wire => {}
+                Handled::Drop => outbox.drop_last(),
+                Handled::Reply(m) => match encode(&m, udp_limit(&m)) {
+                    Some(bytes) => *out = bytes,
+                    None => outbox.drop_last(),
+                },
+                Handled::Forward(req) => {
+                    outbox.drop_last();
+                    let Ok(permit) = r.forwarding.clone().try_acquire_owned() else {
+                        bump(&counters.overloaded);
+                        let m = error(&req, ResponseCode::ServFail);
+                        if let Some(bytes) = encode(&m, udp_limit(&m)) {
+                            *outbox.next(from) = bytes;
+                        }
+                        continue;
+                    };
+                    let (r, socket, counters) = (r.clone(), socket.clone(), counters.clone());
+                    tokio::spawn(async move {
+                        let m = r.forward(&req, &counters).await;
+                        drop(permit);
+                        if let Some(bytes) = encode(&m, udp_limit(&m)) {
+                            // Non-blocking: a full socket buffer drops it, as for any reply.
+                            let _ = socket.get_ref().send_to(&bytes, from);
+                        }
+                    });
                 }
             }
-            Handled::Forward(req) => {
-                let Ok(permit) = r.forwarding.clone().try_acquire_owned() else {
-                    bump(&counters.overloaded);
-                    let m = error(&req, ResponseCode::ServFail);
-                    if let Some(bytes) = encode(&m, udp_limit(&m)) {
-                        let _ = socket.send_to(&bytes, from).await;
-                    }
-                    continue;
-                };
-                let (r, socket, counters) = (r.clone(), socket.clone(), counters.clone());
-                tokio::spawn(async move {
-                    let m = r.forward(&req, &counters).await;
-                    drop(permit);
-                    if let Some(bytes) = encode(&m, udp_limit(&m)) {
-                        let _ = socket.send_to(&bytes, from).await;
-                    }
-                });
-            }
         }
+        outbox.flush(socket.get_ref().as_raw_fd());
     }
 }
 
@@ -209,6 +239,7 @@ async fn serve_tcp_client(
     from: IpAddr,
     counters: &Counters,
 ) -> std::io::Result<()> {
+    let mut out = Vec::new();
     loop {
         let mut len = [0u8; 2];
         match tokio::time::timeout(TCP_IDLE, stream.read_exact(&mut len)).await {
@@ -222,13 +253,18 @@ async fn serve_tcp_client(
         {
             return Ok(());
         }
-        let reply = match r.handle(&buf, from, counters) {
+        let reply = match r.handle(&buf, from, counters, true, &mut out) {
             Handled::Drop => return Ok(()),
-            Handled::Reply(m) => m,
-            Handled::Forward(req) => r.forward(&req, counters).await,
+            Handled::Wire => None,
+            Handled::Reply(m) => Some(m),
+            Handled::Forward(req) => Some(r.forward(&req, counters).await),
         };
-        let Some(bytes) = encode(&reply, usize::from(u16::MAX)) else {
-            return Ok(());
+        let bytes = match reply {
+            None => std::mem::take(&mut out),
+            Some(m) => match encode(&m, usize::from(u16::MAX)) {
+                Some(bytes) => bytes,
+                None => return Ok(()),
+            },
         };
         let mut framed = u16::try_from(bytes.len()).unwrap_or(u16::MAX).to_be_bytes().to_vec();
         framed.extend_from_slice(&bytes);
@@ -239,17 +275,38 @@ async fn serve_tcp_client(
 /// What to do with one datagram or TCP message.
 enum Handled {
     Drop,
+    /// The reply is in the output buffer.
+    Wire,
     Reply(Message),
     /// Not ours, not cached: ask upstream (the request).
     Forward(Message),
 }
 
 impl Resolver {
-    fn handle(&self, bytes: &[u8], from: IpAddr, counters: &Counters) -> Handled {
+    /// What to do with the query `bytes` from `from`; the reply in `out` when it says
+    /// [`Handled::Wire`]. `tcp`: no UDP size limit.
+    fn handle(&self, bytes: &[u8], from: IpAddr, counters: &Counters, tcp: bool, out: &mut Vec<u8>) -> Handled {
         bump(&counters.queries);
-        if !lock(&self.limit).allow(from, Instant::now()) {
+        let now = Instant::now();
+        if !lock(&self.limit).allow(from, now) {
             bump(&counters.rate_limited);
             return Handled::Drop;
+        }
+        let zone = self.zone.read().unwrap_or_else(|e| e.into_inner()).clone();
+        // The hot path: local names and cache hits of plain queries, on the wire. (A
+        // name in the cache is never local: only names outside the local domains and
+        // the private reverse zones go upstream, and those do not change while the
+        // resolver runs.)
+        if let Some(q) = wire::parse(bytes) {
+            let limit = if tcp { usize::from(u16::MAX) } else { q.udp_limit() };
+            if let Some(addrs) = zone.addresses(q.key.name(), unix_now()) {
+                bump(&counters.local);
+                q.local_reply(out, addrs, limit);
+                return Handled::Wire;
+            }
+            if self.cached_reply(&q, now, limit, out, counters) {
+                return Handled::Wire;
+            }
         }
         let Ok(req) = Message::from_vec(bytes) else {
             bump(&counters.malformed);
@@ -268,7 +325,6 @@ impl Resolver {
             bump(&counters.malformed);
             return Handled::Reply(error(&req, ResponseCode::FormErr));
         };
-        let zone = self.zone.read().unwrap_or_else(|e| e.into_inner()).clone();
         match zone.lookup(query.name(), query.query_type(), query.query_class(), unix_now()) {
             Local::Answer(records) => {
                 bump(&counters.local);
@@ -286,16 +342,45 @@ impl Resolver {
             }
             Local::NotLocal => {}
         }
-        let key = Key::new(query.name(), query.query_type(), query.query_class());
-        if let Some(answer) = lock(&self.cache).get(&key, Instant::now()) {
-            bump(&counters.cache_hits);
-            let mut m = response(&req);
-            m.metadata.response_code = answer.rcode;
-            m.answers = answer.answers;
-            m.authorities = answer.authorities;
-            return Handled::Reply(m);
+        // A query the hot path did not take (more records, say) may still be cached:
+        // asked again as a plain one.
+        let mut plain = Message::query();
+        plain.metadata.id = req.metadata.id;
+        plain.metadata.recursion_desired = req.metadata.recursion_desired;
+        plain.metadata.checking_disabled = req.metadata.checking_disabled;
+        plain.add_query(query.clone());
+        if let Some(theirs) = &req.edns {
+            let mut edns = Edns::new();
+            edns.set_max_payload(theirs.max_payload());
+            plain.set_edns(edns);
+        }
+        let plain = plain.to_vec().unwrap_or_default();
+        if let Some(q) = wire::parse(&plain) {
+            let limit = if tcp { usize::from(u16::MAX) } else { q.udp_limit() };
+            if self.cached_reply(&q, now, limit, out, counters) {
+                return Handled::Wire;
+            }
         }
         Handled::Forward(req)
+    }
+
+    /// Whether the cache holds the answer to `q`: then the reply is in `out`.
+    fn cached_reply(
+        &self,
+        q: &wire::Question,
+        now: Instant,
+        limit: usize,
+        out: &mut Vec<u8>,
+        counters: &Counters,
+    ) -> bool {
+        q.start_reply(out, false, 0);
+        let Some(hit) = lock(&self.cache).answer(q.key.as_bytes(), now, out) else {
+            return false;
+        };
+        bump(&counters.cache_hits);
+        out[3] |= hit.rcode;
+        q.finish_reply(out, hit.answers, hit.authorities, limit);
+        true
     }
 
     /// The answer to `req` from upstream (kept in the cache), or SERVFAIL.
@@ -310,8 +395,10 @@ impl Resolver {
         counters.upstream_micros.fetch_add(micros, Ordering::Relaxed);
         match result {
             Ok(answer) => {
-                let key = Key::new(query.name(), query.query_type(), query.query_class());
-                lock(&self.cache).insert(key, &answer, Instant::now());
+                let mut key = wire_key(query.name());
+                key.extend_from_slice(&u16::from(query.query_type()).to_be_bytes());
+                key.extend_from_slice(&u16::from(query.query_class()).to_be_bytes());
+                lock(&self.cache).insert(&key, query, &answer, Instant::now());
                 let mut m = response(req);
                 m.metadata.response_code = answer.metadata.response_code;
                 m.metadata.authentic_data = false;
@@ -399,6 +486,16 @@ mod tests {
         m.to_vec().expect("encode")
     }
 
+    /// `handle` over UDP, and the reply as the client decodes it.
+    fn ask(r: &Resolver, bytes: &[u8], from: IpAddr, c: &Counters) -> Option<Message> {
+        let mut out = Vec::new();
+        match r.handle(bytes, from, c, false, &mut out) {
+            Handled::Wire => Some(Message::from_vec(&out).expect("a valid reply")),
+            Handled::Reply(m) => Some(m),
+            Handled::Drop | Handled::Forward(_) => None,
+        }
+    }
+
     fn client() -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(172, 16, 10, 50))
     }
@@ -407,20 +504,20 @@ mod tests {
     fn local_names_are_answered_authoritatively_and_others_go_upstream() {
         let r = resolver(0);
         let c = Counters::default();
-        let Handled::Reply(m) = r.handle(&query("nas.lan.", RecordType::A), client(), &c) else {
-            panic!("answered here");
-        };
+        let m = ask(&r, &query("nas.lan.", RecordType::A), client(), &c).expect("answered here");
         assert!(m.metadata.authoritative && m.metadata.recursion_available);
         assert_eq!(m.answers[0].data.to_string(), "172.16.10.5");
-        let Handled::Reply(m) = r.handle(&query("other.lan.", RecordType::A), client(), &c) else {
-            panic!("answered here");
-        };
+        let m = ask(&r, &query("other.lan.", RecordType::A), client(), &c).expect("answered here");
         assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+        let mut out = Vec::new();
         assert!(matches!(
-            r.handle(&query("example.net.", RecordType::A), client(), &c),
+            r.handle(&query("example.net.", RecordType::A), client(), &c, false, &mut out),
             Handled::Forward(_)
         ));
-        assert!(matches!(r.handle(b"junk", client(), &c), Handled::Drop));
+        assert!(matches!(
+            r.handle(b"junk", client(), &c, false, &mut out),
+            Handled::Drop
+        ));
         assert_eq!(c.local.load(Ordering::Relaxed), 2);
         assert_eq!(c.malformed.load(Ordering::Relaxed), 1);
     }
@@ -430,32 +527,66 @@ mod tests {
         let r = resolver(5);
         let c = Counters::default();
         let answered = (0..50)
-            .filter(|_| {
-                matches!(
-                    r.handle(&query("nas.lan.", RecordType::A), client(), &c),
-                    Handled::Reply(_)
-                )
-            })
+            .filter(|_| ask(&r, &query("nas.lan.", RecordType::A), client(), &c).is_some())
             .count();
         assert_eq!(answered, 10);
         assert_eq!(c.rate_limited.load(Ordering::Relaxed), 40);
         let other = IpAddr::V4(Ipv4Addr::new(172, 16, 10, 51));
-        assert!(matches!(
-            r.handle(&query("nas.lan.", RecordType::A), other, &c),
-            Handled::Reply(_)
-        ));
+        assert!(ask(&r, &query("nas.lan.", RecordType::A), other, &c).is_some());
     }
 
     #[tokio::test]
     async fn no_upstream_is_a_quick_servfail() {
         let r = resolver(0);
         let c = Counters::default();
-        let Handled::Forward(req) = r.handle(&query("example.net.", RecordType::A), client(), &c) else {
+        let Handled::Forward(req) = r.handle(
+            &query("example.net.", RecordType::A),
+            client(),
+            &c,
+            false,
+            &mut Vec::new(),
+        ) else {
             panic!("forwarded");
         };
         let m = r.forward(&req, &c).await;
         assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
         assert_eq!(c.upstream_failures.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_cache_hit_is_served_on_the_hot_path_and_to_a_query_it_does_not_take() {
+        let r = resolver(0);
+        let c = Counters::default();
+        let name = Name::from_ascii("www.example.net.").expect("name");
+        let q = Query::query(name.clone(), RecordType::A);
+        let mut upstream = Message::response(1, OpCode::Query);
+        upstream.answers.push(hickory_proto::rr::Record::from_rdata(
+            name.clone(),
+            300,
+            hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A::new(198, 51, 100, 80)),
+        ));
+        let mut key = wire_key(&name);
+        key.extend_from_slice(&[0, 1, 0, 1]);
+        lock(&r.cache).insert(&key, &q, &upstream, Instant::now());
+        let m = ask(&r, &query("WWW.example.net.", RecordType::A), client(), &c).expect("from the cache");
+        assert_eq!(m.answers[0].data.to_string(), "198.51.100.80");
+        assert!(!m.metadata.authoritative && m.metadata.recursion_available);
+        // Two records in the additional section: not a plain query; still a hit.
+        let mut odd = Message::query();
+        odd.metadata.id = 9;
+        odd.add_query(q.clone());
+        for _ in 0..2 {
+            odd.additionals.push(hickory_proto::rr::Record::from_rdata(
+                name.clone(),
+                0,
+                hickory_proto::rr::RData::A(hickory_proto::rr::rdata::A::new(10, 0, 0, 1)),
+            ));
+        }
+        let odd = odd.to_vec().expect("encode");
+        assert!(wire::parse(&odd).is_none());
+        let m = ask(&r, &odd, client(), &c).expect("from the cache");
+        assert_eq!((m.metadata.id, m.answers.len()), (9, 1));
+        assert_eq!(c.cache_hits.load(Ordering::Relaxed), 2);
     }
 
     #[test]

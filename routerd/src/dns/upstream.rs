@@ -72,7 +72,9 @@ async fn ask(to: SocketAddr, query: &Query) -> std::io::Result<Message> {
     let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).await?;
     socket.connect(to).await?;
     socket.send(&bytes).await?;
-    let mut buf = vec![0u8; 65_535];
+    // We offered UDP_PAYLOAD: a bigger answer comes truncated, then over TCP. (Room for
+    // a server that sends more anyway; 64 KiB per waiting question would stay in the heap.)
+    let mut buf = vec![0u8; 4 * usize::from(UDP_PAYLOAD)];
     let answer = loop {
         let n = socket.recv(&mut buf).await?;
         match Message::from_vec(&buf[..n]) {

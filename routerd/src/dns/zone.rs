@@ -1,20 +1,23 @@
-//! The names the resolver answers itself: the local domains (A from leases,
+//! The names the resolver answers itself: the local domains (A and AAAA from leases,
 //! reservations and `[[dns.host]]`), PTR for those addresses, and NXDOMAIN for the rest
 //! of the local domains and of the private reverse zones (RFC 6303), which must never
 //! reach the internet's resolvers.
+//!
+//! A guest's IPv6 name is its SLAAC (EUI-64) address in its LAN's /64: the router
+//! knows its MAC from its lease or reservation.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use hickory_proto::rr::rdata::{A, PTR};
+use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use ipnet::Ipv4Net;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::dhcp::pool::{Lease, Secs};
 use config::Config;
 
 /// Local answers may change at any ACK or release: resolvers below us must not keep them.
-const LOCAL_TTL: u32 = 0;
+pub const LOCAL_TTL: u32 = 0;
 
 /// What the zone says about a question.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +30,10 @@ pub enum Local {
     NotLocal,
 }
 
-/// One name of the local domains.
+/// One address of a name of the local domains.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
-    addr: Ipv4Addr,
+    addr: IpAddr,
     /// When a lease's name goes; `None`: fixed (config).
     expires: Option<Secs>,
 }
@@ -38,17 +41,19 @@ struct Entry {
 /// What the zone is built from that does not change between reloads of the config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Statics {
-    /// Each LAN: its prefix, its domain, and the MAC → name of its reservations.
+    /// Each LAN: its prefixes, its domain, and the MAC → name of its reservations.
     pub lans: Vec<LanNames>,
-    /// Fully qualified name → address, from the config: reservations (even offline),
-    /// `[[dns.host]]`, the router's own name on each LAN.
-    pub fixed: Vec<(String, Ipv4Addr)>,
+    /// Fully qualified name → address, from the config: reservations (even offline,
+    /// with their SLAAC address when the LAN has IPv6), `[[dns.host]]`, the router's
+    /// own name on each LAN.
+    pub fixed: Vec<(String, IpAddr)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LanNames {
     pub name: String,
     pub net: Ipv4Net,
+    pub net6: Option<Ipv6Net>,
     pub domain: String,
     pub reserved: Vec<(config::MacAddr, String)>,
 }
@@ -63,18 +68,24 @@ impl Statics {
             .map_or(config::dns::DEFAULT_DOMAIN, |l| config.lan_domain(l));
         for lan in &config.lans {
             let domain = config.lan_domain(lan).to_ascii_lowercase();
+            let net6 = lan.address6.map(|a| a.trunc());
             let host = config.system_hostname().split('.').next().unwrap_or_default();
-            fixed.push((format!("{}.{domain}", host.to_ascii_lowercase()), lan.address.addr()));
+            let router = format!("{}.{domain}", host.to_ascii_lowercase());
+            fixed.push((router.clone(), IpAddr::V4(lan.address.addr())));
+            fixed.extend(lan.address6.map(|a| (router, IpAddr::V6(a.addr()))));
             let mut reserved = Vec::new();
             for h in lan.dhcp.iter().flat_map(|d| &d.hosts) {
                 if let Some(name) = h.hostname.as_deref().and_then(label) {
-                    fixed.push((format!("{name}.{domain}"), h.address));
+                    let fqdn = format!("{name}.{domain}");
+                    fixed.push((fqdn.clone(), IpAddr::V4(h.address)));
+                    fixed.extend(net6.map(|n| (fqdn, IpAddr::V6(config::eui64(n, h.mac)))));
                     reserved.push((h.mac, name));
                 }
             }
             lans.push(LanNames {
                 name: lan.name.clone(),
                 net: lan.address.trunc(),
+                net6,
                 domain,
                 reserved,
             });
@@ -85,10 +96,15 @@ impl Statics {
             let name = if h.name.contains('.') {
                 h.name.clone()
             } else {
-                let domain = config.lan_of(h.address).map_or(first_domain, |l| config.lan_domain(l));
+                let lan = h.address.and_then(|a| config.lan_of(a)).or_else(|| {
+                    let a6 = h.address6?;
+                    config.lans.iter().find(|l| l.address6.is_some_and(|n| n.contains(&a6)))
+                });
+                let domain = lan.map_or(first_domain, |l| config.lan_domain(l));
                 format!("{}.{}", h.name, domain.to_ascii_lowercase())
             };
-            fixed.push((name, h.address));
+            fixed.extend(h.address.map(|a| (name.clone(), IpAddr::V4(a))));
+            fixed.extend(h.address6.map(|a| (name.clone(), IpAddr::V6(a))));
         }
         Statics { lans, fixed }
     }
@@ -111,12 +127,26 @@ fn fqdn(name: &str) -> Option<Name> {
     Some(n)
 }
 
+/// `name` in wire format, lowercased: the key of the names (and of the cache), which a
+/// query's question gives without building a [`Name`].
+pub fn wire_key(name: &Name) -> Vec<u8> {
+    let mut key = Vec::with_capacity(name.len() + 2);
+    for label in name.iter() {
+        key.push(u8::try_from(label.len()).unwrap_or(63));
+        key.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    key.push(0);
+    key
+}
+
 #[derive(Debug, Default)]
 pub struct Zone {
     domains: Vec<Name>,
-    names: HashMap<Name, Vec<Entry>>,
-    reverse: HashMap<Ipv4Addr, (Name, Option<Secs>)>,
+    /// By [`wire_key`].
+    names: HashMap<Box<[u8]>, Vec<Entry>>,
+    reverse: HashMap<IpAddr, (Name, Option<Secs>)>,
     lan_nets: Vec<Ipv4Net>,
+    lan_nets6: Vec<Ipv6Net>,
 }
 
 impl Zone {
@@ -127,13 +157,14 @@ impl Zone {
         let mut zone = Zone {
             domains: statics.lans.iter().filter_map(|l| fqdn(&l.domain)).collect(),
             lan_nets: statics.lans.iter().map(|l| l.net).collect(),
+            lan_nets6: statics.lans.iter().filter_map(|l| l.net6).collect(),
             ..Zone::default()
         };
         zone.domains.dedup();
         for (name, addr) in &statics.fixed {
             let Some(n) = fqdn(name) else { continue };
             zone.reverse.entry(*addr).or_insert((n.clone(), None));
-            let entries = zone.names.entry(n).or_default();
+            let entries = zone.names.entry(wire_key(&n).into()).or_default();
             if !entries.iter().any(|e| e.addr == *addr) {
                 entries.push(Entry {
                     addr: *addr,
@@ -141,6 +172,8 @@ impl Zone {
                 });
             }
         }
+        // Each name of a lease goes to the lease that lasts longest.
+        let mut winners: HashMap<Name, (&Lease, &LanNames)> = HashMap::new();
         for lan in &statics.lans {
             for lease in leases.get(&lan.name).into_iter().flatten() {
                 let reserved = lan
@@ -154,30 +187,26 @@ impl Zone {
                 let Some(n) = fqdn(&format!("{host}.{}", lan.domain)) else {
                     continue;
                 };
-                let entry = Entry {
-                    addr: lease.addr,
-                    expires: Some(lease.expires),
-                };
-                match zone.names.get_mut(&n) {
-                    None => {
-                        zone.names.insert(n.clone(), vec![entry]);
-                    }
-                    Some(es) if es.iter().any(|e| e.expires.is_none()) => continue,
-                    Some(es) => {
-                        if es[0].expires < entry.expires {
-                            if let Some(old) = zone.reverse.get(&es[0].addr) {
-                                if old.0 == n {
-                                    zone.reverse.remove(&es[0].addr);
-                                }
-                            }
-                            es[0] = entry;
-                        } else {
-                            continue;
-                        }
+                if zone.names.contains_key(wire_key(&n).as_slice()) {
+                    continue;
+                }
+                match winners.get(&n) {
+                    Some((other, _)) if other.expires >= lease.expires => {}
+                    _ => {
+                        winners.insert(n, (lease, lan));
                     }
                 }
-                zone.reverse.entry(lease.addr).or_insert((n, Some(lease.expires)));
             }
+        }
+        for (n, (lease, lan)) in winners {
+            let expires = Some(lease.expires);
+            let mut addrs = vec![IpAddr::V4(lease.addr)];
+            addrs.extend(lan.net6.map(|net| IpAddr::V6(config::eui64(net, lease.mac))));
+            for addr in &addrs {
+                zone.reverse.entry(*addr).or_insert((n.clone(), expires));
+            }
+            let entries = addrs.into_iter().map(|addr| Entry { addr, expires }).collect();
+            zone.names.insert(wire_key(&n).into(), entries);
         }
         zone
     }
@@ -191,17 +220,28 @@ impl Zone {
         self.names.is_empty()
     }
 
+    /// The live addresses of the name `key` (a [`wire_key`]) at `now`; `None` when it
+    /// has none (then [`Zone::lookup`] says what it is).
+    pub fn addresses(&self, key: &[u8], now: Secs) -> Option<impl Iterator<Item = IpAddr> + '_> {
+        let entries = self.names.get(key)?;
+        let live = move |e: &&Entry| e.expires.is_none_or(|t| t > now);
+        entries
+            .iter()
+            .any(|e| live(&e))
+            .then(|| entries.iter().filter(live).map(|e| e.addr))
+    }
+
     /// The answer to `name`/`qtype` at `now`, when the name is ours.
     pub fn lookup(&self, name: &Name, qtype: RecordType, class: DNSClass, now: Secs) -> Local {
         let name = name.to_lowercase();
-        let live = |e: Option<Secs>| e.is_none_or(|t| t > now);
-        if let Some(net) = reverse_v4(&name) {
+        if let Some(net) = reverse_net(&name) {
             if !self.is_private_reverse(net) {
                 return Local::NotLocal;
             }
-            if net.prefix_len() != 32 {
+            if net.prefix_len() != net.max_prefix_len() {
                 return Local::NxDomain;
             }
+            let live = |e: Option<Secs>| e.is_none_or(|t| t > now);
             return match self.reverse.get(&net.addr()).filter(|(_, e)| live(*e)) {
                 Some((target, _)) if class == DNSClass::IN => {
                     let records = if matches!(qtype, RecordType::PTR | RecordType::ANY) {
@@ -214,19 +254,17 @@ impl Zone {
                 _ => Local::NxDomain,
             };
         }
-        if let Some(entries) = self.names.get(&name) {
-            let addrs: Vec<Ipv4Addr> = entries.iter().filter(|e| live(e.expires)).map(|e| e.addr).collect();
-            if !addrs.is_empty() {
-                let records = if class == DNSClass::IN && matches!(qtype, RecordType::A | RecordType::ANY) {
-                    addrs
-                        .into_iter()
-                        .map(|a| Record::from_rdata(name.clone(), LOCAL_TTL, RData::A(A(a))))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                return Local::Answer(records);
-            }
+        if let Some(addrs) = self.addresses(&wire_key(&name), now) {
+            let records = addrs
+                .filter(|_| class == DNSClass::IN)
+                .filter_map(|a| match (a, qtype) {
+                    (IpAddr::V4(a), RecordType::A | RecordType::ANY) => Some(RData::A(A(a))),
+                    (IpAddr::V6(a), RecordType::AAAA | RecordType::ANY) => Some(RData::AAAA(AAAA(a))),
+                    _ => None,
+                })
+                .map(|data| Record::from_rdata(name.clone(), LOCAL_TTL, data))
+                .collect();
+            return Local::Answer(records);
         }
         if self.domains.iter().any(|d| d.zone_of(&name)) {
             // The domain itself exists (its names do); anything else under it does not.
@@ -241,39 +279,56 @@ impl Zone {
 
     /// Whether a reverse name lies wholly in a private or special-use range (RFC 6303)
     /// or a LAN: a partial name (`172.in-addr.arpa.`) covers public space too.
-    fn is_private_reverse(&self, net: Ipv4Net) -> bool {
-        let special: [Ipv4Net; 7] = [
-            "10.0.0.0/8",
-            "172.16.0.0/12",
-            "192.168.0.0/16",
-            "169.254.0.0/16",
-            "127.0.0.0/8",
-            "0.0.0.0/8",
-            "100.64.0.0/10",
-        ]
-        .map(|n| n.parse().unwrap_or_default());
-        let within = |outer: &Ipv4Net| outer.contains(&net);
-        special.iter().any(within) || self.lan_nets.iter().any(within)
+    fn is_private_reverse(&self, net: IpNet) -> bool {
+        match net {
+            IpNet::V4(net) => {
+                let special: [Ipv4Net; 7] = [
+                    "10.0.0.0/8",
+                    "172.16.0.0/12",
+                    "192.168.0.0/16",
+                    "169.254.0.0/16",
+                    "127.0.0.0/8",
+                    "0.0.0.0/8",
+                    "100.64.0.0/10",
+                ]
+                .map(|n| n.parse().unwrap_or_default());
+                let within = |outer: &Ipv4Net| outer.contains(&net);
+                special.iter().any(within) || self.lan_nets.iter().any(within)
+            }
+            IpNet::V6(net) => {
+                // Link-local, unique local (fc00::/7), loopback and unspecified.
+                let special: [Ipv6Net; 4] =
+                    ["fe80::/10", "fc00::/7", "::1/128", "::/128"].map(|n| n.parse().unwrap_or_default());
+                let within = |outer: &Ipv6Net| outer.contains(&net);
+                special.iter().any(within) || self.lan_nets6.iter().any(within)
+            }
+        }
     }
 }
 
-/// The IPv4 network a name under in-addr.arpa stands for (a /32 for a whole
-/// address); for a malformed name (`x.10.in-addr.arpa.`), that of its longest valid
-/// suffix, which is never a /32.
-fn reverse_v4(name: &Name) -> Option<Ipv4Net> {
-    let arpa = Name::from_ascii("in-addr.arpa.").ok()?;
-    if !arpa.zone_of(name) || *name == arpa {
+/// The network a name under in-addr.arpa or ip6.arpa stands for (a /32 or /128 for a
+/// whole address); for a malformed name (`x.10.in-addr.arpa.`), that of its longest
+/// valid suffix, which is never a whole address.
+fn reverse_net(name: &Name) -> Option<IpNet> {
+    let v4 = Name::from_ascii("in-addr.arpa.").ok()?;
+    let v6 = Name::from_ascii("ip6.arpa.").ok()?;
+    if !(v4.zone_of(name) || v6.zone_of(name)) || *name == v4 || *name == v6 {
         return None;
     }
     let labels = name.num_labels();
     (2..=labels).rev().find_map(|n| {
         let suffix = name.trim_to(usize::from(n));
-        match suffix.parse_arpa_name().ok()? {
-            ipnet::IpNet::V4(net) if n == labels => Some(net),
-            // Only the valid part: whatever the name is, it is no address's.
-            ipnet::IpNet::V4(net) => Ipv4Net::new(net.addr(), net.prefix_len().min(24)).ok(),
-            ipnet::IpNet::V6(_) => None,
+        let net = suffix.parse_arpa_name().ok()?;
+        if n == labels {
+            return Some(net);
         }
+        // Only the valid part: whatever the name is, it is no address's.
+        let whole = match net {
+            IpNet::V4(_) => 24,
+            IpNet::V6(_) => 124,
+        };
+        let shorter = net.prefix_len().min(whole);
+        IpNet::new(net.addr(), shorter).ok()
     })
 }
 
@@ -282,6 +337,7 @@ mod tests {
     use super::*;
     use crate::dhcp::pool::{ClientKey, LeaseState};
     use config::MacAddr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     const CONFIG: &str = r#"
 hostname = "gw"
@@ -401,5 +457,95 @@ address = "198.51.100.7"
             z.lookup(&public_partial, RecordType::NS, DNSClass::IN, 10),
             Local::NotLocal
         );
+    }
+
+    const CONFIG6: &str = r#"
+hostname = "gw"
+[wan]
+interface = "wan"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+gateway6 = "fe80::1"
+[lan]
+interface = "lan"
+address = "172.16.0.1/16"
+address6 = "2001:db8:2::1/64"
+[dhcp]
+range = "172.16.10.100-172.16.10.150"
+[[dhcp.host]]
+mac = "52:54:00:12:34:56"
+address = "172.16.10.210"
+hostname = "printer"
+[[dns.host]]
+name = "nas"
+address = "172.16.10.5"
+address6 = "2001:db8:2::5"
+[[dns.host]]
+name = "v6only"
+address = "fd00::7"
+"#;
+
+    fn zone6(leases: Vec<Lease>) -> Zone {
+        let config = Config::parse(CONFIG6, "router.toml").expect("valid");
+        let mut by_lan = HashMap::new();
+        by_lan.insert("lan".to_string(), leases);
+        Zone::build(&Statics::from_config(&config), &by_lan)
+    }
+
+    fn ask(zone: &Zone, name: &str, qtype: RecordType, now: Secs) -> Local {
+        zone.lookup(&Name::from_ascii(name).expect("name"), qtype, DNSClass::IN, now)
+    }
+
+    #[test]
+    fn guests_have_their_slaac_address_as_aaaa_and_it_goes_with_the_lease() {
+        let z = zone6(vec![lease([172, 16, 10, 100], 1, "web", 1000)]);
+        // MAC 02:00:00:00:00:01 -> interface ID 0000:00ff:fe00:0001.
+        assert_eq!(
+            addrs(&ask(&z, "web.lan.", RecordType::AAAA, 10)),
+            ["2001:db8:2::ff:fe00:1"]
+        );
+        assert_eq!(addrs(&ask(&z, "web.lan.", RecordType::A, 10)), ["172.16.10.100"]);
+        assert_eq!(
+            addrs(&ask(&z, "web.lan.", RecordType::ANY, 10)),
+            ["172.16.10.100", "2001:db8:2::ff:fe00:1"]
+        );
+        assert_eq!(ask(&z, "web.lan.", RecordType::AAAA, 1000), Local::NxDomain, "expired");
+        assert_eq!(
+            addrs(&ask(&z, "printer.lan.", RecordType::AAAA, 10)),
+            ["2001:db8:2:0:5054:ff:fe12:3456"],
+            "a reservation, offline"
+        );
+        assert_eq!(addrs(&ask(&z, "nas.lan.", RecordType::AAAA, 10)), ["2001:db8:2::5"]);
+        assert_eq!(addrs(&ask(&z, "nas.lan.", RecordType::A, 10)), ["172.16.10.5"]);
+        assert_eq!(addrs(&ask(&z, "v6only.lan.", RecordType::AAAA, 10)), ["fd00::7"]);
+        assert_eq!(ask(&z, "v6only.lan.", RecordType::A, 10), Local::Answer(Vec::new()));
+        assert_eq!(addrs(&ask(&z, "gw.lan.", RecordType::AAAA, 10)), ["2001:db8:2::1"]);
+    }
+
+    #[test]
+    fn ipv6_reverse_names_of_ours_resolve_and_private_ones_stay_home() {
+        let z = zone6(vec![lease([172, 16, 10, 100], 1, "web", 1000)]);
+        let ptr = |ip: &str, now: Secs| {
+            let name = Name::from(ip.parse::<Ipv6Addr>().expect("ip"));
+            z.lookup(&name, RecordType::PTR, DNSClass::IN, now)
+        };
+        assert_eq!(addrs(&ptr("2001:db8:2::ff:fe00:1", 10)), ["web.lan."]);
+        assert_eq!(ptr("2001:db8:2::ff:fe00:1", 1000), Local::NxDomain, "expired");
+        assert_eq!(addrs(&ptr("2001:db8:2::5", 10)), ["nas.lan."]);
+        assert_eq!(addrs(&ptr("fd00::7", 10)), ["v6only.lan."]);
+        assert_eq!(addrs(&ptr("2001:db8:2::1", 10)), ["gw.lan."]);
+        assert_eq!(ptr("2001:db8:2::99", 10), Local::NxDomain, "the LAN /64");
+        assert_eq!(ptr("fe80::1234", 10), Local::NxDomain);
+        assert_eq!(ptr("fd12:3456::1", 10), Local::NxDomain);
+        assert_eq!(ptr("2001:db8:3::1", 10), Local::NotLocal, "public space");
+        let partial = Name::from_ascii("d.f.ip6.arpa.").expect("name");
+        assert_eq!(z.lookup(&partial, RecordType::SOA, DNSClass::IN, 10), Local::NxDomain);
+        let public_partial = Name::from_ascii("2.ip6.arpa.").expect("name");
+        assert_eq!(
+            z.lookup(&public_partial, RecordType::NS, DNSClass::IN, 10),
+            Local::NotLocal
+        );
+        let v4 = Name::from(Ipv4Addr::new(172, 16, 10, 100));
+        assert_eq!(addrs(&z.lookup(&v4, RecordType::PTR, DNSClass::IN, 10)), ["web.lan."]);
     }
 }

@@ -1,6 +1,6 @@
 //! Validation of `[dns]` and `[[dns.host]]`.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use serde::Deserialize;
 
@@ -26,7 +26,10 @@ pub(super) struct RawDns {
 #[serde(deny_unknown_fields)]
 struct RawDnsHost {
     name: Option<S<String>>,
+    /// IPv4 or IPv6.
     address: Option<S<String>>,
+    /// IPv6 only: a name with both kinds of address.
+    address6: Option<S<String>>,
 }
 
 impl Validator<'_> {
@@ -91,19 +94,47 @@ impl Validator<'_> {
                 .required(&rh.name, h, "name", "a host name like \"nas\" (nas.lan)")
                 .and_then(|n| self.dns_host_name(n));
             let address = self
-                .required(&rh.address, h, "address", "its IPv4 address, like \"172.16.10.5\"")
+                .required(
+                    &rh.address,
+                    h,
+                    "address",
+                    "its address, like \"172.16.10.5\" or \"2001:db8::5\"",
+                )
                 .and_then(|a| self.dns_host_address(a));
+            let address6 = rh.address6.as_ref().and_then(|a| self.dns_host_address6(a));
             let (Some(name), Some(address)) = (name, address) else {
                 continue;
             };
+            let (address, address6) = match (address, &rh.address6) {
+                (IpAddr::V4(v4), _) => (Some(v4), address6),
+                (IpAddr::V6(v6), None) => (None, Some(v6)),
+                (IpAddr::V6(_), Some(a6)) => {
+                    self.error(
+                        a6.span(),
+                        "dns.host.address6: address is IPv6 already; give the IPv4 address in address".to_string(),
+                    );
+                    continue;
+                }
+            };
             if let Some(other) = hosts.iter().find(|o| o.name.eq_ignore_ascii_case(&name)) {
+                let was = other
+                    .address
+                    .map_or_else(|| other.address6.map(IpAddr::V6), |a| Some(IpAddr::V4(a)));
                 self.error(
                     h.span(),
-                    format!("dns.host: {} is already {}", quote(&name), other.address),
+                    format!(
+                        "dns.host: {} is already {}",
+                        quote(&name),
+                        was.map(|a| a.to_string()).unwrap_or_default()
+                    ),
                 );
                 continue;
             }
-            hosts.push(DnsHost { name, address });
+            hosts.push(DnsHost {
+                name,
+                address,
+                address6,
+            });
         }
         wanted.then_some(Dns {
             upstream,
@@ -129,9 +160,32 @@ impl Validator<'_> {
         }
     }
 
-    fn dns_host_address(&mut self, s: &S<String>) -> Option<Ipv4Addr> {
-        let ip = self.ip("dns.host.address", s)?;
-        if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+    fn dns_host_address(&mut self, s: &S<String>) -> Option<IpAddr> {
+        match s.get_ref().parse::<IpAddr>() {
+            Ok(IpAddr::V4(ip)) => {
+                if ip.is_unspecified() || ip.is_broadcast() || ip.is_multicast() {
+                    self.error(s.span(), format!("dns.host.address: {ip} is no host's address"));
+                    return None;
+                }
+                Some(IpAddr::V4(ip))
+            }
+            Ok(IpAddr::V6(_)) => self.dns_host_address6(s).map(IpAddr::V6),
+            Err(_) => {
+                self.error(
+                    s.span(),
+                    format!(
+                        "dns.host.address: expected an IPv4 or IPv6 address like 172.16.10.5 or 2001:db8::5, found {}",
+                        quote(s.get_ref())
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn dns_host_address6(&mut self, s: &S<String>) -> Option<Ipv6Addr> {
+        let ip: Ipv6Addr = self.parsed("dns.host.address6", s, "an IPv6 address like \"2001:db8::5\"")?;
+        if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
             self.error(s.span(), format!("dns.host.address: {ip} is no host's address"));
             return None;
         }
@@ -186,12 +240,12 @@ mod tests {
         let dns = config.dns.expect("on: [dns] is given");
         assert_eq!(dns.upstream, [Ipv4Addr::new(198, 51, 100, 1)]);
         assert_eq!((dns.cache_entries, dns.rate_limit), (50, 0));
-        let hosts: Vec<(&str, Ipv4Addr)> = dns.hosts.iter().map(|h| (h.name.as_str(), h.address)).collect();
+        let hosts: Vec<(&str, Option<Ipv4Addr>)> = dns.hosts.iter().map(|h| (h.name.as_str(), h.address)).collect();
         assert_eq!(
             hosts,
             [
-                ("nas", Ipv4Addr::new(172, 16, 10, 5)),
-                ("files.example.net", Ipv4Addr::new(198, 51, 100, 7))
+                ("nas", Some(Ipv4Addr::new(172, 16, 10, 5))),
+                ("files.example.net", Some(Ipv4Addr::new(198, 51, 100, 7)))
             ]
         );
     }
@@ -211,6 +265,62 @@ mod tests {
             "router.toml:14:11: dns.host.address: 224.0.0.1 is no host's address",
             "missing key `address`",
             "dns.host: \"a\" is already 172.16.10.5",
+        ] {
+            assert!(err.contains(expected), "{expected}\nin\n{err}");
+        }
+    }
+
+    #[test]
+    fn router_advertisements_announce_the_router_with_the_resolver_on_and_wan_dns6_off() {
+        let v6 = WAN
+            .replace(
+                "dns = [\"198.51.100.53\"]\n",
+                "dns = [\"198.51.100.53\"]\ngateway6 = \"fe80::1\"\ndns6 = [\"2001:db8:ffff::53\"]\n",
+            )
+            .replace(
+                "address = \"172.16.0.1/16\"\n",
+                "address = \"172.16.0.1/16\"\naddress6 = \"2001:db8:2::1/64\"\n",
+            );
+        let on = parse(&format!("{v6}{DHCP}")).expect("valid");
+        assert_eq!(
+            on.ra_dns(&on.lans[0]),
+            ["2001:db8:2::1".parse::<std::net::Ipv6Addr>().expect("ip")]
+        );
+        let off = parse(&format!("{v6}{DHCP}[dns]\nenabled = false\n")).expect("valid");
+        assert_eq!(
+            off.ra_dns(&off.lans[0]),
+            ["2001:db8:ffff::53".parse::<std::net::Ipv6Addr>().expect("ip")]
+        );
+    }
+
+    #[test]
+    fn a_host_may_have_an_ipv6_address_or_both() {
+        let config = parse(&format!(
+            "{WAN}[[dns.host]]\nname = \"v6only\"\naddress = \"2001:db8:2::5\"\n[[dns.host]]\nname = \"both\"\naddress = \"172.16.10.6\"\naddress6 = \"2001:db8:2::6\"\n"
+        ))
+        .expect("valid");
+        let hosts: Vec<String> = config
+            .dns
+            .expect("on")
+            .hosts
+            .iter()
+            .map(|h| format!("{} {:?} {:?}", h.name, h.address, h.address6))
+            .collect();
+        assert_eq!(
+            hosts,
+            [
+                "v6only None Some(2001:db8:2::5)",
+                "both Some(172.16.10.6) Some(2001:db8:2::6)"
+            ]
+        );
+        let err = parse(&format!(
+            "{WAN}[[dns.host]]\nname = \"a\"\naddress = \"2001:db8::1\"\naddress6 = \"2001:db8::2\"\n[[dns.host]]\nname = \"b\"\naddress = \"ff02::1\"\n[[dns.host]]\nname = \"c\"\naddress = \"172.16.10.7\"\naddress6 = \"172.16.10.8\"\n"
+        ))
+        .expect_err("bad");
+        for expected in [
+            "router.toml:11:12: dns.host.address6: address is IPv6 already",
+            "router.toml:14:11: dns.host.address: ff02::1 is no host's address",
+            "router.toml:18:12: dns.host.address6: expected an IPv6 address like \"2001:db8::5\", found \"172.16.10.8\"",
         ] {
             assert!(err.contains(expected), "{expected}\nin\n{err}");
         }

@@ -96,6 +96,27 @@ pub(super) fn input(config: &Config, wans: &[String], lans: &[LanRules]) -> Vec<
     let mut accept_icmp = icmpv6(&ICMPV6_INPUT);
     accept_icmp.push(accept());
     rules.push(rule("input", accept_icmp, Some("ICMPv6 that IPv6 needs")));
+    if config.dns.is_some() {
+        // The resolver on each LAN's address6, from that LAN only (never the WAN).
+        rules.extend(
+            lans.iter()
+                .filter_map(|l| Some((l, l.lan.address6?.addr())))
+                .flat_map(|(l, a6)| {
+                    ["udp", "tcp"].map(|transport| {
+                        rule(
+                            "input",
+                            vec![
+                                m(meta(MetaKey::Iifname), Operator::EQ, s(l.ifname)),
+                                m(payload("ip6", "daddr"), Operator::EQ, s(&a6.to_string())),
+                                m(payload(transport, "dport"), Operator::EQ, num(53)),
+                                accept(),
+                            ],
+                            Some("DNS over IPv6 from the LAN only"),
+                        )
+                    })
+                }),
+        );
+    }
     rules
 }
 
