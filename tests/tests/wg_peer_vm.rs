@@ -1,0 +1,40 @@
+//! The WireGuard peer VM alone (no router): proves the harness the WireGuard boot test
+//! (wireguard.rs) stands on. The peer boots the image's Debian kernel, loads the
+//! wireguard module, brings up wg0 with `wg`, and reaches the hoster on the internet
+//! side. Needs root and QEMU; `image peer-vm` downloads its packages the first time.
+
+use testkit::lab::Lab;
+use testkit::vm::peer::{PeerVm, PEER_GATEWAY};
+use testkit::vm::vm_lab;
+
+#[test]
+fn peer_vm_brings_up_wg0_and_reaches_the_hoster() {
+    if !testkit::require_root() {
+        return;
+    }
+    let lab: Lab = vm_lab();
+    let mut peer = PeerVm::start(&lab);
+    // Keys from the peer's own wireguard-tools.
+    let public = peer.ok("umask 077; wg genkey > /root/wg.key && wg pubkey < /root/wg.key");
+    let public = public.trim();
+    assert_eq!(public.len(), 44, "a base64 public key: {public:?}");
+    let other = peer.ok("wg genkey | wg pubkey");
+    let other = other.trim();
+    peer.ok(&format!(
+        "ip link add wg0 type wireguard && \
+         wg set wg0 private-key /root/wg.key listen-port 51820 \
+            peer {other} allowed-ips 10.99.0.1/32 endpoint 203.0.113.10:51820 && \
+         ip addr add 10.99.0.2/24 dev wg0 && ip link set wg0 up"
+    ));
+    let show = peer.ok("wg show wg0");
+    assert!(show.contains(&format!("public key: {public}")), "{show}");
+    assert!(show.contains("listening port: 51820"), "{show}");
+    assert!(show.contains(&format!("peer: {other}")), "{show}");
+    assert!(show.contains("allowed ips: 10.99.0.1/32"), "{show}");
+    let link = peer.ok("ip -o link show wg0; ip -o addr show wg0");
+    assert!(link.contains("UP"), "{link}");
+    assert!(link.contains("10.99.0.2/24"), "{link}");
+    // The internet side: the hoster answers the peer (its NIC and routes work).
+    let ping = peer.ok(&format!("ping -c 1 -W 5 {PEER_GATEWAY}"));
+    assert!(ping.contains("1 packets received"), "{ping}");
+}
