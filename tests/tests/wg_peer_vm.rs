@@ -4,7 +4,8 @@
 //! side. Needs root and QEMU; `image peer-vm` downloads its packages the first time.
 
 use testkit::lab::Lab;
-use testkit::vm::peer::{PeerVm, PEER_GATEWAY};
+use testkit::traffic::EchoServer;
+use testkit::vm::peer::{PeerVm, PEER_GATEWAY, PEER_IP};
 use testkit::vm::vm_lab;
 
 #[test]
@@ -34,7 +35,13 @@ fn peer_vm_brings_up_wg0_and_reaches_the_hoster() {
     let link = peer.ok("ip -o link show wg0; ip -o addr show wg0");
     assert!(link.contains("UP"), "{link}");
     assert!(link.contains("10.99.0.2/24"), "{link}");
-    // The internet side: the hoster answers the peer (its NIC and routes work).
+    // The internet side: the hoster answers the peer (its NIC and routes work), also
+    // on a TCP port (the exchange the WireGuard test makes through the tunnel).
     let ping = peer.ok(&format!("ping -c 1 -W 5 {PEER_GATEWAY}"));
     assert!(ping.contains("1 packets received"), "{ping}");
+    let server = EchoServer::tcp(&lab.hoster, &format!("{PEER_GATEWAY}:7100"));
+    assert_eq!(peer.tcp_echo(PEER_GATEWAY, 7100, "hello").as_deref(), Some("hello"));
+    assert_eq!(server.last_peer_ip().as_deref(), Some(PEER_IP));
+    // Nothing listens on 7101: no answer, and the helper says so.
+    assert_eq!(peer.tcp_echo(PEER_GATEWAY, 7101, "nobody"), None);
 }

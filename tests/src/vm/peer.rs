@@ -206,6 +206,18 @@ impl PeerVm {
         out
     }
 
+    /// A TCP exchange from the peer with busybox nc (three tries): the text that came
+    /// back from `ip:port` for `msg` (one word), or None when nothing came back.
+    pub fn tcp_echo(&mut self, ip: &str, port: u16, msg: &str) -> Option<String> {
+        let (rc, out) = self.sh(&format!(
+            "for i in 1 2 3; do \
+               r=\"$(echo {msg} | timeout 10 nc -w 3 {ip} {port})\"; \
+               [ -n \"$r\" ] && echo \"$r\" && exit 0; sleep 1; \
+             done; exit 1"
+        ));
+        (rc == 0).then(|| out.trim().to_string())
+    }
+
     /// Writes `text` to `path` on the peer.
     pub fn write_file(&mut self, path: &str, text: &str) {
         let b64 = base64(text.as_bytes());
