@@ -47,6 +47,9 @@ pub const MODULES: &[&str] = &[
     "nf_reject_ipv6",
     // 802.1Q VLAN interfaces for VLAN LANs (garp, mrp, stp, llc come as dependencies)
     "8021q",
+    // WireGuard (`[wireguard]`); its crypto (libcurve25519, libchacha20poly1305...)
+    // and udp_tunnel/ip6_udp_tunnel come as dependencies
+    "wireguard",
     // config disk (FAT or ISO 9660 on a CD-ROM) and the state partition
     "vfat",
     "fat",

@@ -215,7 +215,42 @@ impl Router {
         firewall::apply(&batch).context("applying the nftables ruleset")?;
         let totals = status::collect::carry(&Arc::new(config.clone()), before, &old);
         self.shared.update(|s| s.forward_totals = totals);
+        drop(_ruleset);
+        self.ensure_wireguard(config).await;
         Ok(applied)
+    }
+
+    /// The WireGuard tunnel, apart from the rest: when it fails (a kernel without
+    /// WireGuard, a bad key file) that is reported and the router runs on without it.
+    async fn ensure_wireguard(&mut self, config: &Config) {
+        let public_key = match config
+            .wireguard
+            .as_ref()
+            .map(|wg| crate::wireguard::keys(wg, self.state.as_ref()))
+        {
+            Some(Ok((_, public))) => Some(public),
+            Some(Err(e)) => {
+                tracing::error!("{e:#}");
+                self.shared.error(format!("{e:#}"));
+                None
+            }
+            None => None,
+        };
+        if public_key.is_some() && public_key != self.shared.get().wireguard_public_key {
+            if let Some(key) = public_key {
+                // On the console: what a peer's config needs (the private key never shows).
+                tracing::info!("WireGuard public key of this router: {key}");
+            }
+        }
+        self.shared.update(|s| s.wireguard_public_key = public_key);
+        let result = crate::wireguard::ensure(&self.handle, config.wireguard.as_ref(), self.state.as_ref()).await;
+        if let Err(e) = result {
+            // A key error was reported above already.
+            if !matches!(e, crate::wireguard::WgError::Key(_)) {
+                tracing::error!("{e:#}");
+                self.shared.error(format!("{e:#}"));
+            }
+        }
     }
 
     /// The daemon's services on the LAN (DHCP, status page), matched to `config`.

@@ -19,3 +19,4 @@ pub mod proxy;
 pub mod ra;
 pub mod state;
 pub mod status;
+pub mod wireguard;

@@ -453,3 +453,62 @@ fn a_lan_snat_address_is_its_source_and_an_extra_nics_also_its_way_out() {
     );
     assert!(render_plan(&config).contains("rule 1002: fwmark 1001 lookup 1001\n"));
 }
+
+#[test]
+fn wireguard_opens_its_port_on_the_wan_address_and_each_peer_only_where_it_may_go() {
+    let batch = ruleset_json(&golden_config("wireguard"));
+    let rules = rules(&batch);
+    let text = |r: &Value| r["expr"].to_string();
+    let with_port: Vec<&&Value> = rules.iter().filter(|r| text(r).contains("51820")).collect();
+    assert_eq!(with_port.len(), 1, "the listen port, once: {with_port:?}");
+    let port_rule = text(with_port[0]);
+    assert_eq!(with_port[0]["chain"], "input");
+    assert!(
+        port_rule.contains("\"right\":\"wan\"") && port_rule.contains("203.0.113.10"),
+        "on the WAN NIC and address only: {port_rule}"
+    );
+    // Nothing opens a connection into the tunnel: no rule matches wg0 as the way out.
+    let into_tunnel = statements(&batch, "forward", "match")
+        .into_iter()
+        .filter(|m| m["left"]["meta"]["key"] == "oifname" && m["right"].to_string().contains("wg0"))
+        .count();
+    assert_eq!(into_tunnel, 0);
+    let forward: Vec<String> = rules
+        .iter()
+        .filter(|r| r["chain"] == "forward" && text(r).contains("\"wg0\""))
+        .map(|r| r["comment"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        forward,
+        [
+            "WireGuard peer laptop may reach prod, dmz",
+            "WireGuard peer ops may reach dmz",
+            "WireGuard peer ops to the internet"
+        ]
+    );
+    let snats: Vec<&Value> = statements(&batch, "postrouting", "snat");
+    let peers_out = rules
+        .iter()
+        .find(|r| r["comment"] == "WireGuard peers to the internet as the failover IP")
+        .map(|r| text(r))
+        .unwrap_or_default();
+    assert!(
+        peers_out.contains("10.99.0.16") && !peers_out.contains("10.99.0.2\""),
+        "only ops: {peers_out}"
+    );
+    assert!(snats.iter().any(|s| s["addr"] == "203.0.113.10"));
+    let services: Vec<String> = rules
+        .iter()
+        .filter(|r| r["chain"] == "input" && text(r).contains("\"wg0\""))
+        .map(|r| r["comment"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        services,
+        [
+            "ping from the WireGuard peers",
+            "DNS from the WireGuard peers",
+            "DNS from the WireGuard peers",
+            "status page and metrics from the WireGuard peers"
+        ]
+    );
+}

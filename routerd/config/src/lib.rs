@@ -17,6 +17,7 @@ mod parse;
 pub mod release;
 #[cfg(test)]
 mod testdir;
+pub mod wireguard;
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -44,6 +45,8 @@ pub struct Config {
     pub dns: Option<dns::Dns>,
     /// `[[open]]`: what the internet may open on which LAN host over IPv6 (no NAT).
     pub open: Vec<Open6>,
+    /// `[wireguard]`: the tunnel and its peers; `None` when not configured.
+    pub wireguard: Option<wireguard::WireGuard>,
 }
 
 /// A config as loaded from a file or a cloud-init drive.

@@ -18,6 +18,7 @@ use super::{
 type S<T> = Spanned<T>;
 
 mod dns;
+mod wireguard;
 
 /// `L`: one `[lan]` table (`S<RawLan>`) or the `[[lan]]` array (`Vec<S<RawLan>>`).
 #[derive(Deserialize)]
@@ -35,6 +36,7 @@ struct RawConfig<L> {
     dns: Option<S<dns::RawDns>>,
     #[serde(default)]
     open: Vec<S<RawOpen6>>,
+    wireguard: Option<S<wireguard::RawWireGuard>>,
 }
 
 #[derive(Deserialize)]
@@ -336,6 +338,19 @@ impl Validator<'_> {
         };
         let status = self.status(raw.status.as_ref(), lans.as_deref().unwrap_or_default());
         let dns = self.dns(raw.dns.as_ref(), lans.as_deref().unwrap_or_default(), wan.as_ref());
+        let wireguard = match (&lans, &raw.wireguard) {
+            (Some(lans), Some(table)) => self.wireguard(
+                table,
+                &wireguard::Context {
+                    lans,
+                    wan: wan.as_ref(),
+                    forwards: &forwards,
+                    one_to_one: &one_to_one,
+                    dns: dns.is_some(),
+                },
+            ),
+            _ => None,
+        };
         let mut wan = wan;
         let open = match &lans {
             Some(lans) => {
@@ -355,6 +370,7 @@ impl Validator<'_> {
             status,
             dns,
             open,
+            wireguard,
         })
     }
 

@@ -21,6 +21,7 @@ use config::{Config, Forward, OneToOne, Open};
 use crate::plan::{wan_mark, Role, PROXY_MARK};
 
 mod v6;
+mod wireguard;
 
 pub const TABLE: &str = "routerd";
 pub const FLOWTABLE: &str = "fastpath";
@@ -361,6 +362,9 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     if config.ipv6() {
         rules.extend(v6::input(config, &wans, &lans));
     }
+    if let Some(wg) = &config.wireguard {
+        rules.extend(wireguard::input(config, wg, &wan));
+    }
 
     // forward: LAN to the internet, established flows, and the port forwards.
     if features.flowtable {
@@ -414,6 +418,9 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             ));
         }
     }
+    if let Some(wg) = &config.wireguard {
+        rules.extend(wireguard::forward(wg, &lans, &wan));
+    }
     rules.extend([rule(
         "forward",
         vec![m(ct("status"), Operator::IN, s("dnat")), accept()],
@@ -461,6 +468,9 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             ],
             Some("LAN to the internet as the failover IP"),
         ));
+    }
+    if let Some(wg) = &config.wireguard {
+        rules.extend(wireguard::postrouting(config, wg, &wan));
     }
     // Whatever else of the LANs leaves by an extra NIC (a destination the main table
     // routes there: the extra's own prefix) leaves with that NIC's address, never with

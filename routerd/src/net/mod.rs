@@ -73,6 +73,12 @@ pub async fn release(handle: &Handle, nic: &Nic) -> Result<(), NetError> {
     addrs::ensure(handle, nic, &[]).await
 }
 
+/// Makes `want` the IPv4 addresses of `nic` (a link outside the plan: the WireGuard
+/// tunnel's), like the apply does for its links.
+pub async fn set_addresses(handle: &Handle, nic: &Nic, want: &[ipnet::Ipv4Net]) -> Result<(), NetError> {
+    addrs::ensure(handle, nic, want).await
+}
+
 /// Opens a netlink connection served by the current tokio runtime.
 pub fn connect() -> Result<Handle, NetError> {
     let (connection, handle, _) = rtnetlink::new_connection().map_err(NetError::Connect)?;

@@ -433,6 +433,9 @@ pub async fn snapshot_with(shared: &Shared, netlink: &Handle, forwards: bool) ->
         s.dns_cached = view.cached() as u64;
         s.dns_local_names = view.local_names() as u64;
     }
+    if let Some(config) = &state.config {
+        s.wireguard = super::wireguard::collect(config, state.wireguard_public_key).await;
+    }
     s
 }
 

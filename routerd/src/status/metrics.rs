@@ -149,6 +149,7 @@ pub fn render(s: &Snapshot) -> String {
     if !s.by_name.is_empty() || s.by_name_rejected.iter().any(|(_, n)| *n > 0) {
         by_name(&mut o, s);
     }
+    o.0.push_str(&super::wireguard::metrics(s));
     // One sample per LAN with a DHCP server, labelled with its name.
     if let Some(first) = s.dhcp.first() {
         let each = |o: &mut Out, name: &str, value: &dyn Fn(&super::DhcpStats) -> u64| {

@@ -11,6 +11,7 @@ pub mod http;
 pub mod metrics;
 pub mod page;
 pub mod sampler;
+pub mod wireguard;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -64,6 +65,8 @@ pub struct SharedState {
     pub forward_totals: ForwardTotals,
     /// The counters of the forwards by name.
     pub proxy: Option<Arc<crate::proxy::Stats>>,
+    /// The router's WireGuard public key, once an apply made or read the private key.
+    pub wireguard_public_key: Option<config::wireguard::Key>,
 }
 
 /// What the forwards' nft counters had counted when their ruleset was replaced (a new
@@ -229,4 +232,6 @@ pub struct Snapshot {
     pub by_name: Vec<crate::proxy::stats::HostRow>,
     /// Forwards by name: connections closed unrelayed, by reason.
     pub by_name_rejected: Vec<(&'static str, u64)>,
+    /// With `[wireguard]`: the key, the endpoint and the peers.
+    pub wireguard: Option<wireguard::WireguardStats>,
 }

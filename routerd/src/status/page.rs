@@ -254,6 +254,7 @@ pub fn render(s: &Snapshot) -> String {
     }
     gauge(&mut h, s, Kind::Conntrack, "", "Connections tracked", 10.0);
 
+    super::wireguard::page(&mut h, s);
     h.push_str("<h2>Port forwards</h2>");
     if s.forwards.is_empty() {
         h.push_str("<p class=\"muted\">none</p>");
