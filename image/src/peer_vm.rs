@@ -1,6 +1,7 @@
 //! `image peer-vm`: a test artefact, not part of the appliance. A small VM that plays a
 //! WireGuard peer (a laptop) for the boot tests: the appliance's Debian kernel, an
-//! initramfs with busybox, wireguard-tools' `wg` with its libraries, and the wireguard
+//! initramfs with busybox, wireguard-tools' `wg` and `wg-quick` (with bash and
+//! iproute2's `ip`, as a laptop has them) and their libraries, and the wireguard
 //! module with its dependencies. Its /init runs shell scripts sent on the second serial
 //! port (see [`INIT`]); testkit's `vm::peer` drives it.
 
@@ -25,6 +26,8 @@ pub const INIT: &str = r#"#!/bin/busybox sh
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
+ln -s /proc/self/fd /dev/fd  # bash's <(...) in wg-quick
+export PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
 kver="$(uname -r)"
 while read -r m; do
   insmod "/lib/modules/$kver/$m" || echo "peer: insmod $m failed"
@@ -64,7 +67,16 @@ pub fn build(o: &Options) -> Result<()> {
     let kernel = debs::kernel(&o.cache)?;
     let pkgs = debs::fetch_with_libraries(
         &o.cache,
-        &[&kernel.package, "busybox-static", "wireguard-tools", "libc6"],
+        // bash and iproute2 for wg-quick, as on a laptop (zlib1g: libelf's, not a lib* name)
+        &[
+            &kernel.package,
+            "busybox-static",
+            "wireguard-tools",
+            "bash",
+            "iproute2",
+            "zlib1g",
+            "libc6",
+        ],
     )?;
     let mut versions = format!("kernel {}\n", kernel.version);
     for (name, deb) in &pkgs {
@@ -79,7 +91,19 @@ pub fn build(o: &Options) -> Result<()> {
 
     let mut t = Tree::new();
     for d in [
-        "dev", "proc", "sys", "run", "tmp", "root", "bin", "sbin", "usr/bin", "usr/sbin", "etc/peer",
+        "dev",
+        "proc",
+        "sys",
+        "run",
+        "tmp",
+        "root",
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "etc/peer",
+        "etc/wireguard",
+        "usr/local/sbin",
     ] {
         t.dir(d);
     }
@@ -87,7 +111,18 @@ pub fn build(o: &Options) -> Result<()> {
     t.char_dev("dev/null", 0o666, 1, 3);
     let busybox = find_binary(&root, "busybox")?;
     t.file("bin/busybox", 0o755, read(&busybox)?);
-    let libraries = initramfs::add_binaries(&mut t, &root, &[("usr/bin/wg", find_binary(&root, "wg")?)])?;
+    let libraries = initramfs::add_binaries(
+        &mut t,
+        &root,
+        &[
+            ("usr/bin/wg", find_binary(&root, "wg")?),
+            ("bin/bash", find_binary(&root, "bash")?),
+            // iproute2's ip ahead of busybox's in PATH: wg-quick wants the real one
+            ("usr/local/sbin/ip", find_binary(&root, "ip")?),
+        ],
+    )?;
+    let wg_quick = find_binary(&root, "wg-quick")?;
+    t.file("usr/bin/wg-quick", 0o755, read(&wg_quick)?);
     let (modules, _builtin) = initramfs::add_modules(&mut t, &root, &kernel.version, MODULES)?;
     t.file(
         "etc/peer/modules",

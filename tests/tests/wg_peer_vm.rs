@@ -1,7 +1,7 @@
 //! The WireGuard peer VM alone (no router): proves the harness the WireGuard boot test
-//! (wireguard.rs) stands on. The peer boots the image's Debian kernel, loads the
-//! wireguard module, brings up wg0 with `wg`, and reaches the hoster on the internet
-//! side. Needs root and QEMU; `image peer-vm` downloads its packages the first time.
+//! (wireguard_vm.rs) stands on. The peer boots the image's Debian kernel, loads the
+//! wireguard module, brings up wg0 with `wg` and another interface with `wg-quick`, and
+//! reaches the hoster on the internet side. Needs root and QEMU; `image peer-vm` downloads its packages the first time.
 
 use testkit::lab::Lab;
 use testkit::traffic::EchoServer;
@@ -35,6 +35,28 @@ fn peer_vm_brings_up_wg0_and_reaches_the_hoster() {
     let link = peer.ok("ip -o link show wg0; ip -o addr show wg0");
     assert!(link.contains("UP"), "{link}");
     assert!(link.contains("10.99.0.2/24"), "{link}");
+    // wg-quick, as a laptop runs it: a config file brings up an interface with its
+    // address and a route per AllowedIPs, and takes it down again.
+    peer.ok("wg genkey > /root/q.key");
+    let q_key = peer.ok("cat /root/q.key");
+    peer.write_file(
+        "/etc/wireguard/wgq.conf",
+        &format!(
+            "[Interface]\nAddress = 10.98.0.2/32\nPrivateKey = {}\n\n[Peer]\nPublicKey = {other}\n\
+             Endpoint = 203.0.113.10:51821\nAllowedIPs = 10.98.0.0/24, 172.31.0.0/16\n",
+            q_key.trim()
+        ),
+    );
+    peer.ok("chmod 600 /etc/wireguard/wgq.conf && wg-quick up wgq");
+    let routes = peer.ok("ip route show dev wgq");
+    assert!(
+        routes.contains("10.98.0.0/24") && routes.contains("172.31.0.0/16"),
+        "{routes}"
+    );
+    assert!(peer.ok("wg show wgq endpoints").contains("203.0.113.10:51821"));
+    peer.ok("wg-quick down wgq");
+    assert_ne!(peer.sh("ip link show wgq").0, 0, "wg-quick down left wgq");
+
     // The internet side: the hoster answers the peer (its NIC and routes work), also
     // on a TCP port (the exchange the WireGuard test makes through the tunnel).
     let ping = peer.ok(&format!("ping -c 1 -W 5 {PEER_GATEWAY}"));
