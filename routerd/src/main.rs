@@ -22,7 +22,14 @@ const USAGE: &str = "usage:
   routerd --version                  print the release: version and payload checksum
   routerd render --config FILE [--wan NAME] [--extra-wan NAME]... [--lan NAME] [--flowtable]
                                      print the network plan and the nftables ruleset
-                                     (the NICs of wan.extra: --extra-wan in order, else wan1, wan2...)";
+                                     (the NICs of wan.extra: --extra-wan in order, else wan1, wan2...)
+  routerd wireguard pubkey [--config FILE] [--state DIR]
+                                     print the router's WireGuard public key (the private
+                                     key is made in DIR if there is none yet)
+  routerd wireguard peer-config NAME [--config FILE] [--state DIR]
+                                     print the wg-quick config of the peer NAME
+                                     (defaults: /config/router.toml, else DIR/last-good.toml;
+                                     DIR /state)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -46,6 +53,8 @@ fn main() -> ExitCode {
             true,
         ),
         ["render", "--config", file, rest @ ..] => render(file, rest),
+        ["wireguard", "pubkey", rest @ ..] => wireguard(None, rest),
+        ["wireguard", "peer-config", name, rest @ ..] => wireguard(Some(name), rest),
         ["--version" | "-V" | "version"] => {
             println!("routerd {}", config::release::running().display());
             ExitCode::SUCCESS
@@ -210,4 +219,64 @@ fn render(file: &str, rest: &[&str]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `routerd wireguard pubkey` and `routerd wireguard peer-config NAME`.
+fn wireguard(peer: Option<&str>, rest: &[&str]) -> ExitCode {
+    let (mut config_path, mut state) = (None, StateDir(PathBuf::from(config::image::STATE_MOUNT)));
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        match (*arg, it.next()) {
+            ("--config", Some(v)) => config_path = Some(PathBuf::from(v)),
+            ("--state", Some(v)) => state = StateDir(PathBuf::from(v)),
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    // On the appliance: the config disk's file, else (a cloud-init drive) the last
+    // config that applied.
+    let config_path = config_path.unwrap_or_else(|| {
+        let disk = PathBuf::from(config::image::CONFIG_FILE);
+        if disk.exists() {
+            disk
+        } else {
+            state.last_good()
+        }
+    });
+    let config = match Config::load(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(wg) = &config.wireguard else {
+        eprintln!("{}: no [wireguard] section", config_path.display());
+        return ExitCode::FAILURE;
+    };
+    let public = match routerd::wireguard::keys(wg, Some(&state)) {
+        Ok((_, public)) => public,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match peer {
+        None => println!("{public}"),
+        Some(name) => {
+            let Some(p) = wg.peer_named(name) else {
+                let names: Vec<&str> = wg.peers.iter().map(|p| p.name.as_str()).collect();
+                eprintln!(
+                    "{}: no [[wireguard.peer]] is named {name:?} (peers: {})",
+                    config_path.display(),
+                    names.join(", ")
+                );
+                return ExitCode::FAILURE;
+            };
+            print!("{}", routerd::wireguard::peer_config::render(&config, wg, p, &public));
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -903,3 +903,52 @@ fn a_named_port_inside_a_range_and_proxy_protocol_on_a_plain_forward_are_refused
         ]
     );
 }
+
+// --- WireGuard -------------------------------------------------------------------------
+
+#[test]
+fn wireguard_mistakes_each_get_their_position() {
+    let text = with(
+        r#"[wireguard]
+listen_port = 51820
+address = "172.16.99.1/24"
+
+[[wireguard.peer]]
+name = "laptop"
+public_key = "base64..."
+allowed_ips = ["10.99.0.2/32"]
+
+[[wireguard.peer]]
+name = "phone"
+public_key = "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo="
+allowed_ips = ["10.99.0.2/32"]
+"#,
+    );
+    let got = errors("wireguard", &text);
+    let expected = [
+        format!(
+            "{}: wireguard.address: the tunnel subnet 172.16.99.0/24 overlaps the LAN \"lan\" (172.16.0.0/16)",
+            at(&text, "\"172.16.99.1/24\"")
+        ),
+        format!(
+            "{}: wireguard.peer.public_key: expected a WireGuard key (32 bytes in base64, 44 characters, as `wg pubkey` prints it), found \"base64...\"",
+            at(&text, "\"base64...\"")
+        ),
+    ];
+    assert_eq!(got, expected, "{text}");
+    let port_clash = with(
+        "[wireguard]\nlisten_port = 5000\naddress = \"10.99.0.1/24\"\n\n[[forward]]\nprotocol = \"udp\"\nport = 5000\nto = \"172.16.10.205\"\n",
+    );
+    assert_eq!(
+        errors("wireguard-port", &port_clash),
+        [format!(
+            "{}: wireguard.listen_port: UDP port 5000 of 203.0.113.10 is already forwarded (port 5000 to 172.16.10.205); WireGuard and a forward cannot share a port",
+            at(&port_clash, "5000")
+        )]
+    );
+    let ok = ConfigFile::new(
+        "wireguard-ok",
+        &with("[wireguard]\nlisten_port = 51820\naddress = \"10.99.0.1/24\"\n\n[[wireguard.peer]]\nname = \"laptop\"\npublic_key = \"hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=\"\nallowed_ips = [\"10.99.0.2/32\"]\n"),
+    );
+    assert_eq!(run_check(&ok).stdout, "ok\n");
+}

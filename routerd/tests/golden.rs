@@ -470,14 +470,23 @@ fn wireguard_opens_its_port_on_the_wan_address_and_each_peer_only_where_it_may_g
     // Nothing opens a connection into the tunnel: no rule matches wg0 as the way out.
     let into_tunnel = statements(&batch, "forward", "match")
         .into_iter()
-        .filter(|m| m["left"]["meta"]["key"] == "oifname" && m["right"].to_string().contains("wg0"))
+        .filter(|m| m["left"]["meta"]["key"] == "oifname" && m["op"] == "==" && m["right"].to_string().contains("wg0"))
         .count();
     assert_eq!(into_tunnel, 0);
     let forward: Vec<String> = rules
         .iter()
         .filter(|r| r["chain"] == "forward" && text(r).contains("\"wg0\""))
-        .map(|r| r["comment"].as_str().unwrap_or_default().to_string())
+        .filter_map(|r| Some(r["comment"].as_str()?.to_string()))
         .collect();
+    let offload = rules
+        .iter()
+        .find(|r| text(r).contains("\"flow\""))
+        .map(|r| text(r))
+        .unwrap_or_default();
+    assert!(
+        offload.contains("\"op\":\"!=\",\"right\":\"wg0\""),
+        "the tunnel stays out of the flowtable: {offload}"
+    );
     assert_eq!(
         forward,
         [

@@ -64,6 +64,9 @@ impl LeaseBook {
     }
 }
 
+/// The `lan` of the resolver's listener in the WireGuard tunnel (metrics, logs).
+pub const TUNNEL_LABEL: &str = "wireguard";
+
 /// Where one LAN's resolver listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listen {
@@ -99,6 +102,13 @@ impl Setup {
                     address: lan.address.addr(),
                     ifname: ifname.clone(),
                 })
+                // The WireGuard peers ask on the router's tunnel address (a socket bound
+                // to a LAN's link never sees what comes in on the tunnel).
+                .chain(config.wireguard.as_ref().map(|wg| Listen {
+                    lan: TUNNEL_LABEL.to_string(),
+                    address: wg.address.addr(),
+                    ifname: config::wireguard::IFNAME.to_string(),
+                }))
                 .collect(),
             upstream: dns.upstream.clone(),
             cache_entries: dns.cache_entries,

@@ -368,17 +368,16 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
 
     // forward: LAN to the internet, established flows, and the port forwards.
     if features.flowtable {
-        rules.push(rule(
-            "forward",
-            vec![
-                m(meta(MetaKey::L4proto), Operator::EQ, set([s("tcp"), s("udp")])),
-                Statement::Flow(Flow {
-                    op: SetOp::Add,
-                    flowtable: format!("@{FLOWTABLE}").into(),
-                }),
-            ],
-            None,
-        ));
+        let mut offload = vec![m(meta(MetaKey::L4proto), Operator::EQ, set([s("tcp"), s("udp")]))];
+        if config.wireguard.is_some() {
+            // The tunnel's link is not in the flowtable: its flows take the normal path.
+            offload.extend(wireguard::not_offloaded());
+        }
+        offload.push(Statement::Flow(Flow {
+            op: SetOp::Add,
+            flowtable: format!("@{FLOWTABLE}").into(),
+        }));
+        rules.push(rule("forward", offload, None));
     }
     rules.extend([
         rule("forward", vec![ct_state(&["established", "related"]), accept()], None),

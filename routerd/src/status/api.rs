@@ -30,6 +30,8 @@ pub struct Status<'a> {
     pub dhcp: Vec<Dhcp<'a>>,
     pub errors: Vec<Error<'a>>,
     pub history: Option<&'a HistoryView>,
+    /// With `[wireguard]`: the router's public key, the endpoint and each peer's figures.
+    pub wireguard: Option<&'a super::wireguard::WireguardStats>,
 }
 
 #[derive(Debug, Serialize)]
@@ -181,6 +183,7 @@ pub fn status(s: &Snapshot) -> Status<'_> {
             .map(|(at, message)| Error { at: *at, message })
             .collect(),
         history: s.history.as_deref(),
+        wireguard: s.wireguard.as_ref(),
     }
 }
 

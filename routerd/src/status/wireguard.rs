@@ -13,7 +13,7 @@ use super::Snapshot;
 /// How long a collection waits for the kernel's peer list.
 const DEADLINE: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WireguardStats {
     /// The router's public key; empty until the first apply made or read it.
     pub public_key: String,
@@ -164,6 +164,10 @@ mod tests {
             "{page}"
         );
         assert!(page.contains("<tr><td>phone</td><td>never</td>"), "{page}");
+        let json: serde_json::Value = serde_json::from_str(&super::super::api::render(&s)).expect("JSON");
+        assert_eq!(json["wireguard"]["peers"][0]["name"], "laptop");
+        assert_eq!(json["wireguard"]["peers"][0]["last_handshake"], 1_700_000_000);
+        assert_eq!(json["wireguard"]["endpoint"], "203.0.113.10:51820");
         let none = Snapshot::default();
         assert!(!super::super::metrics::render(&none).contains("wireguard"));
     }

@@ -241,14 +241,21 @@ where
     result
 }
 
-/// The id the kernel gave the "wireguard" family; [`GenlError::NoFamily`] without it.
-async fn family_id() -> Result<u16, GenlError> {
+/// The id the kernel gave the generic netlink family `name`; [`GenlError::NoFamily`]
+/// without it.
+async fn family_id(name: &str) -> Result<u16, GenlError> {
     let ask = GenlCtrl {
         cmd: GenlCtrlCmd::GetFamily,
-        nlas: vec![GenlCtrlAttrs::FamilyName(WireguardMessage::family_name().to_string())],
+        nlas: vec![GenlCtrlAttrs::FamilyName(name.to_string())],
     };
     // nlctrl's own id is fixed (GENL_ID_CTRL).
-    let answers = request("resolving the wireguard family", ask, libc::GENL_ID_CTRL as u16, false).await?;
+    let answers = request(
+        &format!("resolving the family {name}"),
+        ask,
+        libc::GENL_ID_CTRL as u16,
+        false,
+    )
+    .await?;
     answers
         .iter()
         .flat_map(|a| &a.nlas)
@@ -261,7 +268,7 @@ async fn family_id() -> Result<u16, GenlError> {
 
 /// The device `ifname` as the kernel has it.
 pub async fn read_device(ifname: &str) -> Result<DeviceState, GenlError> {
-    let family = family_id().await?;
+    let family = family_id(WireguardMessage::family_name()).await?;
     let answers = request(&format!("reading {ifname}"), get_device(ifname), family, true).await?;
     Ok(parse_device(&answers))
 }
@@ -274,7 +281,7 @@ pub async fn configure(
     listen_port: u16,
     peers: &[WantedPeer],
 ) -> Result<Changed, GenlError> {
-    let family = family_id().await?;
+    let family = family_id(WireguardMessage::family_name()).await?;
     let answers = request(&format!("reading {ifname}"), get_device(ifname), family, true).await?;
     let have = parse_device(&answers);
     let messages = set_device(ifname, &have, private_key, listen_port, peers);
@@ -460,6 +467,28 @@ mod tests {
         assert_eq!(device.peers[1].allowed_ips, [net("10.99.0.3/32"), net("10.99.0.64/26")]);
         assert_eq!((device.peers[0].rx_bytes, device.peers[0].tx_bytes), (5, 10));
         assert_eq!(device.peers[0].last_handshake, None, "never");
+    }
+
+    /// Against this machine's kernel: the family lookup works, and a missing family
+    /// (wireguard, on a kernel without it) is told apart from other failures.
+    #[tokio::test]
+    async fn families_are_resolved_by_the_kernel_and_a_missing_one_is_named() {
+        assert_eq!(family_id("nlctrl").await.ok(), Some(libc::GENL_ID_CTRL as u16));
+        assert!(matches!(family_id("no-such-family").await, Err(GenlError::NoFamily)));
+        // A dump (as GET_DEVICE is) comes back whole: every family, nlctrl among them.
+        let all = GenlCtrl {
+            cmd: GenlCtrlCmd::GetFamily,
+            nlas: Vec::new(),
+        };
+        let families = request("listing families", all, libc::GENL_ID_CTRL as u16, true)
+            .await
+            .unwrap_or_default();
+        assert!(
+            families
+                .iter()
+                .any(|f| f.nlas.contains(&GenlCtrlAttrs::FamilyName("nlctrl".into()))),
+            "{families:?}"
+        );
     }
 
     #[test]

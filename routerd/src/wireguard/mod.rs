@@ -201,7 +201,7 @@ pub async fn ensure(
 }
 
 /// One peer's counters for the status page and metrics.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PeerStats {
     pub name: String,
     pub last_handshake: Option<u64>,
@@ -228,4 +228,28 @@ pub fn stats_of(wg: &WireGuard, device: &genl::DeviceState) -> Vec<PeerStats> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resolver_also_listens_on_the_tunnel_address_bound_to_the_tunnel() {
+        let text = "[wan]\ninterface = \"wan\"\naddress = \"203.0.113.10/32\"\ngateway = \"203.0.113.254\"\n[lan]\ninterface = \"lan\"\naddress = \"172.16.0.1/16\"\n[dns]\n[wireguard]\nlisten_port = 51820\naddress = \"10.99.0.1/24\"\n";
+        let config = config::Config::parse(text, "router.toml").expect("valid");
+        let setup = crate::dns::Setup::from_config(&config, &["lan".to_string()]).expect("on");
+        let listen: Vec<(&str, String, &str)> = setup
+            .listen
+            .iter()
+            .map(|l| (l.lan.as_str(), l.address.to_string(), l.ifname.as_str()))
+            .collect();
+        assert_eq!(
+            listen,
+            [
+                ("lan", "172.16.0.1".to_string(), "lan"),
+                ("wireguard", "10.99.0.1".to_string(), IFNAME)
+            ]
+        );
+    }
 }

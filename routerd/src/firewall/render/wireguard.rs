@@ -16,6 +16,14 @@ fn from_tunnel() -> Statement<'static> {
     m(meta(MetaKey::Iifname), Operator::EQ, s(IFNAME))
 }
 
+/// Matches that keep the tunnel's flows out of the flowtable.
+pub(super) fn not_offloaded() -> [Statement<'static>; 2] {
+    [
+        m(meta(MetaKey::Iifname), Operator::NEQ, s(IFNAME)),
+        m(meta(MetaKey::Oifname), Operator::NEQ, s(IFNAME)),
+    ]
+}
+
 /// input: the port from the WAN; DNS, the status page and ping from the peers.
 pub(super) fn input(config: &Config, wg: &WireGuard, wan: &str) -> Vec<Rule<'static>> {
     let mut rules = vec![rule(
@@ -43,8 +51,7 @@ pub(super) fn input(config: &Config, wg: &WireGuard, wan: &str) -> Vec<Rule<'sta
         ],
         Some("ping from the WireGuard peers"),
     ));
-    // The router's LAN services answer on the LAN addresses; the peers reach them there.
-    let lan_addresses: Vec<Ipv4Addr> = config.lans.iter().map(|l| l.address.addr()).collect();
+    // The resolver answers the peers on the router's tunnel address (see dns::Setup).
     if config.dns.is_some() {
         for transport in ["udp", "tcp"] {
             rules.push(rule(
@@ -52,7 +59,7 @@ pub(super) fn input(config: &Config, wg: &WireGuard, wan: &str) -> Vec<Rule<'sta
                 vec![
                     from_tunnel(),
                     m(payload("ip", "saddr"), Operator::EQ, peer_sources(&peers)),
-                    m(payload("ip", "daddr"), Operator::EQ, one_or_set(&lan_addresses)),
+                    m(payload("ip", "daddr"), Operator::EQ, s(&wg.address.addr().to_string())),
                     m(payload(transport, "dport"), Operator::EQ, num(53)),
                     accept(),
                 ],
