@@ -242,6 +242,19 @@ fn a_wireguard_peer_reaches_the_lans_it_may_and_nothing_else() {
         "{metrics}"
     );
 
+    // Nothing from a LAN opens a connection into the tunnel: a prod guest's connect to
+    // a port the laptop listens on does not arrive (the local connect after it shows
+    // the listener was there all along).
+    peer.ok("nc -l -p 7200 < /dev/null > /tmp/from-lan 2>&1 &");
+    let from_lan = testkit::traffic::tcp_connect(&lab.guest, &format!("{LAPTOP_IP}:7200"))
+        .and_then(|mut s| std::io::Write::write_all(&mut s, b"from-lan\n"));
+    let got = peer.ok("echo local | nc -w 2 127.0.0.1 7200; sleep 1; cat /tmp/from-lan");
+    assert_eq!(
+        got.trim(),
+        "local",
+        "a LAN guest opened a connection into the tunnel ({from_lan:?})"
+    );
+
     // phone: reach = ["dmz"]: dmz answers, prod is refused.
     peer_as(&mut peer, "/root/phone.key", PHONE_IP, &router_key);
     assert_ne!(handshake(&mut peer), 0, "phone: no handshake with the router");
