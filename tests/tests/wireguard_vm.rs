@@ -9,10 +9,7 @@
 //! `routerd wireguard peer-config` prints, through wg-quick. Needs root, QEMU and the
 //! built image (qemu/build).
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
-
-use config::wireguard::DEFAULT_KEY_FILE;
 
 use testkit::http::{get, metric};
 use testkit::lab::{routerd_bin, Lab, FAILOVER_IP, GUEST_IP, ROUTER_LAN_IP};
@@ -121,23 +118,14 @@ fn handshake(peer: &mut PeerVm) -> u64 {
         .unwrap_or_else(|e| panic!("latest-handshakes {out:?}: {e}"))
 }
 
-/// `routerd wireguard peer-config NAME` for the config of the (powered-off) VM: run
-/// by the host's routerd on that config with the router's key read back from the VM's
-/// state partition (an operator's appliance shows the key on the console instead).
-fn peer_config(vm: &mut Vm, lab: &Lab, name: &str) -> String {
-    let key = vm
-        .read_state_file(DEFAULT_KEY_FILE)
-        .unwrap_or_else(|| panic!("no /{DEFAULT_KEY_FILE} on the state partition"));
-    let state = lab.dir.join("router-state-copy");
-    std::fs::create_dir_all(&state).unwrap_or_else(|e| panic!("{}: {e}", state.display()));
-    let key_path = state.join(DEFAULT_KEY_FILE);
-    std::fs::write(&key_path, key).unwrap_or_else(|e| panic!("{}: {e}", key_path.display()));
-    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600)).unwrap_or_else(|e| panic!("{e}"));
+/// `routerd wireguard peer-config NAME` as an admin runs it away from the appliance
+/// (which has no shell): the host's routerd on the router's config file, with the
+/// router's public key from its console.
+fn peer_config(lab: &Lab, config_file: &str, name: &str, router_key: &str) -> String {
     let out = std::process::Command::new(routerd_bin())
         .args(["wireguard", "peer-config", name, "--config"])
-        .arg(lab.dir.join("config-no-phone.toml"))
-        .arg("--state")
-        .arg(&state)
+        .arg(lab.dir.join(config_file))
+        .args(["--router-key", router_key])
         .output()
         .unwrap_or_else(|e| panic!("routerd wireguard peer-config: {e}"));
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -279,9 +267,7 @@ fn a_wireguard_peer_reaches_the_lans_it_may_and_nothing_else() {
     peer_as(&mut peer, "/root/phone.key", PHONE_IP, &router_key);
     assert_ne!(handshake(&mut peer), 0, "phone: no handshake before the removal");
     power_off(&mut vm);
-    let no_phone = config(&laptop, None);
-    let disk = config_disk(&lab.dir, "config-no-phone", &no_phone, true);
-    let laptop_conf = peer_config(&mut vm, &lab, "laptop");
+    let disk = config_disk(&lab.dir, "config-no-phone", &config(&laptop, None), true);
     vm.restart(VmOptions {
         uefi: false,
         config: Some(disk),
@@ -300,6 +286,7 @@ fn a_wireguard_peer_reaches_the_lans_it_may_and_nothing_else() {
     // The laptop, still in the config, still gets in, now as the README says: the
     // config `routerd wireguard peer-config laptop` prints, its private key filled in,
     // brought up with wg-quick.
+    let laptop_conf = peer_config(&lab, "config-no-phone.toml", "laptop", &router_key);
     peer.ok("ip link del wg0");
     peer.write_file("/etc/wireguard/wg0.conf", &laptop_conf);
     peer.ok(
