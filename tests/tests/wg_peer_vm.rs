@@ -1,7 +1,8 @@
 //! The WireGuard peer VM alone (no router): proves the harness the WireGuard boot test
 //! (wireguard_vm.rs) stands on. The peer boots the image's Debian kernel, loads the
 //! wireguard module, brings up wg0 with `wg` and another interface with `wg-quick`, and
-//! reaches the hoster on the internet side. Needs root and QEMU; `image peer-vm` downloads its packages the first time.
+//! reaches the hoster on the internet side. Needs root and QEMU; `image peer-vm`
+//! downloads its packages the first time.
 
 use testkit::lab::Lab;
 use testkit::traffic::EchoServer;
@@ -10,7 +11,9 @@ use testkit::vm::vm_lab;
 
 #[test]
 fn peer_vm_brings_up_wg0_and_reaches_the_hoster() {
-    if !testkit::require_root() {
+    // The image: where the QEMU tests' builds are (the peer VM comes from the same
+    // image builder and package cache).
+    if !testkit::require_root() || !testkit::require_image() {
         return;
     }
     let lab: Lab = vm_lab();
