@@ -96,12 +96,11 @@ pub fn build(o: &Options) -> Result<()> {
     std::fs::create_dir_all(&root)?;
 
     // Packages.
-    let meta = debs::fetch(&cache, "linux-image-amd64")?;
-    let kpkg = debs::parse_depends(&debs::field(&meta, "Depends")?)
-        .into_iter()
-        .find(|d| d.starts_with("linux-image-"))
-        .context("linux-image-amd64 names no linux-image-<kver> package in its Depends")?;
-    let kver = kpkg.trim_start_matches("linux-image-").to_string();
+    let debs::Kernel {
+        meta,
+        package: kpkg,
+        version: kver,
+    } = debs::kernel(&cache)?;
     let pkgs = debs::fetch_with_libraries(&cache, &[&kpkg, "nftables", "e2fsprogs", "libc6", "libgcc-s1"])?;
     let mut versions = format!("kernel {kver}\n");
     writeln!(versions, "linux-image-amd64 {}", debs::field(&meta, "Version")?)?;

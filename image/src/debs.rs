@@ -74,6 +74,26 @@ pub fn extract(deb: &Path, root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The Debian kernel package `linux-image-amd64` points at.
+pub struct Kernel {
+    /// The cached `.deb` of `linux-image-amd64` itself.
+    pub meta: PathBuf,
+    /// `linux-image-<version>`.
+    pub package: String,
+    /// The kernel version (`uname -r`, the folder under lib/modules).
+    pub version: String,
+}
+
+pub fn kernel(cache: &Path) -> Result<Kernel> {
+    let meta = fetch(cache, "linux-image-amd64")?;
+    let package = parse_depends(&field(&meta, "Depends")?)
+        .into_iter()
+        .find(|d| d.starts_with("linux-image-"))
+        .context("linux-image-amd64 names no linux-image-<kver> package in its Depends")?;
+    let version = package.trim_start_matches("linux-image-").to_string();
+    Ok(Kernel { meta, package, version })
+}
+
 /// Package names of a Depends line: the first of each set of alternatives,
 /// without version constraints or architecture qualifiers.
 pub fn parse_depends(line: &str) -> Vec<String> {

@@ -127,8 +127,38 @@ pub fn assemble(i: &Inputs) -> Result<(Tree, Summary)> {
         ("usr/sbin/mke2fs", mke2fs),
         ("usr/sbin/e2fsck", e2fsck),
     ];
+    let libraries = add_binaries(&mut t, i.root, &binaries)?;
+    if let Some(conf) = libs::resolve_in_root(i.root, "etc/mke2fs.conf") {
+        t.file("etc/mke2fs.conf", 0o644, read(&conf)?);
+    }
+
+    // Kernel modules in load order.
+    let (list, builtin_skipped) = add_modules(&mut t, i.root, i.kver, MODULES)?;
+    t.file(
+        "etc/router/modules",
+        0o644,
+        list.iter().map(|m| format!("{m}\n")).collect::<String>().into_bytes(),
+    );
+    t.file("etc/router/versions", 0o644, i.versions.as_bytes().to_vec());
+    t.file("etc/os-release", 0o644, i.os_release.as_bytes().to_vec());
+    t.symlink("usr/lib/os-release", "../../etc/os-release");
+
+    Ok((
+        t,
+        Summary {
+            libraries,
+            modules: list,
+            builtin_skipped,
+        },
+    ))
+}
+
+/// Puts `binaries` (destination in the tree, ELF file) into `t` with the shared
+/// libraries they need (the DT_NEEDED closure, from the packages extracted in `root`
+/// only) and the dynamic loader; returns the libraries' names.
+pub fn add_binaries(t: &mut Tree, root: &Path, binaries: &[(&str, PathBuf)]) -> Result<Vec<String>> {
     let mut needs: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (dest, src) in &binaries {
+    for (dest, src) in binaries {
         let data = read(src)?;
         let n = elf::needs(&data).with_context(|| format!("{}: cannot read its ELF headers", src.display()))?;
         if let Some(interp) = &n.interp {
@@ -142,12 +172,8 @@ pub fn assemble(i: &Inputs) -> Result<(Tree, Summary)> {
         needs.insert(dest.to_string(), n.needed);
         t.file(dest, 0o755, data);
     }
-    if let Some(conf) = libs::resolve_in_root(i.root, "etc/mke2fs.conf") {
-        t.file("etc/mke2fs.conf", 0o644, read(&conf)?);
-    }
 
     // Shared libraries: the DT_NEEDED closure, from the packages only.
-    let root = i.root;
     let starts: Vec<String> = needs.keys().cloned().collect();
     let mut lib_needs = |name: &str| -> Result<Vec<String>> {
         if let Some(n) = needs.get(name) {
@@ -169,42 +195,24 @@ pub fn assemble(i: &Inputs) -> Result<(Tree, Summary)> {
     t.file(&format!("{LIB_DIR}/{interp_name}"), 0o755, read(&ld)?);
     t.symlink(INTERP.trim_start_matches('/'), &format!("/{LIB_DIR}/{interp_name}"));
 
-    // Kernel modules in load order.
-    let (list, builtin_skipped) = add_modules(&mut t, root, i.kver)?;
-    t.file(
-        "etc/router/modules",
-        0o644,
-        list.iter().map(|m| format!("{m}\n")).collect::<String>().into_bytes(),
-    );
-    t.file("etc/router/versions", 0o644, i.versions.as_bytes().to_vec());
-    t.file("etc/os-release", 0o644, i.os_release.as_bytes().to_vec());
-    t.symlink("usr/lib/os-release", "../../etc/os-release");
-
     let mut libraries: Vec<String> = found.into_iter().collect();
     if !libraries.iter().any(|l| l == interp_name) {
         libraries.push(interp_name.to_string());
     }
-    Ok((
-        t,
-        Summary {
-            libraries,
-            modules: list,
-            builtin_skipped,
-        },
-    ))
+    Ok(libraries)
 }
 
-fn find_binary(root: &Path, name: &str) -> Result<PathBuf> {
+pub fn find_binary(root: &Path, name: &str) -> Result<PathBuf> {
     ["usr/sbin", "sbin", "usr/bin", "bin"]
         .iter()
         .find_map(|d| libs::resolve_in_root(root, &format!("{d}/{name}")))
         .with_context(|| format!("{name} is not in the extracted Debian packages"))
 }
 
-/// Adds the wanted modules and their dependencies (uncompressed) under
+/// Adds the `wanted` modules and their dependencies (uncompressed) under
 /// lib/modules/<kver>/ and returns their paths in load order, and the wanted
 /// modules that are built into the kernel.
-fn add_modules(t: &mut Tree, root: &Path, kver: &str) -> Result<(Vec<String>, Vec<String>)> {
+pub fn add_modules(t: &mut Tree, root: &Path, kver: &str, wanted: &[&str]) -> Result<(Vec<String>, Vec<String>)> {
     let moddir = root.join("lib/modules").join(kver);
     if !moddir.is_dir() {
         bail!("{} is missing: the kernel package has no modules", moddir.display());
@@ -222,7 +230,7 @@ fn add_modules(t: &mut Tree, root: &Path, kver: &str) -> Result<(Vec<String>, Ve
     let mut available: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut optional: BTreeSet<(String, String)> = BTreeSet::new();
     let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut todo: Vec<String> = MODULES.iter().map(|m| modules::normalize(m)).collect();
+    let mut todo: Vec<String> = wanted.iter().map(|m| modules::normalize(m)).collect();
     while let Some(name) = todo.pop() {
         if available.contains_key(&name) || builtin.contains(&name) {
             continue;
@@ -250,9 +258,8 @@ fn add_modules(t: &mut Tree, root: &Path, kver: &str) -> Result<(Vec<String>, Ve
         available.insert(name.clone(), all);
         data.insert(name, ko);
     }
-    let wanted: Vec<&str> = MODULES.to_vec();
-    let order = modules::load_order(&wanted, &available, &builtin, &optional)?;
-    let skipped: Vec<String> = MODULES
+    let order = modules::load_order(wanted, &available, &builtin, &optional)?;
+    let skipped: Vec<String> = wanted
         .iter()
         .map(|m| modules::normalize(m))
         .filter(|m| builtin.contains(m))

@@ -11,6 +11,7 @@ mod gpt;
 mod initramfs;
 mod libs;
 mod modules;
+mod peer_vm;
 mod tree;
 mod util;
 
@@ -28,7 +29,11 @@ usage:
       (defaults: --out out, --init target/release/init, --routerd target/release/routerd)
   image config ROUTER.TOML -o CONFIG.IMG [--unchecked]
       validates ROUTER.TOML like `routerd check` and writes a FAT disk labelled ROUTERCFG
-      holding it (--unchecked: write it even when invalid, to test the appliance's errors)";
+      holding it (--unchecked: write it even when invalid, to test the appliance's errors)
+  image peer-vm [--out DIR] [--cache DIR]
+      a test artefact, not the appliance: the kernel and initramfs of the WireGuard peer VM
+      the boot tests start (busybox, wg, the wireguard module) in DIR (default out/peer-vm;
+      packages cached in out/cache)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -46,6 +51,10 @@ fn main() -> ExitCode {
                 Ok(false) => ExitCode::FAILURE,
                 Err(e) => report(Err(e)),
             },
+            Err(e) => usage_error(&e),
+        },
+        Some("peer-vm") => match parse_peer_vm(&args[1..]) {
+            Ok(opts) => report(peer_vm::build(&opts)),
             Err(e) => usage_error(&e),
         },
         Some("--help" | "-h" | "help") => {
@@ -94,6 +103,23 @@ fn parse_build(args: &[String]) -> Result<build::Options, String> {
             }
             "--cache" => o.cache = Some(PathBuf::from(value()?)),
             "--compress" => o.compress = initramfs::Compression::parse(&value()?).map_err(|e| e.to_string())?,
+            _ => return Err(format!("unknown option {a}")),
+        }
+    }
+    Ok(o)
+}
+
+fn parse_peer_vm(args: &[String]) -> Result<peer_vm::Options, String> {
+    let mut o = peer_vm::Options {
+        out: PathBuf::from("out/peer-vm"),
+        cache: PathBuf::from("out/cache"),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--out" => o.out = PathBuf::from(value()?),
+            "--cache" => o.cache = PathBuf::from(value()?),
             _ => return Err(format!("unknown option {a}")),
         }
     }

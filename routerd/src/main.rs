@@ -26,8 +26,10 @@ const USAGE: &str = "usage:
   routerd wireguard pubkey [--config FILE] [--state DIR]
                                      print the router's WireGuard public key (the private
                                      key is made in DIR if there is none yet)
-  routerd wireguard peer-config NAME [--config FILE] [--state DIR]
+  routerd wireguard peer-config NAME [--config FILE] [--state DIR] [--router-key KEY]
                                      print the wg-quick config of the peer NAME
+                                     (--router-key: the router's public key as its console
+                                     and status page show it, e.g. on a workstation)
                                      (defaults: /config/router.toml, else DIR/last-good.toml;
                                      DIR /state)";
 
@@ -224,11 +226,19 @@ fn render(file: &str, rest: &[&str]) -> ExitCode {
 /// `routerd wireguard pubkey` and `routerd wireguard peer-config NAME`.
 fn wireguard(peer: Option<&str>, rest: &[&str]) -> ExitCode {
     let (mut config_path, mut state) = (None, StateDir(PathBuf::from(config::image::STATE_MOUNT)));
+    let mut router_key = None;
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
         match (*arg, it.next()) {
             ("--config", Some(v)) => config_path = Some(PathBuf::from(v)),
             ("--state", Some(v)) => state = StateDir(PathBuf::from(v)),
+            ("--router-key", Some(v)) if peer.is_some() => match v.parse::<config::wireguard::Key>() {
+                Ok(k) => router_key = Some(k),
+                Err(()) => {
+                    eprintln!("--router-key {v:?}: not a WireGuard public key (44 base64 characters)");
+                    return ExitCode::from(2);
+                }
+            },
             _ => {
                 eprintln!("{USAGE}");
                 return ExitCode::from(2);
@@ -256,8 +266,22 @@ fn wireguard(peer: Option<&str>, rest: &[&str]) -> ExitCode {
         eprintln!("{}: no [wireguard] section", config_path.display());
         return ExitCode::FAILURE;
     };
-    let public = match routerd::wireguard::keys(wg, Some(&state)) {
-        Ok((_, public)) => public,
+    // A peer config names the router's key: off the router (no key file there) a new
+    // key would make a config that never connects, so none is made for it.
+    if peer.is_some() && router_key.is_none() {
+        if let Ok(path) = routerd::wireguard::key::path(&wg.private_key_file, Some(&state)) {
+            if !path.exists() {
+                eprintln!(
+                    "no router key at {}: away from the router, pass --router-key with its public key \
+                     (its console and status page show it)",
+                    path.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let public = match router_key.map_or_else(|| routerd::wireguard::keys(wg, Some(&state)).map(|(_, p)| p), Ok) {
+        Ok(public) => public,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;

@@ -8,7 +8,8 @@
 //! at a time: under TCG on two cores, parallel boots only make each other time out.
 //!
 //! Here: [`Vm`] (QEMU, its console, waits, kill on drop). `qmp`: the QMP client;
-//! `agent`: the guest agent client; `disks`: config, ISO and state-partition disks.
+//! `agent`: the guest agent client; `disks`: config, ISO and state-partition disks;
+//! `peer`: the WireGuard peer VM.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -20,6 +21,7 @@ use crate::netns::run;
 
 mod agent;
 mod disks;
+pub mod peer;
 mod qmp;
 pub mod release;
 
