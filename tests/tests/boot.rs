@@ -505,23 +505,7 @@ fn a_config_disk_swapped_while_running_is_reloaded_without_a_restart() {
     let mut held = tcp_connect(&lab.guest, "198.51.100.1:7001").expect("LAN guest -> internet");
     assert_eq!(tcp_exchange(&mut held, "opened").expect("echo"), "opened");
 
-    let removed = vm.qmp_with("device_del", serde_json::json!({ "id": "config-disk" }));
-    assert!(removed.get("return").is_some(), "device_del: {removed}");
-    vm.wait_console("the config disk was removed", BOOT_TIMEOUT);
-    let added = vm.qmp_with(
-        "blockdev-add",
-        serde_json::json!({
-            "driver": "raw", "node-name": "config2", "read-only": true,
-            "file": { "driver": "file", "filename": second.display().to_string(), "read-only": true }
-        }),
-    );
-    assert!(added.get("return").is_some(), "blockdev-add: {added}");
-    let plugged = vm.qmp_with(
-        "device_add",
-        serde_json::json!({ "driver": "scsi-hd", "bus": "scsi1.0", "drive": "config2", "id": "config-disk2" }),
-    );
-    assert!(plugged.get("return").is_some(), "device_add: {plugged}");
-    vm.wait_console("reloading routerd", BOOT_TIMEOUT);
+    vm.swap_config_disk(&second);
     vm.wait_console("SIGHUP: reloading the config", BOOT_TIMEOUT);
     let echo = eventually("internet -> the new forward 2222 -> web:8080", || {
         tcp_echo(&lab.inet, "203.0.113.10:2222", "after")

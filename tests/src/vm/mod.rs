@@ -163,6 +163,8 @@ pub struct Vm {
     netns: String,
     started: Instant,
     tuning: VmTuning,
+    /// Config disks swapped in by [`Vm::swap_config_disk`] since this boot.
+    config_swaps: usize,
     _one_at_a_time: MutexGuard<'static, ()>,
 }
 
@@ -196,6 +198,7 @@ impl Vm {
             netns: lab.router.name.clone(),
             started: Instant::now(),
             tuning,
+            config_swaps: 0,
             _one_at_a_time: guard,
         };
         vm.boot(&opts);
@@ -209,6 +212,7 @@ impl Vm {
     }
 
     fn boot(&mut self, opts: &VmOptions) {
+        self.config_swaps = 0;
         let _ = std::fs::remove_file(&self.console);
         let _ = std::fs::remove_file(&self.qmp);
         let log = std::fs::File::create(self.dir.join("qemu.log")).unwrap_or_else(|e| panic!("qemu.log: {e}"));
@@ -330,6 +334,42 @@ impl Vm {
     /// Sends one QMP command (after the capabilities handshake) and returns the reply.
     pub fn qmp(&self, command: &str) -> serde_json::Value {
         qmp::execute(&self.qmp, command)
+    }
+
+    /// Changes the config of the running router the Proxmox way: the config disk is
+    /// hot-unplugged, `disk` hot-plugged in its place (QMP `device_del`, `blockdev-add`,
+    /// `device_add`); returns once init has mounted it and told routerd to reload.
+    pub fn swap_config_disk(&mut self, disk: &Path) {
+        let n = self.config_swaps;
+        let old = if n == 0 {
+            "config-disk".to_string()
+        } else {
+            format!("config-disk{n}")
+        };
+        let removed = self.qmp_with("device_del", serde_json::json!({ "id": old }));
+        assert!(removed.get("return").is_some(), "device_del {old}: {removed}");
+        self.wait_console_count("the config disk was removed", n + 1, BOOT_TIMEOUT);
+        let node = format!("config{}", n + 1);
+        let added = self.qmp_with(
+            "blockdev-add",
+            serde_json::json!({
+                "driver": "raw", "node-name": node, "read-only": true,
+                "file": { "driver": "file", "filename": disk.display().to_string(), "read-only": true }
+            }),
+        );
+        assert!(
+            added.get("return").is_some(),
+            "blockdev-add {}: {added}",
+            disk.display()
+        );
+        let id = format!("config-disk{}", n + 1);
+        let plugged = self.qmp_with(
+            "device_add",
+            serde_json::json!({ "driver": "scsi-hd", "bus": "scsi1.0", "drive": node, "id": id }),
+        );
+        assert!(plugged.get("return").is_some(), "device_add {id}: {plugged}");
+        self.config_swaps = n + 1;
+        self.wait_console_count("reloading routerd", n + 1, BOOT_TIMEOUT);
     }
 
     /// [`Vm::qmp`] with arguments.
