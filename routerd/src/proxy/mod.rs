@@ -403,33 +403,13 @@ async fn connect(to: SocketAddrV4, from: Option<Ipv4Addr>) -> io::Result<TcpStre
     if let Some(ip) = from {
         let raw = socket2::SockRef::from(&socket);
         raw.set_ip_transparent_v4(true)?;
-        bind_address_no_port(&socket)?;
+        // A port at bind(2), not connect(2) (IP_BIND_ADDRESS_NO_PORT): Linux gives
+        // bind odd ports first and connect even ones, so the proxy's connections
+        // from a client's address stay off the ports that client (if Linux) uses
+        // itself, say through a DNAT forward to the same service.
         socket.bind(SocketAddr::V4(SocketAddrV4::new(ip, 0)))?;
     }
     socket.connect(SocketAddr::V4(to)).await
-}
-
-/// IP_BIND_ADDRESS_NO_PORT: the bind to the client's address leaves the port to
-/// connect(2), which picks one free for this destination, instead of searching one
-/// free for every destination at bind(2) (slower, and it runs out sooner).
-#[allow(unsafe_code)]
-fn bind_address_no_port(socket: &TcpSocket) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt(2) on our socket with a c_int option value.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            std::ptr::from_ref(&on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The PROXY protocol v2 header of a TCP over IPv4 connection from `client` to `server`.
