@@ -25,6 +25,14 @@ use tokio::net::TcpStream;
 pub const PIPE_SIZE: usize = 1 << 20;
 /// Empty pipes kept for the next burst; more are closed when given back.
 const SPARE_PIPES: usize = 64;
+/// The most bytes all pipes together hold while reads are full-size: bytes wait in a
+/// pipe while their receiver is slow, and pipe pages count in no socket's buffer
+/// limit. Beyond it each read is [`SMALL_READ`], so many stalled receivers (say, a
+/// client that stops reading its downloads on thousands of connections) pin at most
+/// this plus [`SMALL_READ`] per direction: what the 16 KiB copy buffers of a
+/// userspace relay would.
+pub const BUDGET: usize = 32 << 20;
+const SMALL_READ: usize = 16 * 1024;
 
 /// A pipe with both ends non-blocking, and how much it holds.
 pub struct Pipe {
@@ -62,15 +70,38 @@ pub struct Pipes {
     spare: Mutex<Vec<Pipe>>,
     size: usize,
     lent: AtomicUsize,
+    /// Bytes in all pipes now, and the [`BUDGET`] for them.
+    held: AtomicUsize,
+    budget: usize,
 }
 
 impl Pipes {
     pub const fn new(size: usize) -> Pipes {
+        Pipes::with_budget(size, BUDGET)
+    }
+
+    pub const fn with_budget(size: usize, budget: usize) -> Pipes {
         Pipes {
             spare: Mutex::new(Vec::new()),
             size,
             lent: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            budget,
         }
+    }
+
+    /// How much the next read into `pipe` may take.
+    fn read_size(&self, pipe: &Pipe) -> usize {
+        if self.held.load(Ordering::Relaxed) + pipe.capacity <= self.budget {
+            pipe.capacity
+        } else {
+            SMALL_READ.min(pipe.capacity)
+        }
+    }
+
+    /// Bytes in all pipes now.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
     }
 
     fn take(&self) -> io::Result<Lent<'_>> {
@@ -139,6 +170,32 @@ pub async fn relay(
     Ok(())
 }
 
+/// Bytes read into a pipe and not written out yet, counted in the pool's
+/// [`Pipes::held`] until written or dropped with their pipe.
+struct Held<'a> {
+    bytes: usize,
+    pool: &'a Pipes,
+}
+
+impl<'a> Held<'a> {
+    fn new(pool: &'a Pipes, bytes: usize) -> Held<'a> {
+        pool.held.fetch_add(bytes, Ordering::Relaxed);
+        Held { bytes, pool }
+    }
+
+    fn written(&mut self, n: usize) {
+        let n = n.min(self.bytes);
+        self.bytes -= n;
+        self.pool.held.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.pool.held.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 /// How a burst of bytes ended.
 enum Burst {
     /// The source has nothing more for now.
@@ -152,7 +209,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream, pipes: &Pipes, counter: &Atom
         from.readable().await?;
         let pipe = pipes.take()?;
         // On an error the pipe (maybe holding bytes) is closed, not given back.
-        let burst = burst(from, to, pipe.pipe(), counter).await?;
+        let burst = burst(from, to, pipes, pipe.pipe(), counter).await?;
         pipe.give_back();
         if let Burst::Ended = burst {
             // Everything read has been written: pass the end on.
@@ -167,26 +224,28 @@ async fn one_way(from: &TcpStream, to: &TcpStream, pipes: &Pipes, counter: &Atom
 
 /// Moves bytes from `from` into the empty `pipe` and on to `to` until `from` has no
 /// more; returns with the pipe empty again.
-async fn burst(from: &TcpStream, to: &TcpStream, pipe: &Pipe, counter: &AtomicU64) -> io::Result<Burst> {
+async fn burst(from: &TcpStream, to: &TcpStream, pipes: &Pipes, pipe: &Pipe, counter: &AtomicU64) -> io::Result<Burst> {
     loop {
         // The pipe is empty here, so a splice that would block means the socket has
         // nothing (and try_io then clears its readiness, to wait for more).
+        let len = pipes.read_size(pipe);
         let read = from.try_io(Interest::READABLE, || {
-            splice(from.as_raw_fd(), pipe.write.as_raw_fd(), pipe.capacity)
+            splice(from.as_raw_fd(), pipe.write.as_raw_fd(), len)
         });
-        let mut pending = match read {
+        let read = match read {
             Ok(0) => return Ok(Burst::Ended),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Burst::Idle),
             Err(e) => return Err(e),
         };
-        counter.fetch_add(pending as u64, Ordering::Relaxed);
-        while pending > 0 {
+        counter.fetch_add(read as u64, Ordering::Relaxed);
+        let mut pending = Held::new(pipes, read);
+        while pending.bytes > 0 {
             let written = to.try_io(Interest::WRITABLE, || {
-                splice(pipe.read.as_raw_fd(), to.as_raw_fd(), pending)
+                splice(pipe.read.as_raw_fd(), to.as_raw_fd(), pending.bytes)
             });
             match written {
-                Ok(n) => pending -= n,
+                Ok(n) => pending.written(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
                 Err(e) => return Err(e),
             }
@@ -244,9 +303,12 @@ mod tests {
     }
 
     async fn relayed(pipe_size: usize) -> Relayed {
+        relayed_in(Arc::new(Pipes::new(pipe_size))).await
+    }
+
+    async fn relayed_in(pipes: Arc<Pipes>) -> Relayed {
         let (client, client_side) = pair().await;
         let (service, service_side) = pair().await;
-        let pipes = Arc::new(Pipes::new(pipe_size));
         let counted: Arc<[AtomicU64; 2]> = Arc::default();
         let relay = tokio::spawn({
             let (pipes, counted) = (pipes.clone(), counted.clone());
@@ -322,17 +384,66 @@ mod tests {
 
     #[tokio::test]
     async fn a_small_pipe_still_moves_everything() {
-        const LEN: u64 = 3 << 20;
         let r = relayed(4096).await;
+        both_ways(r, 3 << 20).await;
+    }
+
+    #[tokio::test]
+    async fn with_the_budget_spent_reads_are_small_and_still_move_everything() {
+        let r = relayed_in(Arc::new(Pipes::with_budget(PIPE_SIZE, 0))).await;
+        both_ways(r, 3 << 20).await;
+    }
+
+    #[tokio::test]
+    async fn bytes_waiting_for_slow_receivers_are_held_within_the_budget() {
+        // Room for one full-size read: while it waits, the other connection's are small.
+        let pipes = Arc::new(Pipes::with_budget(PIPE_SIZE, PIPE_SIZE));
+        let mut relays = Vec::new();
+        let mut senders = Vec::new();
+        for _ in 0..2 {
+            let r = relayed_in(pipes.clone()).await;
+            let (service_r, mut service_w) = r.service.into_split();
+            // The client does not read: its socket buffers fill, then the pipe.
+            senders.push(tokio::spawn(async move {
+                let chunk = vec![7u8; 1 << 20];
+                for _ in 0..64 {
+                    if service_w.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                }
+                drop(service_r);
+            }));
+            relays.push(r.client);
+        }
+        let mut held = 0;
+        for _ in 0..2000 {
+            tokio::task::yield_now().await;
+            held = held.max(pipes.held());
+        }
+        assert!(held > 2 * SMALL_READ, "bytes wait in the pipes for the clients: {held}");
+        assert!(held <= PIPE_SIZE + SMALL_READ, "{held} bytes held");
+        // Reading them all is still byte-exact.
+        for client in &mut relays {
+            let mut got = vec![0u8; 4 << 20];
+            client.read_exact(&mut got).await.expect("the bytes");
+            assert!(got.iter().all(|b| *b == 7));
+        }
+        for s in senders {
+            s.abort();
+        }
+    }
+
+    /// `len` bytes each way at once arrive byte-exact.
+    async fn both_ways(r: Relayed, len: u64) {
         let (client_r, client_w) = r.client.into_split();
         let (service_r, service_w) = r.service.into_split();
         let (_, _, up, down) = tokio::join!(
-            send(client_w, 3, LEN),
-            send(service_w, 4, LEN),
+            send(client_w, 3, len),
+            send(service_w, 4, len),
             receive(service_r, 3),
             receive(client_r, 4)
         );
-        assert_eq!((up, down), ((LEN, true), (LEN, true)));
+        assert_eq!((up, down), ((len, true), (len, true)));
         r.relay.await.expect("task").expect("clean");
     }
 
