@@ -245,6 +245,8 @@ async fn burst(from: &TcpStream, to: &TcpStream, pipes: &Pipes, pipe: &Pipe, cou
                 splice(pipe.read.as_raw_fd(), to.as_raw_fd(), pending.bytes)
             });
             match written {
+                // Never with bytes in the pipe; not a reason to spin.
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => pending.written(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
                 Err(e) => return Err(e),
