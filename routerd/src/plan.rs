@@ -291,6 +291,14 @@ pub fn plan(config: &Config) -> NetPlan {
         // Removing a stale primary address keeps the secondaries of its subnet.
         global("net.ipv4.conf.all.promote_secondaries", "1"),
     ];
+    if !config.named_ports().is_empty() {
+        // TCP early demux would attach a forwarded reply to the proxy's socket of the
+        // same addresses (one in TIME_WAIT, say), and the kernel drops a forwarded
+        // packet that has a socket: a DNAT forward to a service the proxy also
+        // reaches, from the same client and port, would hang. Routing workloads
+        // gain from it off anyway (a socket lookup less per forwarded packet).
+        sysctls.push(global("net.ipv4.tcp_early_demux", "0"));
+    }
     for link in std::iter::once(&wan).chain(&extra_wans) {
         if let Role::ExtraWan(_) = link.role {
             sysctls.extend([

@@ -147,6 +147,16 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
             policy: Some(NfChainPolicy::Accept),
             ..Chain::default()
         }));
+        batch.add(NfListObject::Chain(Chain {
+            family: FAMILY,
+            table: TABLE.into(),
+            name: "proxy_out".into(),
+            _type: Some(NfChainType::Filter),
+            hook: Some(NfHook::Output),
+            prio: Some(-150),
+            policy: Some(NfChainPolicy::Accept),
+            ..Chain::default()
+        }));
     }
     if several_nics {
         // Before NAT (-100): marks steer policy routing (see `plan::wan_mark`).
@@ -198,13 +208,17 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
     if several_nics {
         rules.extend(mark_rules(config, ifs, &lans, lan_ifs()));
     }
-    // proxy: a packet for a socket bound to a client's address (IP_TRANSPARENT) is the
-    // router's own, whatever its destination address says.
+    // proxy: the connections routerd opens from a client's address (IP_TRANSPARENT)
+    // are the router's own, whatever their replies' destination says. Marked when
+    // they open, by their socket: a lookup by address for every packet would be
+    // slower, and would take a DNAT forward's replies to the same service for the
+    // proxy's when a closed proxy connection (TIME_WAIT) has the same addresses.
     if by_name {
         rules.push(rule(
-            "proxy",
+            "proxy_out",
             vec![
                 m(meta(MetaKey::L4proto), Operator::EQ, s("tcp")),
+                ct_state(&["new"]),
                 m(
                     Expression::Named(NamedExpression::Socket(nftables::expr::Socket {
                         key: Cow::Owned(nftables::expr::SocketAttr::Transparent),
@@ -212,6 +226,14 @@ pub fn ruleset(config: &Config, ifs: &Interfaces, features: Features) -> Nftable
                     Operator::EQ,
                     num(1),
                 ),
+                mangle(ct("mark"), num(PROXY_MARK)),
+            ],
+            Some("routerd's connections from a client's address"),
+        ));
+        rules.push(rule(
+            "proxy",
+            vec![
+                m(ct("mark"), Operator::EQ, num(PROXY_MARK)),
                 mangle(meta(MetaKey::Mark), num(PROXY_MARK)),
             ],
             Some("replies to routerd's connections from a client's address"),

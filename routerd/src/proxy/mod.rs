@@ -15,6 +15,7 @@
 //! listeners route to and leaves relayed connections alone.
 
 pub mod sniff;
+pub mod splice;
 pub mod stats;
 
 pub use stats::{HostCounters, Reason, Stats};
@@ -22,15 +23,13 @@ pub use stats::{HostCounters, Reason, Stats};
 use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use socket2::{Domain, Socket, Type};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -39,19 +38,22 @@ use config::byname::HostPattern;
 use config::Config;
 
 use sniff::{Sniff, MAX_BUFFERED};
+use splice::Pipes;
+
+/// The relay's pipes, shared by every connection.
+static PIPES: Pipes = Pipes::new(splice::PIPE_SIZE);
 
 /// How long a client has to name its host (send its ClientHello or request headers)
 /// from the moment it is accepted: one that sends nothing, or a byte a second, is cut.
 pub const NAME_DEADLINE: Duration = Duration::from_secs(5);
 /// How long connecting to the LAN host may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Each direction's buffer while relaying: TLS records are up to 16 KiB.
-const RELAY_BUFFER: usize = 16 * 1024;
 /// Relayed connections at once, in all and per client address.
 pub const MAX_CONNECTIONS: usize = 4096;
 pub const MAX_PER_CLIENT: usize = 256;
-/// Two sockets per connection, and the daemon's own.
-const OPEN_FILES: u64 = 2 * MAX_CONNECTIONS as u64 + 1024;
+/// Two sockets per connection, and two pipes (of two ends) while it moves bytes both
+/// ways; and the daemon's own.
+const OPEN_FILES: u64 = 6 * MAX_CONNECTIONS as u64 + 1024;
 
 /// Where one forward of a named port goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,30 +366,33 @@ async fn relay(mut client: TcpStream, peer: SocketAddrV4, public: SocketAddrV4, 
     let counters = stats.host(&target.label);
     counters.connections.fetch_add(1, Ordering::Relaxed);
     counters.active.fetch_add(1, Ordering::Relaxed);
-    let header = target.proxy_protocol.then(|| proxy_v2_header(peer, public));
-    let sent = async {
-        if let Some(h) = &header {
-            upstream.write_all(h).await?;
-        }
-        upstream.write_all(&first).await
-    };
-    let sent = sent.await;
-    let first_len = first.len() as u64;
+    let mut sent = Ok(());
+    if target.proxy_protocol {
+        sent = upstream.write_all(&proxy_v2_header(peer, public)).await;
+    }
+    if sent.is_ok() {
+        sent = upstream.write_all(&first).await;
+    }
+    if sent.is_ok() {
+        counters
+            .bytes_from_clients
+            .fetch_add(first.len() as u64, Ordering::Relaxed);
+    }
+    // Its buffers go before the relay: an idle connection holds none.
     drop(first);
     if sent.is_ok() {
-        counters.bytes_from_clients.fetch_add(first_len, Ordering::Relaxed);
+        // TLS handshakes and interactive protocols wait on each small write.
         let _ = client.set_nodelay(true);
         let _ = upstream.set_nodelay(true);
-        let mut client = Counted {
-            inner: client,
-            read: &counters.bytes_from_clients,
-        };
-        let mut upstream = Counted {
-            inner: upstream,
-            read: &counters.bytes_to_clients,
-        };
         // Ends when both sides have closed (or one fails).
-        let _ = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, RELAY_BUFFER, RELAY_BUFFER).await;
+        let _ = splice::relay(
+            &client,
+            &upstream,
+            &PIPES,
+            &counters.bytes_from_clients,
+            &counters.bytes_to_clients,
+        )
+        .await;
     }
     counters.active.fetch_sub(1, Ordering::Relaxed);
 }
@@ -398,6 +403,10 @@ async fn connect(to: SocketAddrV4, from: Option<Ipv4Addr>) -> io::Result<TcpStre
     if let Some(ip) = from {
         let raw = socket2::SockRef::from(&socket);
         raw.set_ip_transparent_v4(true)?;
+        // A port at bind(2), not connect(2) (IP_BIND_ADDRESS_NO_PORT): Linux gives
+        // bind odd ports first and connect even ones, so the proxy's connections
+        // from a client's address stay off the ports that client (if Linux) uses
+        // itself, say through a DNAT forward to the same service.
         socket.bind(SocketAddr::V4(SocketAddrV4::new(ip, 0)))?;
     }
     socket.connect(SocketAddr::V4(to)).await
@@ -414,36 +423,6 @@ pub fn proxy_v2_header(client: SocketAddrV4, server: SocketAddrV4) -> Vec<u8> {
     h.extend(client.port().to_be_bytes());
     h.extend(server.port().to_be_bytes());
     h
-}
-
-/// A stream that counts the bytes read from it.
-struct Counted<'a> {
-    inner: TcpStream,
-    read: &'a AtomicU64,
-}
-
-impl AsyncRead for Counted<'_> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        let n = buf.filled().len() - before;
-        self.read.fetch_add(n as u64, Ordering::Relaxed);
-        polled
-    }
-}
-
-impl AsyncWrite for Counted<'_> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
 }
 
 #[cfg(test)]
