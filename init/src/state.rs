@@ -64,8 +64,10 @@ pub fn prepare_and_mount(node: &Path) -> Result<(), String> {
             node.display()
         ));
         make_fs(node)?;
+        crate::timeline::mark("state filesystem made (mke2fs)");
     } else {
         check_fs(node);
+        crate::timeline::mark("state filesystem checked (e2fsck)");
     }
     crate::mounts::mount_device(
         node,
