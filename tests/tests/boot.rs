@@ -183,10 +183,14 @@ fn check_boot_timeline(console: &str) {
         .collect();
     let timeline: Vec<String> = steps.iter().map(|(t, s)| format!("{t:8.3} s  {s}")).collect();
     eprintln!("boot timeline:\n{}", timeline.join("\n"));
+    if let Some(modules) = console.lines().find(|l| l.contains("init: modules:")) {
+        eprintln!("{}", modules.trim_end());
+    }
     let names: Vec<&str> = steps.iter().map(|(_, s)| *s).collect();
     let mut expected = vec![
         "init started",
         "modules loaded",
+        "state partition found",
         "state filesystem made (mke2fs)",
         "state partition mounted",
         "config disk mounted",
@@ -198,6 +202,7 @@ fn check_boot_timeline(console: &str) {
             "init started",
             "modules loaded",
             "config disk mounted",
+            "state partition found",
             "state filesystem made (mke2fs)",
             "state partition mounted",
             "routerd started",
