@@ -186,6 +186,9 @@ fn check_boot_timeline(console: &str) {
     if let Some(modules) = console.lines().find(|l| l.contains("init: modules:")) {
         eprintln!("{}", modules.trim_end());
     }
+    for l in console.lines().filter(|l| l.contains(" boot+")) {
+        eprintln!("{}", l.trim_end());
+    }
     let names: Vec<&str> = steps.iter().map(|(_, s)| *s).collect();
     let mut expected = vec![
         "init started",
