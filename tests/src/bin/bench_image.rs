@@ -292,7 +292,7 @@ fn boot_times(work: &Path) -> (Vec<Boot>, f64) {
     println!("## Boot time under TCG, SeaBIOS, {DEFAULT_MIB} MiB, 1 vCPU (s from QEMU start, median of {ROUNDS})\n");
     println!("Baseline (the floor): the same kernel (`-kernel out/vmlinuz`) with an initramfs holding only a");
     println!("static `/init` that prints a line and powers off. The appliance boots from its disk");
-    println!("(SeaBIOS → syslinux → kernel + 17 MB initramfs), so the ratio includes the boot loader.\n");
+    println!("(SeaBIOS → syslinux → kernel + 8 MB LZ4 initramfs), so the ratio includes the boot loader.\n");
     println!("| milestone | s | ratio to the floor |\n|---|---|---|");
     println!("| floor: trivial init runs (baseline) | {floor:.1} | 1.00 |");
     println!(
