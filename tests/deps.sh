@@ -21,7 +21,7 @@ retry() {
 # What qemu/build needs to build the image, and qemu/run and the boot tests to boot it.
 # Callers that also run qemu/build ask for these in the same call as their own.
 IMAGE_PACKAGES=(syslinux syslinux-common mtools systemd-boot-efi binutils qemu-utils
-  gzip zstd xz-utils ca-certificates qemu-system-x86 ovmf)
+  gzip zstd lz4 xz-utils ca-certificates qemu-system-x86 ovmf)
 
 missing_packages() {
   local p

@@ -333,6 +333,8 @@ pub enum Compression {
     None,
     Gzip,
     Zstd,
+    /// LZ4's legacy frame (the one the kernel's initramfs unpacker reads).
+    Lz4,
 }
 
 impl Compression {
@@ -341,12 +343,13 @@ impl Compression {
             "none" => Compression::None,
             "gzip" => Compression::Gzip,
             "zstd" => Compression::Zstd,
-            _ => bail!("unknown compression {s:?}: none, gzip or zstd"),
+            "lz4" => Compression::Lz4,
+            _ => bail!("unknown compression {s:?}: none, gzip, zstd or lz4"),
         })
     }
 }
 
-/// Compresses the cpio archive with the host's gzip/zstd (the kernel reads both).
+/// Compresses the cpio archive with the host's gzip/zstd/lz4 (the kernel reads all three).
 pub fn compress(cpio: &Path, how: Compression, out: &Path) -> Result<()> {
     let (tool, args): (&str, &[&str]) = match how {
         Compression::None => {
@@ -356,6 +359,8 @@ pub fn compress(cpio: &Path, how: Compression, out: &Path) -> Result<()> {
         Compression::Gzip => ("gzip", &["-9", "-n", "-c"]),
         // The kernel's zstd decoder wants a bounded window: no --ultra/--long.
         Compression::Zstd => ("zstd", &["-19", "-q", "-c"]),
+        // -l: the legacy format, the only one the kernel unpacks.
+        Compression::Lz4 => ("lz4", &["-l", "-12", "-q", "-c"]),
     };
     let file = std::fs::File::create(out).with_context(|| format!("cannot write {}", out.display()))?;
     let status = Command::new(tool)

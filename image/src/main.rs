@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage:
-  image build [--out DIR] [--init FILE] [--routerd FILE] [--compress none|gzip|zstd]
+  image build [--out DIR] [--init FILE] [--routerd FILE] [--compress none|gzip|zstd|lz4]
               [--build-id ID] [--cache DIR]
       downloads the Debian kernel, nftables, e2fsprogs and libraries (cached in DIR/cache,
       or --cache DIR), writes DIR/router.img, DIR/router.qcow2, DIR/vmlinuz, DIR/initrd.img,

@@ -80,6 +80,9 @@ impl Init {
         if let Some(due) = self.sources.state_scan_due().filter(|due| *due > now) {
             wake = wake.min(due);
         }
+        if let Some(due) = self.sources.config_scan_due().filter(|due| *due > now) {
+            wake = wake.min(due);
+        }
         // A restart already due was just declined by tick() (nothing to run):
         // only a future one shortens the wait, so the loop never spins.
         if let Some(due) = self.supervisor.restart_due().filter(|due| *due > now) {

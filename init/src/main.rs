@@ -24,6 +24,7 @@ mod sources;
 mod spawn;
 mod state;
 mod supervisor;
+mod timeline;
 mod upgrade;
 
 use std::time::Instant;
@@ -49,6 +50,7 @@ fn boot() -> ! {
     let mount_errors = mounts::mount_all(mounts::EARLY);
     console::open();
     say!("init: starting");
+    timeline::mark("init started");
     say!(
         "init: router {}{}",
         config::release::running().display(),
@@ -63,6 +65,7 @@ fn boot() -> ! {
     power::route_ctrl_alt_del();
     set_default_hostname();
     modules::load_listed();
+    timeline::mark("modules loaded");
     let mut init = event_loop::Init::new(signals.ok(), Instant::now());
     init.run()
 }

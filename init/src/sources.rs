@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 /// (it may show up later still: then routerd is restarted with --state).
 const STATE_WAIT: Duration = Duration::from_secs(5);
 const STATE_SCAN_EVERY: Duration = Duration::from_millis(250);
+/// How often to look for the config disk while it is expected (the grace period at
+/// boot): the disks appear a few hundred ms after the modules load, and a scan is a
+/// few reads of /sys, so routerd need not wait for the next one-second scan.
+const CONFIG_SCAN_AT_BOOT: Duration = Duration::from_millis(100);
 /// How long the config disk may take to appear before init says what to
 /// attach (and runs the last good config meanwhile).
 const CONFIG_GRACE: Duration = Duration::from_secs(3);
@@ -215,6 +219,17 @@ impl Sources {
         matches!(self.state, StateDisk::Searching { .. }).then_some(self.next_state_scan)
     }
 
+    /// When the next look for the config disk is due, while it is expected at boot
+    /// (later scans go with the loop's one-second turn).
+    pub fn config_scan_due(&self) -> Option<Instant> {
+        match self.config {
+            ConfigDisk::Searching { since, .. } if self.next_config_scan < after(since, CONFIG_GRACE) => {
+                Some(self.next_config_scan)
+            }
+            _ => None,
+        }
+    }
+
     fn tick_state(&mut self, now: Instant) {
         if now < self.next_state_scan {
             return;
@@ -248,6 +263,7 @@ impl Sources {
         match state::prepare_and_mount(node) {
             Ok(()) => {
                 say!("init: state partition {} mounted at {}", node.display(), STATE_MOUNT);
+                crate::timeline::mark("state partition mounted");
                 self.state = StateDisk::Mounted;
             }
             Err(e) => {
@@ -266,7 +282,12 @@ impl Sources {
             return;
         };
         if now >= self.next_config_scan {
-            self.next_config_scan = after(now, SCAN_EVERY);
+            let every = if now < after(since, CONFIG_GRACE) {
+                CONFIG_SCAN_AT_BOOT
+            } else {
+                SCAN_EVERY
+            };
+            self.next_config_scan = after(now, every);
             let found = disks::find_config_disks();
             if let (Some(disk), CloudInit::Absent) = (&found.cidata, self.cidata) {
                 self.mount_cidata(disk);
@@ -292,6 +313,7 @@ impl Sources {
                                  cloud-init drive: routerd runs {CONFIG_FILE}, {CIDATA_MOUNT} is ignored"
                             );
                         }
+                        crate::timeline::mark("config disk mounted");
                         self.config = ConfigDisk::Mounted;
                         self.config_disk = disks::DiskId::of(&disk.node);
                         return;
@@ -334,6 +356,7 @@ impl Sources {
                     disk.node.display(),
                     disk.kind.fstype()
                 );
+                crate::timeline::mark("cloud-init drive mounted");
                 self.cidata = CloudInit::Mounted;
             }
             Err(e) => {
@@ -370,6 +393,21 @@ mod tests {
             choose_run(StateDisk::Absent, searching(t), mounted, later, || false),
             spec(CIDATA_MOUNT, false)
         );
+    }
+
+    #[test]
+    fn the_config_disk_is_looked_for_often_only_during_the_grace_period() {
+        let t0 = Instant::now();
+        let mut sources = Sources::new(t0);
+        assert_eq!(sources.config_scan_due(), Some(t0));
+        sources.next_config_scan = t0 + CONFIG_SCAN_AT_BOOT;
+        assert_eq!(sources.config_scan_due(), Some(t0 + CONFIG_SCAN_AT_BOOT));
+        // Past the grace period the loop's one-second turn is soon enough.
+        sources.next_config_scan = t0 + CONFIG_GRACE + SCAN_EVERY;
+        assert_eq!(sources.config_scan_due(), None);
+        sources.next_config_scan = t0;
+        sources.config = ConfigDisk::Mounted;
+        assert_eq!(sources.config_scan_due(), None);
     }
 
     #[test]

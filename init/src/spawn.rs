@@ -38,6 +38,8 @@ fn spawn_to(program: &str, args: &[String], output: &str) -> Result<Pid, String>
         CString::new(format!("PATH={PATH}")).map_err(|e| e.to_string())?,
         // routerd writes it once it is ready: what makes a trial slot the default.
         CString::new(format!("ROUTERD_READY_FILE={}", crate::upgrade::READY_FILE)).map_err(|e| e.to_string())?,
+        // routerd's console lines then carry the boot timeline's clock too.
+        CString::new("ROUTERD_BOOT_CLOCK=1").map_err(|e| e.to_string())?,
     ];
     let attr = attributes().map_err(|e| format!("posix_spawnattr: {}", e.desc()))?;
     let actions = file_actions(output).map_err(|e| format!("posix_spawn_file_actions: {}", e.desc()))?;

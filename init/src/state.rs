@@ -57,6 +57,7 @@ pub fn find() -> Option<PathBuf> {
 /// Makes the filesystem if the partition has none, then mounts it at
 /// [`STATE_MOUNT`].
 pub fn prepare_and_mount(node: &Path) -> Result<(), String> {
+    crate::timeline::mark("state partition found");
     let head = disks::read_head(node, 2048).map_err(|e| format!("read {}: {e}", node.display()))?;
     if !has_ext_superblock(&head) {
         say(&format!(
@@ -64,8 +65,10 @@ pub fn prepare_and_mount(node: &Path) -> Result<(), String> {
             node.display()
         ));
         make_fs(node)?;
+        crate::timeline::mark("state filesystem made (mke2fs)");
     } else {
         check_fs(node);
+        crate::timeline::mark("state filesystem checked (e2fsck)");
     }
     crate::mounts::mount_device(
         node,
@@ -112,7 +115,19 @@ fn check_fs(node: &Path) {
 fn make_fs(node: &Path) -> Result<(), String> {
     // -F: the partition is ours by its GPT name; never stop at a question
     // (stdin is /dev/null, which mke2fs would take as "no").
-    let args: Vec<String> = ["-t", "ext4", "-L", FS_LABEL, "-q", "-F"]
+    // -U and hash_seed: mke2fs would take its UUIDs from libuuid, which early in a
+    // boot (the kernel's random pool not ready yet, as under TCG) retries getrandom
+    // for up to a second each: seconds of the first boot.
+    // -E: no discard and no zeroing of the journal (nor of the inode tables: the
+    // kernel does that later, in the background): the blank partition the image
+    // ships is zeros already; a journal over old data is safe with its checksums
+    // (metadata_csum, the default), which no stale block matches.
+    let uuid = random_uuid();
+    let extended = format!(
+        "nodiscard,lazy_itable_init=1,lazy_journal_init=1,hash_seed={}",
+        random_uuid()
+    );
+    let args: Vec<String> = ["-t", "ext4", "-L", FS_LABEL, "-q", "-F", "-U", &uuid, "-E", &extended]
         .iter()
         .map(|a| a.to_string())
         .chain(std::iter::once(node.display().to_string()))
@@ -122,6 +137,29 @@ fn make_fs(node: &Path) -> Result<(), String> {
         Ok(status) => Err(format!("{MKE2FS} on {} failed: {status:?}", node.display())),
         Err(e) => Err(format!("run {MKE2FS}: {e}")),
     }
+}
+
+/// A random (version 4) UUID. It needs to be unique, not secret: the bytes come from
+/// std's hash keys, which never wait for the kernel's random pool (GRND_INSECURE).
+pub fn random_uuid() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut b = [0u8; 16];
+    for (i, half) in b.chunks_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        half.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
 }
 
 #[cfg(test)]
@@ -160,6 +198,24 @@ mod tests {
         ];
         assert!(state_partitions(&devs).is_empty());
         assert!(state_partitions(&[]).is_empty());
+    }
+
+    #[test]
+    fn random_uuids_are_version_4_and_differ() {
+        let a = random_uuid();
+        let b = random_uuid();
+        assert_ne!(a, b);
+        for u in [&a, &b] {
+            let parts: Vec<&str> = u.split('-').collect();
+            assert_eq!(
+                parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12],
+                "{u}"
+            );
+            assert!(u.bytes().all(|c| c == b'-' || c.is_ascii_hexdigit()), "{u}");
+            assert!(parts[2].starts_with('4'), "{u}");
+            assert!(matches!(parts[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'), "{u}");
+        }
     }
 
     #[test]

@@ -194,6 +194,7 @@ impl Supervisor {
         // Its own process group: SIGKILL reaches the nft it may be running.
         match crate::spawn::spawn(ROUTERD, &args) {
             Ok(pid) => {
+                crate::timeline::mark("routerd started");
                 self.running = Some(Running {
                     pid,
                     spec: spec.clone(),

@@ -31,7 +31,31 @@ pub fn init() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .with_target(false);
-    registry.with(console).init();
+    // Started by the image's init: each line also says when, on the clock of init's
+    // boot timeline, so the console shows where a boot spends its time up to ready.
+    if std::env::var_os("ROUTERD_BOOT_CLOCK").is_some() {
+        registry.with(console.with_timer(BootClock)).init();
+    } else {
+        registry.with(console).init();
+    }
+}
+
+/// The wall clock as usual, then the seconds since the kernel started (CLOCK_BOOTTIME).
+struct BootClock;
+
+fn since_boot() -> Option<f64> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    Some(t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9)
+}
+
+impl tracing_subscriber::fmt::time::FormatTime for BootClock {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        tracing_subscriber::fmt::time::SystemTime.format_time(w)?;
+        match since_boot() {
+            Some(s) => write!(w, " boot+{s:.3}s"),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -156,6 +156,7 @@ fn boots_and_routes(uefi: bool) {
         },
     );
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    check_boot_timeline(&vm.console_text());
     check_nat_and_forward(&lab);
     // A new guest (busybox udhcpc, a real client) gets its address from the appliance.
     dhcp_guest_gets_a_lease_and_reaches_the_internet(&lab, "dhcp1", "52:54:00:00:10:01");
@@ -167,6 +168,66 @@ fn boots_and_routes(uefi: bool) {
         "the hoster's MAC filter dropped frames from the router; source MACs seen on its port:\n{}",
         lab.hoster.sh("nft list set bridge seen macs")
     );
+}
+
+/// The console's boot timeline: init's steps in order, each with the seconds since the
+/// kernel started, and routerd's lines up to ready on the same clock, later than init's.
+fn check_boot_timeline(console: &str) {
+    let steps: Vec<(f64, &str)> = console
+        .lines()
+        .filter_map(|l| {
+            let rest = l.trim_end_matches('\r').split_once("init: timeline ")?.1;
+            let (secs, step) = rest.split_once(" s ")?;
+            Some((secs.parse().ok()?, step))
+        })
+        .collect();
+    let timeline: Vec<String> = steps.iter().map(|(t, s)| format!("{t:8.3} s  {s}")).collect();
+    eprintln!("boot timeline:\n{}", timeline.join("\n"));
+    if let Some(modules) = console.lines().find(|l| l.contains("init: modules:")) {
+        eprintln!("{}", modules.trim_end());
+    }
+    for l in console.lines().filter(|l| l.contains(" boot+")) {
+        eprintln!("{}", l.trim_end());
+    }
+    let names: Vec<&str> = steps.iter().map(|(_, s)| *s).collect();
+    let mut expected = vec![
+        "init started",
+        "modules loaded",
+        "state partition found",
+        "state filesystem made (mke2fs)",
+        "state partition mounted",
+        "config disk mounted",
+        "routerd started",
+    ];
+    // The order of the two disks depends on which the kernel finds first.
+    if names.iter().position(|s| *s == "config disk mounted") < names.iter().position(|s| s.starts_with("state ")) {
+        expected = vec![
+            "init started",
+            "modules loaded",
+            "config disk mounted",
+            "state partition found",
+            "state filesystem made (mke2fs)",
+            "state partition mounted",
+            "routerd started",
+        ];
+    }
+    assert_eq!(names, expected, "the boot timeline on the console:\n{console}");
+    assert!(
+        steps.windows(2).all(|w| w[0].0 <= w[1].0) && steps[0].0 > 0.0,
+        "timeline times go forward from the kernel's start: {timeline:?}"
+    );
+    let ready = console
+        .lines()
+        .find(|l| l.contains("routerd ready"))
+        .expect("the ready line");
+    let at: f64 = ready
+        .split_once(" boot+")
+        .and_then(|(_, r)| r.split_once('s'))
+        .and_then(|(secs, _)| secs.parse().ok())
+        .unwrap_or_else(|| panic!("routerd's ready line carries the boot clock: {ready:?}"));
+    let started = steps.last().map(|(t, _)| *t).unwrap_or_default();
+    assert!(at >= started, "ready at {at} s, before routerd started at {started} s");
+    eprintln!("{at:8.3} s  routerd ready");
 }
 
 /// Remembers every source MAC arriving on the hoster's port for the router, to show
