@@ -376,6 +376,23 @@ EOF"
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
+    /// Polls `check` until it gives a value or `within` passes; then fails with `what`
+    /// and the output of `diagnose` (a shell command) in the router's namespace.
+    pub fn wait_for<T>(&self, what: &str, within: Duration, diagnose: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(v) = check() {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not within {within:?}\n{}",
+                self.router.sh(diagnose)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Waits (bounded) until `needle` appears `count` times in routerd's log.
     pub fn wait_log(&mut self, needle: &str, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);

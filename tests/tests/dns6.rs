@@ -4,7 +4,7 @@
 //! `rdisc6`), find each other's SLAAC addresses by name with `dig -6`, and the WAN side
 //! gets nothing. Needs root, `rdisc6` (ndisc6), `dig` and dnsmasq; run through `tests/run`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use testkit::dhcp_client::{Client, Kind};
 use testkit::dns::{dig, Dig, Dnsmasq};
@@ -21,19 +21,9 @@ const WEB6: &str = "2001:db8:2:0:5054:ff:fe00:61";
 /// Long enough for SLAAC on a busy machine; each wait returns once its condition holds.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-fn wait_for<T>(what: &str, lab: &Lab, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {DEADLINE:?}\n{}",
-            lab.router.sh("ip -6 addr; ss -lnup; nft list ruleset")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// [`Lab::wait_for`] within [`DEADLINE`], showing the router's IPv6 state on failure.
+fn wait_for<T>(what: &str, lab: &Lab, check: impl FnMut() -> Option<T>) -> T {
+    lab.wait_for(what, DEADLINE, "ip -6 addr; ss -lnup; nft list ruleset", check)
 }
 
 fn has_address(ns: &Netns, addr: &str) -> bool {

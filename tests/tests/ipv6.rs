@@ -9,7 +9,7 @@
 //! Needs root (network namespaces), `nft`, `ping` and `nmap`; run through `tests/run`.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use testkit::lab::{Lab, Options, CONFIG};
 use testkit::netns::Netns;
@@ -24,21 +24,14 @@ const HETZNER_PREFIX: &str = "2001:db8:2::/64";
 /// machine; each wait returns as soon as its condition holds.
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// Polls `check` until it gives a value or [`DEADLINE`] passes.
-fn wait_for<T>(what: &str, lab: &Lab, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not within {DEADLINE:?}\n{}",
-            lab.router
-                .sh("ip -6 addr; ip -6 route; ip -6 neigh; ip -6 neigh show proxy")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// [`Lab::wait_for`] within [`DEADLINE`], showing the router's IPv6 state on failure.
+fn wait_for<T>(what: &str, lab: &Lab, check: impl FnMut() -> Option<T>) -> T {
+    lab.wait_for(
+        what,
+        DEADLINE,
+        "ip -6 addr; ip -6 route; ip -6 neigh; ip -6 neigh show proxy",
+        check,
+    )
 }
 
 /// The internet host and the hoster's v6 side common to both hosters.
