@@ -78,6 +78,11 @@ pub struct Sources {
     reload_due: bool,
 }
 
+/// How the config disk and the cloud-init drive are mounted.
+fn read_only() -> MsFlags {
+    MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC
+}
+
 /// `t + d`, or `t` if that would overflow.
 pub fn after(t: Instant, d: Duration) -> Instant {
     t.checked_add(d).unwrap_or(t)
@@ -181,23 +186,9 @@ impl Sources {
                 let Some(disk) = disks::find_config_disks().config else {
                     return;
                 };
-                let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-                match mounts::mount_device(&disk.node, CONFIG_MOUNT, disk.kind.fstype(), flags) {
-                    Ok(()) => {
-                        say!(
-                            "init: new config disk {} ({}) mounted read-only at {CONFIG_MOUNT}: reloading routerd",
-                            disk.node.display(),
-                            disk.kind.fstype()
-                        );
-                        self.config_disk = disks::DiskId::of(&disk.node);
-                        self.reload_due = true;
-                    }
-                    Err(e) => {
-                        if self.config_error.as_deref() != Some(e.as_str()) {
-                            say!("init: config disk: {e}; trying again");
-                            self.config_error = Some(e);
-                        }
-                    }
+                if self.mount_config(&disk) {
+                    say!("init: a new config disk: reloading routerd");
+                    self.reload_due = true;
                 }
             }
         }
@@ -293,37 +284,22 @@ impl Sources {
                 self.mount_cidata(disk);
             }
             if let Some(disk) = found.config {
-                let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-                match mounts::mount_device(&disk.node, CONFIG_MOUNT, disk.kind.fstype(), flags) {
-                    Ok(()) => {
+                if self.mount_config(&disk) {
+                    if !Path::new(CONFIG_FILE).is_file() {
                         say!(
-                            "init: config disk {} ({}) mounted read-only at {CONFIG_MOUNT}",
-                            disk.node.display(),
-                            disk.kind.fstype()
+                            "init: config disk {} has no {CONFIG_FILE_NAME} at its root",
+                            disk.node.display()
                         );
-                        if !Path::new(CONFIG_FILE).is_file() {
-                            say!(
-                                "init: config disk {} has no {CONFIG_FILE_NAME} at its root",
-                                disk.node.display()
-                            );
-                        }
-                        if self.cidata == CloudInit::Mounted {
-                            say!(
-                                "init: the {CONFIG_LABEL} config disk takes precedence over the \
-                                 cloud-init drive: routerd runs {CONFIG_FILE}, {CIDATA_MOUNT} is ignored"
-                            );
-                        }
-                        crate::timeline::mark("config disk mounted");
-                        self.config = ConfigDisk::Mounted;
-                        self.config_disk = disks::DiskId::of(&disk.node);
-                        return;
                     }
-                    Err(e) => {
-                        if self.config_error.as_deref() != Some(e.as_str()) {
-                            say!("init: config disk: {e}; trying again");
-                            self.config_error = Some(e);
-                        }
+                    if self.cidata == CloudInit::Mounted {
+                        say!(
+                            "init: the {CONFIG_LABEL} config disk takes precedence over the \
+                             cloud-init drive: routerd runs {CONFIG_FILE}, {CIDATA_MOUNT} is ignored"
+                        );
                     }
+                    crate::timeline::mark("config disk mounted");
+                    self.config = ConfigDisk::Mounted;
+                    return;
                 }
             }
         }
@@ -346,9 +322,31 @@ impl Sources {
         }
     }
 
+    /// Mounts `disk` read-only at /config and remembers which disk it is; a mount
+    /// error is said once (again only when it changes).
+    fn mount_config(&mut self, disk: &disks::ConfigDisk) -> bool {
+        match mounts::mount_device(&disk.node, CONFIG_MOUNT, disk.kind.fstype(), read_only()) {
+            Ok(()) => {
+                say!(
+                    "init: config disk {} ({}) mounted read-only at {CONFIG_MOUNT}",
+                    disk.node.display(),
+                    disk.kind.fstype()
+                );
+                self.config_disk = disks::DiskId::of(&disk.node);
+                true
+            }
+            Err(e) => {
+                if self.config_error.as_deref() != Some(e.as_str()) {
+                    say!("init: config disk: {e}; trying again");
+                    self.config_error = Some(e);
+                }
+                false
+            }
+        }
+    }
+
     fn mount_cidata(&mut self, disk: &disks::ConfigDisk) {
-        let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        match mounts::mount_device(&disk.node, CIDATA_MOUNT, disk.kind.fstype(), flags) {
+        match mounts::mount_device(&disk.node, CIDATA_MOUNT, disk.kind.fstype(), read_only()) {
             Ok(()) => {
                 say!(
                     "init: cloud-init drive {} ({}) mounted read-only at {CIDATA_MOUNT}: it configures \
