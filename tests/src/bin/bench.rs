@@ -829,6 +829,7 @@ mod by_name {
                 tls[i].push(gbps);
             }
         }
+        eprintln!("samples raw (routerd, HAProxy, DNAT) = {raw:?}\nsamples TLS = {tls:?}");
         let to_dnat =
             |runs: &[Vec<f64>; 3], i: usize| super::median(runs[i].iter().zip(&runs[2]).map(|(r, d)| r / d).collect());
         let mut rows = Vec::new();
