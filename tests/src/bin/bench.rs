@@ -14,10 +14,11 @@
 //! 6. `dns`: queries/s of the LAN resolver (dnsperf from a guest) for cached and local
 //!    names, against dnsmasq serving the same names on the same LAN in the same run,
 //!    and routerd's resident memory with 10,000 cached names.
-//! 7. `byname`: forwards by host name: one relayed TLS-ish stream's throughput, new
-//!    connections per second and memory per idle relayed connection, through
-//!    routerd's proxy against HAProxy (TCP mode, SNI routing, in the router namespace)
-//!    and against a plain DNAT forward, in the same lab and run.
+//! 7. `byname`: forwards by host name: one relayed TLS-ish stream's throughput (raw
+//!    bytes, no encryption: the relay's worst case), one real TLS stream's (rustls,
+//!    AES-GCM), new connections per second and memory per idle relayed connection,
+//!    through routerd's proxy against HAProxy (TCP mode, SNI routing, in the router
+//!    namespace) and against a plain DNAT forward, in the same lab and run.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -466,13 +467,20 @@ mod by_name {
 
     use std::io::{Read, Write};
     use std::net::{Shutdown, TcpListener, TcpStream};
-    use std::process::Stdio;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Stdio};
+    use std::sync::Arc;
     use std::time::{Duration, Instant};
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
     use testkit::lab::{Lab, Options, CONFIG, FAILOVER_IP};
     use testkit::proc::rss_kib;
 
     const NAME: &str = "bench.example.com";
+    /// The name of the real TLS service (its own port on the web guest).
+    const TLS_NAME: &str = "tls.bench.example.com";
     const STREAM_SECONDS: f64 = 3.0;
     const CONNECT_SECONDS: f64 = 2.0;
     const CONNECT_THREADS: usize = 4;
@@ -483,6 +491,14 @@ mod by_name {
         ("HAProxy 2.6, TCP mode, SNI routing", 7443),
         ("plain DNAT forward (no name)", 8443),
     ];
+    /// The same three paths to the real TLS service.
+    const TLS_PATHS: [(&str, u16); 3] = [
+        ("routerd, forward by name (SNI)", 443),
+        ("HAProxy 2.6, TCP mode, SNI routing", 7443),
+        ("plain DNAT forward (no name)", 8444),
+    ];
+    /// The TLS service's port on the web guest.
+    const TLS_PORT: u16 = 9444;
 
     /// A TLS 1.2/1.3-shaped ClientHello naming [`NAME`] (not a real handshake: the
     /// server behind only counts bytes).
@@ -544,6 +560,118 @@ mod by_name {
             }
         }
         let _ = s.write_all(&total.to_be_bytes());
+    }
+
+    /// A self-signed certificate for [`TLS_NAME`] made now with openssl (ECDSA P-256),
+    /// as (certificate, key) PEM files in the lab's directory.
+    fn certificate(lab: &Lab) -> (PathBuf, PathBuf) {
+        let (cert, key) = (lab.dir.join("tls-cert.pem"), lab.dir.join("tls-key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "2", "-subj", &format!("/CN={TLS_NAME}")])
+            .args(["-addext", &format!("subjectAltName=DNS:{TLS_NAME}")])
+            .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (apt-get install openssl)");
+        assert!(made.success(), "openssl req failed");
+        (cert, key)
+    }
+
+    /// The real TLS service in `web` on [`TLS_PORT`]: per connection it reads the
+    /// plaintext to the client's close_notify, then answers the count (8 bytes).
+    fn serve_tls(lab: &Lab, cert: &Path, key: &Path) {
+        let chain = CertificateDer::pem_file_iter(cert)
+            .expect("certificate")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certificate");
+        let key = PrivateKeyDer::from_pem_file(key).expect("key");
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_no_client_auth()
+                .with_single_cert(chain, key)
+                .expect("server config"),
+        );
+        let listener = lab
+            .web
+            .enter(|| TcpListener::bind(("172.16.10.205", TLS_PORT)))
+            .expect("bind the TLS port");
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let config = config.clone();
+                std::thread::spawn(move || {
+                    let connection = rustls::ServerConnection::new(config).expect("server connection");
+                    let mut tls = rustls::StreamOwned::new(connection, stream);
+                    let mut buf = vec![0u8; 256 * 1024];
+                    let mut total = 0u64;
+                    loop {
+                        match tls.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => total += n as u64,
+                        }
+                    }
+                    let _ = tls.write_all(&total.to_be_bytes());
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                });
+            }
+        });
+    }
+
+    /// The client's side: it trusts only the service's own certificate.
+    fn tls_client_config(cert: &Path) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(cert).expect("certificate") {
+            roots.add(c.expect("certificate")).expect("a trust anchor");
+        }
+        Arc::new(
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth(),
+        )
+    }
+
+    /// Gbit/s of one TLS stream (plaintext bytes, 256 KiB writes) through `port` for
+    /// [`STREAM_SECONDS`] after the handshake, and the bytes; the cipher suite used.
+    fn tls_stream(lab: &Lab, port: u16, config: Arc<rustls::ClientConfig>) -> (f64, f64, String) {
+        lab.inet.enter(move || {
+            let name = rustls::pki_types::ServerName::try_from(TLS_NAME).expect("name");
+            let mut connection = rustls::ClientConnection::new(config, name).expect("client connection");
+            let mut socket = TcpStream::connect((FAILOVER_IP, port)).expect("connect");
+            while connection.is_handshaking() {
+                connection.complete_io(&mut socket).expect("TLS handshake");
+            }
+            let suite = connection
+                .negotiated_cipher_suite()
+                .map_or("?".to_string(), |s| format!("{:?}", s.suite()));
+            let mut tls = rustls::StreamOwned::new(connection, socket);
+            let chunk = vec![0x5au8; 256 * 1024];
+            let start = Instant::now();
+            while start.elapsed().as_secs_f64() < STREAM_SECONDS {
+                tls.write_all(&chunk).expect("stream");
+            }
+            tls.conn.send_close_notify();
+            tls.flush().expect("close_notify");
+            let mut count = [0u8; 8];
+            tls.read_exact(&mut count).expect("the count");
+            let bytes = u64::from_be_bytes(count) as f64;
+            (bytes * 8.0 / start.elapsed().as_secs_f64() / 1e9, bytes, suite)
+        })
     }
 
     /// CPU seconds (user and system) `pid` has used so far; 0 for no process.
@@ -637,17 +765,25 @@ mod by_name {
         let config = CONFIG.split("[[forward]]").next().unwrap_or(CONFIG).to_string()
             + &format!(
                 "[[forward]]\nport = 443\nhost = \"{NAME}\"\nto = \"172.16.10.205\"\nto_port = 9443\n\n\
-                 [[forward]]\nport = 8443\nto = \"172.16.10.205\"\nto_port = 9443\n"
+                 [[forward]]\nport = 8443\nto = \"172.16.10.205\"\nto_port = 9443\n\n\
+                 [[forward]]\nport = 443\nhost = \"{TLS_NAME}\"\nto = \"172.16.10.205\"\nto_port = {TLS_PORT}\n\n\
+                 [[forward]]\nport = 8444\nto = \"172.16.10.205\"\nto_port = {TLS_PORT}\n"
             );
         lab.start_routerd(&config);
         serve(&lab);
+        let (cert, key) = certificate(&lab);
+        serve_tls(&lab, &cert, &key);
+        let tls_client = tls_client_config(&cert);
         let cfg = lab.dir.join("haproxy.cfg");
         std::fs::write(
             &cfg,
             format!(
                 "global\n  maxconn 4096\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
                  frontend sni\n  bind {FAILOVER_IP}:7443\n  tcp-request inspect-delay 5s\n  tcp-request content accept if {{ req_ssl_hello_type 1 }}\n\
-                 \x20 use_backend web if {{ req_ssl_sni -i {NAME} }}\nbackend web\n  server web 172.16.10.205:9443\n"
+                 \x20 use_backend web if {{ req_ssl_sni -i {NAME} }}\n\
+                 \x20 use_backend tls if {{ req_ssl_sni -i {TLS_NAME} }}\n\
+                 backend web\n  server web 172.16.10.205:9443\n\
+                 backend tls\n  server tls 172.16.10.205:{TLS_PORT}\n"
             ),
         )
         .expect("haproxy.cfg");
@@ -669,44 +805,65 @@ mod by_name {
         }
 
         let routerd_pid = lab.routerd_pid().expect("routerd runs");
+        // The relay's own CPU time per GiB it moved (the DNAT forward's is the kernel's,
+        // in softirqs: not counted).
+        let relay_pids = [routerd_pid, haproxy_pid(&lab), 0];
+        // Streams: each round takes the three paths one after the other, so a change
+        // in the machine's load (it is shared) hits all three alike; the ratios are
+        // the median of each round's.
+        let mut raw: [Vec<f64>; 3] = Default::default();
+        let mut tls: [Vec<f64>; 3] = Default::default();
+        let (mut cpu_seconds_used, mut gib) = ([0.0f64; 3], [0.0f64; 3]);
+        let mut suite = String::new();
+        for _ in 0..super::ROUNDS {
+            for (i, (_, port)) in PATHS.into_iter().enumerate() {
+                let before = cpu_seconds(relay_pids[i]);
+                let (gbps, bytes) = stream(&lab, port);
+                cpu_seconds_used[i] += cpu_seconds(relay_pids[i]) - before;
+                gib[i] += bytes / f64::from(1u32 << 30);
+                raw[i].push(gbps);
+            }
+            for (i, (_, port)) in TLS_PATHS.into_iter().enumerate() {
+                let (gbps, _, negotiated) = tls_stream(&lab, port, tls_client.clone());
+                suite = negotiated;
+                tls[i].push(gbps);
+            }
+        }
+        eprintln!("samples raw (routerd, HAProxy, DNAT) = {raw:?}\nsamples TLS = {tls:?}");
+        let to_dnat =
+            |runs: &[Vec<f64>; 3], i: usize| super::median(runs[i].iter().zip(&runs[2]).map(|(r, d)| r / d).collect());
         let mut rows = Vec::new();
         let mut cpu = Vec::new();
-        for (what, port) in PATHS {
-            // The relay's own CPU time per GiB it moved (the DNAT forward's is the
-            // kernel's, in softirqs: not counted).
-            let relay_pid = match port {
-                443 => routerd_pid,
-                7443 => haproxy_pid(&lab),
-                _ => 0,
-            };
-            let cpu_before = cpu_seconds(relay_pid);
-            let streams: Vec<(f64, f64)> = (0..super::ROUNDS).map(|_| stream(&lab, port)).collect();
-            let gib = streams.iter().map(|s| s.1).sum::<f64>() / f64::from(1u32 << 30);
-            if relay_pid != 0 {
-                cpu.push((what, (cpu_seconds(relay_pid) - cpu_before) / gib));
+        for (i, (what, port)) in PATHS.into_iter().enumerate() {
+            if relay_pids[i] != 0 {
+                cpu.push((what, cpu_seconds_used[i] / gib[i]));
             }
-            let gbps = super::median(streams.iter().map(|s| s.0).collect());
+            let gbps = super::median(raw[i].clone());
             let rate = super::median((0..super::ROUNDS).map(|_| connection_rate(&lab, port)).collect());
             let memory = match port {
                 443 => Some(idle_memory(&lab, port, routerd_pid)),
                 7443 => Some(idle_memory(&lab, port, haproxy_pid(&lab))),
                 _ => None,
             };
-            rows.push((what, gbps, rate, memory));
+            rows.push((what, gbps, to_dnat(&raw, i), rate, memory));
         }
+        let tls_rows: Vec<(&str, f64, f64)> = TLS_PATHS
+            .into_iter()
+            .enumerate()
+            .map(|(i, (what, _))| (what, super::median(tls[i].clone()), to_dnat(&tls, i)))
+            .collect();
         let _ = haproxy.kill();
         let _ = haproxy.wait();
 
-        let (base_gbps, base_rate) = (rows[2].1, rows[2].2);
+        let base_rate = rows[2].3;
         println!(
-            "## Forwards by name: one stream ({STREAM_SECONDS} s), new connections/s ({CONNECT_THREADS} clients, {CONNECT_SECONDS} s), median of {}; memory per idle connection ({IDLE_CONNECTIONS})\n",
+            "## Forwards by name: one stream of raw bytes ({STREAM_SECONDS} s, ratio: median of each round's), new connections/s ({CONNECT_THREADS} clients, {CONNECT_SECONDS} s), median of {}; memory per idle connection ({IDLE_CONNECTIONS})\n",
             super::ROUNDS
         );
         println!("| path | Gbit/s | ratio to DNAT | connections/s | ratio to DNAT | KiB per idle connection |\n|---|---|---|---|---|---|");
-        for (what, gbps, rate, memory) in &rows {
+        for (what, gbps, ratio, rate, memory) in &rows {
             println!(
-                "| {what} | {gbps:.2} | {:.2} | {rate:.0} | {:.2} | {} |",
-                gbps / base_gbps,
+                "| {what} | {gbps:.2} | {ratio:.2} | {rate:.0} | {:.2} | {} |",
                 rate / base_rate,
                 memory.map_or("-".to_string(), |m| format!("{m:.1}"))
             );
@@ -714,7 +871,19 @@ mod by_name {
         println!(
             "\nrouterd / HAProxy: throughput {:.2}, connections/s {:.2}\n",
             rows[0].1 / rows[1].1,
-            rows[0].2 / rows[1].2
+            rows[0].3 / rows[1].3
+        );
+        println!(
+            "### One real TLS stream (rustls, {suite}, 256 KiB writes, {STREAM_SECONDS} s), median of {}, ratio: median of each round's\n",
+            super::ROUNDS
+        );
+        println!("| path | Gbit/s | ratio to DNAT |\n|---|---|---|");
+        for (what, gbps, ratio) in &tls_rows {
+            println!("| {what} | {gbps:.2} | {ratio:.2} |");
+        }
+        println!(
+            "\nrouterd / HAProxy, TLS stream: throughput {:.2}\n",
+            tls_rows[0].1 / tls_rows[1].1
         );
         for (what, seconds) in cpu {
             println!(
