@@ -16,7 +16,8 @@
 //!    and routerd's resident memory with 10,000 cached names.
 //! 7. `byname`: forwards by host name: one relayed TLS-ish stream's throughput (raw
 //!    bytes, no encryption: the relay's worst case), one real TLS stream's (rustls,
-//!    AES-GCM), new connections per second and memory per idle relayed connection,
+//!    AES-GCM), the raw stream again with the internet host's link shaped to a 1 Gbit/s
+//!    uplink, new connections per second and memory per idle relayed connection,
 //!    through routerd's proxy against HAProxy (TCP mode, SNI routing, in the router
 //!    namespace) and against a plain DNAT forward, in the same lab and run.
 
@@ -491,6 +492,8 @@ mod by_name {
         ("HAProxy 2.6, TCP mode, SNI routing", 7443),
         ("plain DNAT forward (no name)", 8443),
     ];
+    /// The uplink speed of the shaped rows: a dedicated server's usual port.
+    const UPLINK_MBIT: u32 = 1000;
     /// The same three paths to the real TLS service.
     const TLS_PATHS: [(&str, u16); 3] = [
         ("routerd, forward by name (SNI)", 443),
@@ -847,6 +850,20 @@ mod by_name {
             };
             rows.push((what, gbps, to_dnat(&raw, i), rate, memory));
         }
+        // The same raw stream with the internet host's link shaped to an uplink speed a
+        // hoster sells: whether the relay keeps up with the line, as DNAT does, when the
+        // CPU is not what limits the stream.
+        lab.inet.sh(&format!(
+            "tc qdisc add dev eth0 root tbf rate {UPLINK_MBIT}mbit burst 1mb latency 50ms"
+        ));
+        let mut shaped: [Vec<f64>; 3] = Default::default();
+        for _ in 0..super::ROUNDS {
+            for (i, (_, port)) in PATHS.into_iter().enumerate() {
+                shaped[i].push(stream(&lab, port).0);
+            }
+        }
+        lab.inet.sh("tc qdisc del dev eth0 root");
+        eprintln!("samples raw at {UPLINK_MBIT} Mbit/s = {shaped:?}");
         let tls_rows: Vec<(&str, f64, f64)> = TLS_PATHS
             .into_iter()
             .enumerate()
@@ -885,6 +902,19 @@ mod by_name {
             "\nrouterd / HAProxy, TLS stream: throughput {:.2}\n",
             tls_rows[0].1 / tls_rows[1].1
         );
+        println!(
+            "### The raw stream with the internet host's link shaped to {UPLINK_MBIT} Mbit/s (tbf), median of {}, ratio: median of each round's\n",
+            super::ROUNDS
+        );
+        println!("| path | Gbit/s | ratio to DNAT |\n|---|---|---|");
+        for (i, (what, _)) in PATHS.into_iter().enumerate() {
+            println!(
+                "| {what} | {:.3} | {:.2} |",
+                super::median(shaped[i].clone()),
+                to_dnat(&shaped, i)
+            );
+        }
+        println!();
         for (what, seconds) in cpu {
             println!(
                 "CPU of the relay process while streaming, {what}: {:.0} ms per GiB",
