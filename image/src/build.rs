@@ -208,6 +208,15 @@ pub fn build(o: &Options) -> Result<()> {
         size(&cpio_path),
         size(&vmlinuz),
     );
+    // A printout only: a kernel without the header still boots with SeaBIOS.
+    match std::fs::read(&vmlinuz).map_err(anyhow::Error::from).and_then(|k| crate::bzimage::header(&k)) {
+        Ok(h) => eprintln!(
+            "image: under OVMF this kernel needs at least {} MiB of RAM (its EFI stub unpacks it into one {} MiB block; README \"Figures\")",
+            crate::bzimage::ovmf_min_ram_mib(&h),
+            h.init_size.div_ceil(2 << 20) * 2
+        ),
+        Err(e) => eprintln!("image: cannot read the kernel's boot header: {e:#}"),
+    }
     eprintln!("image: release {}", release.display());
     eprintln!(
         "image: {} {} bytes (ESP {} MiB, {} {} MiB), {} {} KiB on disk",

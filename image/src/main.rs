@@ -2,6 +2,7 @@
 //! config disks. See CONTRACT.md for what goes where.
 
 mod build;
+mod bzimage;
 mod config_disk;
 mod cpio;
 mod debs;
