@@ -53,13 +53,23 @@ pub fn dependencies(info: &[(String, String)]) -> Deps {
     deps
 }
 
-/// Reads the dependencies of one `.ko` file.
-pub fn dependencies_of_ko(data: &[u8]) -> anyhow::Result<Deps> {
+/// The `.modinfo` entries of one `.ko` file.
+pub fn modinfo_of_ko(data: &[u8]) -> anyhow::Result<Vec<(String, String)>> {
     let file = object::File::parse(data)?;
     let section = file
         .section_by_name(".modinfo")
         .ok_or_else(|| anyhow::anyhow!("no .modinfo section"))?;
-    Ok(dependencies(&parse_modinfo(section.data()?)))
+    Ok(parse_modinfo(section.data()?))
+}
+
+/// The names a module answers to besides its own (`alias=`): device patterns
+/// (`pci:v00008086d0000100Esv*sd*bc*sc*i*`) and what the kernel requests
+/// (`rtnl-link-vlan`, `fs-efivarfs`).
+pub fn aliases(info: &[(String, String)]) -> Vec<String> {
+    info.iter()
+        .filter(|(k, v)| k == "alias" && !v.is_empty() && !v.contains(char::is_whitespace))
+        .map(|(_, v)| v.clone())
+        .collect()
 }
 
 /// The kernel's name for a module: file name without `.ko[.xz|.zst|.gz]`, `-` as `_`.
@@ -191,8 +201,9 @@ mod tests {
 
     #[test]
     fn parses_modinfo_and_depends() {
-        let raw = b"license=GPL\0depends=nf_conntrack,nf_tables,nf-nat\0softdep=pre: crc32c post: foo\0\0name=x\0";
+        let raw = b"license=GPL\0depends=nf_conntrack,nf_tables,nf-nat\0softdep=pre: crc32c post: foo\0\0name=x\0alias=rtnl-link-vlan\0alias=pci:v*d*sv*sd*bc01sc06i01*\0";
         let info = parse_modinfo(raw);
+        assert_eq!(aliases(&info), ["rtnl-link-vlan", "pci:v*d*sv*sd*bc01sc06i01*"]);
         assert!(info.contains(&("license".into(), "GPL".into())));
         let d = dependencies(&info);
         assert_eq!(d.hard, ["nf_conntrack", "nf_tables", "nf_nat"]);

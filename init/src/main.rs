@@ -35,6 +35,11 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("agent") {
         std::process::exit(agent::main(args.get(2).map(String::as_str)));
     }
+    // The kernel's request_module() runs /sbin/modprobe, a link to this binary.
+    if args.first().and_then(|a| a.rsplit('/').next()) == Some("modprobe") {
+        console::open();
+        std::process::exit(modules::modprobe(&args));
+    }
     // Run by hand on a workstation this would mount over /dev, load modules
     // and power the machine off on SIGTERM: only ever act as PID 1.
     if nix::unistd::getpid().as_raw() != 1 {
@@ -65,6 +70,7 @@ fn boot() -> ! {
     power::route_ctrl_alt_del();
     set_default_hostname();
     modules::load_listed();
+    modules::enable_on_request();
     timeline::mark("modules loaded");
     let mut init = event_loop::Init::new(signals.ok(), Instant::now());
     init.run()
