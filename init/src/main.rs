@@ -16,6 +16,7 @@
 mod console;
 mod agent;
 mod disks;
+mod entropy;
 mod event_loop;
 mod modules;
 mod mounts;
@@ -67,6 +68,7 @@ fn boot() -> ! {
     if let Err(e) = &signals {
         say!("init: signalfd: {}: signals are not handled", e.desc());
     }
+    entropy::gather_in_background();
     power::route_ctrl_alt_del();
     set_default_hostname();
     modules::load_listed();
