@@ -295,7 +295,7 @@ pub fn add_modules(
         all.extend(soft);
         todo.extend(all.iter().cloned());
         available.insert(name.clone(), all);
-        data.insert(name, ko);
+        data.insert(name, modules::without_signature(&ko).to_vec());
     }
     let relative_ko = |name: &str| strip_compression(&paths[name]);
     let mut added: BTreeSet<String> = BTreeSet::new();
