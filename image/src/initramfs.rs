@@ -20,10 +20,6 @@ pub const MODULES: &[&str] = &[
     "virtio_scsi",
     "sd_mod",
     "virtio_console",
-    "e1000",
-    "e1000e",
-    "vmxnet3",
-    "8139too",
     // nftables with NAT, conntrack, flowtable
     "nf_tables",
     "nft_chain_nat",
@@ -45,11 +41,6 @@ pub const MODULES: &[&str] = &[
     // IPv6 in the same inet table: conntrack's defragmentation and ICMPv6 rejects
     "nf_defrag_ipv6",
     "nf_reject_ipv6",
-    // 802.1Q VLAN interfaces for VLAN LANs (garp, mrp, stp, llc come as dependencies)
-    "8021q",
-    // WireGuard (`[wireguard]`); its crypto (libcurve25519, libchacha20poly1305...)
-    // and udp_tunnel/ip6_udp_tunnel come as dependencies
-    "wireguard",
     // config disk (FAT or ISO 9660 on a CD-ROM) and the state partition
     "vfat",
     "fat",
@@ -58,18 +49,37 @@ pub const MODULES: &[&str] = &[
     "nls_iso8859_1",
     "isofs",
     "sr_mod",
-    "ata_piix",
-    "ahci",
     "ext4",
     "jbd2",
     "mbcache",
     "crc16",
     "crc32c_generic",
-    // the one-shot EFI variable of an upgrade's trial boot (UEFI)
-    "efivarfs",
     // ACPI power button
     "button",
     "evdev",
+];
+
+/// Modules loaded only when something asks for them (init, /etc/router/modules.alias):
+/// at boot, loading all of them one by one under emulation cost as much as the rest of
+/// init. A PCI driver loads when the machine has a device it drives; the others when
+/// the kernel requests them (`/sbin/modprobe` is init's modprobe mode).
+pub const ON_REQUEST: &[&str] = &[
+    // the NICs Proxmox offers besides virtio
+    "e1000",
+    "e1000e",
+    "vmxnet3",
+    "8139too",
+    // IDE and SATA controllers (Proxmox attaches cloud-init drives and ISOs as CD-ROMs)
+    "ata_piix",
+    "ahci",
+    // 802.1Q VLAN interfaces for VLAN LANs (`rtnl-link-vlan`; garp, mrp, stp, llc
+    // come as dependencies)
+    "8021q",
+    // WireGuard (`[wireguard]`: `rtnl-link-wireguard`); its crypto (libcurve25519,
+    // libchacha20poly1305...) and udp_tunnel/ip6_udp_tunnel come as dependencies
+    "wireguard",
+    // the one-shot EFI variable of an upgrade's trial boot (UEFI: `fs-efivarfs`)
+    "efivarfs",
 ];
 
 /// Soft dependencies name crypto algorithms, not modules: the module that provides
@@ -133,12 +143,18 @@ pub fn assemble(i: &Inputs) -> Result<(Tree, Summary)> {
     }
 
     // Kernel modules in load order.
-    let (list, builtin_skipped) = add_modules(&mut t, i.root, i.kver, MODULES)?;
+    let added = add_modules(&mut t, i.root, i.kver, MODULES, ON_REQUEST)?;
+    let (list, builtin_skipped) = (added.boot, added.builtin_skipped);
     t.file(
         "etc/router/modules",
         0o644,
         list.iter().map(|m| format!("{m}\n")).collect::<String>().into_bytes(),
     );
+    t.file("etc/router/modules.alias", 0o644, added.aliases.into_bytes());
+    t.file("etc/router/modules.dep", 0o644, added.deps.into_bytes());
+    // init's modprobe mode, which init makes the kernel's modprobe once booted.
+    t.dir("usr/lib/router");
+    t.symlink("usr/lib/router/modprobe", "/init");
     t.file("etc/router/versions", 0o644, i.versions.as_bytes().to_vec());
     t.file("etc/os-release", 0o644, i.os_release.as_bytes().to_vec());
     t.symlink("usr/lib/os-release", "../../etc/os-release");
@@ -209,10 +225,30 @@ pub fn find_binary(root: &Path, name: &str) -> Result<PathBuf> {
         .with_context(|| format!("{name} is not in the extracted Debian packages"))
 }
 
-/// Adds the `wanted` modules and their dependencies (uncompressed) under
-/// lib/modules/<kver>/ and returns their paths in load order, and the wanted
-/// modules that are built into the kernel.
-pub fn add_modules(t: &mut Tree, root: &Path, kver: &str, wanted: &[&str]) -> Result<(Vec<String>, Vec<String>)> {
+/// The modules [`add_modules`] put into the tree.
+pub struct AddedModules {
+    /// The `wanted` modules and their dependencies, in load order (paths relative to
+    /// lib/modules/<kver>/).
+    pub boot: Vec<String>,
+    /// Wanted modules that are built into the kernel.
+    pub builtin_skipped: Vec<String>,
+    /// modules.alias: `<alias pattern> <module>` lines for the on-request modules (each
+    /// also under its own name).
+    pub aliases: String,
+    /// modules.dep: `<module> <path>...` lines, each on-request module with its
+    /// dependencies in load order, the module itself last.
+    pub deps: String,
+}
+
+/// Adds the `wanted` and `on_request` modules and their dependencies (uncompressed)
+/// under lib/modules/<kver>/; `boot` is the load order of `wanted`.
+pub fn add_modules(
+    t: &mut Tree,
+    root: &Path,
+    kver: &str,
+    wanted: &[&str],
+    on_request: &[&str],
+) -> Result<AddedModules> {
     let moddir = root.join("lib/modules").join(kver);
     if !moddir.is_dir() {
         bail!("{} is missing: the kernel package has no modules", moddir.display());
@@ -226,18 +262,21 @@ pub fn add_modules(t: &mut Tree, root: &Path, kver: &str, wanted: &[&str]) -> Re
     })?;
     let builtin = builtin_modules(&moddir, &root.join(format!("boot/config-{kver}")))?;
 
-    // Read .modinfo of every module reachable from MODULES.
+    // Read .modinfo of every module reachable from the wanted and on-request ones.
     let mut available: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut aliases: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut optional: BTreeSet<(String, String)> = BTreeSet::new();
     let mut data: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut todo: Vec<String> = wanted.iter().map(|m| modules::normalize(m)).collect();
+    let mut todo: Vec<String> = wanted.iter().chain(on_request).map(|m| modules::normalize(m)).collect();
     while let Some(name) = todo.pop() {
         if available.contains_key(&name) || builtin.contains(&name) {
             continue;
         }
         let Some(rel) = paths.get(&name) else { continue };
         let ko = decompress(&moddir.join(rel))?;
-        let deps = modules::dependencies_of_ko(&ko).with_context(|| format!("module {rel}"))?;
+        let info = modules::modinfo_of_ko(&ko).with_context(|| format!("module {rel}"))?;
+        let deps = modules::dependencies(&info);
+        aliases.insert(name.clone(), modules::aliases(&info));
         let soft: Vec<String> = deps
             .soft
             .iter()
@@ -256,23 +295,53 @@ pub fn add_modules(t: &mut Tree, root: &Path, kver: &str, wanted: &[&str]) -> Re
         all.extend(soft);
         todo.extend(all.iter().cloned());
         available.insert(name.clone(), all);
-        data.insert(name, ko);
+        data.insert(name, modules::without_signature(&ko).to_vec());
     }
+    let relative_ko = |name: &str| strip_compression(&paths[name]);
+    let mut added: BTreeSet<String> = BTreeSet::new();
+    let mut add = |t: &mut Tree, name: &str| {
+        if added.insert(name.to_string()) {
+            let ko = data.get(name).cloned().unwrap_or_default();
+            t.file(&format!("lib/modules/{kver}/{}", relative_ko(name)), 0o644, ko);
+        }
+    };
     let order = modules::load_order(wanted, &available, &builtin, &optional)?;
     let skipped: Vec<String> = wanted
         .iter()
         .map(|m| modules::normalize(m))
         .filter(|m| builtin.contains(m))
         .collect();
-    let mut list = Vec::new();
+    let mut boot = Vec::new();
     for name in order {
-        let rel = &paths[&name];
-        let rel_ko = strip_compression(rel);
-        let ko = data.remove(&name).unwrap_or_default();
-        t.file(&format!("lib/modules/{kver}/{rel_ko}"), 0o644, ko);
-        list.push(rel_ko);
+        add(t, &name);
+        boot.push(relative_ko(&name));
     }
-    Ok((list, skipped))
+    let (mut alias_lines, mut dep_lines) = (String::new(), String::new());
+    for m in on_request {
+        let name = modules::normalize(m);
+        if builtin.contains(&name) {
+            continue;
+        }
+        let order = modules::load_order(&[m], &available, &builtin, &optional)?;
+        let mut line = name.clone();
+        for dep in &order {
+            add(t, dep);
+            line.push(' ');
+            line.push_str(&relative_ko(dep));
+        }
+        dep_lines.push_str(&line);
+        dep_lines.push('\n');
+        alias_lines.push_str(&format!("{name} {name}\n"));
+        for alias in aliases.get(&name).into_iter().flatten() {
+            alias_lines.push_str(&format!("{alias} {name}\n"));
+        }
+    }
+    Ok(AddedModules {
+        boot,
+        builtin_skipped: skipped,
+        aliases: alias_lines,
+        deps: dep_lines,
+    })
 }
 
 fn strip_compression(rel: &str) -> String {

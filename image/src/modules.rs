@@ -53,13 +53,48 @@ pub fn dependencies(info: &[(String, String)]) -> Deps {
     deps
 }
 
-/// Reads the dependencies of one `.ko` file.
-pub fn dependencies_of_ko(data: &[u8]) -> anyhow::Result<Deps> {
+/// The `.modinfo` entries of one `.ko` file.
+pub fn modinfo_of_ko(data: &[u8]) -> anyhow::Result<Vec<(String, String)>> {
     let file = object::File::parse(data)?;
     let section = file
         .section_by_name(".modinfo")
         .ok_or_else(|| anyhow::anyhow!("no .modinfo section"))?;
-    Ok(dependencies(&parse_modinfo(section.data()?)))
+    Ok(parse_modinfo(section.data()?))
+}
+
+/// The trailer the kernel's sign-file appends: signature, a 12-byte descriptor
+/// whose last 4 bytes are the signature's length (big endian), then this magic.
+const SIGNATURE_MAGIC: &[u8] = b"~Module signature appended~\n";
+
+/// The module without its appended signature (as is when it has none). Checking a
+/// signature costs each load under emulation, and guards nothing here: the kernel
+/// does not insist on signatures (no Secure Boot), and nothing verifies the
+/// initramfs the modules come in. The kernel taints itself (`E`) once.
+pub fn without_signature(ko: &[u8]) -> &[u8] {
+    let Some(body) = ko.strip_suffix(SIGNATURE_MAGIC) else {
+        return ko;
+    };
+    let Some(descriptor) = body.len().checked_sub(12).and_then(|at| body.get(at..)) else {
+        return ko;
+    };
+    let len = descriptor
+        .get(8..12)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(usize::MAX, |b| u32::from_be_bytes(b) as usize);
+    match (body.len() - 12).checked_sub(len) {
+        Some(end) => &ko[..end],
+        None => ko,
+    }
+}
+
+/// The names a module answers to besides its own (`alias=`): device patterns
+/// (`pci:v00008086d0000100Esv*sd*bc*sc*i*`) and what the kernel requests
+/// (`rtnl-link-vlan`, `fs-efivarfs`).
+pub fn aliases(info: &[(String, String)]) -> Vec<String> {
+    info.iter()
+        .filter(|(k, v)| k == "alias" && !v.is_empty() && !v.contains(char::is_whitespace))
+        .map(|(_, v)| v.clone())
+        .collect()
 }
 
 /// The kernel's name for a module: file name without `.ko[.xz|.zst|.gz]`, `-` as `_`.
@@ -191,13 +226,31 @@ mod tests {
 
     #[test]
     fn parses_modinfo_and_depends() {
-        let raw = b"license=GPL\0depends=nf_conntrack,nf_tables,nf-nat\0softdep=pre: crc32c post: foo\0\0name=x\0";
+        let raw = b"license=GPL\0depends=nf_conntrack,nf_tables,nf-nat\0softdep=pre: crc32c post: foo\0\0name=x\0alias=rtnl-link-vlan\0alias=pci:v*d*sv*sd*bc01sc06i01*\0";
         let info = parse_modinfo(raw);
+        assert_eq!(aliases(&info), ["rtnl-link-vlan", "pci:v*d*sv*sd*bc01sc06i01*"]);
         assert!(info.contains(&("license".into(), "GPL".into())));
         let d = dependencies(&info);
         assert_eq!(d.hard, ["nf_conntrack", "nf_tables", "nf_nat"]);
         assert_eq!(d.soft, ["crc32c"]);
         assert_eq!(dependencies(&parse_modinfo(b"depends=\0")), Deps::default());
+    }
+
+    #[test]
+    fn the_appended_signature_is_cut_off() {
+        let mut ko = b"\x7fELF module body".to_vec();
+        let signed_len = ko.len();
+        ko.extend_from_slice(b"SIGNATURE");
+        ko.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+        ko.extend_from_slice(SIGNATURE_MAGIC);
+        assert_eq!(without_signature(&ko), &ko[..signed_len]);
+        let unsigned = b"\x7fELF no signature".to_vec();
+        assert_eq!(without_signature(&unsigned), &unsigned[..]);
+        // A length longer than the file: left as it is.
+        let mut bad = b"x".to_vec();
+        bad.extend_from_slice(&[0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        bad.extend_from_slice(SIGNATURE_MAGIC);
+        assert_eq!(without_signature(&bad), &bad[..]);
     }
 
     #[test]

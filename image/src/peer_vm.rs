@@ -123,7 +123,7 @@ pub fn build(o: &Options) -> Result<()> {
     )?;
     let wg_quick = find_binary(&root, "wg-quick")?;
     t.file("usr/bin/wg-quick", 0o755, read(&wg_quick)?);
-    let (modules, _builtin) = initramfs::add_modules(&mut t, &root, &kernel.version, MODULES)?;
+    let modules = initramfs::add_modules(&mut t, &root, &kernel.version, MODULES, &[])?.boot;
     t.file(
         "etc/peer/modules",
         0o644,

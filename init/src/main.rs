@@ -16,6 +16,7 @@
 mod console;
 mod agent;
 mod disks;
+mod entropy;
 mod event_loop;
 mod modules;
 mod mounts;
@@ -34,6 +35,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("agent") {
         std::process::exit(agent::main(args.get(2).map(String::as_str)));
+    }
+    // The kernel's request_module() runs /sbin/modprobe, a link to this binary.
+    if args.first().and_then(|a| a.rsplit('/').next()) == Some("modprobe") {
+        console::open();
+        std::process::exit(modules::modprobe(&args));
     }
     // Run by hand on a workstation this would mount over /dev, load modules
     // and power the machine off on SIGTERM: only ever act as PID 1.
@@ -62,9 +68,11 @@ fn boot() -> ! {
     if let Err(e) = &signals {
         say!("init: signalfd: {}: signals are not handled", e.desc());
     }
+    entropy::gather_in_background();
     power::route_ctrl_alt_del();
     set_default_hostname();
     modules::load_listed();
+    modules::enable_on_request();
     timeline::mark("modules loaded");
     let mut init = event_loop::Init::new(signals.ok(), Instant::now());
     init.run()

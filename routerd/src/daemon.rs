@@ -190,29 +190,17 @@ impl Router {
                 }
             }
         }
-        let flowtable = *self.flowtable.get_or_insert_with(|| {
-            let supported = firewall::flowtable_supported(&applied.wan.name);
-            if supported {
-                tracing::info!("flowtable fast path enabled for established flows");
-            } else {
-                tracing::warn!(
-                    "this kernel has no nftables flowtable support: established flows take the normal forwarding path"
-                );
-            }
-            supported
-        });
         let ifs = Interfaces {
             wan: applied.wan.name.clone(),
             extra_wans: applied.extra_wans.iter().map(|n| n.name.clone()).collect(),
             lans: applied.lans.iter().map(|l| l.name.clone()).collect(),
         };
-        let batch = firewall::ruleset(config, &ifs, Features { flowtable });
         // The new ruleset's forward counters start at zero: what the old ones counted,
         // read just before they go, is carried over (see `status::ForwardTotals`).
         let _ruleset = self.shared.ruleset.lock().await;
         let old = self.shared.get().forward_totals;
         let before = status::collect::forward_totals(&old).await;
-        firewall::apply(&batch).context("applying the nftables ruleset")?;
+        apply_ruleset(&mut self.flowtable, config, &ifs).context("applying the nftables ruleset")?;
         let totals = status::collect::carry(&Arc::new(config.clone()), before, &old);
         self.shared.update(|s| s.forward_totals = totals);
         drop(_ruleset);
@@ -279,6 +267,33 @@ impl Router {
             s.proxy = Some(proxy);
         });
     }
+}
+
+/// Applies the ruleset, with a flowtable when the kernel has them. Whether it has
+/// them is learnt from the first ruleset: only when that one is rejected does the
+/// flowtable probe (two more `nft` runs, slow at boot under emulation) decide
+/// whether to retry without the flowtable or report the rejection.
+/// (`known`: whether the kernel has flowtables, once learnt.)
+fn apply_ruleset(known: &mut Option<bool>, config: &Config, ifs: &Interfaces) -> Result<(), firewall::NftError> {
+    let with = |flowtable| firewall::ruleset(config, ifs, Features { flowtable });
+    if let Some(flowtable) = *known {
+        return firewall::apply(&with(flowtable));
+    }
+    let rejected = match firewall::apply(&with(true)) {
+        Ok(()) => {
+            *known = Some(true);
+            tracing::info!("flowtable fast path enabled for established flows");
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    if firewall::flowtable_supported(&ifs.wan) {
+        // The flowtable was not what nft rejected; the next ruleset tries again.
+        return Err(rejected);
+    }
+    *known = Some(false);
+    tracing::warn!("this kernel has no nftables flowtable support: established flows take the normal forwarding path");
+    firewall::apply(&with(false))
 }
 
 /// Loads a config file (or cloud-init drive), logging how a drive was read.

@@ -157,6 +157,14 @@ fn boots_and_routes(uefi: bool) {
     );
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     check_boot_timeline(&vm.console_text());
+    // Of the on-request drivers, only the disk controller this machine has loads at
+    // boot (i440fx: PIIX IDE; q35: AHCI), not the NIC drivers for NICs it lacks.
+    let controller = if uefi { "ahci" } else { "ata_piix" };
+    let console = vm.console_text();
+    assert!(
+        console.contains(&format!("drivers for this machine's devices: {controller};")),
+        "the modules line names {controller} alone:\n{console}"
+    );
     check_nat_and_forward(&lab);
     // A new guest (busybox udhcpc, a real client) gets its address from the appliance.
     dhcp_guest_gets_a_lease_and_reaches_the_internet(&lab, "dhcp1", "52:54:00:00:10:01");
@@ -748,6 +756,11 @@ range = "10.20.0.100-10.20.0.150"
     vm.wait_console("routerd ready", BOOT_TIMEOUT);
     let console = vm.console_text();
     assert!(console.contains("lan dmz eth2.20 10.20.0.1/24"), "{console}");
+    // 8021q is not loaded at boot: the kernel asked for it when routerd made eth2.20.
+    assert!(
+        console.contains("init: modprobe rtnl-link-vlan: 8021q loaded"),
+        "{console}"
+    );
 
     let (tagged, _port) = lab.add_tagged_guest_on(&trunk, "tagged", "52:54:00:00:20:01", 20);
     let mut client = Client::new(Kind::Udhcpc, &tagged, &lab.dir);
