@@ -301,7 +301,7 @@ pub fn add_modules(
     let mut added: BTreeSet<String> = BTreeSet::new();
     let mut add = |t: &mut Tree, name: &str| {
         if added.insert(name.to_string()) {
-            let ko = data.get(name).cloned().unwrap_or_default();
+            let ko = data.remove(name).unwrap_or_default();
             t.file(&format!("lib/modules/{kver}/{}", relative_ko(name)), 0o644, ko);
         }
     };
