@@ -13,7 +13,7 @@ use crate::{elf, libs, modules};
 
 /// Modules the image carries (CONTRACT.md); dependencies are added automatically.
 pub const MODULES: &[&str] = &[
-    // virtio and the NICs Proxmox offers
+    // virtio (the other NICs Proxmox offers are in ON_REQUEST)
     "virtio_pci",
     "virtio_net",
     "virtio_blk",
