@@ -165,8 +165,8 @@ fn boot_floor(dir: &Path, initrd: &Path, mib: u32) -> Option<(f64, f64)> {
         .arg("-initrd")
         .arg(initrd)
         // acpi=noirq as the appliance's syslinux entries have it (image/src/disk.rs
-        // BIOS_CMDLINE): it also spares the kernel the ACPI interrupt links' set-up at
-        // boot, so the floor gets it too.
+        // BIOS_CMDLINE): a kernel option the appliance boots with, the floor boots with
+        // too (it skips the ACPI interrupt links' set-up here as well).
         .args(["-append", "console=ttyS0,115200 loglevel=4 panic=-1 acpi=noirq"])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
