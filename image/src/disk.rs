@@ -22,6 +22,15 @@ const MIB: u64 = 1024 * 1024;
 /// default slot boots again: what makes a failed trial of a new slot fall back.
 pub const CMDLINE: &str = "console=tty0 console=ttyS0,115200 loglevel=4 panic=5";
 
+/// Added for syslinux (SeaBIOS) only: `acpi=noirq` routes PCI interrupts by the BIOS's
+/// MP table instead of ACPI. The first driver on each of the four ACPI PCI interrupt
+/// links (the virtio devices) otherwise waits for the ACPI interpreter to set the link
+/// up: about 0.2 s each under TCG, 0.75 s of the 2 s the boot modules took. SeaBIOS
+/// always writes an MP table (IO-APIC and each PCI device's interrupt on bus 0; the
+/// kernel finds those behind a bridge through the bridge's); OVMF writes none, so
+/// systemd-boot's entries keep ACPI's routing.
+pub const BIOS_CMDLINE: &str = "acpi=noirq";
+
 fn slot_cmdline(slot: &str) -> String {
     format!("{CMDLINE} {}={slot}", config::release::SLOT_CMDLINE_KEY)
 }
@@ -33,7 +42,7 @@ pub fn syslinux_cfg(default: &str) -> String {
     let mut s = format!("SERIAL 0 115200\nDEFAULT {default}\nPROMPT 0\nTIMEOUT 0\n");
     for slot in config::release::SLOTS {
         s.push_str(&format!(
-            "\nLABEL {slot}\n  LINUX /{slot}/vmlinuz\n  INITRD /{slot}/initrd.img\n  APPEND {}\n",
+            "\nLABEL {slot}\n  LINUX /{slot}/vmlinuz\n  INITRD /{slot}/initrd.img\n  APPEND {} {BIOS_CMDLINE}\n",
             slot_cmdline(slot)
         ));
     }
@@ -203,7 +212,7 @@ mod tests {
     fn both_boot_loaders_name_each_slot_and_its_files() {
         let cfg = syslinux_cfg("a");
         assert!(cfg.contains("\nDEFAULT a\n"), "{cfg}");
-        assert!(cfg.contains("LINUX /b/vmlinuz\n  INITRD /b/initrd.img\n  APPEND console=tty0 console=ttyS0,115200 loglevel=4 panic=5 router.slot=b\n"), "{cfg}");
+        assert!(cfg.contains("LINUX /b/vmlinuz\n  INITRD /b/initrd.img\n  APPEND console=tty0 console=ttyS0,115200 loglevel=4 panic=5 router.slot=b acpi=noirq\n"), "{cfg}");
         assert_eq!(loader_conf("a").lines().next(), Some("default a.conf"));
         assert!(loader_entry("b").contains("linux /b/vmlinuz\ninitrd /b/initrd.img\noptions console=tty0 console=ttyS0,115200 loglevel=4 panic=5 router.slot=b\n"));
     }

@@ -164,7 +164,10 @@ fn boot_floor(dir: &Path, initrd: &Path, mib: u32) -> Option<(f64, f64)> {
         .arg(out_dir().join("vmlinuz"))
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", "console=ttyS0,115200 loglevel=4 panic=-1"])
+        // acpi=noirq as the appliance's syslinux entries have it (image/src/disk.rs
+        // BIOS_CMDLINE): a kernel option the appliance boots with, the floor boots with
+        // too (it skips the ACPI interrupt links' set-up here as well).
+        .args(["-append", "console=ttyS0,115200 loglevel=4 panic=-1 acpi=noirq"])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
         .stdin(Stdio::null())
