@@ -781,6 +781,76 @@ range = "10.20.0.100-10.20.0.150"
     dhcp_guest_gets_a_lease_and_reaches_the_internet(&lab, "dhcp1", "52:54:00:00:10:01");
 }
 
+/// A LAN on an Intel E1000 NIC, as Proxmox offers: its driver is loaded because the
+/// VM has the device (not at every boot), and under SeaBIOS the kernel runs with
+/// `acpi=noirq` (syslinux.cfg, image/src/disk.rs), so the NIC's legacy PCI interrupt
+/// (e1000 has no MSI) is routed by SeaBIOS's MP table: a guest behind it gets a lease
+/// and reaches the internet host.
+#[test]
+fn a_lan_on_an_e1000_nic_leases_and_routes() {
+    if !testkit::require_root() || !testkit::require_image() {
+        return;
+    }
+    let lab = vm_lab();
+    let bridge = add_vm_lan2(&lab);
+    let text = format!(
+        r#"[wan]
+mac = "02:00:00:00:00:10"
+address = "203.0.113.10/32"
+gateway = "203.0.113.254"
+
+[[lan]]
+name = "prod"
+mac = "{LAN_MAC}"
+address = "172.16.0.1/16"
+
+[[lan]]
+name = "office"
+mac = "{LAN2_MAC}"
+address = "10.30.0.1/24"
+
+[lan.dhcp]
+range = "10.30.0.100-10.30.0.150"
+"#
+    );
+    let config = config_disk(&lab.dir, "config", &text, true);
+    let mut vm = Vm::start_tuned(
+        &lab,
+        VmOptions {
+            uefi: false,
+            config: Some(config),
+        },
+        VmTuning {
+            lan2: true,
+            lan2_model: Some("e1000"),
+            ..VmTuning::default()
+        },
+    );
+    vm.wait_console("routerd ready", BOOT_TIMEOUT);
+    let console = vm.console_text();
+    let drivers = console
+        .lines()
+        .find_map(|l| l.split("drivers for this machine's devices: ").nth(1))
+        .unwrap_or_else(|| panic!("no driver line: {console}"));
+    assert!(drivers.contains("e1000"), "{drivers}");
+
+    let guest = lab.add_guest_on(&bridge, "office1", "52:54:00:00:30:01");
+    let mut client = Client::new(Kind::Udhcpc, &guest, &lab.dir);
+    client.start();
+    let lease = client.wait_bound();
+    let a = addr(&lease);
+    assert!(
+        a >= Ipv4Addr::new(10, 30, 0, 100) && a <= Ipv4Addr::new(10, 30, 0, 150),
+        "{lease:?}"
+    );
+    let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7003");
+    let echo = eventually("e1000 guest -> internet through the VM", || {
+        tcp_echo(&guest, "198.51.100.1:7003", "e1000 guest")
+    });
+    assert_eq!(echo, "e1000 guest");
+    assert_eq!(server.last_peer_ip().as_deref(), Some(FAILOVER_IP));
+}
+
 /// Hetzner's shape in the VM: net2 carries an extra IP with its own virtual MAC, the
 /// hoster's switch admits each IP only with its own MAC, `web` is 1:1 behind the extra IP.
 const TWO_WAN_NICS: &str = r#"

@@ -138,10 +138,10 @@ pub struct VmTuning {
     pub cidata: Option<PathBuf>,
     /// The QEMU guest agent channel (virtio-serial), spoken to with [`Vm::agent`].
     pub agent: bool,
-    /// A third NIC (Proxmox net2) with this MAC on the tap `tapwan2` (see
-    /// [`add_vm_wan2`]): a second WAN NIC.
     /// A third NIC (net2, MAC [`LAN2_MAC`]) on the tap of [`add_vm_lan2`].
     pub lan2: bool,
+    /// net2's QEMU NIC model (e.g. `e1000`); None: virtio-net-pci.
+    pub lan2_model: Option<&'static str>,
     /// A second WAN NIC with this MAC on the tap `tapwan2` (see [`add_vm_wan2`]), after
     /// the others (Proxmox's net2 when there is no `lan2`).
     pub wan2_mac: Option<String>,
@@ -251,6 +251,9 @@ impl Vm {
         }
         if self.tuning.lan2 {
             cmd.args(["--lan2-tap", "taplan2", "--lan2-mac", LAN2_MAC]);
+            if let Some(model) = self.tuning.lan2_model {
+                cmd.args(["--lan2-model", model]);
+            }
         }
         if self.tuning.agent {
             let _ = std::fs::remove_file(&self.qga);
