@@ -1,0 +1,498 @@
+//! The appliance's UEFI loader (`a/linux.efi`, `b/linux.efi`; image/CONTRACT.md).
+//!
+//! systemd-boot starts it with the entry's `options` as LoadOptions: the kernel's path,
+//! then the kernel command line, whose `initrd=PATH` names the initramfs. It reads both
+//! files from the ESP it was loaded from, leaves the firmware (ExitBootServices), and
+//! only then picks where the kernel unpacks itself: the lowest 2 MiB-aligned block at or
+//! above 16 MiB of `init_size` bytes that holds only memory free once the firmware is
+//! gone. The kernel's own EFI stub must find that block while the firmware still holds
+//! its boot-time memory, which under OVMF needs far more RAM. It enters the kernel
+//! through the 64-bit boot protocol (Linux's Documentation/arch/x86/boot.rst), with
+//! `efi_info` set so that the kernel keeps the EFI runtime services (EFI variables).
+//!
+//! Built for the host target as a static position-independent ELF (build.rs); the image
+//! builder converts it to PE32+ (image/src/pe.rs).
+
+#![no_std]
+#![no_main]
+
+mod efi;
+mod mem;
+
+use core::arch::asm;
+use core::ptr::{addr_of, addr_of_mut};
+
+use efi::{Status, SystemTable};
+
+const MIB: u64 = 1 << 20;
+/// LOAD_PHYSICAL_ADDR of Debian's kernels, and the least the decompressor accepts.
+const MIN_KERNEL_ADDR: u64 = 16 * MIB;
+/// Our own stack for the last steps, once the firmware's may be overwritten.
+const STACK_PAGES: usize = 16;
+const MAX_E820: usize = 128;
+
+/// What the last steps (after ExitBootServices, on our own stack) need. A static, in
+/// the loader's own image: memory the kernel is never placed over.
+struct Handoff {
+    system_table: u64,
+    runtime: *const efi::RuntimeServices,
+    boot_params: *mut u8,
+    kernel: *const u8,
+    kernel_len: u64,
+    init_size: u64,
+    align: u64,
+    map: *mut u8,
+    map_size: usize,
+    desc_size: usize,
+    desc_version: u32,
+    /// Ranges the kernel must not be placed over (beyond the firmware's own
+    /// allocations): boot_params, command line, memory map, initrd, kernel file,
+    /// this loader, our stack, page tables.
+    page_tables: u64,
+}
+
+static mut HANDOFF: Handoff = Handoff {
+    system_table: 0,
+    runtime: core::ptr::null(),
+    boot_params: core::ptr::null_mut(),
+    kernel: core::ptr::null(),
+    kernel_len: 0,
+    init_size: 0,
+    align: 0,
+    map: core::ptr::null_mut(),
+    map_size: 0,
+    desc_size: 0,
+    desc_version: 0,
+    page_tables: 0,
+};
+
+/// Flat 64-bit code at __BOOT_CS (0x10), flat data at __BOOT_DS (0x18).
+#[repr(C, align(16))]
+struct Gdt([u64; 4]);
+static GDT: Gdt = Gdt([0, 0, 0x00af_9a00_0000_ffff, 0x00cf_9200_0000_ffff]);
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    serial_line(b"efiboot: internal error (panic)");
+    loop {
+        // SAFETY: halting is always allowed here.
+        unsafe { asm!("hlt") };
+    }
+}
+
+/// # Safety
+/// Called by the firmware with a valid image handle and system table.
+#[no_mangle]
+pub unsafe extern "efiapi" fn efi_main(image: efi::Handle, st: *const SystemTable) -> Status {
+    let st = &*st;
+    match run(image, st) {
+        Ok(()) => efi::LOAD_ERROR,
+        Err((status, msg, detail)) => {
+            let out = st.con_out;
+            efi::print(out, "efiboot: ");
+            efi::print(out, msg);
+            if !detail.is_empty() {
+                efi::print_u16(out, detail);
+            }
+            efi::print(out, "\r\n");
+            // Leave the line on the screen a moment before systemd-boot's menu returns.
+            ((*st.boot_services).stall)(3_000_000);
+            status
+        }
+    }
+}
+
+type Failure = (Status, &'static str, &'static [u16]);
+
+fn fail<T>(status: Status, msg: &'static str) -> Result<T, Failure> {
+    Err((status, msg, &[]))
+}
+
+/// Splits the load options (UCS-2) into the kernel path and the command line, and finds
+/// `initrd=` in the latter. Paths are written with `/`, as in systemd-boot's entries.
+struct Options<'a> {
+    kernel: &'a [u16],
+    cmdline: &'a [u16],
+    initrd: Option<&'a [u16]>,
+}
+
+fn parse_options(opts: &[u16]) -> Option<Options<'_>> {
+    let end = opts.iter().position(|&c| c == 0).unwrap_or(opts.len());
+    let opts = &opts[..end];
+    let is_space = |c: &u16| *c == u16::from(b' ') || *c == u16::from(b'\t');
+    let start = opts.iter().position(|c| !is_space(c))?;
+    let opts = &opts[start..];
+    let kend = opts.iter().position(is_space).unwrap_or(opts.len());
+    let kernel = &opts[..kend];
+    let rest = &opts[kend..];
+    let cstart = rest.iter().position(|c| !is_space(c)).unwrap_or(rest.len());
+    let cmdline = &rest[cstart..];
+    let prefix: [u16; 7] = [105, 110, 105, 116, 114, 100, 61]; // "initrd="
+    let initrd = cmdline
+        .split(is_space)
+        .find(|w| w.starts_with(&prefix))
+        .map(|w| &w[prefix.len()..]);
+    Some(Options {
+        kernel,
+        cmdline,
+        initrd,
+    })
+}
+
+unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<(), Failure> {
+    let bs = &*st.boot_services;
+    let loaded = efi::loaded_image(bs, image).ok_or((efi::LOAD_ERROR, "no LoadedImage protocol", &[][..]))?;
+    let opts = core::slice::from_raw_parts(loaded.load_options as *const u16, loaded.load_options_size as usize / 2);
+    let Some(o) = parse_options(opts) else {
+        return fail(
+            efi::INVALID_PARAMETER,
+            "no options: start me with \"PATH-OF-BZIMAGE initrd=PATH-OF-INITRD KERNEL-COMMAND-LINE\"",
+        );
+    };
+    let root = efi::open_volume(bs, loaded.device_handle).ok_or((
+        efi::NOT_FOUND,
+        "cannot open the file system this loader was loaded from",
+        &[][..],
+    ))?;
+
+    // The kernel.
+    let (kernel, kernel_len) = efi::read_file(bs, root, o.kernel, u64::MAX)
+        .map_err(|(s, m)| (s, m, core::mem::transmute::<&[u16], &'static [u16]>(o.kernel)))?;
+    let k = core::slice::from_raw_parts(kernel, kernel_len as usize);
+    if kernel_len < 0x1000 || &k[0x202..0x206] != b"HdrS" {
+        return fail(efi::LOAD_ERROR, "the kernel is not a bzImage (no HdrS header)");
+    }
+    let version = u16::from_le_bytes([k[0x206], k[0x207]]);
+    let xloadflags = u16::from_le_bytes([k[0x236], k[0x237]]);
+    if version < 0x20c || xloadflags & 1 == 0 || k[0x234] == 0 {
+        return fail(
+            efi::UNSUPPORTED,
+            "the kernel lacks the 64-bit entry point or is not relocatable (boot protocol 2.12)",
+        );
+    }
+    let setup_sects = match k[0x1f1] {
+        0 => 4,
+        n => u64::from(n),
+    };
+    let pm_offset = (setup_sects + 1) * 512;
+    let init_size = u64::from(u32::from_le_bytes([k[0x260], k[0x261], k[0x262], k[0x263]]));
+    let align = u64::from(u32::from_le_bytes([k[0x230], k[0x231], k[0x232], k[0x233]])).max(2 * MIB);
+    let initrd_max = u64::from(u32::from_le_bytes([k[0x22c], k[0x22d], k[0x22e], k[0x22f]]));
+
+    // The initrd.
+    let (initrd, initrd_len) = match o.initrd {
+        Some(path) => efi::read_file(bs, root, path, initrd_max)
+            .map_err(|(s, m)| (s, m, core::mem::transmute::<&[u16], &'static [u16]>(path)))?,
+        None => (core::ptr::null_mut(), 0),
+    };
+
+    // boot_params (the zero page) and the command line, below 4 GiB.
+    let bp =
+        efi::alloc_pages(bs, 1, 0xffff_ffff).ok_or((efi::OUT_OF_RESOURCES, "no memory for boot_params", &[][..]))?;
+    core::ptr::write_bytes(bp, 0, 4096);
+    let hdr_end = (0x202 + usize::from(k[0x201])).min(0x290);
+    core::ptr::copy_nonoverlapping(kernel.add(0x1f1), bp.add(0x1f1), hdr_end - 0x1f1);
+    let cmd_pages = (o.cmdline.len() + 1).div_ceil(4096);
+    let cmd = efi::alloc_pages(bs, cmd_pages, 0xffff_ffff).ok_or((
+        efi::OUT_OF_RESOURCES,
+        "no memory for the command line",
+        &[][..],
+    ))?;
+    for (i, &c) in o.cmdline.iter().enumerate() {
+        *cmd.add(i) = if c < 0x80 { c as u8 } else { b'?' };
+    }
+    *cmd.add(o.cmdline.len()) = 0;
+    let put32 = |off: usize, v: u32| core::ptr::write_unaligned(bp.add(off) as *mut u32, v);
+    *bp.add(0x210) = 0xff; // type_of_loader: undefined
+    *bp.add(0x211) |= 0x01; // loadflags: LOADED_HIGH
+    put32(0x228, cmd as u64 as u32); // cmd_line_ptr
+    put32(0x0c8, (cmd as u64 >> 32) as u32); // ext_cmd_line_ptr
+    put32(0x218, initrd as u64 as u32); // ramdisk_image
+    put32(0x21c, initrd_len as u32); // ramdisk_size
+    put32(0x0c0, (initrd as u64 >> 32) as u32); // ext_ramdisk_image
+    put32(0x0c4, (initrd_len >> 32) as u32); // ext_ramdisk_size
+
+    // Our stack and identity page tables (the firmware's are boot-time memory).
+    let stack = efi::alloc_pages(bs, STACK_PAGES, u64::MAX).ok_or((
+        efi::OUT_OF_RESOURCES,
+        "no memory for the stack",
+        &[][..],
+    ))?;
+    let pt =
+        efi::alloc_pages(bs, 6, 0xffff_ffff).ok_or((efi::OUT_OF_RESOURCES, "no memory for page tables", &[][..]))?;
+    build_page_tables(pt as *mut u64);
+
+    // The memory map: room for it and a few more entries than it has now.
+    let (mut size, mut key, mut desc_size, mut desc_version) = (0usize, 0usize, 0usize, 0u32);
+    let _ = (bs.get_memory_map)(
+        &mut size,
+        core::ptr::null_mut(),
+        &mut key,
+        &mut desc_size,
+        &mut desc_version,
+    );
+    let cap = size + 16 * desc_size.max(48);
+    let map = efi::alloc_pages(bs, cap.div_ceil(4096), 0xffff_ffff).ok_or((
+        efi::OUT_OF_RESOURCES,
+        "no memory for the memory map",
+        &[][..],
+    ))?;
+
+    let h = &mut *addr_of_mut!(HANDOFF);
+    h.system_table = st as *const SystemTable as u64;
+    h.runtime = st.runtime_services;
+    h.boot_params = bp;
+    h.kernel = kernel.add(pm_offset as usize);
+    h.kernel_len = kernel_len - pm_offset;
+    h.init_size = init_size;
+    h.align = align;
+    h.map = map;
+    h.desc_size = desc_size;
+    h.page_tables = pt as u64;
+
+    // Check there is room before leaving the firmware (boot-time memory counts as free):
+    // after ExitBootServices there is no console to say so.
+    let mut tries = 0;
+    loop {
+        size = cap;
+        let s = (bs.get_memory_map)(&mut size, map, &mut key, &mut desc_size, &mut desc_version);
+        if s != efi::SUCCESS {
+            return fail(s, "GetMemoryMap failed");
+        }
+        h.map_size = size;
+        h.desc_size = desc_size;
+        h.desc_version = desc_version;
+        if tries == 0 && find_destination(h).is_none() {
+            return fail(
+                efi::OUT_OF_RESOURCES,
+                "not enough RAM: no free block of the kernel's init_size at or above 16 MiB",
+            );
+        }
+        let s = (bs.exit_boot_services)(image, key);
+        if s == efi::SUCCESS {
+            break;
+        }
+        tries += 1;
+        if tries > 4 {
+            return fail(s, "ExitBootServices failed");
+        }
+    }
+
+    // No firmware from here on, except the runtime services.
+    let top = stack as u64 + (STACK_PAGES as u64) * 4096;
+    asm!(
+        "cli",
+        "mov rsp, {top}",
+        "xor ebp, ebp",
+        "call {finish}",
+        top = in(reg) top,
+        finish = sym finish,
+        options(noreturn)
+    );
+}
+
+/// Identity map of the first 4 GiB with 2 MiB pages: a PML4, a PDPT, four directories.
+unsafe fn build_page_tables(pt: *mut u64) {
+    core::ptr::write_bytes(pt, 0, 6 * 512);
+    let base = pt as u64;
+    *pt = (base + 4096) | 0x3;
+    for i in 0..4u64 {
+        *pt.add(512 + i as usize) = (base + (2 + i) * 4096) | 0x3;
+        for j in 0..512u64 {
+            *pt.add((1024 + i * 512 + j) as usize) = ((i * 512 + j) << 21) | 0x83;
+        }
+    }
+}
+
+/// Whether [start, end) is memory the kernel may be placed over once the firmware
+/// is gone: conventional or boot-services memory in the map, nothing else.
+fn free_after_exit(h: &Handoff, start: u64, end: u64) -> bool {
+    let mut covered = start;
+    // The map is sorted by address (UEFI does not promise it: check coverage by
+    // repeated passes, few descriptors each).
+    loop {
+        let mut advanced = false;
+        for d in descriptors(h) {
+            let (ds, de) = (d.start, d.start + d.pages * 4096);
+            if ds <= covered && covered < de {
+                if !matches!(
+                    d.kind,
+                    efi::CONVENTIONAL_MEMORY | efi::BOOT_SERVICES_CODE | efi::BOOT_SERVICES_DATA
+                ) {
+                    return false;
+                }
+                covered = de;
+                advanced = true;
+                if covered >= end {
+                    return true;
+                }
+            }
+        }
+        if !advanced {
+            return false;
+        }
+    }
+}
+
+struct Desc {
+    kind: u32,
+    start: u64,
+    pages: u64,
+}
+
+fn descriptors(h: &Handoff) -> impl Iterator<Item = Desc> + '_ {
+    (0..h.map_size / h.desc_size.max(1)).map(move |i| {
+        // SAFETY: the map holds map_size bytes of desc_size-byte descriptors.
+        unsafe {
+            let p = h.map.add(i * h.desc_size);
+            Desc {
+                kind: core::ptr::read_unaligned(p as *const u32),
+                start: core::ptr::read_unaligned(p.add(8) as *const u64),
+                pages: core::ptr::read_unaligned(p.add(24) as *const u64),
+            }
+        }
+    })
+}
+
+/// The lowest aligned address at or above 16 MiB whose init_size block is free after
+/// ExitBootServices. Our own allocations are loader data, so they are never inside.
+fn find_destination(h: &Handoff) -> Option<u64> {
+    let size = h.init_size.div_ceil(h.align) * h.align;
+    let mut best: Option<u64> = None;
+    for d in descriptors(h) {
+        // Candidate starts: the aligned address at or after each descriptor's start.
+        let cand = (d.start.div_ceil(h.align) * h.align).max(MIN_KERNEL_ADDR);
+        if best.is_some_and(|b| b <= cand) || cand.checked_add(size)? > 1 << 32 {
+            continue;
+        }
+        if free_after_exit(h, cand, cand + size) {
+            best = Some(cand);
+        }
+    }
+    best
+}
+
+/// E820 types from EFI memory types, as the kernel's EFI stub makes them.
+fn e820_type(kind: u32) -> Option<u32> {
+    Some(match kind {
+        efi::LOADER_CODE
+        | efi::LOADER_DATA
+        | efi::BOOT_SERVICES_CODE
+        | efi::BOOT_SERVICES_DATA
+        | efi::CONVENTIONAL_MEMORY => 1,
+        efi::ACPI_RECLAIM_MEMORY => 3,
+        efi::ACPI_MEMORY_NVS => 4,
+        efi::UNUSABLE_MEMORY => 5,
+        efi::PERSISTENT_MEMORY => 7,
+        efi::RESERVED_MEMORY_TYPE
+        | efi::RUNTIME_SERVICES_CODE
+        | efi::RUNTIME_SERVICES_DATA
+        | efi::MEMORY_MAPPED_IO
+        | efi::MEMORY_MAPPED_IO_PORT_SPACE
+        | efi::PAL_CODE => 2,
+        _ => return None,
+    })
+}
+
+/// After ExitBootServices, on our own stack: fill efi_info and the e820 table from the
+/// final memory map, pick the destination, move the kernel there and jump.
+extern "C" fn finish() -> ! {
+    // SAFETY: the firmware is gone; HANDOFF was filled before and nothing else runs.
+    unsafe {
+        let h = &*addr_of!(HANDOFF);
+        let bp = h.boot_params;
+        let put32 = |off: usize, v: u32| core::ptr::write_unaligned(bp.add(off) as *mut u32, v);
+        put32(0x1c0, u32::from_le_bytes(*b"EL64"));
+        put32(0x1c4, h.system_table as u32);
+        put32(0x1c8, h.desc_size as u32);
+        put32(0x1cc, h.desc_version);
+        put32(0x1d0, h.map as u64 as u32);
+        put32(0x1d4, h.map_size as u32);
+        put32(0x1d8, (h.system_table >> 32) as u32);
+        put32(0x1dc, (h.map as u64 >> 32) as u32);
+
+        let mut n = 0usize;
+        let e820 = bp.add(0x2d0);
+        let mut last: Option<(u64, u64, u32)> = None;
+        let mut push = |e: (u64, u64, u32)| {
+            if n < MAX_E820 {
+                let p = e820.add(20 * n);
+                core::ptr::write_unaligned(p as *mut u64, e.0);
+                core::ptr::write_unaligned(p.add(8) as *mut u64, e.1);
+                core::ptr::write_unaligned(p.add(16) as *mut u32, e.2);
+                n += 1;
+            }
+        };
+        // The map sorted by address: selection by the next start (few dozen entries).
+        let mut at = 0u64;
+        loop {
+            let next = descriptors(h).filter(|d| d.start >= at).min_by_key(|d| d.start);
+            let Some(d) = next else { break };
+            at = d.start + 1;
+            let Some(t) = e820_type(d.kind) else { continue };
+            let (s, len) = (d.start, d.pages * 4096);
+            match &mut last {
+                Some((ls, ll, lt)) if *lt == t && *ls + *ll == s => *ll += len,
+                _ => {
+                    if let Some(e) = last.take() {
+                        push(e);
+                    }
+                    last = Some((s, len, t));
+                }
+            }
+        }
+        if let Some(e) = last {
+            push(e);
+        }
+        *bp.add(0x1e8) = n as u8;
+
+        let Some(dest) = find_destination(h) else {
+            serial_line(b"efiboot: no room for the kernel in the final memory map; resetting");
+            ((*h.runtime).reset_system)(efi::RESET_COLD, efi::OUT_OF_RESOURCES, 0, core::ptr::null());
+        };
+        put32(0x214, dest as u32); // code32_start
+        core::ptr::copy(h.kernel, dest as *mut u8, h.kernel_len as usize);
+        asm!(
+            "mov cr3, rdx",
+            "sub rsp, 16",
+            "mov word ptr [rsp], {limit}",
+            "mov [rsp + 2], rdi",
+            "lgdt [rsp]",
+            "mov eax, 0x18",
+            "mov ds, ax",
+            "mov es, ax",
+            "mov ss, ax",
+            "mov fs, ax",
+            "mov gs, ax",
+            "push 0x10",
+            "lea rax, [rip + 2f]",
+            "push rax",
+            "retfq",
+            "2:",
+            "jmp rcx",
+            limit = const 31,
+            in("rdx") h.page_tables,
+            in("rdi") addr_of!(GDT) as u64,
+            in("rcx") dest + 0x200,
+            in("rsi") bp,
+            options(noreturn)
+        );
+    }
+}
+
+/// A line on COM1 (0x3f8), for the errors after ExitBootServices.
+fn serial_line(msg: &[u8]) {
+    for &b in msg.iter().chain(b"\r\n") {
+        // SAFETY: port I/O to the first serial port; harmless if there is none.
+        unsafe {
+            for _ in 0..100_000 {
+                let lsr: u8;
+                asm!("in al, dx", out("al") lsr, in("dx") 0x3fdu16, options(nomem, nostack));
+                if lsr & 0x20 != 0 {
+                    break;
+                }
+            }
+            asm!("out dx, al", in("al") b, in("dx") 0x3f8u16, options(nomem, nostack));
+        }
+    }
+}
