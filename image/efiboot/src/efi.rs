@@ -33,6 +33,7 @@ pub const PERSISTENT_MEMORY: u32 = 14;
 
 const ALLOCATE_ANY_PAGES: u32 = 0;
 const ALLOCATE_MAX_ADDRESS: u32 = 1;
+const ALLOCATE_ADDRESS: u32 = 2;
 pub const RESET_COLD: u32 = 0;
 
 #[repr(C)]
@@ -141,7 +142,7 @@ pub struct File {
     read: unsafe extern "efiapi" fn(*mut File, *mut usize, *mut u8) -> Status,
     write: usize,
     get_position: usize,
-    set_position: usize,
+    set_position: unsafe extern "efiapi" fn(*mut File, u64) -> Status,
     get_info: unsafe extern "efiapi" fn(*mut File, *const Guid, *mut usize, *mut u8) -> Status,
 }
 
@@ -206,17 +207,24 @@ pub unsafe fn alloc_pages(bs: &BootServices, pages: usize, max: u64) -> Option<*
     ((bs.allocate_pages)(how, LOADER_DATA, pages, &mut addr) == SUCCESS).then_some(addr as *mut u8)
 }
 
-/// Reads the file at `path` (`/` or `\\` separated, from the root of the volume) into
-/// loader data below `max`: its address and length.
+/// The pages at `addr` as loader data, when they are free.
+///
+/// # Safety
+/// Boot services are available.
+pub unsafe fn alloc_at(bs: &BootServices, addr: u64, pages: usize) -> bool {
+    let mut a = addr;
+    (bs.allocate_pages)(ALLOCATE_ADDRESS, LOADER_DATA, pages, &mut a) == SUCCESS
+}
+
+pub type FileError = (Status, &'static str);
+const READ_CHUNK: u64 = 1 << 20;
+
+/// Opens the file at `path` (`/` or `\\` separated, from the root of the volume):
+/// the file and its size.
 ///
 /// # Safety
 /// Boot services are available; `root` is an open directory.
-pub unsafe fn read_file(
-    bs: &BootServices,
-    root: *mut File,
-    path: &[u16],
-    max: u64,
-) -> Result<(*mut u8, u64), (Status, &'static str)> {
+pub unsafe fn open_file(root: *mut File, path: &[u16]) -> Result<(*mut File, u64), FileError> {
     let mut name = [0u16; 256];
     if path.is_empty() || path.len() >= name.len() {
         return Err((INVALID_PARAMETER, "bad file name: "));
@@ -239,21 +247,33 @@ pub unsafe fn read_file(
             "cannot get the size of ",
         ));
     }
-    let size = info[1];
-    let Some(buf) = alloc_pages(bs, (size as usize).div_ceil(4096).max(1), max) else {
-        ((*f).close)(f);
-        return Err((OUT_OF_RESOURCES, "not enough memory to load "));
-    };
+    Ok((f, info[1]))
+}
+
+/// Reads `len` bytes from the start of `f` into `buf`.
+///
+/// # Safety
+/// Boot services are available; `buf` has room for `len` bytes.
+pub unsafe fn read(f: *mut File, buf: *mut u8, len: u64) -> Result<(), FileError> {
+    let s = ((*f).set_position)(f, 0);
+    if s != SUCCESS {
+        return Err((s, "cannot read "));
+    }
     let mut done = 0u64;
-    while done < size {
-        let mut n = (size - done) as usize;
+    while done < len {
+        // In pieces: the firmware may need a bounce buffer of the size asked for.
+        let mut n = (len - done).min(READ_CHUNK) as usize;
         let s = ((*f).read)(f, &mut n, buf.add(done as usize));
         if s != SUCCESS || n == 0 {
-            ((*f).close)(f);
             return Err((if s == SUCCESS { LOAD_ERROR } else { s }, "cannot read "));
         }
         done += n as u64;
     }
+    Ok(())
+}
+
+/// # Safety
+/// `f` is open.
+pub unsafe fn close(f: *mut File) {
     ((*f).close)(f);
-    Ok((buf, size))
 }

@@ -30,6 +30,8 @@ const MIN_KERNEL_ADDR: u64 = 16 * MIB;
 /// Our own stack for the last steps, once the firmware's may be overwritten.
 const STACK_PAGES: usize = 16;
 const MAX_E820: usize = 128;
+/// Free ranges inside the kernel's block.
+const MAX_PIECES: usize = 32;
 
 /// What the last steps (after ExitBootServices, on our own stack) need. A static, in
 /// the loader's own image: memory the kernel is never placed over.
@@ -45,10 +47,11 @@ struct Handoff {
     map_size: usize,
     desc_size: usize,
     desc_version: u32,
-    /// Ranges the kernel must not be placed over (beyond the firmware's own
-    /// allocations): boot_params, command line, memory map, initrd, kernel file,
-    /// this loader, our stack, page tables.
     page_tables: u64,
+    /// Where the kernel goes, and the free memory there we took (loader data).
+    dest: u64,
+    reserved: [(u64, u64); MAX_PIECES],
+    reserved_len: usize,
 }
 
 static mut HANDOFF: Handoff = Handoff {
@@ -64,6 +67,9 @@ static mut HANDOFF: Handoff = Handoff {
     desc_size: 0,
     desc_version: 0,
     page_tables: 0,
+    dest: 0,
+    reserved: [(0, 0); MAX_PIECES],
+    reserved_len: 0,
 };
 
 /// Flat 64-bit code at __BOOT_CS (0x10), flat data at __BOOT_DS (0x18).
@@ -141,6 +147,7 @@ fn parse_options(opts: &[u16]) -> Option<Options<'_>> {
 
 unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<(), Failure> {
     let bs = &*st.boot_services;
+    let no_memory = |what: &'static str| (efi::OUT_OF_RESOURCES, what, &[][..]);
     let loaded = efi::loaded_image(bs, image).ok_or((efi::LOAD_ERROR, "no LoadedImage protocol", &[][..]))?;
     let opts = core::slice::from_raw_parts(loaded.load_options as *const u16, loaded.load_options_size as usize / 2);
     let Some(o) = parse_options(opts) else {
@@ -149,17 +156,22 @@ unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<(), Failure> {
             "no options: start me with \"PATH-OF-BZIMAGE initrd=PATH-OF-INITRD KERNEL-COMMAND-LINE\"",
         );
     };
+    // The load options outlive this loader's use of them.
+    let named = |path: &[u16]| core::mem::transmute::<&[u16], &'static [u16]>(path);
     let root = efi::open_volume(bs, loaded.device_handle).ok_or((
         efi::NOT_FOUND,
         "cannot open the file system this loader was loaded from",
         &[][..],
     ))?;
 
-    // The kernel.
-    let (kernel, kernel_len) = efi::read_file(bs, root, o.kernel, u64::MAX)
-        .map_err(|(s, m)| (s, m, core::mem::transmute::<&[u16], &'static [u16]>(o.kernel)))?;
-    let k = core::slice::from_raw_parts(kernel, kernel_len as usize);
-    if kernel_len < 0x1000 || &k[0x202..0x206] != b"HdrS" {
+    // The kernel's setup header first: it says how much room the kernel needs.
+    let (kfile, kernel_len) = efi::open_file(root, o.kernel).map_err(|(s, m)| (s, m, named(o.kernel)))?;
+    let mut k = [0u8; 0x1000];
+    if kernel_len < k.len() as u64 {
+        return fail(efi::LOAD_ERROR, "the kernel is not a bzImage (too short)");
+    }
+    efi::read(kfile, k.as_mut_ptr(), k.len() as u64).map_err(|(s, m)| (s, m, named(o.kernel)))?;
+    if &k[0x202..0x206] != b"HdrS" {
         return fail(efi::LOAD_ERROR, "the kernel is not a bzImage (no HdrS header)");
     }
     let version = u16::from_le_bytes([k[0x206], k[0x207]]);
@@ -179,25 +191,95 @@ unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<(), Failure> {
     let align = u64::from(u32::from_le_bytes([k[0x230], k[0x231], k[0x232], k[0x233]])).max(2 * MIB);
     let initrd_max = u64::from(u32::from_le_bytes([k[0x22c], k[0x22d], k[0x22e], k[0x22f]]));
 
-    // The initrd.
+    // The memory map buffer: room for the map and a few more entries than it has now.
+    let (mut size, mut key, mut desc_size, mut desc_version) = (0usize, 0usize, 0usize, 0u32);
+    let _ = (bs.get_memory_map)(
+        &mut size,
+        core::ptr::null_mut(),
+        &mut key,
+        &mut desc_size,
+        &mut desc_version,
+    );
+    let cap = size + 32 * desc_size.max(48);
+    let map = efi::alloc_pages(bs, cap.div_ceil(4096), 0xffff_ffff).ok_or(no_memory("no memory for the memory map"))?;
+    let h = &mut *addr_of_mut!(HANDOFF);
+    h.init_size = init_size.div_ceil(align) * align;
+    h.align = align;
+    h.map = map;
+    let get_map = |h: &mut Handoff, key: &mut usize| -> Status {
+        let (mut size, mut desc_size, mut desc_version) = (cap, 0usize, 0u32);
+        let s = (bs.get_memory_map)(&mut size, map, key, &mut desc_size, &mut desc_version);
+        h.map_size = size;
+        h.desc_size = desc_size;
+        h.desc_version = desc_version;
+        s
+    };
+
+    // Where the kernel goes: memory that is free, or boot-time memory of the firmware,
+    // now; its free parts are ours from here on (loader data), so that nothing else
+    // lands there, and the kernel file is read into the largest.
+    let s = get_map(h, &mut key);
+    if s != efi::SUCCESS {
+        return fail(s, "GetMemoryMap failed");
+    }
+    let Some(dest) = find_destination(h) else {
+        return fail(
+            efi::OUT_OF_RESOURCES,
+            "not enough RAM: no block of the kernel's init_size at or above 16 MiB is free once the firmware is gone",
+        );
+    };
+    h.dest = dest;
+    let mut pieces = [(0u64, 0u64); MAX_PIECES];
+    let mut n = 0;
+    for d in descriptors(h) {
+        let (s, e) = (d.start.max(dest), (d.start + d.pages * 4096).min(dest + h.init_size));
+        if d.kind == efi::CONVENTIONAL_MEMORY && s < e && n < MAX_PIECES {
+            pieces[n] = (s, e);
+            n += 1;
+        }
+    }
+    for &(s, e) in &pieces[..n] {
+        if efi::alloc_at(bs, s, ((e - s) / 4096) as usize) && h.reserved_len < MAX_PIECES {
+            h.reserved[h.reserved_len] = (s, e);
+            h.reserved_len += 1;
+        }
+    }
+    let kernel_pages = (kernel_len as usize).div_ceil(4096);
+    let inside = h.reserved[..h.reserved_len]
+        .iter()
+        .find(|(s, e)| e - s >= kernel_pages as u64 * 4096);
+    let kernel = match inside {
+        Some(&(s, _)) => s as *mut u8,
+        None => {
+            efi::alloc_pages(bs, kernel_pages, u64::MAX).ok_or(no_memory("not enough memory to load the kernel"))?
+        }
+    };
+    efi::read(kfile, kernel, kernel_len).map_err(|(s, m)| (s, m, named(o.kernel)))?;
+    efi::close(kfile);
+
+    // The initrd, below the kernel's limit for it.
     let (initrd, initrd_len) = match o.initrd {
-        Some(path) => efi::read_file(bs, root, path, initrd_max)
-            .map_err(|(s, m)| (s, m, core::mem::transmute::<&[u16], &'static [u16]>(path)))?,
+        Some(path) => {
+            let (f, len) = efi::open_file(root, path).map_err(|(s, m)| (s, m, named(path)))?;
+            let buf = efi::alloc_pages(bs, (len as usize).div_ceil(4096).max(1), initrd_max).ok_or((
+                efi::OUT_OF_RESOURCES,
+                "not enough memory to load ",
+                named(path),
+            ))?;
+            efi::read(f, buf, len).map_err(|(s, m)| (s, m, named(path)))?;
+            efi::close(f);
+            (buf, len)
+        }
         None => (core::ptr::null_mut(), 0),
     };
 
     // boot_params (the zero page) and the command line, below 4 GiB.
-    let bp =
-        efi::alloc_pages(bs, 1, 0xffff_ffff).ok_or((efi::OUT_OF_RESOURCES, "no memory for boot_params", &[][..]))?;
+    let bp = efi::alloc_pages(bs, 1, 0xffff_ffff).ok_or(no_memory("no memory for boot_params"))?;
     core::ptr::write_bytes(bp, 0, 4096);
     let hdr_end = (0x202 + usize::from(k[0x201])).min(0x290);
-    core::ptr::copy_nonoverlapping(kernel.add(0x1f1), bp.add(0x1f1), hdr_end - 0x1f1);
+    core::ptr::copy_nonoverlapping(k.as_ptr().add(0x1f1), bp.add(0x1f1), hdr_end - 0x1f1);
     let cmd_pages = (o.cmdline.len() + 1).div_ceil(4096);
-    let cmd = efi::alloc_pages(bs, cmd_pages, 0xffff_ffff).ok_or((
-        efi::OUT_OF_RESOURCES,
-        "no memory for the command line",
-        &[][..],
-    ))?;
+    let cmd = efi::alloc_pages(bs, cmd_pages, 0xffff_ffff).ok_or(no_memory("no memory for the command line"))?;
     for (i, &c) in o.cmdline.iter().enumerate() {
         *cmd.add(i) = if c < 0x80 { c as u8 } else { b'?' };
     }
@@ -212,60 +294,32 @@ unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<(), Failure> {
     put32(0x0c0, (initrd as u64 >> 32) as u32); // ext_ramdisk_image
     put32(0x0c4, (initrd_len >> 32) as u32); // ext_ramdisk_size
 
-    // Our stack and identity page tables (the firmware's are boot-time memory).
-    let stack = efi::alloc_pages(bs, STACK_PAGES, u64::MAX).ok_or((
-        efi::OUT_OF_RESOURCES,
-        "no memory for the stack",
-        &[][..],
-    ))?;
-    let pt =
-        efi::alloc_pages(bs, 6, 0xffff_ffff).ok_or((efi::OUT_OF_RESOURCES, "no memory for page tables", &[][..]))?;
+    // Our stack and identity page tables (the firmware's are boot-time memory, which
+    // the kernel may be moved over).
+    let stack = efi::alloc_pages(bs, STACK_PAGES, u64::MAX).ok_or(no_memory("no memory for the stack"))?;
+    let pt = efi::alloc_pages(bs, 6, 0xffff_ffff).ok_or(no_memory("no memory for page tables"))?;
     build_page_tables(pt as *mut u64);
 
-    // The memory map: room for it and a few more entries than it has now.
-    let (mut size, mut key, mut desc_size, mut desc_version) = (0usize, 0usize, 0usize, 0u32);
-    let _ = (bs.get_memory_map)(
-        &mut size,
-        core::ptr::null_mut(),
-        &mut key,
-        &mut desc_size,
-        &mut desc_version,
-    );
-    let cap = size + 16 * desc_size.max(48);
-    let map = efi::alloc_pages(bs, cap.div_ceil(4096), 0xffff_ffff).ok_or((
-        efi::OUT_OF_RESOURCES,
-        "no memory for the memory map",
-        &[][..],
-    ))?;
-
-    let h = &mut *addr_of_mut!(HANDOFF);
     h.system_table = st as *const SystemTable as u64;
     h.runtime = st.runtime_services;
     h.boot_params = bp;
     h.kernel = kernel.add(pm_offset as usize);
     h.kernel_len = kernel_len - pm_offset;
-    h.init_size = init_size;
-    h.align = align;
-    h.map = map;
-    h.desc_size = desc_size;
     h.page_tables = pt as u64;
 
-    // Check there is room before leaving the firmware (boot-time memory counts as free):
-    // after ExitBootServices there is no console to say so.
+    // The final map, then leave the firmware (again with a new map while the key is
+    // stale). The block was checked against the final map before: after
+    // ExitBootServices there is no console to say so.
     let mut tries = 0;
     loop {
-        size = cap;
-        let s = (bs.get_memory_map)(&mut size, map, &mut key, &mut desc_size, &mut desc_version);
+        let s = get_map(h, &mut key);
         if s != efi::SUCCESS {
             return fail(s, "GetMemoryMap failed");
         }
-        h.map_size = size;
-        h.desc_size = desc_size;
-        h.desc_version = desc_version;
-        if tries == 0 && find_destination(h).is_none() {
+        if tries == 0 && !block_is_ours(h) {
             return fail(
                 efi::OUT_OF_RESOURCES,
-                "not enough RAM: no free block of the kernel's init_size at or above 16 MiB",
+                "the block chosen for the kernel was taken while loading",
             );
         }
         let s = (bs.exit_boot_services)(image, key);
@@ -305,8 +359,9 @@ unsafe fn build_page_tables(pt: *mut u64) {
 }
 
 /// Whether [start, end) is memory the kernel may be placed over once the firmware
-/// is gone: conventional or boot-services memory in the map, nothing else.
-fn free_after_exit(h: &Handoff, start: u64, end: u64) -> bool {
+/// is gone: conventional or boot-services memory in the map, or (`ours`) the loader
+/// data we took inside the block.
+fn free_after_exit(h: &Handoff, start: u64, end: u64, ours: bool) -> bool {
     let mut covered = start;
     // The map is sorted by address (UEFI does not promise it: check coverage by
     // repeated passes, few descriptors each).
@@ -315,10 +370,16 @@ fn free_after_exit(h: &Handoff, start: u64, end: u64) -> bool {
         for d in descriptors(h) {
             let (ds, de) = (d.start, d.start + d.pages * 4096);
             if ds <= covered && covered < de {
-                if !matches!(
+                let taken = |d: &Desc| {
+                    h.reserved[..h.reserved_len]
+                        .iter()
+                        .any(|&(s, e)| s <= d.start && d.start + d.pages * 4096 <= e)
+                };
+                let free = matches!(
                     d.kind,
                     efi::CONVENTIONAL_MEMORY | efi::BOOT_SERVICES_CODE | efi::BOOT_SERVICES_DATA
-                ) {
+                ) || (ours && d.kind == efi::LOADER_DATA && taken(&d));
+                if !free {
                     return false;
                 }
                 covered = de;
@@ -357,7 +418,7 @@ fn descriptors(h: &Handoff) -> impl Iterator<Item = Desc> + '_ {
 /// The lowest aligned address at or above 16 MiB whose init_size block is free after
 /// ExitBootServices. Our own allocations are loader data, so they are never inside.
 fn find_destination(h: &Handoff) -> Option<u64> {
-    let size = h.init_size.div_ceil(h.align) * h.align;
+    let size = h.init_size;
     let mut best: Option<u64> = None;
     for d in descriptors(h) {
         // Candidate starts: the aligned address at or after each descriptor's start.
@@ -365,11 +426,16 @@ fn find_destination(h: &Handoff) -> Option<u64> {
         if best.is_some_and(|b| b <= cand) || cand.checked_add(size)? > 1 << 32 {
             continue;
         }
-        if free_after_exit(h, cand, cand + size) {
+        if free_after_exit(h, cand, cand + size, false) {
             best = Some(cand);
         }
     }
     best
+}
+
+/// Whether the block at `dest` still holds only memory we may overwrite.
+fn block_is_ours(h: &Handoff) -> bool {
+    free_after_exit(h, h.dest, h.dest + h.init_size, true)
 }
 
 /// E820 types from EFI memory types, as the kernel's EFI stub makes them.
@@ -401,6 +467,25 @@ extern "C" fn finish() -> ! {
     unsafe {
         let h = &*addr_of!(HANDOFF);
         let bp = h.boot_params;
+        if !block_is_ours(h) {
+            serial_line(b"efiboot: the kernel's block is not free in the final memory map; resetting");
+            ((*h.runtime).reset_system)(efi::RESET_COLD, efi::OUT_OF_RESOURCES, 0, core::ptr::null());
+        }
+        // Boot-services memory is the kernel's once the firmware is gone (UEFI 2.10,
+        // 7.4 ExitBootServices): loader data in the map the kernel gets. Left as
+        // boot-services memory, the kernel would keep it until it has set up the runtime
+        // services (a workaround for firmware that uses it later, which OVMF does not),
+        // and for good where its own image lies over it: memory a small VM lacks while
+        // it unpacks its initramfs.
+        for i in 0..h.map_size / h.desc_size.max(1) {
+            let p = h.map.add(i * h.desc_size) as *mut u32;
+            if matches!(
+                core::ptr::read_unaligned(p),
+                efi::BOOT_SERVICES_CODE | efi::BOOT_SERVICES_DATA
+            ) {
+                core::ptr::write_unaligned(p, efi::LOADER_DATA);
+            }
+        }
         let put32 = |off: usize, v: u32| core::ptr::write_unaligned(bp.add(off) as *mut u32, v);
         put32(0x1c0, u32::from_le_bytes(*b"EL64"));
         put32(0x1c4, h.system_table as u32);
@@ -446,10 +531,7 @@ extern "C" fn finish() -> ! {
         }
         *bp.add(0x1e8) = n as u8;
 
-        let Some(dest) = find_destination(h) else {
-            serial_line(b"efiboot: no room for the kernel in the final memory map; resetting");
-            ((*h.runtime).reset_system)(efi::RESET_COLD, efi::OUT_OF_RESOURCES, 0, core::ptr::null());
-        };
+        let dest = h.dest;
         put32(0x214, dest as u32); // code32_start
         core::ptr::copy(h.kernel, dest as *mut u8, h.kernel_len as usize);
         asm!(
