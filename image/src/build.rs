@@ -221,9 +221,9 @@ pub fn build(o: &Options) -> Result<()> {
     // A printout only: a kernel without the header still boots with SeaBIOS.
     match std::fs::read(&vmlinuz).map_err(anyhow::Error::from).and_then(|k| crate::bzimage::header(&k)) {
         Ok(h) => eprintln!(
-            "image: under OVMF this kernel needs at least {} MiB of RAM (its EFI stub unpacks it into one {} MiB block; README \"Figures\")",
-            crate::bzimage::ovmf_min_ram_mib(&h),
-            h.init_size.div_ceil(2 << 20) * 2
+            "image: the kernel unpacks itself in one {} MiB block from 16 MiB up (with OVMF, {} places it once the firmware is gone; README \"Figures\")",
+            crate::bzimage::block_mib(&h),
+            disk::SLOT_LOADER
         ),
         Err(e) => eprintln!("image: cannot read the kernel's boot header: {e:#}"),
     }

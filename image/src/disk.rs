@@ -16,7 +16,7 @@ pub const GPTMBR: &str = "/usr/lib/syslinux/mbr/gptmbr.bin";
 /// the same slot files as syslinux.
 pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
 /// The UEFI loader in each slot (image/efiboot/): systemd-boot's entries start it.
-pub const SLOT_LOADER: &str = "linux.efi";
+pub const SLOT_LOADER: &str = config::release::SLOT_UEFI_LOADER;
 pub const STATE_SIZE: u64 = 64 * 1024 * 1024;
 const MIB: u64 = 1024 * 1024;
 
