@@ -1,5 +1,6 @@
 //! The disk of CONTRACT.md: GPT, an ESP (BIOS-bootable through syslinux and
-//! gptmbr.bin, UEFI-bootable through a unified kernel image), a blank state partition.
+//! gptmbr.bin, UEFI-bootable through systemd-boot and each slot's own loader), a blank
+//! state partition.
 
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
