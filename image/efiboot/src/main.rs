@@ -39,8 +39,10 @@ struct Handoff {
     system_table: u64,
     runtime: *const efi::RuntimeServices,
     boot_params: *mut u8,
+    /// The protected-mode part of the kernel file, and its length.
     kernel: *const u8,
     kernel_len: u64,
+    /// The kernel's block: init_size rounded up to the alignment.
     init_size: u64,
     align: u64,
     map: *mut u8,
@@ -92,7 +94,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 pub unsafe extern "efiapi" fn efi_main(image: efi::Handle, st: *const SystemTable) -> Status {
     let st = &*st;
     match run(image, st) {
-        Ok(()) => efi::LOAD_ERROR,
+        Ok(never) => match never {},
         Err((status, msg, detail)) => {
             let out = st.con_out;
             efi::print(out, "efiboot: ");
@@ -145,7 +147,9 @@ fn parse_options(opts: &[u16]) -> Option<Options<'_>> {
     })
 }
 
-unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<(), Failure> {
+/// Loads, leaves the firmware and starts the kernel; returns only on an error, while the
+/// firmware is still there to show it.
+unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<core::convert::Infallible, Failure> {
     let bs = &*st.boot_services;
     let no_memory = |what: &'static str| (efi::OUT_OF_RESOURCES, what, &[][..]);
     let loaded = efi::loaded_image(bs, image).ok_or((efi::LOAD_ERROR, "no LoadedImage protocol", &[][..]))?;
@@ -187,6 +191,9 @@ unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<(), Failure> {
         n => u64::from(n),
     };
     let pm_offset = (setup_sects + 1) * 512;
+    if kernel_len <= pm_offset {
+        return fail(efi::LOAD_ERROR, "the kernel is not a bzImage (shorter than its setup)");
+    }
     let init_size = u64::from(u32::from_le_bytes([k[0x260], k[0x261], k[0x262], k[0x263]]));
     let align = u64::from(u32::from_le_bytes([k[0x230], k[0x231], k[0x232], k[0x233]])).max(2 * MIB);
     let initrd_max = u64::from(u32::from_le_bytes([k[0x22c], k[0x22d], k[0x22e], k[0x22f]]));
