@@ -50,6 +50,11 @@ struct Handoff {
     desc_size: usize,
     desc_version: u32,
     page_tables: u64,
+    /// The initrd as read, and whether it lies in the kernel's block (to be moved out).
+    initrd: *const u8,
+    initrd_len: u64,
+    initrd_max: u64,
+    initrd_moves: bool,
     /// Where the kernel goes, and the free memory there we took (loader data).
     dest: u64,
     reserved: [(u64, u64); MAX_PIECES],
@@ -69,6 +74,10 @@ static mut HANDOFF: Handoff = Handoff {
     desc_size: 0,
     desc_version: 0,
     page_tables: 0,
+    initrd: core::ptr::null(),
+    initrd_len: 0,
+    initrd_max: 0,
+    initrd_moves: false,
     dest: 0,
     reserved: [(0, 0); MAX_PIECES],
     reserved_len: 0,
@@ -264,21 +273,42 @@ unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<core::convert::Inf
     efi::read(kfile, kernel, kernel_len).map_err(|(s, m)| (s, m, named(o.kernel)))?;
     efi::close(kfile);
 
-    // The initrd, below the kernel's limit for it.
+    // The initrd: read into the block too when there is room besides the kernel (it is
+    // moved out once the firmware's boot-time memory is free), else below the kernel's
+    // limit for it.
     let (initrd, initrd_len) = match o.initrd {
         Some(path) => {
             let (f, len) = efi::open_file(root, path).map_err(|(s, m)| (s, m, named(path)))?;
-            let buf = efi::alloc_pages(bs, (len as usize).div_ceil(4096).max(1), initrd_max).ok_or((
-                efi::OUT_OF_RESOURCES,
-                "not enough memory to load ",
-                named(path),
-            ))?;
+            let pages = (len as usize).div_ceil(4096).max(1) as u64;
+            let kernel_end = kernel as u64 + kernel_pages as u64 * 4096;
+            let room = h.reserved[..h.reserved_len].iter().find_map(|&(s, e)| {
+                let s = if (s..e).contains(&(kernel as u64)) {
+                    kernel_end
+                } else {
+                    s
+                };
+                (e.saturating_sub(s) >= pages * 4096).then_some(s)
+            });
+            let buf = match room {
+                Some(at) => {
+                    h.initrd_moves = true;
+                    at as *mut u8
+                }
+                None => efi::alloc_pages(bs, pages as usize, initrd_max).ok_or((
+                    efi::OUT_OF_RESOURCES,
+                    "not enough memory to load ",
+                    named(path),
+                ))?,
+            };
             efi::read(f, buf, len).map_err(|(s, m)| (s, m, named(path)))?;
             efi::close(f);
             (buf, len)
         }
         None => (core::ptr::null_mut(), 0),
     };
+    h.initrd = initrd;
+    h.initrd_len = initrd_len;
+    h.initrd_max = initrd_max;
 
     // boot_params (the zero page) and the command line, below 4 GiB.
     let bp = efi::alloc_pages(bs, 1, 0xffff_ffff).ok_or(no_memory("no memory for boot_params"))?;
@@ -322,6 +352,12 @@ unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<core::convert::Inf
         let s = get_map(h, &mut key);
         if s != efi::SUCCESS {
             return fail(s, "GetMemoryMap failed");
+        }
+        if tries == 0 && h.initrd_moves && initrd_home(h).is_none() {
+            return fail(
+                efi::OUT_OF_RESOURCES,
+                "not enough RAM: no room for the initrd outside the kernel's block once the firmware is gone",
+            );
         }
         if tries == 0 && !block_is_ours(h) {
             return fail(
@@ -440,6 +476,23 @@ fn find_destination(h: &Handoff) -> Option<u64> {
     best
 }
 
+/// Where the initrd goes once the firmware is gone: the highest page-aligned range below
+/// the kernel's limit for it (and 4 GiB) of free or boot-services memory, outside the
+/// kernel's block.
+fn initrd_home(h: &Handoff) -> Option<u64> {
+    let len = h.initrd_len.div_ceil(4096).max(1) * 4096;
+    let limit = h.initrd_max.saturating_add(1).min(1 << 32);
+    let (block, block_end) = (h.dest, h.dest + h.init_size);
+    let ends = descriptors(h).map(|d| d.start + d.pages * 4096).chain([block, limit]);
+    ends.filter_map(|end| {
+        let end = end.min(limit);
+        let start = end.checked_sub(len)? & !4095;
+        let clear = start + len <= block || start >= block_end;
+        (start >= MIB && clear && free_after_exit(h, start, start + len, false)).then_some(start)
+    })
+    .max()
+}
+
 /// Whether the block at `dest` still holds only memory we may overwrite.
 fn block_is_ours(h: &Handoff) -> bool {
     free_after_exit(h, h.dest, h.dest + h.init_size, true)
@@ -477,6 +530,16 @@ extern "C" fn finish() -> ! {
         if !block_is_ours(h) {
             serial_line(b"efiboot: the kernel's block is not free in the final memory map; resetting");
             ((*h.runtime).reset_system)(efi::RESET_COLD, efi::OUT_OF_RESOURCES, 0, core::ptr::null());
+        }
+        // The initrd out of the block, as high as it may go (before the kernel moves).
+        if h.initrd_moves {
+            let Some(to) = initrd_home(h) else {
+                serial_line(b"efiboot: no room for the initrd in the final memory map; resetting");
+                ((*h.runtime).reset_system)(efi::RESET_COLD, efi::OUT_OF_RESOURCES, 0, core::ptr::null());
+            };
+            core::ptr::copy(h.initrd, to as *mut u8, h.initrd_len as usize);
+            core::ptr::write_unaligned(bp.add(0x218) as *mut u32, to as u32);
+            core::ptr::write_unaligned(bp.add(0x0c0) as *mut u32, (to >> 32) as u32);
         }
         // Boot-services memory is the kernel's once the firmware is gone (UEFI 2.10,
         // 7.4 ExitBootServices): loader data in the map the kernel gets. Left as
