@@ -1,14 +1,16 @@
 //! The appliance's UEFI loader (`a/linux.efi`, `b/linux.efi`; image/CONTRACT.md).
 //!
 //! systemd-boot starts it with the entry's `options` as LoadOptions: the kernel's path,
-//! then the kernel command line, whose `initrd=PATH` names the initramfs. It reads both
-//! files from the ESP it was loaded from, leaves the firmware (ExitBootServices), and
-//! only then picks where the kernel unpacks itself: the lowest 2 MiB-aligned block at or
-//! above 16 MiB of `init_size` bytes that holds only memory free once the firmware is
-//! gone. The kernel's own EFI stub must find that block while the firmware still holds
-//! its boot-time memory, which under OVMF needs far more RAM. It enters the kernel
-//! through the 64-bit boot protocol (Linux's Documentation/arch/x86/boot.rst), with
-//! `efi_info` set so that the kernel keeps the EFI runtime services (EFI variables).
+//! then the kernel command line, whose `initrd=PATH` names the initramfs. The kernel
+//! unpacks itself in one block of `init_size` bytes, 2 MiB-aligned, at or above 16 MiB;
+//! the loader takes the lowest such block that holds only memory free once the firmware
+//! is gone (free now, or the firmware's boot-time memory), reads the kernel and the
+//! initrd from the ESP into its free parts, leaves the firmware (ExitBootServices), and
+//! only then moves the initrd out of the block and the kernel to its start. The kernel's
+//! own EFI stub must find a free block while the firmware still holds its boot-time
+//! memory, which under OVMF needs far more RAM. It enters the kernel through the 64-bit
+//! boot protocol (Linux's Documentation/arch/x86/boot.rst), with `efi_info` set so that
+//! the kernel keeps the EFI runtime services (EFI variables).
 //!
 //! Built for the host target as a static position-independent ELF (build.rs); the image
 //! builder converts it to PE32+ (image/src/pe.rs).
