@@ -33,6 +33,11 @@ const MIN_KERNEL_ADDR: u64 = 16 * MIB;
 /// Our own stack for the last steps, once the firmware's may be overwritten.
 const STACK_PAGES: usize = 16;
 const MAX_E820: usize = 128;
+/// Our identity map after ExitBootServices: the firmware's page tables lie in its
+/// boot-time memory and map some of it read-only (its drivers' code), memory the
+/// kernel and initrd are moved over. 64 GiB: where the firmware puts what we load.
+const MAPPED_GIB: u64 = 64;
+const PAGE_TABLE_PAGES: usize = 2 + MAPPED_GIB as usize;
 /// Free ranges inside the kernel's block.
 const MAX_PIECES: usize = 32;
 
@@ -336,7 +341,7 @@ unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<core::convert::Inf
     // Our stack and identity page tables (the firmware's are boot-time memory, which
     // the kernel may be moved over).
     let stack = efi::alloc_pages(bs, STACK_PAGES, u64::MAX).ok_or(no_memory("no memory for the stack"))?;
-    let pt = efi::alloc_pages(bs, 6, 0xffff_ffff).ok_or(no_memory("no memory for page tables"))?;
+    let pt = efi::alloc_pages(bs, PAGE_TABLE_PAGES, 0xffff_ffff).ok_or(no_memory("no memory for page tables"))?;
     build_page_tables(pt as *mut u64);
 
     h.system_table = st as *const SystemTable as u64;
@@ -390,12 +395,13 @@ unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<core::convert::Inf
     );
 }
 
-/// Identity map of the first 4 GiB with 2 MiB pages: a PML4, a PDPT, four directories.
+/// Identity map of the first MAPPED_GIB GiB, writable, with 2 MiB pages: a PML4, a
+/// PDPT, one directory per GiB.
 unsafe fn build_page_tables(pt: *mut u64) {
-    core::ptr::write_bytes(pt, 0, 6 * 512);
+    core::ptr::write_bytes(pt, 0, PAGE_TABLE_PAGES * 512);
     let base = pt as u64;
     *pt = (base + 4096) | 0x3;
-    for i in 0..4u64 {
+    for i in 0..MAPPED_GIB {
         *pt.add(512 + i as usize) = (base + (2 + i) * 4096) | 0x3;
         for j in 0..512u64 {
             *pt.add((1024 + i * 512 + j) as usize) = ((i * 512 + j) << 21) | 0x83;
@@ -528,6 +534,9 @@ extern "C" fn finish() -> ! {
     // SAFETY: the firmware is gone; HANDOFF was filled before and nothing else runs.
     unsafe {
         let h = &*addr_of!(HANDOFF);
+        // Our page tables first: every write below goes to memory the firmware may have
+        // mapped read-only.
+        asm!("mov cr3, {pt}", pt = in(reg) h.page_tables, options(nostack, preserves_flags));
         let bp = h.boot_params;
         if !block_is_ours(h) {
             serial_line(b"efiboot: the kernel's block is not free in the final memory map; resetting");
@@ -607,7 +616,6 @@ extern "C" fn finish() -> ! {
         put32(0x214, dest as u32); // code32_start
         core::ptr::copy(h.kernel, dest as *mut u8, h.kernel_len as usize);
         asm!(
-            "mov cr3, rdx",
             "sub rsp, 16",
             "mov word ptr [rsp], {limit}",
             "mov [rsp + 2], rdi",
@@ -625,7 +633,6 @@ extern "C" fn finish() -> ! {
             "2:",
             "jmp rcx",
             limit = const 31,
-            in("rdx") h.page_tables,
             in("rdi") addr_of!(GDT) as u64,
             in("rcx") dest + 0x200,
             in("rsi") bp,
