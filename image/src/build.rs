@@ -26,6 +26,8 @@ pub struct Options {
     pub out: PathBuf,
     pub init: PathBuf,
     pub routerd: PathBuf,
+    /// The UEFI loader as the ELF image/efiboot/ links (converted to PE32+ here).
+    pub efiboot: PathBuf,
     pub compress: Compression,
     /// The build id in the version (`0.1.0+ID`); None: from git, else `local`.
     pub build_id: Option<String>,
@@ -79,10 +81,10 @@ fn sha256_file(p: &Path) -> Result<(u64, String)> {
 
 pub fn build(o: &Options) -> Result<()> {
     let started = Instant::now();
-    for (what, p) in [("init", &o.init), ("routerd", &o.routerd)] {
+    for (what, p) in [("init", &o.init), ("routerd", &o.routerd), ("efiboot", &o.efiboot)] {
         if !p.is_file() {
             bail!(
-                "{what} binary {} is missing: run `cargo build --release -p init -p routerd` (qemu/build does)",
+                "{what} binary {} is missing: run qemu/build, which builds init, routerd and image/efiboot",
                 p.display()
             );
         }
@@ -153,12 +155,19 @@ pub fn build(o: &Options) -> Result<()> {
     copy(&vmlinuz_src, &vmlinuz)?;
     let versions_path = o.out.join("versions.txt");
     write(&versions_path, versions.as_bytes())?;
+    let efi = crate::pe::from_elf(
+        &std::fs::read(&o.efiboot).with_context(|| format!("cannot read {}", o.efiboot.display()))?,
+    )
+    .with_context(|| format!("{}: cannot make a UEFI application of it", o.efiboot.display()))?;
+    let efi_path = o.out.join(disk::SLOT_LOADER);
+    write(&efi_path, &efi)?;
 
     // Slot a: what an upgrade copies, each file with its checksum in the release file.
     for (name, path) in [
         ("vmlinuz", &vmlinuz),
         ("initrd.img", &initrd),
         ("versions.txt", &versions_path),
+        (disk::SLOT_LOADER, &efi_path),
     ] {
         let (size, sum) = sha256_file(path)?;
         release.files.push((name.to_string(), size, sum));
@@ -174,6 +183,7 @@ pub fn build(o: &Options) -> Result<()> {
                 ("vmlinuz", vmlinuz.as_path()),
                 ("initrd.img", initrd.as_path()),
                 ("versions.txt", versions_path.as_path()),
+                (disk::SLOT_LOADER, efi_path.as_path()),
                 (config::release::SLOT_RELEASE_FILE_NAME, release_path.as_path()),
             ],
         },
@@ -211,9 +221,9 @@ pub fn build(o: &Options) -> Result<()> {
     // A printout only: a kernel without the header still boots with SeaBIOS.
     match std::fs::read(&vmlinuz).map_err(anyhow::Error::from).and_then(|k| crate::bzimage::header(&k)) {
         Ok(h) => eprintln!(
-            "image: under OVMF this kernel needs at least {} MiB of RAM (its EFI stub unpacks it into one {} MiB block; README \"Figures\")",
-            crate::bzimage::ovmf_min_ram_mib(&h),
-            h.init_size.div_ceil(2 << 20) * 2
+            "image: the kernel unpacks itself in one {} MiB block from 16 MiB up (with OVMF, {} places it once the firmware is gone; README \"Figures\")",
+            crate::bzimage::block_mib(&h),
+            disk::SLOT_LOADER
         ),
         Err(e) => eprintln!("image: cannot read the kernel's boot header: {e:#}"),
     }

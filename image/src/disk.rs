@@ -1,5 +1,6 @@
 //! The disk of CONTRACT.md: GPT, an ESP (BIOS-bootable through syslinux and
-//! gptmbr.bin, UEFI-bootable through a unified kernel image), a blank state partition.
+//! gptmbr.bin, UEFI-bootable through systemd-boot and each slot's own loader), a blank
+//! state partition.
 
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
@@ -15,6 +16,8 @@ pub const GPTMBR: &str = "/usr/lib/syslinux/mbr/gptmbr.bin";
 /// systemd-boot (Debian package systemd-boot-efi): the UEFI boot loader, reading
 /// the same slot files as syslinux.
 pub const SYSTEMD_BOOT: &str = "/usr/lib/systemd/boot/efi/systemd-bootx64.efi";
+/// The UEFI loader in each slot (image/efiboot/): systemd-boot's entries start it.
+pub const SLOT_LOADER: &str = config::release::SLOT_UEFI_LOADER;
 pub const STATE_SIZE: u64 = 64 * 1024 * 1024;
 const MIB: u64 = 1024 * 1024;
 
@@ -55,9 +58,11 @@ pub fn loader_conf(default: &str) -> String {
     format!("default {default}.conf\ntimeout 0\neditor no\n")
 }
 
+/// A type-1 `efi` entry: systemd-boot starts the slot's own loader with `options` as
+/// its LoadOptions (the kernel, then the kernel command line with `initrd=`).
 pub fn loader_entry(slot: &str) -> String {
     format!(
-        "title Router appliance, slot {slot}\nlinux /{slot}/vmlinuz\ninitrd /{slot}/initrd.img\noptions {}\n",
+        "title Router appliance, slot {slot}\nefi /{slot}/{SLOT_LOADER}\noptions /{slot}/vmlinuz initrd=/{slot}/initrd.img {}\n",
         slot_cmdline(slot)
     )
 }
@@ -214,6 +219,8 @@ mod tests {
         assert!(cfg.contains("\nDEFAULT a\n"), "{cfg}");
         assert!(cfg.contains("LINUX /b/vmlinuz\n  INITRD /b/initrd.img\n  APPEND console=tty0 console=ttyS0,115200 loglevel=4 panic=5 router.slot=b acpi=noirq\n"), "{cfg}");
         assert_eq!(loader_conf("a").lines().next(), Some("default a.conf"));
-        assert!(loader_entry("b").contains("linux /b/vmlinuz\ninitrd /b/initrd.img\noptions console=tty0 console=ttyS0,115200 loglevel=4 panic=5 router.slot=b\n"));
+        assert!(loader_entry("b").contains(
+            "efi /b/linux.efi\noptions /b/vmlinuz initrd=/b/initrd.img console=tty0 console=ttyS0,115200 loglevel=4 panic=5 router.slot=b\n"
+        ));
     }
 }

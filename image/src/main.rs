@@ -12,6 +12,7 @@ mod gpt;
 mod initramfs;
 mod libs;
 mod modules;
+mod pe;
 mod peer_vm;
 mod tree;
 mod util;
@@ -21,13 +22,14 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage:
-  image build [--out DIR] [--init FILE] [--routerd FILE] [--compress none|gzip|zstd|lz4]
-              [--build-id ID] [--cache DIR]
+  image build [--out DIR] [--init FILE] [--routerd FILE] [--efiboot FILE]
+              [--compress none|gzip|zstd|lz4] [--build-id ID] [--cache DIR]
       downloads the Debian kernel, nftables, e2fsprogs and libraries (cached in DIR/cache,
       or --cache DIR), writes DIR/router.img, DIR/router.qcow2, DIR/vmlinuz, DIR/initrd.img,
       DIR/versions.txt and DIR/release (the version: crate version + build id, default
       from git; and checksums)
-      (defaults: --out out, --init target/release/init, --routerd target/release/routerd)
+      (defaults: --out out, --init target/release/init, --routerd target/release/routerd,
+      --efiboot target/release/efiboot: the UEFI loader's ELF, built by qemu/build)
   image config ROUTER.TOML -o CONFIG.IMG [--unchecked]
       validates ROUTER.TOML like `routerd check` and writes a FAT disk labelled ROUTERCFG
       holding it (--unchecked: write it even when invalid, to test the appliance's errors)
@@ -86,6 +88,7 @@ fn parse_build(args: &[String]) -> Result<build::Options, String> {
         out: PathBuf::from("out"),
         init: PathBuf::from("target/release/init"),
         routerd: PathBuf::from("target/release/routerd"),
+        efiboot: PathBuf::from("target/release/efiboot"),
         compress: build::DEFAULT_COMPRESSION,
         build_id: None,
         cache: None,
@@ -97,6 +100,7 @@ fn parse_build(args: &[String]) -> Result<build::Options, String> {
             "--out" => o.out = PathBuf::from(value()?),
             "--init" => o.init = PathBuf::from(value()?),
             "--routerd" => o.routerd = PathBuf::from(value()?),
+            "--efiboot" => o.efiboot = PathBuf::from(value()?),
             "--build-id" => {
                 let id = value()?;
                 build::check_build_id(&id)?;

@@ -143,16 +143,23 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> std::io::Result<T>) -> T {
 }
 
 /// Boots with a good config and checks NAT, a port forward and the hoster's filter.
+/// Guest RAM of the boot tests: a small VM boots with either firmware (issue 14).
+const SMALL_VM_MIB: u32 = 128;
+
 fn boots_and_routes(uefi: bool) {
     let lab = vm_lab();
     let config = config_disk(&lab.dir, "config", &dhcp_config(), true);
     record_source_macs(&lab);
     let (_, dropped_before) = lab.hoster_filter_counts();
-    let mut vm = Vm::start(
+    let mut vm = Vm::start_tuned(
         &lab,
         VmOptions {
             uefi,
             config: Some(config),
+        },
+        VmTuning {
+            memory_mib: Some(SMALL_VM_MIB),
+            ..VmTuning::default()
         },
     );
     vm.wait_console("routerd ready", BOOT_TIMEOUT);

@@ -284,7 +284,10 @@ impl Upgrade {
             );
             return Ok(None);
         }
-        for needed in ["vmlinuz", "initrd.img"] {
+        // Booted through UEFI, systemd-boot's entry for the slot starts its own loader:
+        // a release without one (older than the loader) would not boot.
+        let uefi_loader = (firmware_loader() == Loader::SystemdBoot).then_some(release::SLOT_UEFI_LOADER);
+        for needed in ["vmlinuz", "initrd.img"].into_iter().chain(uefi_loader) {
             if !new.files.iter().any(|(n, _, _)| n == needed) {
                 return Err(format!("its release file lists no {needed}"));
             }

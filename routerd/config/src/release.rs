@@ -14,6 +14,9 @@ use std::sync::OnceLock;
 pub const RELEASE_FILE: &str = "/etc/router/release";
 /// In each slot directory on the boot partition.
 pub const SLOT_RELEASE_FILE_NAME: &str = "release";
+/// In each slot directory: the UEFI loader systemd-boot's entries start (image/efiboot/),
+/// which loads the slot's `vmlinuz` and `initrd.img`.
+pub const SLOT_UEFI_LOADER: &str = "linux.efi";
 /// The two system slots: directories of that name on the boot partition.
 pub const SLOTS: [&str; 2] = ["a", "b"];
 /// The FAT label of the boot partition (the EFI system partition).

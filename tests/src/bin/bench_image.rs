@@ -28,8 +28,8 @@ const OPENWRT_COMBINED_BYTES: f64 = 120.0 * 1024.0 * 1024.0;
 const MIB: f64 = 1024.0 * 1024.0;
 /// qemu/run's default guest RAM, used for the boot-time runs.
 const DEFAULT_MIB: u32 = 512;
-/// 2 MiB: OVMF's floor is set by one contiguous block the kernel's EFI stub needs
-/// (README "Figures"), so it sits between two 8 MiB steps.
+/// 2 MiB: OVMF's floor is set by one contiguous block the kernel needs, placed by our
+/// UEFI loader (README "Figures"), so it may sit between two 8 MiB steps.
 const RAM_STEP_MIB: u32 = 2;
 
 const DHCP: &str = "\n[dhcp]\nrange = \"172.16.10.100-172.16.10.250\"\nlease_time = \"12h\"\n";
@@ -345,10 +345,17 @@ fn boots_and_routes(mib: u32, uefi: bool, timeout: Duration) -> bool {
         },
     );
     let ok = vm
-        // The firmware's exception dump: OVMF with too little RAM for the kernel's EFI stub.
+        // Our UEFI loader's error line (no room for the kernel's block); an initramfs
+        // the kernel could not unpack whole; the firmware's exception dump.
         .poll_console(
             "routerd ready",
-            &["Kernel panic", "Out of memory", "X64 Exception"],
+            &[
+                "Kernel panic",
+                "Out of memory",
+                "efiboot: ",
+                "Initramfs unpacking failed",
+                "X64 Exception",
+            ],
             timeout,
         )
         .is_some()

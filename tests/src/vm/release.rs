@@ -11,7 +11,7 @@ use crate::netns::run;
 /// Builds a release with build id `build_id` into `dir` and returns its qcow2 (what a
 /// Proxmox user imports). `routerd`: the binary to carry (None: the workspace's, as
 /// the image under test). The init and routerd binaries come from the image builder's
-/// own target directory (qemu/build makes all three).
+/// own target directory, and so does the UEFI loader (qemu/build makes all four).
 pub fn build(dir: &Path, build_id: &str, routerd: Option<&Path>) -> PathBuf {
     let bin = image_bin();
     let bin_dir = bin.parent().unwrap_or(Path::new("."));
@@ -28,7 +28,9 @@ pub fn build(dir: &Path, build_id: &str, routerd: Option<&Path>) -> PathBuf {
         .arg("--init")
         .arg(bin_dir.join("init"))
         .arg("--routerd")
-        .arg(routerd.map_or_else(|| bin_dir.join("routerd"), Path::to_path_buf));
+        .arg(routerd.map_or_else(|| bin_dir.join("routerd"), Path::to_path_buf))
+        .arg("--efiboot")
+        .arg(bin_dir.join("efiboot"));
     run(&mut cmd);
     out.join("router.qcow2")
 }
