@@ -142,10 +142,10 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> std::io::Result<T>) -> T {
     }
 }
 
-/// Boots with a good config and checks NAT, a port forward and the hoster's filter.
 /// Guest RAM of the boot tests: a small VM boots with either firmware (issue 14).
 const SMALL_VM_MIB: u32 = 128;
 
+/// Boots with a good config and checks NAT, a port forward and the hoster's filter.
 fn boots_and_routes(uefi: bool) {
     let lab = vm_lab();
     let config = config_disk(&lab.dir, "config", &dhcp_config(), true);
