@@ -38,6 +38,9 @@ const MAX_E820: usize = 128;
 /// kernel and initrd are moved over. 64 GiB: where the firmware puts what we load.
 const MAPPED_GIB: u64 = 64;
 const PAGE_TABLE_PAGES: usize = 2 + MAPPED_GIB as usize;
+/// The highest address of what the last steps touch (the stack, the kernel as read):
+/// inside our identity map whatever the VM's RAM.
+const MAPPED_MAX: u64 = (MAPPED_GIB << 30) - 1;
 /// Free ranges inside the kernel's block.
 const MAX_PIECES: usize = 32;
 
@@ -274,7 +277,7 @@ unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<core::convert::Inf
     let kernel = match inside {
         Some(&(s, _)) => s as *mut u8,
         None => {
-            efi::alloc_pages(bs, kernel_pages, u64::MAX).ok_or(no_memory("not enough memory to load the kernel"))?
+            efi::alloc_pages(bs, kernel_pages, MAPPED_MAX).ok_or(no_memory("not enough memory to load the kernel"))?
         }
     };
     efi::read(kfile, kernel, kernel_len).map_err(|(s, m)| (s, m, named(o.kernel)))?;
@@ -340,7 +343,7 @@ unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<core::convert::Inf
 
     // Our stack and identity page tables (the firmware's are boot-time memory, which
     // the kernel may be moved over).
-    let stack = efi::alloc_pages(bs, STACK_PAGES, u64::MAX).ok_or(no_memory("no memory for the stack"))?;
+    let stack = efi::alloc_pages(bs, STACK_PAGES, MAPPED_MAX).ok_or(no_memory("no memory for the stack"))?;
     let pt = efi::alloc_pages(bs, PAGE_TABLE_PAGES, 0xffff_ffff).ok_or(no_memory("no memory for page tables"))?;
     build_page_tables(pt as *mut u64);
 
