@@ -770,21 +770,7 @@ range = "10.20.0.100-10.20.0.150"
     );
 
     let (tagged, _port) = lab.add_tagged_guest_on(&trunk, "tagged", "52:54:00:00:20:01", 20);
-    let mut client = Client::new(Kind::Udhcpc, &tagged, &lab.dir);
-    client.start();
-    let lease = client.wait_bound();
-    let a = addr(&lease);
-    assert!(
-        a >= Ipv4Addr::new(10, 20, 0, 100) && a <= Ipv4Addr::new(10, 20, 0, 150),
-        "{lease:?}"
-    );
-    assert_eq!(lease.routers, "10.20.0.1", "{lease:?}");
-    let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7002");
-    let echo = eventually("tagged guest -> internet through the VM", || {
-        tcp_echo(&tagged, "198.51.100.1:7002", "vlan guest")
-    });
-    assert_eq!(echo, "vlan guest");
-    assert_eq!(server.last_peer_ip().as_deref(), Some(FAILOVER_IP));
+    leases_in_range_and_reaches_the_internet(&lab, &tagged, [10, 20, 0, 100], [10, 20, 0, 150], "10.20.0.1");
     dhcp_guest_gets_a_lease_and_reaches_the_internet(&lab, "dhcp1", "52:54:00:00:10:01");
 }
 
@@ -842,19 +828,24 @@ range = "10.30.0.100-10.30.0.150"
     assert!(drivers.contains("e1000"), "{drivers}");
 
     let guest = lab.add_guest_on(&bridge, "office1", "52:54:00:00:30:01");
-    let mut client = Client::new(Kind::Udhcpc, &guest, &lab.dir);
+    leases_in_range_and_reaches_the_internet(&lab, &guest, [10, 30, 0, 100], [10, 30, 0, 150], "10.30.0.1");
+}
+
+/// A real DHCP client on `guest` gets an address in [first, last] with `router` as its
+/// gateway, and a TCP connection of the guest reaches the internet host from the
+/// failover IP.
+fn leases_in_range_and_reaches_the_internet(lab: &Lab, guest: &Netns, first: [u8; 4], last: [u8; 4], router: &str) {
+    let mut client = Client::new(Kind::Udhcpc, guest, &lab.dir);
     client.start();
     let lease = client.wait_bound();
     let a = addr(&lease);
-    assert!(
-        a >= Ipv4Addr::new(10, 30, 0, 100) && a <= Ipv4Addr::new(10, 30, 0, 150),
-        "{lease:?}"
-    );
-    let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7003");
-    let echo = eventually("e1000 guest -> internet through the VM", || {
-        tcp_echo(&guest, "198.51.100.1:7003", "e1000 guest")
+    assert!(a >= Ipv4Addr::from(first) && a <= Ipv4Addr::from(last), "{lease:?}");
+    assert_eq!(lease.routers, router, "{lease:?}");
+    let server = EchoServer::tcp(&lab.inet, "198.51.100.1:7002");
+    let echo = eventually("the guest -> internet through the VM", || {
+        tcp_echo(guest, "198.51.100.1:7002", "lan guest")
     });
-    assert_eq!(echo, "e1000 guest");
+    assert_eq!(echo, "lan guest");
     assert_eq!(server.last_peer_ip().as_deref(), Some(FAILOVER_IP));
 }
 
