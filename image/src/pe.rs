@@ -5,8 +5,8 @@
 
 use anyhow::{bail, Context, Result};
 use object::elf;
-use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
-use object::Endianness;
+use object::read::elf::{Dyn, ElfFile64, FileHeader, ProgramHeader, Rela};
+use object::{Endianness, ReadRef};
 
 const PAGE: u64 = 0x1000;
 const FILE_ALIGN: u64 = 0x200;
@@ -38,11 +38,6 @@ struct Section {
 
 fn align(v: u64, a: u64) -> u64 {
     v.div_ceil(a) * a
-}
-
-fn u64_at(d: &[u8], o: usize) -> Option<u64> {
-    d.get(o..o + 8)
-        .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
 }
 
 /// The `.reloc` section's contents: one block per 4 KiB page holding DIR64 entries.
@@ -122,7 +117,7 @@ pub fn from_elf(data: &[u8]) -> Result<Vec<u8>> {
                 });
                 loads.push((vaddr, filesz, offset));
             }
-            elf::PT_DYNAMIC => dynamic = Some((ph.p_offset(e), ph.p_filesz(e))),
+            elf::PT_DYNAMIC => dynamic = ph.dynamic(e, data).context("bad PT_DYNAMIC")?,
             elf::PT_TLS => bail!("thread-local storage (PT_TLS) is not supported"),
             elf::PT_INTERP => bail!("has an interpreter: link with -static-pie"),
             _ => {}
@@ -141,13 +136,10 @@ pub fn from_elf(data: &[u8]) -> Result<Vec<u8>> {
 
     // Relocations: DT_RELA only, and only R_X86_64_RELATIVE.
     let mut relocs: Vec<(u64, u64)> = Vec::new();
-    if let Some((off, size)) = dynamic {
+    if let Some(dynamic) = dynamic {
         let (mut rela, mut relasz, mut relaent) = (None, 0, 24);
-        for i in 0..(size / 16) as usize {
-            let at = off as usize + 16 * i;
-            let (Some(tag), Some(val)) = (u64_at(data, at), u64_at(data, at + 8)) else {
-                bail!("PT_DYNAMIC is beyond the end of the file");
-            };
+        for d in dynamic {
+            let (tag, val) = (d.d_tag(e), d.d_val(e));
             match tag as u32 {
                 elf::DT_NULL if tag == 0 => break,
                 elf::DT_RELA => rela = Some(val),
@@ -165,20 +157,18 @@ pub fn from_elf(data: &[u8]) -> Result<Vec<u8>> {
                 bail!("DT_RELAENT {relaent}, not 24");
             }
             let start = file_offset(rela).context("DT_RELA outside the PT_LOADs")?;
-            for i in 0..(relasz / 24) as usize {
-                let at = start + 24 * i;
-                let (Some(r_offset), Some(r_info), Some(r_addend)) =
-                    (u64_at(data, at), u64_at(data, at + 8), u64_at(data, at + 16))
-                else {
-                    bail!("DT_RELA is beyond the end of the file");
-                };
-                let (sym, kind) = (r_info >> 32, r_info as u32);
+            let entries: &[elf::Rela64<Endianness>] = data
+                .read_slice_at(start as u64, (relasz / 24) as usize)
+                .ok()
+                .context("DT_RELA is beyond the end of the file")?;
+            for r in entries {
+                let (sym, kind, r_offset) = (r.r_sym(e, false), r.r_type(e, false), r.r_offset(e));
                 if kind != elf::R_X86_64_RELATIVE || sym != 0 {
                     bail!(
                         "relocation type {kind} (symbol {sym}) at {r_offset:#x}: only R_X86_64_RELATIVE is supported"
                     );
                 }
-                relocs.push((r_offset, r_addend));
+                relocs.push((r_offset, r.r_addend(e) as u64));
             }
         }
     }
