@@ -331,15 +331,14 @@ unsafe fn run(image: efi::Handle, st: &SystemTable) -> Result<core::convert::Inf
         *cmd.add(i) = if c < 0x80 { c as u8 } else { b'?' };
     }
     *cmd.add(o.cmdline.len()) = 0;
-    let put32 = |off: usize, v: u32| core::ptr::write_unaligned(bp.add(off) as *mut u32, v);
     *bp.add(0x210) = 0xff; // type_of_loader: undefined
     *bp.add(0x211) |= 0x01; // loadflags: LOADED_HIGH
-    put32(0x228, cmd as u64 as u32); // cmd_line_ptr
-    put32(0x0c8, (cmd as u64 >> 32) as u32); // ext_cmd_line_ptr
-    put32(0x218, initrd as u64 as u32); // ramdisk_image
-    put32(0x21c, initrd_len as u32); // ramdisk_size
-    put32(0x0c0, (initrd as u64 >> 32) as u32); // ext_ramdisk_image
-    put32(0x0c4, (initrd_len >> 32) as u32); // ext_ramdisk_size
+    put32(bp, 0x228, cmd as u64 as u32); // cmd_line_ptr
+    put32(bp, 0x0c8, (cmd as u64 >> 32) as u32); // ext_cmd_line_ptr
+    put32(bp, 0x218, initrd as u64 as u32); // ramdisk_image
+    put32(bp, 0x21c, initrd_len as u32); // ramdisk_size
+    put32(bp, 0x0c0, (initrd as u64 >> 32) as u32); // ext_ramdisk_image
+    put32(bp, 0x0c4, (initrd_len >> 32) as u32); // ext_ramdisk_size
 
     // Our stack and identity page tables (the firmware's are boot-time memory, which
     // the kernel may be moved over).
@@ -552,8 +551,8 @@ extern "C" fn finish() -> ! {
                 ((*h.runtime).reset_system)(efi::RESET_COLD, efi::OUT_OF_RESOURCES, 0, core::ptr::null());
             };
             core::ptr::copy(h.initrd, to as *mut u8, h.initrd_len as usize);
-            core::ptr::write_unaligned(bp.add(0x218) as *mut u32, to as u32);
-            core::ptr::write_unaligned(bp.add(0x0c0) as *mut u32, (to >> 32) as u32);
+            put32(bp, 0x218, to as u32); // ramdisk_image
+            put32(bp, 0x0c0, (to >> 32) as u32); // ext_ramdisk_image
         }
         // Boot-services memory is the kernel's once the firmware is gone (UEFI 2.10,
         // 7.4 ExitBootServices): loader data in the map the kernel gets. Left as
@@ -570,15 +569,14 @@ extern "C" fn finish() -> ! {
                 core::ptr::write_unaligned(p, efi::LOADER_DATA);
             }
         }
-        let put32 = |off: usize, v: u32| core::ptr::write_unaligned(bp.add(off) as *mut u32, v);
-        put32(0x1c0, u32::from_le_bytes(*b"EL64"));
-        put32(0x1c4, h.system_table as u32);
-        put32(0x1c8, h.desc_size as u32);
-        put32(0x1cc, h.desc_version);
-        put32(0x1d0, h.map as u64 as u32);
-        put32(0x1d4, h.map_size as u32);
-        put32(0x1d8, (h.system_table >> 32) as u32);
-        put32(0x1dc, (h.map as u64 >> 32) as u32);
+        put32(bp, 0x1c0, u32::from_le_bytes(*b"EL64"));
+        put32(bp, 0x1c4, h.system_table as u32);
+        put32(bp, 0x1c8, h.desc_size as u32);
+        put32(bp, 0x1cc, h.desc_version);
+        put32(bp, 0x1d0, h.map as u64 as u32);
+        put32(bp, 0x1d4, h.map_size as u32);
+        put32(bp, 0x1d8, (h.system_table >> 32) as u32);
+        put32(bp, 0x1dc, (h.map as u64 >> 32) as u32);
 
         let mut n = 0usize;
         let e820 = bp.add(0x2d0);
@@ -616,7 +614,7 @@ extern "C" fn finish() -> ! {
         *bp.add(0x1e8) = n as u8;
 
         let dest = h.dest;
-        put32(0x214, dest as u32); // code32_start
+        put32(bp, 0x214, dest as u32); // code32_start
         core::ptr::copy(h.kernel, dest as *mut u8, h.kernel_len as usize);
         asm!(
             "sub rsp, 16",
@@ -642,6 +640,14 @@ extern "C" fn finish() -> ! {
             options(noreturn)
         );
     }
+}
+
+/// Writes the 32-bit field at `off` of the zero page.
+///
+/// # Safety
+/// `bp` points at the 4 KiB zero page.
+unsafe fn put32(bp: *mut u8, off: usize, v: u32) {
+    core::ptr::write_unaligned(bp.add(off) as *mut u32, v);
 }
 
 /// A line on COM1 (0x3f8), for the errors after ExitBootServices.
